@@ -1,0 +1,270 @@
+"""Compile leaderboards: records -> ``leaderboards/<track>.md``, ``README.md`` and plots.
+
+``ingest`` copies ok records from a results root into ``<out>/records/<slug>.jsonl`` (the committed
+evidence); ``render`` builds every page from those files alone, so each number on a page traces
+to a committed record. Output is deterministic (sorted, fixed float format) so diffs stay clean.
+
+Rules (DESIGN.md): our value is the mean ± std over seeds with n; the paper's number stands beside
+it, but the difference to it (Δ) is shown only for a ``full``-scale run on the paper's own data;
+every group of runs names its scale, dataset and provenance.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from tabulate import tabulate
+
+from suite import registry, store
+from suite.io import atomic_write, atomic_write_text
+from suite.spec import SCALES, Claim
+
+SCALE_RANK = {"full": 0, "small": 1, "smoke": 2}
+RECORDS = "records"
+PLOTS = "plots"
+
+
+def fmt(x: Any) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    if isinstance(x, bool):
+        return str(x)
+    x = float(x)
+    if x == 0:
+        return "0"
+    if abs(x) >= 1e5 or abs(x) < 1e-3:
+        return f"{x:.3e}"
+    return f"{x:.4g}"
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
+    vals = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    n = len(vals)
+    if n == 0:
+        return float("nan"), float("nan"), 0
+    m = sum(vals) / n
+    sd = math.sqrt(sum((v - m) ** 2 for v in vals) / (n - 1)) if n > 1 else 0.0
+    return m, sd, n
+
+
+def ingest(results_root: Path, out_dir: Path) -> int:
+    """Merge ok records under ``results_root`` into ``out_dir/records/<slug>.jsonl``."""
+    by_slug: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for rec in store.records(Path(results_root), include_failed=False):
+        if rec.get("status") == "ok":
+            by_slug[rec["reproduction"]].append(rec)
+    added = 0
+    for slug, recs in sorted(by_slug.items()):
+        added += store.merge_into_jsonl(Path(out_dir) / RECORDS / f"{slug}.jsonl", recs)
+    return added
+
+
+def _groups(recs: Iterable[dict[str, Any]]) -> list[tuple[tuple, list[dict[str, Any]]]]:
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for r in recs:
+        ds = r.get("dataset") or {}
+        key = (SCALE_RANK.get(r["scale"], 9), r["scale"], ds.get("name", "?"), ds.get("provenance", "?"),
+               r["config_hash"])
+        groups[key].append(r)
+    return sorted((k, sorted(v, key=lambda r: r["seed"])) for k, v in groups.items())
+
+
+def _verdict(entries: list[dict[str, Any]]) -> str:
+    verdicts = [e.get("verdict", "missing") for e in entries]
+    n = len(verdicts)
+    if all(v == "not-expected" for v in verdicts):
+        return "not expected at this scale"
+    held = sum(v == "holds" for v in verdicts)
+    if held == n:
+        return f"holds ({held}/{n})"
+    if any(v == "missing" for v in verdicts):
+        return f"missing metric ({held}/{n} hold)"
+    return f"**fails** ({held}/{n} hold)"
+
+
+def _target_text(claim: Claim, recs: list[dict[str, Any]]) -> str:
+    tol = f" ± {fmt(claim.tol)}" if claim.tol else ""
+    if isinstance(claim.ref, str):
+        m, sd, n = mean_std([r["metrics"].get(claim.ref) for r in recs])
+        return f"{claim.op} `{claim.ref}` = {fmt(m)} ± {fmt(sd)}{tol}"
+    return f"{claim.op} {fmt(claim.ref)}{tol}"
+
+
+def _claim_rows(repro: registry.Reproduction, scale: str, provenance: str,
+                recs: list[dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for claim in repro.claims:
+        m, sd, n = mean_std([r["metrics"].get(claim.metric) for r in recs])
+        entries = [r.get("claims", {}).get(claim.id, {}) for r in recs]
+        comparable = scale == "full" and provenance == "paper"
+        delta = fmt(m - claim.paper) if (claim.paper is not None and comparable and n) else "—"
+        paper = fmt(claim.paper) if claim.paper is not None else "—"
+        if claim.paper is not None and claim.paper_note:
+            paper += f" ({claim.paper_note})"
+        rows.append([f"`{claim.id}`", claim.text, f"`{claim.metric}`",
+                     f"{fmt(m)} ± {fmt(sd)} (n={n})", _target_text(claim, recs), paper, delta,
+                     _verdict(entries)])
+    return rows
+
+
+def _cost(recs: list[dict[str, Any]]) -> str:
+    total = sum((r.get("wall_s") or 0) * max(1, _gpus(r)) for r in recs)
+    shas = sorted({(r.get("env") or {}).get("git_sha", "unknown")[:10] for r in recs})
+    dirty = any((r.get("env") or {}).get("git_dirty") for r in recs)
+    devices = sorted({(r.get("env") or {}).get("device", "?") for r in recs})
+    return (f"cost {fmt(total)} device-seconds over {len(recs)} runs on {', '.join(devices)}; "
+            f"git {', '.join(shas)}{' (dirty tree)' if dirty else ''}")
+
+
+def _gpus(rec: dict[str, Any]) -> int:
+    return 1 if str((rec.get("env") or {}).get("device", "")).startswith(("NVIDIA", "Tesla", "AMD")) else 0
+
+
+def _plot(repro: registry.Reproduction, recs: list[dict[str, Any]], scale: str, out_dir: Path) -> list[str]:
+    if not repro.plots:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    links = []
+    for p in repro.plots:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        drawn = False
+        for y in p.ys:
+            pts: dict[float, list[float]] = defaultdict(list)
+            prefix = f"{y}@{p.x}="
+            for r in recs:
+                for k, v in r["metrics"].items():
+                    if k.startswith(prefix) and v is not None:
+                        pts[float(k[len(prefix):])].append(v)
+            if not pts:
+                continue
+            xs = sorted(pts)
+            stats = [mean_std(pts[x]) for x in xs]
+            ax.errorbar(xs, [s[0] for s in stats], yerr=[s[1] for s in stats], marker="o", label=y,
+                        capsize=2)
+            drawn = True
+        if not drawn:
+            plt.close(fig)
+            continue
+        ax.set_xlabel(p.x)
+        ax.set_ylabel(p.ylabel or "value")
+        ax.set_title(p.title or p.name, fontsize=9)
+        if p.logx:
+            ax.set_xscale("log")
+        if p.logy:
+            ax.set_yscale("log")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        name = f"{repro.slug}-{p.name}-{scale}.png"
+        path = out_dir / PLOTS / name
+        atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=110, metadata={"Software": None}))
+        plt.close(fig)
+        links.append(f"![{p.name} ({scale})]({PLOTS}/{name})")
+    return links
+
+
+HEADER = ["claim", "statement", "metric", "ours (mean ± std)", "compared with", "paper", "Δ vs paper",
+          "verdict"]
+
+
+def render_track(track: str, by_slug: dict[str, list[dict[str, Any]]], out_dir: Path) -> str:
+    lines = [f"# Leaderboard: track `{track}`", "",
+             "Generated by `suite leaderboard` from the committed records in [records/](records/); "
+             "do not edit by hand.", "",
+             "Scales: `smoke` (seconds, CPU), `small` (minutes, CPU), `full` (the paper's protocol). "
+             "Provenance: `paper` (the paper's data), `paper-subset` (a real subset of it), `stand-in` "
+             "(bundled or generated data). The paper's number stands beside ours for reference; Δ is "
+             "shown only for a `full` run on the paper's own data.", ""]
+    summary = []
+    sections = []
+    for repro in registry.by_track(track):
+        recs = by_slug.get(repro.slug, [])
+        groups = _groups(recs)
+        if groups:
+            (_, scale, ds, prov, _h), best = groups[0]
+            held = sum(all(r.get("claims", {}).get(c.id, {}).get("verdict") == "holds" for r in best)
+                       for c in repro.claims)
+            summary.append([f"[{repro.slug}](#{repro.slug})", repro.paper.title, scale, f"{ds} ({prov})",
+                            f"{held}/{len(repro.claims)}"])
+        else:
+            summary.append([repro.slug, repro.paper.title, "not run", "—", "—"])
+        sec = [f"## {repro.slug}", "",
+               f"**{repro.paper.title}** — {repro.paper.authors} ({repro.paper.venue} {repro.paper.year}). "
+               + (f"[paper]({repro.paper.url}) " if repro.paper.url else "")
+               + (f"· [official code]({repro.paper.code}) " if repro.paper.code else "· no official code ")
+               + f"· [reproduction](../reproductions/{repro.slug}/README.md)", ""]
+        if not groups:
+            sec += ["No records yet: run `suite run " + repro.slug + " --scale small --seeds 0-2` then "
+                    "`suite leaderboard`.", ""]
+        for (_, scale, ds, prov, h), grp in groups:
+            seeds = ",".join(str(r["seed"]) for r in grp)
+            sec += [f"### {scale} · data `{ds}` ({prov}) · config `{h}` · seeds {seeds}", ""]
+            sec.append(tabulate(_claim_rows(repro, scale, prov, grp), headers=HEADER, tablefmt="github",
+                                disable_numparse=True))
+            sec += ["", _cost(grp), ""]
+            sec += [link for link in _plot(repro, grp, scale, out_dir)]
+            sec.append("")
+        sections += sec
+    lines.append(tabulate(summary, headers=["reproduction", "paper", "best scale", "data",
+                                            "claims holding (best scale, all seeds)"],
+                          tablefmt="github", disable_numparse=True))
+    lines.append("")
+    return "\n".join(lines + sections).rstrip() + "\n"
+
+
+def render_index(by_slug: dict[str, list[dict[str, Any]]]) -> str:
+    repros = registry.discover()
+    lines = ["# Leaderboards", "",
+             "Generated by `suite leaderboard` from the records in [records/](records/). One page per "
+             "track; the claims matrix shows every declared claim's verdict at each scale "
+             "(all seeds of the latest config must hold).", "", "## Tracks", ""]
+    rows = []
+    for track in registry.tracks():
+        members = [r for r in repros.values() if r.track == track]
+        ran = sum(bool(by_slug.get(r.slug)) for r in members)
+        rows.append([f"[{track}]({track}.md)", len(members), ran])
+    lines.append(tabulate(rows, headers=["track", "reproductions", "with records"], tablefmt="github"))
+    lines += ["", "## Claims matrix", ""]
+    rows = []
+    for slug, repro in repros.items():
+        recs = by_slug.get(slug, [])
+        for claim in repro.claims:
+            cells = []
+            for scale in SCALES:
+                groups = [g for (k, g) in _groups(r for r in recs if r["scale"] == scale)]
+                if not groups:
+                    cells.append("—")
+                    continue
+                grp = groups[-1] if len(groups) == 1 else max(groups, key=lambda g: max(r["started"] for r in g))
+                cells.append(_verdict([r.get("claims", {}).get(claim.id, {}) for r in grp]))
+            rows.append([f"[{slug}]({repro.track}.md#{slug})", f"`{claim.id}`", *cells])
+    lines.append(tabulate(rows, headers=["reproduction", "claim", *SCALES], tablefmt="github",
+                          disable_numparse=True))
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render(out_dir: Path) -> list[Path]:
+    """Write every track page and the index from ``out_dir/records``; returns the pages written."""
+    out_dir = Path(out_dir)
+    by_slug: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    rec_dir = out_dir / RECORDS
+    if rec_dir.is_dir():
+        known = registry.discover()
+        for rec in store.records(rec_dir, include_failed=False):
+            if rec.get("reproduction") in known and rec.get("status") == "ok":
+                by_slug[rec["reproduction"]].append(rec)
+    written = []
+    for track in registry.tracks():
+        written.append(atomic_write_text(out_dir / f"{track}.md", render_track(track, by_slug, out_dir)))
+    written.append(atomic_write_text(out_dir / "README.md", render_index(by_slug)))
+    return written
+
+
+def build(results_root: Path, out_dir: Path) -> tuple[int, list[Path]]:
+    added = ingest(results_root, out_dir) if Path(results_root).exists() else 0
+    return added, render(out_dir)

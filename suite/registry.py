@@ -1,0 +1,147 @@
+"""The ``@reproduction`` decorator and discovery of every ``reproductions/<slug>`` package.
+
+A reproduction package declares itself at import time::
+
+    @reproduction(track="clustering", paper=Paper(...), config=Config,
+                  scales={"smoke": {...}, "small": {...}, "full": {...}}, claims=[...])
+    def run(cfg: Config, ctx: RunContext) -> Outcome: ...
+
+Discovery imports every sub-package of ``reproductions``; one that fails to import raises
+:class:`ReproductionImportError` (it never silently vanishes from the list).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import pkgutil
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+from suite.errors import ReproductionImportError, UnknownNameError
+from suite.spec import SCALES, Claim, Outcome, Paper, Plot, Resources
+
+RunFn = Callable[[Any, Any], Outcome]
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    slug: str
+    track: str
+    paper: Paper
+    config: type
+    scales: Mapping[str, Mapping[str, Any]]
+    claims: tuple[Claim, ...]
+    run: RunFn
+    resources: Mapping[str, Resources] = field(default_factory=dict)
+    plots: tuple[Plot, ...] = ()
+    module: str = ""
+
+    def claim(self, claim_id: str) -> Claim:
+        for c in self.claims:
+            if c.id == claim_id:
+                return c
+        raise UnknownNameError(_unknown("claim", claim_id, [c.id for c in self.claims], self.slug))
+
+    def resources_for(self, scale: str) -> Resources:
+        return self.resources.get(scale, Resources())
+
+
+_REGISTRY: dict[str, Reproduction] = {}
+_DISCOVERED = False
+
+
+def reproduction(
+    *,
+    track: str,
+    paper: Paper,
+    config: type,
+    scales: Mapping[str, Mapping[str, Any]],
+    claims: Sequence[Claim],
+    resources: Mapping[str, Resources] | None = None,
+    plots: Sequence[Plot] = (),
+    slug: str | None = None,
+) -> Callable[[RunFn], RunFn]:
+    """Register the decorated ``run(cfg, ctx) -> Outcome`` as a reproduction."""
+
+    def deco(fn: RunFn) -> RunFn:
+        module = fn.__module__
+        name = slug or module.split(".")[1 if module.startswith("reproductions.") else -1]
+        if not dataclasses.is_dataclass(config):
+            raise TypeError(f"{name}: config must be a dataclass type")
+        missing = [s for s in SCALES if s not in scales]
+        if missing:
+            raise TypeError(f"{name}: scales {missing} have no preset; every reproduction defines {SCALES}")
+        ids = [c.id for c in claims]
+        if len(set(ids)) != len(ids):
+            raise TypeError(f"{name}: duplicate claim ids {ids}")
+        _REGISTRY[name] = Reproduction(
+            slug=name, track=track, paper=paper, config=config, scales=dict(scales),
+            claims=tuple(claims), run=fn, resources=dict(resources or {}), plots=tuple(plots),
+            module=module,
+        )
+        return fn
+
+    return deco
+
+
+def discover() -> dict[str, Reproduction]:
+    """Import every ``reproductions.<slug>`` package once; a failing import raises loudly."""
+    global _DISCOVERED
+    if not _DISCOVERED:
+        import reproductions
+
+        for info in sorted(pkgutil.iter_modules(reproductions.__path__), key=lambda m: m.name):
+            if not info.ispkg or info.name.startswith("_"):
+                continue
+            try:
+                importlib.import_module(f"reproductions.{info.name}")
+            except Exception as exc:  # noqa: BLE001 - re-raised with context
+                last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+                raise ReproductionImportError(
+                    f"reproduction '{info.name}' failed to import ({last}); "
+                    f"fix it or run `python -c 'import reproductions.{info.name}'` for the traceback"
+                ) from exc
+        _DISCOVERED = True
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get(slug: str) -> Reproduction:
+    repros = discover()
+    if slug not in repros:
+        raise UnknownNameError(_unknown("reproduction", slug, list(repros)))
+    return repros[slug]
+
+
+def tracks() -> list[str]:
+    return sorted({r.track for r in discover().values()})
+
+
+def by_track(track: str) -> list[Reproduction]:
+    known = tracks()
+    if track not in known:
+        raise UnknownNameError(_unknown("track", track, known))
+    return [r for r in discover().values() if r.track == track]
+
+
+def _unknown(kind: str, name: str, valid: Sequence[str], owner: str = "") -> str:
+    close = difflib.get_close_matches(name, list(valid), n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    where = f" for {owner}" if owner else ""
+    return f"unknown {kind} '{name}'{where}; {hint}valid: {', '.join(valid) or '(none)'}"
+
+
+class temporarily:
+    """Register a reproduction for the duration of a ``with`` block (tests, examples)."""
+
+    def __init__(self, repro: Reproduction) -> None:
+        self.repro = repro
+
+    def __enter__(self) -> Reproduction:
+        discover()
+        _REGISTRY[self.repro.slug] = self.repro
+        return self.repro
+
+    def __exit__(self, *exc: object) -> None:
+        _REGISTRY.pop(self.repro.slug, None)

@@ -1,0 +1,156 @@
+"""Run one (reproduction, scale, seed, overrides) and store its result record.
+
+The run folder is content-addressed: ``<results>/<slug>/<scale>/<confighash>-s<seed>/``.
+``result.json`` is written atomically and only on success; a failure writes ``error.json`` with
+the traceback and returns a record with ``status: failed`` (other runs go on). A run whose
+``result.json`` exists is skipped unless ``force``. A dry run builds the pipeline and writes nothing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import resource
+import shutil
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from suite import config as config_mod
+from suite import environment, registry
+from suite.context import RunContext, default_data_root
+from suite.io import atomic_write_json, jsonable
+from suite.spec import Outcome
+
+SCHEMA = 1
+RESULT_FILE = "result.json"
+ERROR_FILE = "error.json"
+JOBS_FILE = "jobs.json"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: which reproduction, at which scale, with which seed and config overrides."""
+
+    slug: str
+    scale: str
+    seed: int
+    overrides: tuple[str, ...] = ()
+
+
+def default_results_root() -> Path:
+    return Path(os.environ.get("SUITE_RESULTS", "results"))
+
+
+def resolve(spec: RunSpec) -> tuple[registry.Reproduction, Any, str]:
+    repro = registry.get(spec.slug)
+    cfg = config_mod.resolve(repro, spec.scale, spec.overrides)
+    return repro, cfg, config_mod.config_hash(repro.slug, cfg)
+
+
+def run_dir(spec: RunSpec, results_root: Path) -> Path:
+    _, _, h = resolve(spec)
+    return Path(results_root) / spec.slug / spec.scale / f"{h}-s{spec.seed}"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _peak_mem_mb(dev: torch.device) -> float:
+    """Peak resident memory of this process (ru_maxrss), or peak CUDA allocation on a GPU."""
+    if dev.type == "cuda":
+        return torch.cuda.max_memory_allocated(dev) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _jobs(folder: Path) -> list[dict[str, Any]]:
+    try:
+        return json.loads((folder / JOBS_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return []
+
+
+def execute(spec: RunSpec, results_root: Path | None = None, *, device: str | None = None,
+            force: bool = False, data_root: Path | None = None, show_progress: bool = False,
+            dry_run: bool = False) -> dict[str, Any]:
+    """Run ``spec`` and return its result record (see DESIGN.md for the schema).
+
+    Raises :class:`suite.errors.SuiteError` for bad input (unknown name, key, scale or device);
+    a failure inside the reproduction is caught, stored in ``error.json`` and returned as a
+    record with ``status: failed``.
+    """
+    repro, cfg, h = resolve(spec)
+    dev = environment.pick_device(device)
+    root = Path(results_root) if results_root is not None else default_results_root()
+    folder = root / spec.slug / spec.scale / f"{h}-s{spec.seed}"
+    data_root = Path(data_root) if data_root else default_data_root()
+
+    if dry_run:
+        tmp = Path(tempfile.mkdtemp(prefix=f"suite-dry-{spec.slug}-"))
+        try:
+            ctx = RunContext(scale=spec.scale, seed=spec.seed, device=dev, run_dir=tmp,
+                             data_root=data_root, dry_run=True, show_progress=show_progress)
+            seed_everything(spec.seed)
+            repro.run(cfg, ctx)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return {"reproduction": spec.slug, "scale": spec.scale, "seed": spec.seed,
+                "config": config_mod.canonical(cfg), "config_hash": h, "status": "dry-run"}
+
+    result_path = folder / RESULT_FILE
+    if result_path.exists() and not force:
+        return json.loads(result_path.read_text())
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ctx = RunContext(scale=spec.scale, seed=spec.seed, device=dev, run_dir=folder,
+                     data_root=data_root, show_progress=show_progress)
+    env = environment.capture(dev)
+    jobs = _jobs(folder)
+    if jobs:
+        env["slurm_job_ids"] = [j.get("job_id") for j in jobs]
+        env["requeues"] = max(len(jobs) - 1, 0)
+    record: dict[str, Any] = {
+        "schema": SCHEMA, "reproduction": spec.slug, "scale": spec.scale, "seed": spec.seed,
+        "overrides": list(spec.overrides), "config": config_mod.canonical(cfg), "config_hash": h,
+        "metrics": {}, "claims": {}, "dataset": None, "env": env,
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "wall_s": None, "peak_mem_mb": None, "status": "running", "error": None,
+    }
+    seed_everything(spec.seed)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    t0 = time.perf_counter()
+    try:
+        outcome = repro.run(cfg, ctx)
+        if not isinstance(outcome, Outcome):
+            raise TypeError(f"{spec.slug}.run must return suite.spec.Outcome, got {type(outcome).__name__}")
+        metrics = jsonable(outcome.metrics)
+        record.update(
+            metrics=metrics,
+            claims={c.id: c.check(metrics, spec.scale) for c in repro.claims},
+            dataset=outcome.dataset.as_dict(),
+            notes=jsonable(outcome.notes),
+            status="ok",
+        )
+    except Exception as exc:  # noqa: BLE001 - any failure of the reproduction is recorded
+        record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        record["traceback"] = traceback.format_exc()
+    record["wall_s"] = round(time.perf_counter() - t0, 4)
+    record["peak_mem_mb"] = round(_peak_mem_mb(dev), 1)
+    record = jsonable(record)
+    if record["status"] == "ok":
+        atomic_write_json(result_path, record)
+        (folder / ERROR_FILE).unlink(missing_ok=True)
+    else:
+        atomic_write_json(folder / ERROR_FILE, record)
+    return record

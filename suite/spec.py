@@ -1,0 +1,147 @@
+"""The vocabulary a reproduction declares: Paper, Claim, Resources, Scale, DatasetRef, Outcome.
+
+A reproduction module (``reproductions/<slug>/__init__.py``) builds one ``Reproduction`` with the
+``@reproduction`` decorator of :mod:`suite.registry`; the runner turns a run of it into a result
+record (schema in DESIGN.md) whose claim verdicts are computed here by :meth:`Claim.check`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Mapping, Sequence
+
+Scale = Literal["smoke", "small", "full"]
+SCALES: tuple[str, ...] = ("smoke", "small", "full")
+Provenance = Literal["paper", "paper-subset", "stand-in"]
+PROVENANCES: tuple[str, ...] = ("paper", "paper-subset", "stand-in")
+Verdict = Literal["holds", "fails", "not-expected", "missing"]
+
+
+@dataclass(frozen=True)
+class Paper:
+    """Identity of the reproduced paper."""
+
+    title: str
+    authors: str
+    year: int
+    venue: str = ""
+    url: str = ""  # arXiv / DOI
+    code: str = ""  # official repository, if any ("" when none is public)
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """Which data a run used and where it came from (DESIGN.md: result record ``dataset``)."""
+
+    name: str
+    provenance: Provenance
+
+    def __post_init__(self) -> None:
+        if self.provenance not in PROVENANCES:
+            raise ValueError(f"provenance must be one of {PROVENANCES}, got {self.provenance!r}")
+
+    def as_dict(self) -> dict[str, str]:
+        return {"name": self.name, "provenance": self.provenance}
+
+
+_OPS: dict[str, Callable[[float, float, float], bool]] = {
+    ">=": lambda v, t, tol: v >= t - tol,
+    "<=": lambda v, t, tol: v <= t + tol,
+    ">": lambda v, t, tol: v > t + tol,
+    "<": lambda v, t, tol: v < t - tol,
+    "==": lambda v, t, tol: abs(v - t) <= tol,
+}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One checkable statement of the paper.
+
+    ``metric`` names a measured metric (the left-hand side). ``ref`` is either the name of another
+    metric measured in the same run (method vs baseline) or a number that bounds a *derived* metric
+    (a ratio or difference of two measured quantities, e.g. ``fasterpam_td / pam_td <= 1.01``);
+    never a constant standing in for a measurement. ``tol`` widens the comparison:
+    ``>=``: value >= ref - tol, ``<=``: value <= ref + tol, ``==``: |value - ref| <= tol.
+    ``paper`` is the paper's own number for ``metric`` (for the leaderboard), ``paper_note`` says
+    where it comes from or that it is unverified. ``scales`` lists where the claim is expected to hold.
+    """
+
+    id: str
+    text: str
+    metric: str
+    op: str
+    ref: str | float
+    tol: float = 0.0
+    scales: tuple[str, ...] = ("smoke", "small", "full")
+    paper: float | None = None
+    paper_note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.op not in _OPS:
+            raise ValueError(f"claim {self.id}: op must be one of {sorted(_OPS)}, got {self.op!r}")
+        bad = [s for s in self.scales if s not in SCALES]
+        if bad:
+            raise ValueError(f"claim {self.id}: unknown scales {bad}; use {SCALES}")
+
+    @property
+    def metrics_needed(self) -> tuple[str, ...]:
+        return (self.metric,) + ((self.ref,) if isinstance(self.ref, str) else ())
+
+    def check(self, metrics: Mapping[str, float], scale: str) -> dict[str, Any]:
+        """Verdict of this claim on one run's metrics (the record's ``claims[id]`` entry)."""
+        value = metrics.get(self.metric)
+        target = metrics.get(self.ref) if isinstance(self.ref, str) else float(self.ref)
+        entry: dict[str, Any] = {"value": value, "target": target, "op": self.op, "tol": self.tol,
+                                 "paper": self.paper}
+        if scale not in self.scales:
+            entry["verdict"] = "not-expected"
+        elif value is None or target is None or _nan(value) or _nan(target):
+            entry["verdict"] = "missing"
+        else:
+            entry["verdict"] = "holds" if _OPS[self.op](float(value), float(target), self.tol) else "fails"
+        return entry
+
+
+def _nan(x: Any) -> bool:
+    return isinstance(x, float) and math.isnan(x)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one run needs on a cluster (merged: profile < reproduction < CLI flags)."""
+
+    cpus: int = 1
+    gpus: int = 0
+    mem_gb: float = 4.0
+    time_min: int = 10
+
+
+@dataclass(frozen=True)
+class Plot:
+    """A curve for the leaderboard: y-metrics named ``<y>@<x>=<value>`` plotted against x."""
+
+    name: str
+    x: str
+    ys: tuple[str, ...]
+    title: str = ""
+    logx: bool = False
+    logy: bool = False
+    ylabel: str = ""
+
+
+@dataclass
+class Outcome:
+    """What a reproduction's ``run`` returns: its metrics and the data they were measured on."""
+
+    metrics: dict[str, float]
+    dataset: DatasetRef
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def curve_metrics(name: str, x: str, xs: Sequence[Any], ys: Sequence[float]) -> dict[str, float]:
+    """Metrics ``{name@x=xi: yi}`` for one curve (read back by :class:`Plot`)."""
+    return {f"{name}@{x}={xi}": float(yi) for xi, yi in zip(xs, ys)}
+
+
+__all__ = ["Paper", "Claim", "Resources", "Plot", "Outcome", "DatasetRef", "Scale", "SCALES",
+           "PROVENANCES", "curve_metrics"]

@@ -1,0 +1,72 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from suite import cli, registry
+from suite.errors import SuiteError
+from tests.toy import TOY
+
+
+@pytest.fixture(autouse=True)
+def toy():
+    with registry.temporarily(TOY):
+        yield
+
+
+def run_cli(*args, capsys=None):
+    code = cli.main(list(args))
+    out = capsys.readouterr() if capsys else None
+    return code, out
+
+
+def test_parse_seeds():
+    assert cli.parse_seeds("0-2,7,1") == [0, 1, 2, 7]
+    for bad in ("a", "3-1", ""):
+        with pytest.raises(SuiteError):
+            cli.parse_seeds(bad)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["run", "_tyo"], "did you mean '_toy'"),
+    (["run", "_toy", "--scale", "smal"], "did you mean 'small'"),
+    (["run", "_toy", "--set", "nn=3"], "unknown config key 'nn'"),
+    (["run", "_toy", "--set", "n=x"], "bad value 'x'"),
+    (["run", "--track", "nope"], "unknown track"),
+    (["run", "_toy", "--seeds", "x"], "bad --seeds"),
+    (["show", "zzz"], "unknown reproduction"),
+])
+def test_bad_input_exits_2_with_one_line(args, needle, capsys, tmp_path):
+    code, out = run_cli(*args, "--results", str(tmp_path), capsys=capsys) if args[0] == "run" else run_cli(*args, capsys=capsys)
+    assert code == 2
+    assert needle in out.err and out.err.count("\n") == 1
+    assert not any(tmp_path.iterdir())
+
+
+def test_run_json_then_status_skip_and_leaderboard(capsys, tmp_path):
+    code, out = run_cli("run", "_toy", "--scale", "small", "--seeds", "0-1", "--results", str(tmp_path / "r"),
+                        "--json", capsys=capsys)
+    assert code == 0
+    recs = [json.loads(line) for line in out.out.splitlines()]
+    assert [r["seed"] for r in recs] == [0, 1] and all(r["status"] == "ok" for r in recs)
+    code, out = run_cli("run", "_toy", "--scale", "small", "--seeds", "0", "--results", str(tmp_path / "r"),
+                        "--set", "fail=true", capsys=capsys)
+    assert code == 1 and "FAILED" in out.out
+    code, out = run_cli("leaderboard", "--results", str(tmp_path / "r"), "--out", str(tmp_path / "lb"),
+                        capsys=capsys)
+    assert code == 0 and "2 new or updated records" in out.out
+    assert "holds (2/2)" in (tmp_path / "lb" / "_toytrack.md").read_text()
+
+
+def test_dry_run_and_show(capsys, tmp_path):
+    code, out = run_cli("run", "_toy", "--scale", "full", "--dry-run", "--results", str(tmp_path), capsys=capsys)
+    assert code == 0 and "dry run" in out.out and not any(tmp_path.iterdir())
+    code, out = run_cli("show", "_toy", capsys=capsys)
+    assert code == 0 and "beats-baseline" in out.out and "n = 100000" in out.out
+
+
+def test_console_script_is_installed():
+    out = subprocess.run([sys.executable, "-m", "suite.cli", "run", "definitely-not-a-paper"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "unknown reproduction" in out.stderr and out.stderr.count("\n") == 1

@@ -1,0 +1,82 @@
+import json
+
+import pytest
+
+from suite import registry, runner
+from suite.errors import SuiteError, UnknownNameError
+from tests.toy import TOY
+
+KEYS = {"schema", "reproduction", "scale", "seed", "config", "config_hash", "metrics", "claims",
+        "dataset", "env", "started", "wall_s", "peak_mem_mb", "status", "error"}
+
+
+@pytest.fixture(autouse=True)
+def toy():
+    with registry.temporarily(TOY):
+        yield TOY
+
+
+def test_record_schema_and_verdicts(tmp_path):
+    rec = runner.execute(runner.RunSpec("_toy", "small", 3), tmp_path)
+    assert KEYS <= set(rec)
+    assert rec["status"] == "ok" and rec["error"] is None
+    assert rec["claims"]["beats-baseline"]["verdict"] == "holds"
+    assert rec["claims"]["slope"]["verdict"] == "holds"
+    assert rec["dataset"] == {"name": "toy-gaussian", "provenance": "stand-in"}
+    for k in ("git_sha", "git_dirty", "python", "torch", "device", "host", "slurm_job_id"):
+        assert k in rec["env"]
+    folder = tmp_path / "_toy" / "small" / f"{rec['config_hash']}-s3"
+    assert json.loads((folder / "result.json").read_text()) == rec
+    assert not list(folder.glob(".*tmp"))
+
+
+def test_not_expected_at_smoke_and_broken_fails(tmp_path):
+    rec = runner.execute(runner.RunSpec("_toy", "smoke", 0), tmp_path)
+    assert rec["claims"]["slope"]["verdict"] == "not-expected"
+    bad = runner.execute(runner.RunSpec("_toy", "small", 0, ("broken=true",)), tmp_path)
+    assert bad["claims"]["beats-baseline"]["verdict"] == "fails"
+    assert bad["claims"]["slope"]["verdict"] == "fails"
+
+
+def test_same_seed_same_numbers_and_skip(tmp_path):
+    a = runner.execute(runner.RunSpec("_toy", "smoke", 1), tmp_path / "a")
+    b = runner.execute(runner.RunSpec("_toy", "smoke", 1), tmp_path / "b")
+    c = runner.execute(runner.RunSpec("_toy", "smoke", 2), tmp_path / "b")
+    assert a["metrics"] == b["metrics"] and a["metrics"] != c["metrics"]
+    again = runner.execute(runner.RunSpec("_toy", "smoke", 1), tmp_path / "b")
+    assert again["started"] == b["started"]  # skipped: the stored record comes back
+    forced = runner.execute(runner.RunSpec("_toy", "smoke", 1), tmp_path / "b", force=True)
+    assert forced["metrics"] == b["metrics"]
+
+
+def test_failure_writes_error_json_only(tmp_path):
+    rec = runner.execute(runner.RunSpec("_toy", "smoke", 0, ("fail=true",)), tmp_path)
+    assert rec["status"] == "failed" and "toy failure requested" in rec["error"]
+    folder = tmp_path / "_toy" / "smoke" / f"{rec['config_hash']}-s0"
+    assert (folder / "error.json").exists() and not (folder / "result.json").exists()
+    assert "Traceback" in json.loads((folder / "error.json").read_text())["traceback"]
+
+
+def test_dry_run_writes_nothing(tmp_path):
+    rec = runner.execute(runner.RunSpec("_toy", "full", 0), tmp_path, dry_run=True)
+    assert rec["status"] == "dry-run" and not any(tmp_path.iterdir())
+
+
+def test_bad_input_raises_suite_errors(tmp_path):
+    with pytest.raises(UnknownNameError):
+        runner.execute(runner.RunSpec("_toy", "smoke", 0, ("nope=1",)), tmp_path)
+    with pytest.raises(SuiteError, match="no CUDA"):
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("CUDA present")
+        runner.execute(runner.RunSpec("_toy", "smoke", 0), tmp_path, device="cuda")
+
+
+def test_jobs_file_reports_requeues(tmp_path):
+    spec = runner.RunSpec("_toy", "smoke", 0)
+    folder = runner.run_dir(spec, tmp_path)
+    folder.mkdir(parents=True)
+    (folder / "jobs.json").write_text(json.dumps([{"job_id": "11"}, {"job_id": "12"}]))
+    rec = runner.execute(spec, tmp_path)
+    assert rec["env"]["slurm_job_ids"] == ["11", "12"] and rec["env"]["requeues"] == 1
