@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any, Callable, IO
 
 
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write(path: Path | str, write: Callable[[IO[bytes]], None]) -> Path:
+    """Call ``write(fh)`` on a temp file beside ``path``, then rename it onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -21,6 +28,7 @@ def atomic_write(path: Path | str, write: Callable[[IO[bytes]], None]) -> Path:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _umask_mode())  # mkstemp makes 0600; results are shared files
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -29,6 +37,17 @@ def atomic_write(path: Path | str, write: Callable[[IO[bytes]], None]) -> Path:
             pass
         raise
     return path
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
+    return atomic_write(path, lambda fh: fh.write(data))
+
+
+def atomic_torch_save(obj: Any, path: Path | str) -> Path:
+    """``torch.save`` atomically (checkpoints, cached tensors)."""
+    import torch
+
+    return atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 def atomic_write_text(path: Path | str, text: str) -> Path:
