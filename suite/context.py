@@ -29,6 +29,8 @@ class RunContext:
 
     ``dry_run``: build the whole pipeline (data, models, optimisers) for the resolved config and
     return without training; the runner writes no record for a dry run.
+    ``notes`` collects facts about the run (the training loop puts ``resumed_from_step`` there)
+    that end up in the result record's ``notes``.
     ``run_dir`` holds the run's log and checkpoints; the training loop saves its state to
     ``checkpoint_path`` so that a preempted Slurm job resumes where it stopped.
     """
@@ -41,6 +43,10 @@ class RunContext:
     cache_dir: Path = field(default_factory=default_cache_dir)
     dry_run: bool = False
     show_progress: bool = False
+    # Facts about the run itself (e.g. ``resumed_from_step``) that the runner stores in the
+    # record's ``notes``; and the checkpoints whose training already finished in this run.
+    notes: dict[str, Any] = field(default_factory=dict)
+    finished_checkpoints: set[str] = field(default_factory=set)
 
     @property
     def checkpoint_path(self) -> Path:

@@ -139,7 +139,7 @@ def execute(spec: RunSpec, results_root: Path | None = None, *, device: str | No
             metrics=metrics,
             claims={c.id: c.check(metrics, spec.scale) for c in repro.claims},
             dataset=outcome.dataset.as_dict(),
-            notes=jsonable(outcome.notes),
+            notes=jsonable({**ctx.notes, **outcome.notes}),
             status="ok",
         )
     except Exception as exc:  # noqa: BLE001 - any failure of the reproduction is recorded
