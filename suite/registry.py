@@ -108,10 +108,25 @@ def discover() -> dict[str, Reproduction]:
 
 
 def get(slug: str) -> Reproduction:
-    repros = discover()
-    if slug not in repros:
-        raise UnknownNameError(_unknown("reproduction", slug, list(repros)))
-    return repros[slug]
+    """One reproduction; imports only its own package when it is not registered yet (fast job
+    start-up on a cluster). An unknown name discovers all of them to suggest the closest."""
+    if slug not in _REGISTRY and slug.isidentifier() and not _DISCOVERED:
+        try:
+            importlib.import_module(f"reproductions.{slug}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"reproductions.{slug}":
+                raise ReproductionImportError(
+                    f"reproduction '{slug}' failed to import ({exc}); fix it or run "
+                    f"`python -c 'import reproductions.{slug}'` for the traceback") from exc
+        except Exception as exc:  # noqa: BLE001 - re-raised with context
+            raise ReproductionImportError(
+                f"reproduction '{slug}' failed to import ({type(exc).__name__}: {exc}); fix it or run "
+                f"`python -c 'import reproductions.{slug}'` for the traceback") from exc
+    if slug not in _REGISTRY:
+        repros = discover()
+        if slug not in repros:
+            raise UnknownNameError(_unknown("reproduction", slug, list(repros)))
+    return _REGISTRY[slug]
 
 
 def tracks() -> list[str]:
