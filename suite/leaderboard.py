@@ -168,6 +168,22 @@ def _plot(repro: registry.Reproduction, recs: list[dict[str, Any]], scale: str, 
     return links
 
 
+def _tables(repro: registry.Reproduction, recs: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for tab in repro.tables:
+        rows = []
+        for row in tab.rows:
+            cells = [row]
+            for col in tab.cols:
+                m, sd, n = mean_std([r["metrics"].get(tab.metric.format(row=row, col=col)) for r in recs])
+                cells.append(f"{fmt(m)} ± {fmt(sd)}" if n else "—")
+            rows.append(cells)
+        out += [f"**{tab.title or tab.name}** (`{tab.metric}`, mean ± std over seeds)", "",
+                tabulate(rows, headers=[tab.row_label or "", *tab.cols], tablefmt="github",
+                         disable_numparse=True), ""]
+    return out
+
+
 HEADER = ["claim", "statement", "metric", "ours (mean ± std)", "compared with", "paper", "Δ vs paper",
           "verdict"]
 
@@ -207,6 +223,7 @@ def render_track(track: str, by_slug: dict[str, list[dict[str, Any]]], out_dir: 
             sec.append(tabulate(_claim_rows(repro, scale, prov, grp), headers=HEADER, tablefmt="github",
                                 disable_numparse=True))
             sec += ["", _cost(grp), ""]
+            sec += _tables(repro, grp)
             sec += [link for link in _plot(repro, grp, scale, out_dir)]
             sec.append("")
         sections += sec

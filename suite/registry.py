@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from suite.errors import ReproductionImportError, UnknownNameError
-from suite.spec import SCALES, Claim, Outcome, Paper, Plot, Resources
+from suite.spec import SCALES, Claim, Outcome, Paper, Plot, Resources, Table
 
 RunFn = Callable[[Any, Any], Outcome]
 
@@ -36,6 +36,7 @@ class Reproduction:
     run: RunFn
     resources: Mapping[str, Resources] = field(default_factory=dict)
     plots: tuple[Plot, ...] = ()
+    tables: tuple[Table, ...] = ()
     module: str = ""
 
     def claim(self, claim_id: str) -> Claim:
@@ -61,6 +62,7 @@ def reproduction(
     claims: Sequence[Claim],
     resources: Mapping[str, Resources] | None = None,
     plots: Sequence[Plot] = (),
+    tables: Sequence[Table] = (),
     slug: str | None = None,
 ) -> Callable[[RunFn], RunFn]:
     """Register the decorated ``run(cfg, ctx) -> Outcome`` as a reproduction."""
@@ -79,7 +81,7 @@ def reproduction(
         _REGISTRY[name] = Reproduction(
             slug=name, track=track, paper=paper, config=config, scales=dict(scales),
             claims=tuple(claims), run=fn, resources=dict(resources or {}), plots=tuple(plots),
-            module=module,
+            tables=tuple(tables), module=module,
         )
         return fn
 

@@ -129,6 +129,19 @@ class Plot:
     ylabel: str = ""
 
 
+@dataclass(frozen=True)
+class Table:
+    """A grid for the leaderboard: cell (row, col) is the metric ``metric.format(row=, col=)``,
+    shown as mean ± std over seeds (e.g. ``metric="worst_env_acc/{row}/{col}"``)."""
+
+    name: str
+    metric: str
+    rows: tuple[str, ...]
+    cols: tuple[str, ...]
+    title: str = ""
+    row_label: str = ""
+
+
 @dataclass
 class Outcome:
     """What a reproduction's ``run`` returns: its metrics and the data they were measured on."""
@@ -143,5 +156,5 @@ def curve_metrics(name: str, x: str, xs: Sequence[Any], ys: Sequence[float]) -> 
     return {f"{name}@{x}={xi}": float(yi) for xi, yi in zip(xs, ys)}
 
 
-__all__ = ["Paper", "Claim", "Resources", "Plot", "Outcome", "DatasetRef", "Scale", "SCALES",
+__all__ = ["Paper", "Claim", "Resources", "Plot", "Table", "Outcome", "DatasetRef", "Scale", "SCALES",
            "PROVENANCES", "curve_metrics"]

@@ -29,6 +29,7 @@ def test_pages_from_records(board):
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[5] == "2" and cells[6] == "—"
     assert (out / "plots" / "_toy-cost_vs_k-small.png").stat().st_size > 1000
+    assert "| zero     | 1 ± 0   | 2 ± 0  |" in page  # the declared grid, cell = metric err/zero/test
     index = (out / "README.md").read_text()
     assert "[_toytrack](_toytrack.md)" in index and "`beats-baseline`" in index
     assert len((out / "records" / "_toy.jsonl").read_text().splitlines()) == 3

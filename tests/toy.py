@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 
 from suite.registry import Reproduction
-from suite.spec import Claim, DatasetRef, Outcome, Paper, Plot, Resources, curve_metrics
+from suite.spec import Claim, DatasetRef, Outcome, Paper, Plot, Resources, Table, curve_metrics
 
 
 @dataclass
@@ -33,6 +33,8 @@ def toy_run(cfg: ToyConfig, ctx) -> Outcome:
     err_baseline = float(((y - baseline * x) ** 2).mean())
     metrics = {"method_mse": err_method, "baseline_mse": err_baseline, "slope": slope}
     metrics.update(curve_metrics("cost", "k", cfg.ks, [k * 1.5 for k in cfg.ks]))
+    metrics.update({f"err/{m}/{d}": float(i + j) for i, m in enumerate(("ls", "zero"))
+                    for j, d in enumerate(("train", "test"))})
     return Outcome(metrics=metrics, dataset=DatasetRef("toy-gaussian", "stand-in"))
 
 
@@ -50,5 +52,7 @@ TOY = Reproduction(
     run=toy_run,
     resources={"smoke": Resources(cpus=1, mem_gb=1, time_min=2)},
     plots=(Plot(name="cost_vs_k", x="k", ys=("cost",)),),
+    tables=(Table(name="grid", metric="err/{row}/{col}", rows=("ls", "zero"), cols=("train", "test"),
+                  row_label="method"),),
     module="tests.toy",
 )
