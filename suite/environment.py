@@ -31,13 +31,34 @@ def git_state() -> dict[str, Any]:
     sha = _git("rev-parse", "HEAD")
     if sha is None:
         return {"git_sha": "unknown", "git_dirty": None, "git_diff_hash": None}
-    status = _git("status", "--porcelain", "--untracked-files=no") or ""
-    dirty = bool(status.strip())
+    # Untracked files count where code lives (a new reproduction not yet committed is not HEAD's code).
+    status = _git("status", "--porcelain", "--untracked-files=all", "--", "suite", "reproductions",
+                  "pyproject.toml") or ""
+    dirty = any(line.strip() and not line.rstrip().endswith(".md") for line in status.splitlines())
     diff_hash = None
     if dirty:
         diff = _git("diff", "HEAD") or ""
         diff_hash = hashlib.sha256(diff.encode()).hexdigest()[:12]
     return {"git_sha": sha.strip(), "git_dirty": dirty, "git_diff_hash": diff_hash}
+
+
+def code_hash(module: str) -> str:
+    """12 hex digits of sha256 over the source of ``suite`` and of the reproduction's package:
+    identifies the code that produced a record even when the tree was not committed."""
+    import importlib
+
+    h = hashlib.sha256()
+    roots = [REPO_ROOT / "suite"]
+    if module.startswith("reproductions."):
+        pkg = importlib.import_module(".".join(module.split(".")[:2]))
+        roots.append(Path(pkg.__file__).parent)
+    for root in roots:
+        for f in sorted(root.rglob("*.py")):
+            if "test_" in f.name or "__pycache__" in f.parts:
+                continue
+            h.update(str(f.relative_to(REPO_ROOT)).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:12]
 
 
 def pick_device(requested: str | None = None) -> torch.device:

@@ -115,6 +115,7 @@ def execute(spec: RunSpec, results_root: Path | None = None, *, device: str | No
     ctx = RunContext(scale=spec.scale, seed=spec.seed, device=dev, run_dir=folder,
                      data_root=data_root, show_progress=show_progress)
     env = environment.capture(dev)
+    env["code_hash"] = environment.code_hash(repro.module)
     jobs = _jobs(folder)
     if jobs:
         env["slurm_job_ids"] = [j.get("job_id") for j in jobs]

@@ -1,7 +1,7 @@
 """Generic contract applied to every registered reproduction (benchopt's idea).
 
 For each reproduction: metadata complete, all three scales resolve, the smoke run finishes and
-yields every metric its claims name, the claims expected at smoke hold, the record matches the
+yields every metric that its smoke-scale claims name, and those claims hold; the record matches the
 schema, and ``--dry-run`` of the full config builds without training.
 """
 import pytest
@@ -32,10 +32,10 @@ def test_smoke_run_meets_contract(slug, tmp_path):
     assert KEYS <= set(rec)
     assert rec["dataset"]["provenance"] in ("paper", "paper-subset", "stand-in")
     for c in r.claims:
-        for m in c.metrics_needed:
-            assert m in rec["metrics"], f"claim {c.id} needs metric {m!r}, not produced"
         verdict = rec["claims"][c.id]["verdict"]
-        if "smoke" in c.scales:
+        if "smoke" in c.scales:  # a claim checked at smoke: its metrics exist and it holds
+            for m in c.metrics_needed:
+                assert rec["metrics"].get(m) is not None, f"claim {c.id} needs metric {m!r}, not produced"
             assert verdict == "holds", f"claim {c.id}: {rec['claims'][c.id]}"
         else:
             assert verdict == "not-expected"
