@@ -1,0 +1,96 @@
+"""Training and evaluation of one S4D classifier with the suite's training loop (``suite.train.fit``).
+
+Optimiser (§3 / repo configs): AdamW; the SSM parameters (log_dt, A, B) get their own lr and no
+weight decay (:func:`reproductions.s4d.layer.ssm_param_groups`); cosine schedule with 10% warmup.
+Model selection as in the S4 code: the test accuracy at the evaluation with the best validation
+accuracy (when ``eval_every`` > 0; otherwise the final model).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reproductions.s4d.layer import ssm_param_groups
+from suite.data.base import ArrayDataset
+from suite.train import TrainConfig, fit
+
+Prep = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class OptimConfig:
+    epochs: int = 15
+    batch_size: int = 64
+    lr: float = 0.01
+    weight_decay: float = 0.05
+    warmup_frac: float = 0.1
+    grad_clip: float | None = None
+    eval_every: int = 0  # steps; 0 = only at the end
+    checkpoint_every: int = 0
+
+
+@torch.no_grad()
+def mean_loss(model: nn.Module, ds: ArrayDataset, prep: Prep, n: int = 512, batch: int = 256,
+              device: torch.device | str = "cpu") -> float:
+    """Cross-entropy of the first ``n`` examples of ``ds`` in eval mode."""
+    was = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, min(n, len(ds)), batch):
+        j = min(i + batch, n, len(ds))
+        x, y = prep(ds.x[i:j].to(device)), ds.y[i:j].to(device)
+        total += float(F.cross_entropy(model(x), y, reduction="sum"))
+        count += j - i
+    model.train(was)
+    return total / max(1, count)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, ds: ArrayDataset, prep: Prep, batch: int = 256,
+             device: torch.device | str = "cpu") -> float:
+    """Fraction of correct argmax predictions on ``ds`` (in chunks of ``batch``)."""
+    was = model.training
+    model.eval()
+    correct = 0
+    for i in range(0, len(ds), batch):
+        x = prep(ds.x[i:i + batch].to(device))
+        correct += int((model(x).argmax(-1) == ds.y[i:i + batch].to(device)).sum())
+    model.train(was)
+    return correct / max(1, len(ds))
+
+
+def train_classifier(model: nn.Module, train: ArrayDataset, val: ArrayDataset, test: ArrayDataset,
+                     opt: OptimConfig, ctx: Any, prep: Prep, name: str) -> dict[str, Any]:
+    """Train with AdamW + SSM groups; returns val/test accuracy (test at the best val eval) and the
+    train loss (first 512 examples, eval mode) before and after training."""
+    steps_per_epoch = -(-len(train) // opt.batch_size)
+    total = opt.epochs * steps_per_epoch
+    tcfg = TrainConfig(epochs=opt.epochs, batch_size=opt.batch_size, lr=opt.lr, optimizer="adamw",
+                       weight_decay=opt.weight_decay, schedule="cosine",
+                       warmup_steps=int(opt.warmup_frac * total), grad_clip=opt.grad_clip,
+                       eval_every=opt.eval_every, checkpoint_every=opt.checkpoint_every, log_every=50)
+    groups = ssm_param_groups(model, opt.lr, opt.weight_decay)
+    dev = ctx.device
+
+    def loss_fn(m: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return F.cross_entropy(m(prep(batch[0])), batch[1])
+
+    def eval_fn(m: nn.Module) -> dict[str, float]:
+        return {"val_acc": accuracy(m, val, prep, device=dev), "test_acc": accuracy(m, test, prep, device=dev)}
+
+    model.to(dev)
+    loss_before = mean_loss(model, train, prep, device=dev)
+    res = fit(model, loss_fn, (train.x, train.y), tcfg, ctx=ctx, eval_fn=eval_fn, param_groups=groups, name=name)
+    best = max(res.evals, key=lambda e: (e["val_acc"], e["step"])) if res.evals else {}
+    return {"val_acc": best.get("val_acc", float("nan")), "test_acc": best.get("test_acc", float("nan")),
+            "final_test_acc": res.final_eval.get("test_acc", float("nan")),
+            "train_loss_before": loss_before, "train_loss_after": mean_loss(model, train, prep, device=dev),
+            "steps": res.step,
+            "steps_per_s": res.steps_per_s}
+
+
+__all__ = ["OptimConfig", "mean_loss", "accuracy", "train_classifier"]

@@ -1,0 +1,149 @@
+"""Data of the S4D reproduction: the CPU memory task (spec §6) and the six LRA tasks (§5).
+
+- :func:`memory_task` — "remember the digit": the 64 pixels of a scikit-learn digit in the first
+  64 steps of a length-L sequence, Gaussian noise afterwards; the label must be read at the last step.
+- :data:`LRA_TASKS` — per-task data location and the repo's hyper-parameters (configs
+  ``configs/experiment/lra/s4-*.yaml`` as summarised by the spec §5).
+- :func:`load_lra` — the task's splits from the LRA release formats through ``suite.data.lra``;
+  with ``fixture=True`` tiny files in the same formats are written first (dry runs without data).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from suite.data import cifar, digits, listops
+from suite.data import lra as lra_data
+from suite.data.base import BYTE_VOCAB, ArrayDataset, Splits
+from suite.errors import ConfigError, UnknownNameError
+from suite.spec import DatasetRef
+
+
+# --------------------------------------------------------------------------- memory task (§6)
+
+def memory_task(seq_len: int, noise: float, generator: torch.Generator, split_seed: int = 0,
+                n_train: int | None = None) -> Splits:
+    """Remember-the-digit sequences x (N, seq_len) float32 and digit labels.
+
+    The 64 pixels (standardised with train statistics) fill steps 0..63; steps 64.. hold
+    N(0, noise^2) noise. Stand-in data (scikit-learn's bundled digits).
+    """
+    if seq_len < 64:
+        raise ConfigError(f"memory task: seq_len must be >= 64 (the 64 pixels), got {seq_len}")
+    src = digits.load(seed=split_seed)
+    tr = src["train"]
+    mu, sd = tr.x.mean(), tr.x.std()
+    out: Splits = {}
+    for split, ds in src.items():
+        if split == "train" and n_train is not None:
+            ds = ds.subset(torch.arange(min(n_train, len(ds))))
+        pix = ((ds.x.reshape(len(ds), 64) - mu) / sd).float()
+        tail = noise * torch.randn(len(ds), seq_len - 64, generator=generator)
+        out[split] = ArrayDataset(torch.cat([pix, tail], 1), ds.y, DatasetRef("digits-memory", "stand-in"))
+    return out
+
+
+# --------------------------------------------------------------------------- LRA (§5)
+
+@dataclass(frozen=True)
+class LRATask:
+    """One LRA task: where its files live, how inputs look, and the repo's hyper-parameters."""
+
+    name: str
+    folder: str  # under the data root
+    seq_len: int
+    n_classes: int
+    vocab: int  # 0 = real-valued pixels
+    dual: bool
+    n_layers: int
+    d_model: int
+    d_state: int
+    batch_size: int
+    lr: float
+    epochs: int
+    dropout: float = 0.0
+    dt_min: float = 1e-3
+    lr_dt: float | None = 1e-3  # None: log_dt uses the base lr (ListOps config: ``dt: null``)
+
+
+LRA_TASKS: dict[str, LRATask] = {t.name: t for t in (
+    LRATask("listops", lra_data.LISTOPS_DIR, 2048, 10, len(listops.VOCAB), False, 6, 256, 4, 32, 0.01, 40,
+            lr_dt=None),
+    LRATask("text", lra_data.IMDB_DIR, 4096, 2, BYTE_VOCAB, False, 6, 256, 4, 16, 0.01, 32),
+    LRATask("retrieval", lra_data.RETRIEVAL_DIR, 4000, 2, BYTE_VOCAB, True, 6, 256, 4, 64, 0.01, 20),
+    LRATask("image", cifar.C10_DIR, 1024, 10, 0, False, 6, 512, 64, 50, 0.01, 200, dropout=0.1),
+    LRATask("pathfinder", lra_data.PATHFINDER_DIR, 1024, 2, 0, False, 6, 256, 64, 64, 0.004, 200),
+    LRATask("pathx", "lra_release/pathfinder128", 16384, 2, 0, False, 6, 256, 64, 16, 0.001, 50, dt_min=1e-4),
+)}
+
+
+def lra_task(name: str) -> LRATask:
+    if name not in LRA_TASKS:
+        raise UnknownNameError(f"unknown LRA task {name!r}; use one of {tuple(LRA_TASKS)}")
+    return LRA_TASKS[name]
+
+
+def _write_fixture(task: LRATask, root: Path) -> None:
+    d = root / task.folder
+    if task.name == "listops":
+        lra_data.write_fixture_listops(d)
+    elif task.name == "text":
+        lra_data.write_fixture_text(d)
+    elif task.name == "retrieval":
+        lra_data.write_fixture_retrieval(d)
+    elif task.name == "image":
+        cifar.write_fixture_cifar10(d)
+    else:
+        lra_data.write_fixture_pathfinder(d, side=int(round(task.seq_len ** 0.5)), per_file=6)
+
+
+def _val_from_train(train: ArrayDataset, frac: float = 0.1, seed: int = 42) -> tuple[ArrayDataset, ArrayDataset]:
+    perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+    n_val = max(1, int(frac * len(train)))
+    return train.subset(perm[n_val:]), train.subset(perm[:n_val])
+
+
+def load_lra(name: str, data_root: Path | None, fixture: bool = False) -> Splits:
+    """train/val/test splits of LRA task ``name`` read from ``data_root`` in the release formats.
+
+    Text has no validation split (IMDB): the test split doubles as validation, as in the S4 code;
+    Image holds out 10% of CIFAR-10 train (seed 42). ``fixture=True`` writes tiny files in the same
+    formats under ``data_root`` first (dry runs; provenance then says stand-in).
+    """
+    task = lra_task(name)
+    if data_root is None:
+        raise ConfigError(f"LRA task {name}: no data root; pass --data-root or set $SUITE_DATA "
+                          f"(expects {task.folder}/ under it)")
+    root = Path(data_root)
+    if fixture:
+        _write_fixture(task, root)
+    folder = root / task.folder
+    if name == "listops":
+        out = lra_data.load_listops(folder, max_len=task.seq_len)
+    elif name == "text":
+        s = lra_data.load_text(folder, max_len=task.seq_len)
+        out = {"train": s["train"], "val": s["test"], "test": s["test"]}
+    elif name == "retrieval":
+        out = lra_data.load_retrieval(folder, max_len=task.seq_len)
+    elif name == "image":
+        s = lra_data.load_image(root / task.folder)
+        tr, va = _val_from_train(s["train"])
+        out = {"train": tr, "val": va, "test": s["test"]}
+    else:
+        out = lra_data.load_pathfinder(folder, cache=not fixture)
+    if fixture:
+        out = {k: ArrayDataset(v.x, v.y, DatasetRef(f"{v.ref.name}-fixture", "stand-in"), v.extra)
+               for k, v in out.items()}
+    return out
+
+
+def lra_inputs(x: torch.Tensor, task: LRATask) -> torch.Tensor:
+    """Model inputs of a batch: token ids as long, pixels uint8 -> float in [-1, 1]."""
+    if task.vocab > 0:
+        return x.long()
+    return x.float() / 127.5 - 1.0
+
+
+__all__ = ["memory_task", "LRATask", "LRA_TASKS", "lra_task", "load_lra", "lra_inputs"]
