@@ -130,6 +130,9 @@ def execute(spec: RunSpec, results_root: Path | None = None, *, device: str | No
     seed_everything(spec.seed)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
+    threads = torch.get_num_threads()
+    if spec.scale == "smoke":
+        torch.set_num_threads(1)  # smoke is defined as seconds on one CPU core
     t0 = time.perf_counter()
     try:
         outcome = repro.run(cfg, ctx)
@@ -146,6 +149,8 @@ def execute(spec: RunSpec, results_root: Path | None = None, *, device: str | No
     except Exception as exc:  # noqa: BLE001 - any failure of the reproduction is recorded
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
         record["traceback"] = traceback.format_exc()
+    finally:
+        torch.set_num_threads(threads)
     record["wall_s"] = round(time.perf_counter() - t0, 4)
     record["peak_mem_mb"] = round(_peak_mem_mb(dev), 1)
     record = jsonable(record)
