@@ -22,11 +22,16 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=bias)
         self.proj = nn.Linear(dim, dim, bias=bias)
 
-    def forward(self, x: torch.Tensor, causal: bool = False, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, causal: bool = False, key_mask: torch.Tensor | None = None,
+                attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``attn_mask`` (bool, broadcastable to (B, heads, T, T), True = may attend) replaces the
+        mask built from ``causal``/``key_mask`` (prefix-LM and other custom patterns)."""
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         mask = None
-        if key_mask is not None:
+        if attn_mask is not None:
+            mask, causal = attn_mask, False
+        elif key_mask is not None:
             eye = torch.eye(t, dtype=torch.bool, device=x.device)
             mask = key_mask[:, None, None, :].to(torch.bool)
             if causal:
@@ -61,6 +66,7 @@ class Block(nn.Module):
         self.mlp: nn.Module = FeedForward(dim, int(dim * mlp_ratio), dropout)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, causal: bool = False, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.norm1(x), causal, key_mask))
+    def forward(self, x: torch.Tensor, causal: bool = False, key_mask: torch.Tensor | None = None,
+                attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.norm1(x), causal, key_mask, attn_mask))
         return x + self.mlp(self.norm2(x))

@@ -35,20 +35,29 @@ class TransformerLM(nn.Module):
             self.head.weight = self.tok_emb.weight
         self.apply(_init_weights)
 
-    def hidden(self, tokens: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Final normalised hidden states (B, T, dim)."""
+    def hidden(self, tokens: torch.Tensor, key_mask: torch.Tensor | None = None, *,
+               inputs_embeds: torch.Tensor | None = None, positions: torch.Tensor | None = None,
+               attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Final normalised hidden states (B, T, dim).
+
+        ``inputs_embeds`` replaces ``tok_emb(tokens)`` (e.g. interpolated embeddings),
+        ``positions`` (T,) or (B, T) replaces ``0..T-1`` (e.g. left-padded prompts), and
+        ``attn_mask`` (bool, True = may attend) replaces the causal/key mask (e.g. prefix-LM).
+        """
         t = tokens.shape[1]
         if t > self.max_len:
             raise ConfigError(f"TransformerLM: sequence length {t} exceeds max_len {self.max_len}; "
                               f"raise max_len or crop the input")
-        pos = torch.arange(t, device=tokens.device)
-        h = self.drop(self.tok_emb(tokens) + self.pos_emb(pos))
+        pos = torch.arange(t, device=tokens.device) if positions is None else positions
+        emb = self.tok_emb(tokens) if inputs_embeds is None else inputs_embeds
+        h = self.drop(emb + self.pos_emb(pos))
         for blk in self.blocks:
-            h = blk(h, self.causal, key_mask)
+            h = blk(h, self.causal, key_mask, attn_mask)
         return self.norm(h)
 
-    def forward(self, tokens: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self.head(self.hidden(tokens, key_mask))
+    def forward(self, tokens: torch.Tensor, key_mask: torch.Tensor | None = None, **kw: torch.Tensor) -> torch.Tensor:
+        """Logits (B, T, vocab); keyword arguments as in :meth:`hidden`."""
+        return self.head(self.hidden(tokens, key_mask, **kw))
 
     def loss(self, tokens: torch.Tensor, pad_id: int | None = None) -> torch.Tensor:
         """Next-token cross-entropy (causal models), ignoring ``pad_id`` targets."""
