@@ -1,0 +1,203 @@
+"""Full scale (spec §5): LLaDA-8B-Instruct as the DLLM, a small instruct AR model as the auxiliary,
+GSM8K test (1319 problems) read from ``<data root>/gsm8k/test.jsonl``.
+
+``--dry-run`` builds the same pipeline on CPU with tiny randomly initialised Llama models (the
+LLaDA family is a Llama-style transformer), a character tokenizer and GSM8K fixture records, and
+decodes two problems.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from suite.context import RunContext
+from suite.data import gsm8k
+from suite.errors import ConfigError, DataNotFoundError, SuiteError
+from suite.models.hf import load_causal_lm
+from suite.spec import DatasetRef, Outcome, curve_metrics
+
+from .experiment import accuracy
+from .method import DecodeConfig, Mix, Stats, decode, inject, interp_weights, summarize
+
+
+class HFDLLM:
+    """A Hugging Face masked-diffusion model (LLaDA: ``model(input_ids | inputs_embeds).logits``) as a
+    DLLM callable over left-padded prompts; evaluates ``batch`` sequences per forward call."""
+
+    def __init__(self, model: Any, prompt: torch.Tensor, pmask: torch.Tensor, batch: int,
+                 device: torch.device) -> None:
+        self.model, self.prompt, self.pmask, self.batch, self.device = model, prompt, pmask, batch, device
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, rows: torch.Tensor, mix: Mix = None) -> Stats:
+        outs = []
+        for lo in range(0, len(rows), self.batch):
+            r, xa = rows[lo:lo + self.batch], x[lo:lo + self.batch]
+            ids = torch.cat([self.prompt[r], xa], 1).to(self.device)
+            att = torch.cat([self.pmask[r], torch.ones_like(xa, dtype=torch.bool)], 1).long().to(self.device)
+            if mix is None:
+                logits = self.model(input_ids=ids, attention_mask=att).logits
+            else:  # §3.2(b): interpolated input embeddings at masked answer positions
+                emb = self.model.get_input_embeddings()
+                e = emb(ids)
+                d, w = mix[0][lo:lo + self.batch].to(self.device), mix[1][lo:lo + self.batch].to(self.device)
+                p = self.prompt.shape[1]
+                ea = e[:, p:]
+                e = torch.cat([e[:, :p], ea + w[..., None].to(e.dtype) * (emb(d) - ea)], 1)
+                logits = self.model(inputs_embeds=e, attention_mask=att).logits
+            probs = logits[:, self.prompt.shape[1]:].float().softmax(-1)
+            outs.append(tuple(t.cpu() for t in summarize(probs, xa.to(self.device))))
+        return tuple(torch.cat(z) for z in zip(*outs))  # type: ignore[return-value]
+
+
+def _char_tokenizer(folder: Path) -> Any:
+    """Dry run: a character-level fast tokenizer with the special tokens LLaDA-style pipelines need."""
+    import tokenizers
+    import transformers
+
+    chars = [chr(c) for c in range(32, 127)] + ["\n"]
+    vocab = {t: i for i, t in enumerate(["<unk>", "<pad>", "<eos>", "<mask>"] + chars)}
+    raw = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="<unk>"))
+    raw.pre_tokenizer = tokenizers.pre_tokenizers.Split(tokenizers.Regex("."), behavior="isolated")
+    raw.decoder = tokenizers.decoders.Fuse()
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="<unk>", pad_token="<pad>",
+                                               eos_token="<eos>", mask_token="<mask>")
+    tok.save_pretrained(folder)
+    return tok
+
+
+def _tiny_llama(folder: Path, vocab: int, seed: int) -> Any:
+    import transformers
+
+    torch.manual_seed(seed)
+    conf = transformers.LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                    num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024,
+                                    pad_token_id=1, eos_token_id=2, bos_token_id=2)
+    model = transformers.LlamaForCausalLM(conf).eval()
+    model.save_pretrained(folder)
+    return model
+
+
+def _chat(tok: Any, question: str) -> str:
+    """Zero-shot CoT prompt through the model's chat template (plain text without one)."""
+    msg = question + "\nLet's think step by step and end with '#### <number>'."
+    if getattr(tok, "chat_template", None):
+        return tok.apply_chat_template([{"role": "user", "content": msg}], add_generation_prompt=True, tokenize=False)
+    return msg + "\n"
+
+
+def run_full(cfg: Any, ctx: RunContext) -> Outcome:
+    dev = ctx.device
+    tmp = None
+    if ctx.dry_run:
+        tmp = tempfile.TemporaryDirectory(prefix="dci-dry-")
+        root = Path(tmp.name)
+        tok = _char_tokenizer(root / "dllm")
+        dllm_model = _tiny_llama(root / "dllm", len(tok), 0)
+        tok.save_pretrained(root / "aux")
+        _tiny_llama(root / "aux", len(tok), 1)
+        aux = load_causal_lm(root / "aux", dev)
+        mask_id, n, block, n_prob = tok.mask_token_id, 16, 8, 2
+        data_dir = Path(ctx.data_root) / cfg.gsm8k_dir if ctx.data_root else root / "gsm8k"
+        if not (data_dir / "test.jsonl").is_file():
+            data_dir = gsm8k.write_fixture(root / "gsm8k", n=n_prob)
+        name, prov = "gsm8k-fixture (dry run)", "stand-in"
+    else:
+        if ctx.data_root is None or not cfg.dllm_dir or not cfg.aux_dir:
+            raise DataNotFoundError("full scale needs --data-root (or SUITE_DATA) holding "
+                                    f"{cfg.dllm_dir or '<dllm_dir>'}/, {cfg.aux_dir or '<aux_dir>'}/ (HF folders) "
+                                    f"and {cfg.gsm8k_dir}/test.jsonl")
+        import transformers
+
+        folder = Path(ctx.data_root) / cfg.dllm_dir
+        if not (folder / "config.json").is_file():
+            raise DataNotFoundError(f"no LLaDA folder at {folder}; copy GSAI-ML/LLaDA-8B-Instruct there")
+        try:  # LLaDA ships its own modelling code (AutoModel + trust_remote_code)
+            dllm_model = transformers.AutoModel.from_pretrained(folder, trust_remote_code=True, local_files_only=True,
+                                                                dtype=torch.bfloat16).to(dev).eval()
+            tok = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=True, local_files_only=True)
+        except OSError as e:
+            raise SuiteError(f"cannot load the DLLM from {folder} ({str(e).splitlines()[0][:120]}); "
+                             f"copy the full snapshot incl. modelling code") from e
+        aux = load_causal_lm(Path(ctx.data_root) / cfg.aux_dir, dev)
+        mask_id, n, block = cfg.mask_id, cfg.n, cfg.block_len
+        data_dir = Path(ctx.data_root) / cfg.gsm8k_dir
+        n_prob = cfg.max_problems or None
+        name, prov = "gsm8k-test", "paper"
+    if n % block:
+        raise ConfigError(f"answer length n={n} is not a multiple of block_len={block}; change one")
+    gsm8k.require_files(data_dir, ["test.jsonl"], gsm8k.NAME, gsm8k.HOW)
+    records = gsm8k.read_jsonl(data_dir / "test.jsonl")[:n_prob]
+    golds = [gsm8k.final_answer(r["answer"]) for r in records]
+    golds_s = [str(int(g)) if float(g).is_integer() else str(g) for g in golds]
+    # prompts, left-padded with the DLLM tokenizer
+    texts = [_chat(tok, r["question"]) for r in records]
+    tok.padding_side = "left"
+    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    prompt, pmask = enc["input_ids"], enc["attention_mask"].bool()
+    dllm = HFDLLM(dllm_model, prompt, pmask, cfg.full_batch, dev)
+    # §3.1 warm proposal: greedy drafts of the auxiliary model, re-tokenised by the DLLM tokenizer
+    t0 = time.perf_counter()
+    drafts = []
+    for lo in range(0, len(records), cfg.full_batch):
+        chunk = records[lo:lo + cfg.full_batch]
+        drafts += aux.generate([_chat(aux.tokenizer, r["question"]) for r in chunk],
+                               max_new_tokens=min(cfg.aux_max_new_tokens, n), temperature=0.0)
+    aux_s = time.perf_counter() - t0
+    ids = [tok(d, add_special_tokens=False)["input_ids"][:n] for d in drafts]
+    draft = torch.full((len(ids), n), mask_id, dtype=torch.long)  # pad with [MASK], never EOS (§7)
+    for i, row in enumerate(ids):  # ragged python lists -> tensor (once, not in the decode loop)
+        draft[i, :len(row)] = torch.tensor(row, dtype=torch.long)
+    aux_tokens = float(np.mean([len(aux.tokenizer(d)["input_ids"]) for d in drafts]))
+    empty = torch.full((len(records), n), mask_id, dtype=torch.long)
+    no_prov = torch.zeros_like(empty, dtype=torch.bool)
+    base = DecodeConfig(tau=cfg.tau, block_len=block, tau_remask=cfg.tau_remask, variant=cfg.variant)
+    m: dict[str, float] = {"aux_acc": accuracy(drafts, golds_s), "aux_tokens": aux_tokens, "aux_wall_s": aux_s}
+
+    def row(x0: torch.Tensor, prov: torch.Tensor, **kw: Any) -> tuple[float, float, float]:
+        mix = kw.pop("mix", None)
+        t = time.perf_counter()
+        d = decode(dllm, x0, prov, mask_id, DecodeConfig(**{**base.__dict__, **kw}), mix=mix)
+        out = tok.batch_decode(d.tokens, skip_special_tokens=True)
+        return accuracy(out, golds_s), float(d.nfe.float().mean()), time.perf_counter() - t
+
+    m["acc_b0"], m["nfe_b0"], m["wall_b0"] = row(empty, no_prov, fixed_k=1)
+    m["acc_b1"], m["nfe_b1"], m["wall_b1"] = row(empty, no_prov)
+    cur: dict[str, list[float]] = {k: [] for k in ("acc", "nfe", "acc_r", "nfe_r")}
+    for rho in cfg.rhos:
+        x0, pv = inject(draft, rho, mask_id, ctx.generator(100))
+        a, f, _ = row(x0, pv)
+        ar, fr, _ = row(x0, pv, remask=True)
+        for k, v in zip(cur, (a, f, ar, fr)):
+            cur[k].append(v)
+    for k, lab in zip(cur, ("acc_inject", "nfe_inject", "acc_injectR", "nfe_injectR")):
+        m.update(curve_metrics(lab, "rho", cfg.rhos, cur[k]))
+    ia, inf_ = [], []
+    for alpha in cfg.alphas:
+        a, f, _ = row(empty, no_prov, mix=(draft, interp_weights(draft, alpha, mask_id)))
+        ia.append(a)
+        inf_.append(f)
+    m.update(curve_metrics("acc_interp", "alpha", cfg.alphas, ia))
+    m.update(curve_metrics("nfe_interp", "alpha", cfg.alphas, inf_))
+    i1 = list(cfg.rhos).index(1.0)
+    m["nfe_reduction_inject_rho1"] = 1.0 - cur["nfe"][i1] / m["nfe_b1"]
+    m["nfe_reduction_injectR_rho1"] = 1.0 - cur["nfe_r"][i1] / m["nfe_b1"]
+    m["acc_inject_minus_b1"] = cur["acc"][i1] - m["acc_b1"]
+    m["acc_injectR_minus_b1"] = cur["acc_r"][i1] - m["acc_b1"]
+    m["acc_injectR_minus_inject"] = cur["acc_r"][i1] - cur["acc"][i1]
+    from scipy.stats import spearmanr
+
+    const = len(set(cur["nfe"])) < 2
+    m["spearman_nfe_rho"] = 0.0 if const else float(spearmanr(cfg.rhos, cur["nfe"]).statistic)
+    from .experiment import stub_checks
+
+    m.update(stub_checks(cfg, ctx))
+    if tmp is not None:
+        tmp.cleanup()
+    return Outcome(metrics=m, dataset=DatasetRef(name, prov),
+                   notes={"dllm": cfg.dllm_dir, "aux": cfg.aux_dir, "n": n, "block_len": block})

@@ -1,0 +1,132 @@
+"""Mechanics of the warm-started threshold decoder (spec §6 smoke assertions), teeth, and the loss."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+
+from suite import config, registry
+from suite.context import for_tests
+from suite.models.transformer import TransformerLM
+
+from . import Config, SCALES, data as D
+from .experiment import stub_checks
+from .method import DecodeConfig, StubDLLM, TinyDLLM, causal_loss, decode, inject, interp_weights, \
+    masked_diffusion_loss
+
+TOK = D.tokenizer()
+M = TOK.mask_id
+
+
+def _gold(k: int = 24, seed: int = 0) -> torch.Tensor:
+    ps = D.generate(k, seed)
+    return D.encode(TOK, [p.question for p in ps], [p.answer for p in ps], 56, 24)[2]
+
+
+def _cfg(**kw) -> Config:
+    return replace(Config(**SCALES["smoke"]), **kw)
+
+
+def test_stub_mechanics_hold() -> None:
+    m = stub_checks(_cfg(), for_tests())
+    assert m["stub_rho0_identical"] == 1.0
+    assert m["stub_oracle_nfe_rho1"] == 1.0 and m["stub_oracle_acc_rho1_minus_b1"] == 0.0
+    assert m["stub_eps_acc_noremask_minus_b1"] < 0 <= m["stub_eps_acc_remask_minus_b1"]
+    assert m["stub_nfe_minus_forward_rows"] == 0.0
+    assert 1.0 < m["stub_nfe_b1"] <= 24 and m["stub_eps_nfe_remask"] < m["stub_nfe_b1"]
+
+
+def test_rho0_draws_nothing_and_is_all_mask() -> None:
+    g = torch.Generator().manual_seed(0)
+    st = g.get_state()
+    x0, prov = inject(_gold(), 0.0, M, g)
+    assert (x0 == M).all() and not prov.any() and torch.equal(g.get_state(), st)
+
+
+def test_injection_rate_and_provisional() -> None:
+    gold = _gold(200)
+    x0, prov = inject(gold, 0.5, M, torch.Generator().manual_seed(1))
+    assert torch.equal(prov, x0 != M) and torch.equal(x0[prov], gold[prov])
+    assert abs(prov.float().mean().item() - 0.5) < 0.03
+
+
+def test_b0_fixed_steps_has_nfe_n() -> None:
+    gold = _gold(8)
+    stub = StubDLLM(gold, TOK.vocab_size, M)
+    d = decode(stub, torch.full_like(gold, M), torch.zeros_like(gold, dtype=torch.bool), M, DecodeConfig(fixed_k=1))
+    assert (d.nfe == 24).all() and torch.equal(d.tokens, gold)
+
+
+def test_blocks_commit_left_to_right() -> None:
+    gold = _gold(4)
+    stub = StubDLLM(gold, TOK.vocab_size, M)
+    d = decode(stub, torch.full_like(gold, M), torch.zeros_like(gold, dtype=torch.bool), M,
+               DecodeConfig(block_len=8), keep_trace=True)
+    for x in d.trace:  # a later block only gets tokens once every earlier block is complete
+        masked = x == M
+        for b in range(1, 3):
+            started = (~masked[:, 8 * b:8 * b + 8]).any(1)
+            assert not (started & masked[:, :8 * b].any(1)).any()
+    assert torch.equal(d.tokens, gold)
+
+
+def test_remask_only_touches_injected_tokens() -> None:
+    """A DLLM that scores every visible token low: only provisional tokens may be remasked."""
+    gold = _gold(16)
+    x0, prov = inject(gold, 0.5, M, torch.Generator().manual_seed(2))
+    run = lambda v: decode(StubDLLM(gold, TOK.vocab_size, M, visible_all_low=True), x0, prov, M,  # noqa: E731
+                           DecodeConfig(remask=True, variant=v), max_passes=200)
+    ok = run("paper")
+    assert torch.equal(ok.remasked, prov.sum(1)) and torch.equal(ok.tokens, gold)
+    bad = run("remask-committed")  # broken: decoder commits get remasked too
+    assert (bad.remasked > prov.sum(1)).any()
+
+
+def test_draft_padding_is_mask_not_eos() -> None:
+    st = D.draft_to_state(TOK, ["1+2=3 #### 3", "9" * 40], 24)
+    assert (st[0, 12:] == M).all() and (st != TOK.eos_id).all() and (st[1] != M).all()
+
+
+def test_interp_alpha0_equals_baseline_and_alpha_changes_input() -> None:
+    torch.manual_seed(0)
+    ps = D.generate(6, 3)
+    pr, pm, an = D.encode(TOK, [p.question for p in ps], [p.answer for p in ps], 56, 24)
+    model = TransformerLM(TOK.vocab_size, 81, 32, 1, 4, causal=False)
+    dl = TinyDLLM(model, pr, pm, M, [0, 1, M, 4])
+    x0, no = torch.full_like(an, M), torch.zeros_like(an, dtype=torch.bool)
+    rows = torch.arange(6)
+    plain = dl(x0, rows, None)
+    zero = dl(x0, rows, (an, interp_weights(an, 0.0, M)))
+    assert all(torch.equal(a, b) for a, b in zip(plain, zero))
+    assert not torch.allclose(plain[0], dl(x0, rows, (an, interp_weights(an, 0.7, M)))[0])
+    d0 = decode(dl, x0, no, M, DecodeConfig())
+    d1 = decode(dl, x0, no, M, DecodeConfig(), mix=(an, interp_weights(an, 0.0, M)))
+    assert torch.equal(d0.tokens, d1.tokens) and torch.equal(d0.nfe, d1.nfe)
+
+
+def test_losses_finite_and_decrease() -> None:
+    torch.manual_seed(0)
+    ps = D.generate(64, 4)
+    pr, pm, an = D.encode(TOK, [p.question for p in ps], [p.answer for p in ps], 56, 24)
+    model = TransformerLM(TOK.vocab_size, 81, 32, 1, 4, causal=False)
+    aux = TransformerLM(TOK.vocab_size, 81, 32, 1, 4, causal=True)
+    opt = torch.optim.Adam(list(model.parameters()) + list(aux.parameters()), 3e-3)
+    syms = torch.arange(5, TOK.vocab_size)
+    first = None
+    for _ in range(20):
+        loss = masked_diffusion_loss(model, pr, pm, an, M, syms) + causal_loss(aux, pr, an, TOK.pad_id, TOK.eos_id)
+        assert torch.isfinite(loss)
+        first = first if first is not None else float(loss.detach())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss.detach()) < first
+
+
+def test_teeth_never_score_fails_remask_claim() -> None:
+    """Broken decoder (injected tokens never scored), run through ``run``: the remasking claim fails."""
+    r = registry.get("dllm_context_init")
+    cfg = replace(config.resolve(r, "smoke"), variant="never-score", n_eval=8, steps=2)
+    m = r.run(cfg, for_tests()).metrics
+    assert r.claim("M-remask-restores").check(m, "smoke")["verdict"] == "fails"
+    assert r.claim("M-oracle-one-pass").check(m, "smoke")["verdict"] == "fails"  # never scored: 0 passes
