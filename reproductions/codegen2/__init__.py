@@ -1,0 +1,126 @@
+"""CodeGen2 (Nijkamp, Hayashi, Xiong, Savarese, Zhou; ICLR 2023): causal LM + span corruption in one
+causal objective, infill sampling, Prefix-LM ablation.
+
+CPU scales (spec §6): three tiny models trained on the same procedural toy-Python sequences for the
+same steps — A causal only, B 50/50 causal + span corruption, C Prefix-LM + the mixture — scored by
+left-to-right pass@k (unit tests, unbiased estimator) and single-line infill exact match. Full scale
+(spec §5): released CodeGen2 checkpoints on HumanEval through the HF adapter. See README.md.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from suite.context import RunContext
+from suite.errors import UnknownNameError
+from suite.registry import reproduction
+from suite.spec import Claim, DatasetRef, Outcome, Paper, Resources
+
+from . import programs as P
+from .experiment import MODELS, infill, l2r_pass, roundtrip_rate, train_model
+from .method import SpanConfig, tokenizer
+
+# TEST-ONLY broken variants: "no-suffix" drops the suffix from the infill prompt; "drop-last" loses
+# the last token of every corrupted span from the target
+VARIANTS = ("paper", "no-suffix", "drop-last")
+
+
+@dataclass
+class Config:
+    n_train: int = 30000
+    n_eval: int = 300
+    dim: int = 128
+    depth: int = 2
+    heads: int = 4
+    max_len: int = 224
+    steps: int = 400
+    batch_size: int = 32
+    lr: float = 2e-3
+    sc_prob: float = 0.5          # §3: half the sequences span-corrupted
+    span_frac: float = 0.15       # UNVERIFIED (§3): corrupted fraction
+    span_mean: float = 3.0        # UNVERIFIED: Poisson mean span length
+    max_spans: int = 8            # sentinels <mask_1..8> at CPU scale (paper: 16)
+    models: tuple[str, ...] = ("A", "B", "C")
+    n_samples: int = 2            # samples per problem for pass@k
+    temperature: float = 0.2      # §4: 0.2 for pass@1
+    max_new: int = 96
+    max_line: int = 24
+    infill_seed: int = 1
+    roundtrip_n: int = 1000
+    variant: str = "paper"
+    # full scale (§5)
+    model_dir: str = ""
+    humaneval: str = "humaneval/HumanEval.jsonl.gz"
+    full_samples: int = 200
+    full_batch: int = 16
+
+
+SCALES = {
+    "smoke": {"n_train": 256, "n_eval": 12, "dim": 32, "depth": 1, "steps": 20, "batch_size": 16,
+              "n_samples": 1, "max_new": 48, "roundtrip_n": 1000},
+    "small": {},
+    "full": {"model_dir": "models/codegen2-1B", "full_samples": 200},
+}
+
+CLAIMS = [
+    Claim(id="M-span-roundtrip", text="rebuilding the source from (corrupted, spans) is exact (1000 random sequences)",
+          metric="sc_roundtrip_exact", op="==", ref=1.0, scales=("smoke", "small")),
+    Claim(id="L2-infill", text="the mixture model (B) infills held-out lines ≥ 15 pts better (exact match) than "
+                               "the causal-only model (A), which cannot see the suffix",
+          metric="infill_em_B_minus_A", op=">=", ref=0.15, scales=("small",)),
+    Claim(id="L2-infill-prefixlm", text="the Prefix-LM mixture model (C) also infills ≥ 15 pts better than A",
+          metric="infill_em_C_minus_A", op=">=", ref=0.15, scales=("small",)),
+    Claim(id="L3-l2r-kept", text="the mixture keeps most left-to-right ability: pass@1(B) ≥ 0.7 × pass@1(A)",
+          metric="pass1_B_over_A", op=">=", ref=0.7, scales=("small",),
+          paper_note="paper: mixture slightly worse than causal on HumanEval at equal compute (L3)"),
+    Claim(id="R-humaneval-pass1", text="released checkpoint HumanEval pass@1 (report)", metric="humaneval_pass1",
+          op=">=", ref=0.0, scales=("full",), paper=0.103, paper_note="codegen2-1B model card (approximate; verify)"),
+]
+
+
+def _dataset() -> DatasetRef:
+    return DatasetRef("toy-python-procedural", "stand-in")
+
+
+@reproduction(
+    track="reasoning",
+    paper=Paper(title="CodeGen2: Lessons for Training LLMs on Programming and Natural Languages",
+                authors="Erik Nijkamp, Hiroaki Hayashi, Caiming Xiong, Silvio Savarese, Yingbo Zhou", year=2023,
+                venue="ICLR", url="https://arxiv.org/abs/2305.02309", code="https://github.com/salesforce/CodeGen2"),
+    config=Config,
+    scales=SCALES,
+    claims=CLAIMS,
+    resources={"smoke": Resources(cpus=1, mem_gb=2, time_min=5),
+               "small": Resources(cpus=2, mem_gb=4, time_min=20),
+               "full": Resources(cpus=8, gpus=1, mem_gb=64, time_min=24 * 60)},
+)
+def run(cfg: Config, ctx: RunContext) -> Outcome:
+    if cfg.variant not in VARIANTS:
+        raise UnknownNameError(f"variant={cfg.variant!r} unknown; use one of {VARIANTS}")
+    bad = [m for m in cfg.models if m not in MODELS]
+    if bad or not {"A", "B"} <= set(cfg.models):
+        raise UnknownNameError(f"models={cfg.models!r}: use A, B (required) and optionally C")
+    if ctx.scale == "full" or cfg.model_dir:
+        from .full import run_full
+
+        return run_full(cfg, ctx)
+    ctx.log("codegen2 config %s", asdict(cfg))
+    progs = P.generate(cfg.n_train + cfg.n_eval, seed=ctx.seed)
+    train, test = progs[:cfg.n_train], progs[cfg.n_train:]
+    tok = tokenizer("".join(sorted(set("".join(p.text for p in progs)))))
+    span = SpanConfig(cfg.span_frac, cfg.span_mean, cfg.max_spans)
+    if ctx.dry_run:
+        return Outcome(metrics={}, dataset=_dataset())
+    m: dict[str, float] = {"sc_roundtrip_exact": roundtrip_rate(tok, cfg.roundtrip_n, ctx.seed, span, cfg.variant)}
+    for name in cfg.models:
+        model, info = train_model(name, cfg, ctx, tok, train)
+        m.update(info)
+        m.update(l2r_pass(model, name, cfg, ctx, tok, test))
+        m.update(infill(model, name, cfg, ctx, tok, test, drop_suffix=cfg.variant == "no-suffix"))
+    m["infill_em_B_minus_A"] = m["infill_em_B"] - m["infill_em_A"]
+    m["pass1_B_minus_A"] = m["pass1_B"] - m["pass1_A"]
+    m["pass1_B_over_A"] = m["pass1_B"] / m["pass1_A"] if m["pass1_A"] > 0 else float(m["pass1_B"] > 0)
+    if "C" in cfg.models:
+        m["infill_em_C_minus_A"] = m["infill_em_C"] - m["infill_em_A"]
+        m["infill_em_C_minus_B"] = m["infill_em_C"] - m["infill_em_B"]
+        m["pass1_C_minus_B"] = m["pass1_C"] - m["pass1_B"]
+    return Outcome(metrics=m, dataset=_dataset())

@@ -1,0 +1,123 @@
+"""Full scale (spec §5): a released CodeGen2 checkpoint (HF folder) on HumanEval
+(``HumanEval.jsonl.gz``: task_id, prompt, canonical_solution, test, entry_point), n samples per
+problem, truncation before ``\\n\\n^#``, ``^'''`` and ``\\n\\n\\n`` (§3), each program executed in a
+separate Python process with a timeout (``check(entry_point)``), unbiased pass@k.
+
+The execution runs model-written code: run full scale only inside a container or VM. ``--dry-run``
+uses a tiny random GPT-2 (the CodeGen family is a GPT-J-style decoder) and a 2-problem fixture.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from suite.context import RunContext
+from suite.errors import CorruptDataError, DataNotFoundError
+from suite.metrics import mean_pass_at_k
+from suite.models.hf import load_causal_lm
+from suite.spec import DatasetRef, Outcome
+
+STOP = re.compile(r"\n\n^#|^'''|\n\n\n", re.MULTILINE)
+FIELDS = ("task_id", "prompt", "canonical_solution", "test", "entry_point")
+
+
+def read_humaneval(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise DataNotFoundError(f"HumanEval not found at {path}; copy HumanEval.jsonl.gz of openai/human-eval there")
+    out = []
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        for i, line in enumerate(fh):
+            if line.strip():
+                r = json.loads(line)
+                if any(k not in r for k in FIELDS):
+                    raise CorruptDataError(f"{path} line {i + 1} lacks one of {FIELDS}; re-copy HumanEval.jsonl.gz")
+                out.append(r)
+    return out
+
+
+def write_fixture(path: Path) -> Path:
+    recs = [{"task_id": "Fixture/0", "prompt": "def add(a, b):\n    \"\"\"Return a + b.\"\"\"\n",
+             "canonical_solution": "    return a + b\n", "entry_point": "add",
+             "test": "def check(f):\n    assert f(1, 2) == 3\n"},
+            {"task_id": "Fixture/1", "prompt": "def neg(a):\n    \"\"\"Return -a.\"\"\"\n",
+             "canonical_solution": "    return -a\n", "entry_point": "neg",
+             "test": "def check(f):\n    assert f(2) == -2\n"}]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        fh.write("".join(json.dumps(r) + "\n" for r in recs))
+    return path
+
+
+def truncate(text: str) -> str:
+    m = STOP.search(text)
+    return text[:m.start()] if m else text
+
+
+def executes(program: str, timeout: float = 5.0) -> bool:
+    """True when ``program`` exits 0 within ``timeout`` in an isolated interpreter (-I) in a temp dir."""
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            r = subprocess.run([sys.executable, "-I", "-c", program], cwd=d, capture_output=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return False
+    return r.returncode == 0
+
+
+def _tiny(folder: Path) -> None:
+    import tokenizers
+    import transformers
+
+    chars = [chr(c) for c in range(32, 127)] + ["\n"]
+    vocab = {t: i for i, t in enumerate(["<|endoftext|>"] + chars)}
+    raw = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="<|endoftext|>"))
+    raw.pre_tokenizer = tokenizers.pre_tokenizers.Split(tokenizers.Regex("."), behavior="isolated")
+    raw.decoder = tokenizers.decoders.Fuse()
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|endoftext|>",
+                                               pad_token="<|endoftext|>")
+    torch.manual_seed(0)
+    conf = transformers.GPT2Config(vocab_size=len(vocab), n_positions=512, n_embd=32, n_layer=2, n_head=2,
+                                   bos_token_id=0, eos_token_id=0)
+    transformers.GPT2LMHeadModel(conf).save_pretrained(folder)
+    tok.save_pretrained(folder)
+
+
+def run_full(cfg: Any, ctx: RunContext) -> Outcome:
+    tmp = None
+    if ctx.dry_run:
+        tmp = tempfile.TemporaryDirectory(prefix="cg2-dry-")
+        root = Path(tmp.name)
+        _tiny(root / "model")
+        lm = load_causal_lm(root / "model", ctx.device)
+        he = Path(ctx.data_root) / cfg.humaneval if ctx.data_root else root / "HumanEval.jsonl.gz"
+        probs = read_humaneval(he if he.is_file() else write_fixture(root / "HumanEval.jsonl.gz"))
+        n, max_new, ref = 2, 16, DatasetRef("humaneval-fixture (dry run)", "stand-in")
+    else:
+        if ctx.data_root is None:
+            raise DataNotFoundError(f"full scale needs --data-root (or SUITE_DATA) holding {cfg.model_dir}/ and "
+                                    f"{cfg.humaneval}")
+        lm = load_causal_lm(Path(ctx.data_root) / cfg.model_dir, ctx.device)
+        probs = read_humaneval(Path(ctx.data_root) / cfg.humaneval)
+        n, max_new, ref = cfg.full_samples, 384, DatasetRef("humaneval", "paper")
+    correct = np.zeros(len(probs), dtype=np.int64)
+    for i, p in enumerate(ctx.progress(probs, desc="humaneval")):
+        for lo in range(0, n, cfg.full_batch):
+            k = min(cfg.full_batch, n - lo)
+            outs = lm.generate([p["prompt"]] * k, max_new_tokens=max_new, temperature=0.2)
+            progs = [p["prompt"] + truncate(o) + "\n" + p["test"] + f"\ncheck({p['entry_point']})\n" for o in outs]
+            correct[i] += sum(executes(s) for s in progs)
+    ns = np.full(len(probs), n)
+    m = {f"humaneval_pass{k}": mean_pass_at_k(ns, correct, k) for k in (1, 10, 100) if k <= n}
+    m["humaneval_canonical_ok"] = float(np.mean([executes(p["prompt"] + p["canonical_solution"] + "\n" + p["test"]
+                                                          + f"\ncheck({p['entry_point']})\n") for p in probs]))
+    if tmp is not None:
+        tmp.cleanup()
+    return Outcome(metrics=m, dataset=ref, notes={"model_dir": cfg.model_dir, "samples": n})
