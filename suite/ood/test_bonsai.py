@@ -1,0 +1,72 @@
+"""Bonsai's pieces: pseudo-labels, groups, robust loss, resampling, averaged head, determinism."""
+import torch
+
+from suite.ood import EnvData
+from suite.ood import bonsai as B
+from suite.ood.dro import group_losses, robust_loss
+from suite.ood.net import mlp_classifier
+
+
+def _xy(n=60, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 5, generator=g)
+    return x, (x[:, 0] + 0.3 * torch.randn(n, generator=g) > 0).float()
+
+
+def test_pseudo_labels_are_hard_predictions():
+    torch.manual_seed(0)
+    x, y = _xy()
+    m = mlp_classifier(5, (4,))
+    c = B.correctness(m, x, y)
+    assert torch.equal(B.pseudo_labels(y, c), (m(x).reshape(-1) > 0).float())
+
+
+def test_groups_partition_each_round_and_robust_loss_is_max():
+    torch.manual_seed(0)
+    x, y = _xy()
+    correct = torch.rand(2, 60) < 0.7
+    masks = B.split_groups(correct)
+    assert masks.shape == (4, 60) and int(masks.sum()) == 2 * 60
+    m = mlp_classifier(5, (4,))
+    assert torch.allclose(robust_loss(m, x, y, masks, 0.0), group_losses(m, x, y, masks).max())
+
+
+def test_balanced_resample_halves_and_fallback():
+    g = torch.Generator().manual_seed(0)
+    correct = torch.tensor([[1, 1, 0, 0, 1, 0], [1, 0, 0, 1, 1, 0]], dtype=torch.bool)
+    idx = B.balanced_resample(correct, g, n=1000)
+    agree = correct.all(0) | (~correct).all(0)
+    assert int(agree[idx].sum()) == 500
+    all_agree = torch.tensor([[1, 0, 1]], dtype=torch.bool)
+    assert len(B.balanced_resample(all_agree, g, n=10)) == 10
+
+
+def _run(seed=0):
+    x, y = _xy()
+
+    def make(out, off):
+        with torch.random.fork_rng():
+            torch.manual_seed(seed * 100 + off)
+            return mlp_classifier(5, (8, 8), out)
+
+    cfg = B.BonsaiConfig(rounds=3, erm_steps=5, dro_steps=10, synth_steps=10)
+    return B.run_bonsai(make, x, y, cfg, gen=torch.Generator().manual_seed(seed))
+
+
+def test_bonsai_end_to_end_shapes_head_mean_and_determinism():
+    a, b = _run(), _run()
+    assert a.correct.shape == (3, 60) and a.synth.head.out_features == 3
+    assert torch.equal(a.correct, b.correct)
+    assert torch.equal(a.synth.head.weight, b.synth.head.weight)
+    init = B.downstream_init(a.synth)
+    assert torch.allclose(init.head.weight, a.synth.head.weight.mean(0, keepdim=True))
+    assert torch.allclose(init.head.bias, a.synth.head.bias.mean().reshape(1))
+    cf = B.downstream_init(a.synth, freeze=True)
+    assert not any(p.requires_grad for p in cf.featurizer.parameters())
+    assert torch.equal(a.targets, a.pseudo)
+
+
+def test_env_sampling_draws_from_every_env():
+    d = EnvData.from_pairs([(torch.zeros(5, 2), torch.zeros(5)), (torch.ones(7, 2), torch.ones(7))])
+    b = d.sample(4, torch.Generator().manual_seed(0))
+    assert len(b) == 8 and torch.equal(torch.bincount(b.env), torch.tensor([4, 4]))
