@@ -1,0 +1,192 @@
+"""Architectures of the benchmark and the drop-in binarization of a full-precision model (spec §3, §5, §6).
+
+- ``digits_cnn``: spec §6 CPU model: FP conv3x3(16), three conv blocks of 32 channels (BN + Hardtanh,
+  real-valued shortcut), global pool, FP linear head.
+- ``digits_mlp``: an MLP family for the architecture track (FP first/last Linear, BN + Hardtanh).
+- ``vgg_small``: VGG-small for CIFAR (Zhang et al. 2018, LQ-Nets; 128-128-M-256-256-M-512-512-M, FC).
+- ``resnet20`` / ``resnet18``: the shared suite ResNets with Hardtanh instead of ReLU (BiBench configs set
+  ``act_cfg=Hardtanh`` for binarized ResNets: sign(ReLU(x)) would be constant +1).
+
+``binarize(model, algo)`` replaces every Conv2d/Linear except the first and the last layer (and, as in
+BiBench's configs, the 1x1 downsample projections unless ``binarize_downsample``) by the algorithm's
+binarized operator, starting from the FP weights (BiBench ``init_cfg=Pretrained``).
+"""
+from __future__ import annotations
+
+import copy
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reproductions.bibench.layers import BinaryConv2d, BinaryLinear, BinaryOptions, get_algorithm
+from suite.errors import UnknownNameError
+from suite.models import resnet18 as _resnet18
+from suite.models import resnet20 as _resnet20
+from suite.models.resnet import BasicBlock, CifarResNet
+
+
+def _shortcut(x: torch.Tensor, c_out: int, stride: int) -> torch.Tensor:
+    """Parameter-free shortcut: strided identity with zero-padded channels (He et al. option A)."""
+    if stride != 1:
+        x = x[:, :, ::stride, ::stride]
+    pad = c_out - x.shape[1]
+    return F.pad(x, (0, 0, 0, 0, 0, pad)) if pad > 0 else x
+
+
+class ConvBlock(nn.Module):
+    """conv3x3 -> BN -> (+ real-valued shortcut) -> Hardtanh."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1, shortcut: bool = True) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn = nn.BatchNorm2d(c_out)
+        self.c_out, self.stride, self.use_shortcut = c_out, stride, shortcut
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.bn(self.conv(x))
+        if self.use_shortcut:
+            y = y + _shortcut(x, self.c_out, self.stride)
+        return F.hardtanh(y)
+
+
+class DigitsCNN(nn.Module):
+    """Spec §6: FP conv(16) + BN + Hardtanh, 3 blocks of ``width`` channels (strides 1, 2, 1), pool, FP head."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, stem: int = 16, width: int = 32,
+                 shortcut: bool = True) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(in_channels, stem, 3, 1, 1, bias=False)
+        self.bn = nn.BatchNorm2d(stem)
+        self.blocks = nn.Sequential(ConvBlock(stem, width, 1, shortcut), ConvBlock(width, width, 2, shortcut),
+                                    ConvBlock(width, width, 1, shortcut))
+        self.fc = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.hardtanh(self.bn(self.stem(x)))
+        return self.fc(self.blocks(x).mean((2, 3)))
+
+
+class DigitsMLP(nn.Module):
+    """Architecture-track MLP: FP Linear(in, h), then ``depth`` Linear(h, h) blocks (BN + Hardtanh), FP head."""
+
+    def __init__(self, in_dim: int = 64, num_classes: int = 10, hidden: int = 256, depth: int = 2) -> None:
+        super().__init__()
+        self.inp = nn.Linear(in_dim, hidden)
+        self.bn0 = nn.BatchNorm1d(hidden)
+        self.hidden = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(depth))
+        self.bns = nn.ModuleList(nn.BatchNorm1d(hidden) for _ in range(depth))
+        self.fc = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.hardtanh(self.bn0(self.inp(x.flatten(1))))
+        for lin, bn in zip(self.hidden, self.bns):
+            x = F.hardtanh(bn(lin(x)))  # plain MLP (PointNet-style), no shortcut
+        return self.fc(x)
+
+
+class VGGSmall(nn.Module):
+    """VGG-small (LQ-Nets, Zhang et al. 2018): conv widths 128,128,M,256,256,M,512,512,M; FC 512*s*s -> 10.
+
+    BN + Hardtanh after every conv; max-pool after the second conv of each stage.
+    """
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10, image_size: int = 32) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = in_channels
+        for stage in ((128, 128), (256, 256), (512, 512)):
+            for j, w in enumerate(stage):
+                layers += [nn.Conv2d(c, w, 3, 1, 1, bias=False)]
+                if j == 1:
+                    layers += [nn.MaxPool2d(2)]
+                layers += [nn.BatchNorm2d(w), nn.Hardtanh()]
+                c = w
+        self.features = nn.Sequential(*layers)
+        s = image_size // 8
+        self.fc = nn.Linear(512 * s * s, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x).flatten(1))
+
+
+class _HardtanhBlock(BasicBlock):
+    """The shared BasicBlock with Hardtanh in place of ReLU (BiBench binarized ResNets)."""
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn2(self.conv2(F.hardtanh(self.bn1(self.conv1(x)))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.hardtanh(self.residual(x) + self.shortcut(x))
+
+
+class _HardtanhCifarResNet(CifarResNet):
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.hardtanh(self.bn(self.conv(x)))
+        for b in self.blocks:
+            x = b(x)
+        return x.mean((2, 3))
+
+
+def _hardtanh_blocks(model: nn.Module) -> None:
+    for b in model.blocks:  # type: ignore[attr-defined]
+        b.__class__ = _HardtanhBlock
+
+
+def resnet20(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
+    m = _resnet20(num_classes=num_classes, in_channels=in_channels)
+    m.__class__ = _HardtanhCifarResNet
+    _hardtanh_blocks(m)
+    return m
+
+
+def resnet18(num_classes: int = 10, in_channels: int = 3, cifar_stem: bool = True) -> nn.Module:
+    m = _resnet18(num_classes=num_classes, in_channels=in_channels, cifar_stem=cifar_stem)
+    m.stem[2] = nn.Hardtanh()
+    _hardtanh_blocks(m)
+    return m
+
+
+ARCHS: dict[str, Callable[..., nn.Module]] = {
+    "digits_cnn": lambda num_classes=10, in_channels=1, image_size=8: DigitsCNN(in_channels, num_classes),
+    "digits_mlp": lambda num_classes=10, in_channels=1, image_size=8: DigitsMLP(in_channels * image_size ** 2,
+                                                                                num_classes),
+    "vgg_small": lambda num_classes=10, in_channels=3, image_size=32: VGGSmall(in_channels, num_classes, image_size),
+    "resnet20": lambda num_classes=10, in_channels=3, image_size=32: resnet20(num_classes, in_channels),
+    "resnet18": lambda num_classes=10, in_channels=3, image_size=32: resnet18(num_classes, in_channels, True),
+    "resnet18_imagenet": lambda num_classes=1000, in_channels=3, image_size=224: resnet18(num_classes, in_channels,
+                                                                                          False),
+}
+FAMILY = {"digits_cnn": "cnn", "vgg_small": "cnn", "resnet20": "cnn", "resnet18": "cnn", "digits_mlp": "mlp"}
+
+
+def build(arch: str, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+    if arch not in ARCHS:
+        raise UnknownNameError(f"unknown architecture {arch!r}; use one of {sorted(ARCHS)}")
+    return ARCHS[arch](num_classes=num_classes, in_channels=in_channels, image_size=image_size)
+
+
+def binarizable(model: nn.Module, binarize_downsample: bool = False) -> list[str]:
+    """Names of the Conv2d/Linear layers to binarize: all but the first and the last (spec §3), and
+    not the downsample projections (``proj``) unless ``binarize_downsample``."""
+    names = [n for n, m in model.named_modules() if type(m) in (nn.Conv2d, nn.Linear)]
+    inner = names[1:-1]
+    if not binarize_downsample:
+        inner = [n for n in inner if ".proj." not in f".{n}."]
+    return inner
+
+
+def binarize(model: nn.Module, algo: str, opts: BinaryOptions | None = None,
+             binarize_downsample: bool = False) -> nn.Module:
+    """A copy of ``model`` whose inner layers are ``algo``'s binarized operators (FP weights copied)."""
+    get_algorithm(algo)
+    out = copy.deepcopy(model)
+    for name in binarizable(out, binarize_downsample):
+        parent_name, _, child = name.rpartition(".")
+        parent = out.get_submodule(parent_name) if parent_name else out
+        layer = getattr(parent, child)
+        new = (BinaryConv2d.from_float(layer, algo, opts) if isinstance(layer, nn.Conv2d)
+               else BinaryLinear.from_float(layer, algo, opts))
+        setattr(parent, child, new)
+    return out
