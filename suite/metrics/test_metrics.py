@@ -120,3 +120,20 @@ def test_pass_at_k() -> None:
     assert mean_pass_at_k([5, 10], [2, 0], 2) == pytest.approx(0.35)
     with pytest.raises(ConfigError, match="at least k"):
         pass_at_k(3, 1, 5)
+
+
+def test_chi2_gof_accepts_true_and_rejects_wrong_distribution():
+    import torch
+
+    from suite.metrics.stats import chi2_gof
+
+    g = torch.Generator().manual_seed(0)
+    p = torch.tensor([0.5, 0.3, 0.15, 0.04, 0.01])
+    draws = torch.multinomial(p, 20000, replacement=True, generator=g)
+    assert chi2_gof(draws, p) > 1e-3
+    wrong = torch.tensor([0.45, 0.35, 0.15, 0.04, 0.01])
+    assert chi2_gof(draws, wrong) < 1e-6
+    # tiny bins are pooled: a distribution with many rare outcomes still gives a valid test
+    rare = torch.cat([p * 0.9, torch.full((50,), 0.1 / 50)])
+    draws = torch.multinomial(rare, 5000, replacement=True, generator=g)
+    assert chi2_gof(draws, rare) > 1e-3
