@@ -1,0 +1,166 @@
+"""sjd: Speculative Jacobi Decoding (Teng et al., ICLR 2025) against AR sampling and Jacobi decoding.
+
+smoke/small: exact n-gram models (closed-form probabilities) and a 2-D Markov "image" model fitted
+by counting on procedural 8x8 token images; full: the paper's T2I models through the HF adapter.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from suite.context import RunContext
+from suite.metrics.stats import chi2_gof
+from suite.registry import reproduction
+from suite.spec import Claim, DatasetRef, Outcome, Paper, Resources
+
+from .method import all_sequences, ar_sample, encode, sequence_logprob, sjd_sample
+from .models import GridMarkovModel, LMProbModel, NGramModel, blob_stripe_images, train_image_lm
+from .stats import bigram_permutation_test, marginal_two_sample
+
+
+@dataclass
+class SJDConfig:
+    # exactness part (spec §6 smoke): random peaked trigram, enumerated target
+    vocab: int = 4
+    order: int = 3
+    length: int = 6
+    window: int = 4
+    peak: float = 2.0  # logits ~ peak * N(0,1)
+    n_exact: int = 20000  # sequences per sampler for the chi-square tests
+    top_k: int = 2  # the second exactness run uses top-k + temperature processing
+    temperature: float = 0.7
+    # image part (spec §6 small): 8x8 token images, 16 colours
+    image_model: str = "none"  # none | grid_markov | transformer
+    side: int = 8
+    colours: int = 16
+    n_train_images: int = 20000
+    lm_steps: int = 1000  # transformer training steps (image_model=transformer)
+    n_images: int = 1000  # images per sampler
+    image_window: int = 16  # L (repo max_num_new_tokens)
+    # full scale (spec §5): HF T2I model under <data_root>/<model_dir>, COCO captions
+    model_dir: str = ""
+    captions: str = "coco/annotations/captions_val2017.json"
+    n_prompts: int = 5000
+    image_token_lo: int = 4  # image-token id range [lo, hi) of the model (Lumina-mGPT: set from its tokenizer)
+    image_token_hi: int = 8196
+    n_image_tokens: int = 2304  # 48 x 48 tokens for 768 px (row separators not modelled, README)
+    cfg_scale: float = 3.0
+    full_top_k: int = 2000
+    prompt_template: str = "Generate an image of 768x768 according to the following prompt:\n{caption}"
+    variant: str = "paper"  # TEST-ONLY mutations of SJD: resample_from_p | onehot_residual | random_reset
+
+
+def _exactness(cfg: SJDConfig, gen: torch.Generator, ctx: RunContext) -> dict[str, float]:
+    """Chi-square of AR / SJD / Jacobi / mutants against the enumerated trigram law (spec §6 smoke)."""
+    out: dict[str, float] = {}
+    seqs = all_sequences(cfg.vocab, cfg.length)
+    for tag, top_k, temp in (("", 0, 1.0), ("topk_", cfg.top_k, cfg.temperature)):
+        model = NGramModel.random(cfg.vocab, cfg.order, gen, cfg.peak, top_k, temp)
+        target = sequence_logprob(model, seqs).exp()
+        runs = {
+            "ar": ar_sample(model, cfg.length, cfg.n_exact, gen),
+            "sjd": sjd_sample(model, cfg.length, cfg.window, cfg.n_exact, gen, variant=cfg.variant),
+            "jacobi": sjd_sample(model, cfg.length, cfg.window, cfg.n_exact, gen, jacobi=True),
+        }
+        if not tag:  # mutants that must break exactness / speed (spec §6), same run
+            for mut in ("resample_from_p", "onehot_residual", "random_reset"):
+                runs[mut] = sjd_sample(model, cfg.length, cfg.window, cfg.n_exact, gen, variant=mut)
+        for name, dec in runs.items():
+            out[f"{tag}{name}_chi2_p_value"] = chi2_gof(encode(dec.tokens, cfg.vocab), target)
+            if not tag:
+                out[f"{name}_mean_nfe"] = float(dec.nfe.float().mean())
+        ctx.log(f"exactness {tag or 'plain'}: " + ", ".join(f"{k}={v:.3g}" for k, v in out.items() if k.startswith(tag)))
+    out["sjd_nfe_ratio"] = out["sjd_mean_nfe"] / out["ar_mean_nfe"]
+    out["random_reset_nfe_ratio"] = out["random_reset_mean_nfe"] / out["ar_mean_nfe"]
+    out["jacobi_nfe_ratio"] = out["jacobi_mean_nfe"] / out["ar_mean_nfe"]
+    return out
+
+
+def _images(cfg: SJDConfig, gen: torch.Generator, ctx: RunContext) -> dict[str, float]:
+    """AR / SJD / Jacobi on token images: step compression and two-sample tests (spec §6 small)."""
+    imgs = blob_stripe_images(cfg.n_train_images, cfg.side, cfg.colours, gen)
+    n_tok = cfg.side * cfg.side
+    if cfg.image_model == "grid_markov":
+        model = GridMarkovModel.fit(imgs, cfg.side, cfg.colours)
+    elif cfg.image_model == "transformer":
+        lm = train_image_lm(imgs, cfg.colours, n_tok + cfg.image_window + 2, cfg.lm_steps, ctx)
+        model = LMProbModel(lm, cfg.colours)
+    else:
+        from suite.errors import ConfigError
+
+        raise ConfigError(f"image_model={cfg.image_model!r}: use none, grid_markov or transformer")
+    out: dict[str, float] = {}
+    dec = {}
+    for name, kw in (("ar", None), ("sjd", {"variant": cfg.variant}), ("sjd_repeat_horizon",
+                     {"variant": cfg.variant, "init": "repeat_horizon", "grid_w": cfg.side}),
+                     ("jacobi", {"jacobi": True})):
+        t0 = time.perf_counter()
+        dec[name] = (ar_sample(model, n_tok, cfg.n_images, gen) if kw is None
+                     else sjd_sample(model, n_tok, cfg.image_window, cfg.n_images, gen, **kw))
+        out[f"image_{name}_step_compression"] = dec[name].step_compression
+        out[f"image_{name}_wall_s"] = time.perf_counter() - t0
+    out["image_sjd_over_jacobi_compression"] = (out["image_sjd_step_compression"]
+                                                / out["image_jacobi_step_compression"])
+    out["image_marginal_p_value"] = marginal_two_sample(dec["ar"].tokens, dec["sjd"].tokens, cfg.colours)
+    out["image_bigram_p_value"] = bigram_permutation_test(dec["ar"].tokens, dec["sjd"].tokens, cfg.colours,
+                                                          cfg.side, gen=gen)
+    ctx.log("images: " + ", ".join(f"{k}={v:.3g}" for k, v in out.items()))
+    return out
+
+
+def _full(cfg: SJDConfig, ctx: RunContext) -> Outcome:
+    from .full import run_full
+
+    return run_full(cfg, ctx)
+
+
+@reproduction(
+    track="reasoning",
+    paper=Paper(
+        title="Accelerating Auto-regressive Text-to-Image Generation with Training-free Speculative Jacobi Decoding",
+        authors="Yao Teng, Han Shi, Xian Liu, Xuefei Ning, Guohao Dai, Yu Wang, Zhenguo Li, Xihui Liu",
+        year=2025, venue="ICLR", url="https://arxiv.org/abs/2410.01699",
+        code="https://github.com/tyshiwo1/Accelerating-T2I-AR-with-SJD"),
+    config=SJDConfig,
+    scales={
+        "smoke": {"image_model": "grid_markov", "n_images": 100, "n_train_images": 2000},
+        "small": {"length": 8, "n_exact": 200000, "image_model": "grid_markov", "n_images": 1000},
+        "full": {"model_dir": "models/Lumina-mGPT-7B-768", "image_model": "none", "n_exact": 200000,
+                 "length": 8},
+    },
+    claims=[
+        Claim(id="exact", text="SJD samples follow the enumerated AR distribution (chi-square p > 1e-3)",
+              metric="sjd_chi2_p_value", op=">=", ref=1e-3),
+        Claim(id="exact-topk-temp", text="exact also under top-k and temperature processing",
+              metric="topk_sjd_chi2_p_value", op=">=", ref=1e-3),
+        Claim(id="test-power-residual", text="the same test rejects resampling from P instead of the residual",
+              metric="resample_from_p_chi2_p_value", op="<=", ref=1e-6),
+        Claim(id="test-power-stored-q", text="the same test rejects a residual built from one-hot(y) instead of q",
+              metric="onehot_residual_chi2_p_value", op="<=", ref=1e-6),
+        Claim(id="fewer-passes", text="mean NFE(SJD) <= 0.75 x NFE(AR) on the trigram (spec §6)",
+              metric="sjd_nfe_ratio", op="<=", ref=0.75, scales=("smoke",)),
+        Claim(id="step-compression", text="SJD step compression >= 1.5 on token images",
+              metric="image_sjd_step_compression", op=">=", ref=1.5, scales=("small", "full"),
+              paper=2.2, paper_note="Lumina-mGPT 768px, Table 1 (approximate; spec §2)"),
+        Claim(id="beats-jacobi", text="SJD compresses >= 1.5x more steps than Jacobi decoding under sampling",
+              metric="image_sjd_over_jacobi_compression", op=">=", ref=1.5, scales=("small", "full"),
+              paper=2.2, paper_note="SJD ~2.2x vs Jacobi ~1.0x (approximate; spec §2)"),
+        Claim(id="image-marginals", text="per-position marginals of SJD and AR images agree (two-sample)",
+              metric="image_marginal_p_value", op=">=", ref=1e-3, scales=("small", "full")),
+        Claim(id="image-bigrams", text="neighbour-pair statistics of SJD and AR images agree (permutation test)",
+              metric="image_bigram_p_value", op=">=", ref=1e-3, scales=("small", "full")),
+    ],
+    resources={"smoke": Resources(cpus=1, mem_gb=2, time_min=2), "small": Resources(cpus=2, mem_gb=4, time_min=10),
+               "full": Resources(cpus=8, gpus=1, mem_gb=64, time_min=24 * 60)},
+)
+def run(cfg: SJDConfig, ctx: RunContext) -> Outcome:
+    if ctx.scale == "full" or cfg.model_dir:
+        return _full(cfg, ctx)
+    gen = ctx.generator()
+    metrics = _exactness(cfg, gen, ctx)
+    if cfg.image_model != "none":
+        metrics.update(_images(cfg, gen, ctx))
+    name = "trigram-enumerated" + ("+procedural-token-images" if cfg.image_model != "none" else "")
+    return Outcome(metrics=metrics, dataset=DatasetRef(name, "stand-in"))
