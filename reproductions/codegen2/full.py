@@ -8,8 +8,6 @@ uses a tiny random GPT-2 (the CodeGen family is a GPT-J-style decoder) and a 2-p
 """
 from __future__ import annotations
 
-import gzip
-import json
 import re
 import subprocess
 import sys
@@ -21,42 +19,13 @@ import numpy as np
 import torch
 
 from suite.context import RunContext
-from suite.errors import CorruptDataError, DataNotFoundError
+from suite.data import humaneval
+from suite.errors import DataNotFoundError
 from suite.metrics import mean_pass_at_k
 from suite.models.hf import load_causal_lm
 from suite.spec import DatasetRef, Outcome
 
 STOP = re.compile(r"\n\n^#|^'''|\n\n\n", re.MULTILINE)
-FIELDS = ("task_id", "prompt", "canonical_solution", "test", "entry_point")
-
-
-def read_humaneval(path: Path) -> list[dict]:
-    if not path.is_file():
-        raise DataNotFoundError(f"HumanEval not found at {path}; copy HumanEval.jsonl.gz of openai/human-eval there")
-    out = []
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        for i, line in enumerate(fh):
-            if line.strip():
-                r = json.loads(line)
-                if any(k not in r for k in FIELDS):
-                    raise CorruptDataError(f"{path} line {i + 1} lacks one of {FIELDS}; re-copy HumanEval.jsonl.gz")
-                out.append(r)
-    return out
-
-
-def write_fixture(path: Path) -> Path:
-    recs = [{"task_id": "Fixture/0", "prompt": "def add(a, b):\n    \"\"\"Return a + b.\"\"\"\n",
-             "canonical_solution": "    return a + b\n", "entry_point": "add",
-             "test": "def check(f):\n    assert f(1, 2) == 3\n"},
-            {"task_id": "Fixture/1", "prompt": "def neg(a):\n    \"\"\"Return -a.\"\"\"\n",
-             "canonical_solution": "    return -a\n", "entry_point": "neg",
-             "test": "def check(f):\n    assert f(2) == -2\n"}]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(path, "wt", encoding="utf-8") as fh:
-        fh.write("".join(json.dumps(r) + "\n" for r in recs))
-    return path
-
-
 def truncate(text: str) -> str:
     m = STOP.search(text)
     return text[:m.start()] if m else text
@@ -98,14 +67,14 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
         _tiny(root / "model")
         lm = load_causal_lm(root / "model", ctx.device)
         he = Path(ctx.data_root) / cfg.humaneval if ctx.data_root else root / "HumanEval.jsonl.gz"
-        probs = read_humaneval(he if he.is_file() else write_fixture(root / "HumanEval.jsonl.gz"))
+        probs = humaneval.read(he if he.is_file() else humaneval.write_fixture(root / "HumanEval.jsonl.gz"))
         n, max_new, ref = 2, 16, DatasetRef("humaneval-fixture (dry run)", "stand-in")
     else:
         if ctx.data_root is None:
             raise DataNotFoundError(f"full scale needs --data-root (or SUITE_DATA) holding {cfg.model_dir}/ and "
                                     f"{cfg.humaneval}")
         lm = load_causal_lm(Path(ctx.data_root) / cfg.model_dir, ctx.device)
-        probs = read_humaneval(Path(ctx.data_root) / cfg.humaneval)
+        probs = humaneval.read(Path(ctx.data_root) / cfg.humaneval)
         n, max_new, ref = cfg.full_samples, 384, DatasetRef("humaneval", "paper")
     correct = np.zeros(len(probs), dtype=np.int64)
     for i, p in enumerate(ctx.progress(probs, desc="humaneval")):
