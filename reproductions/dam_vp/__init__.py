@@ -1,0 +1,305 @@
+"""dam_vp: Diversity-Aware Meta Visual Prompting (Huang et al., CVPR 2023).
+
+One run (spec §6 CPU protocol, or §5 with --scale full): a frozen backbone (trained in the job on clean
+digits); the downstream set's un-prompted features are clustered (agglomerative, average linkage,
+distance threshold) into M clusters, one pad prompt each, routed by nearest prototype; compared in the
+same job with no prompt, head tuning (linear probe on frozen features), a single generic prompt (VP),
+DAM-VP from random init, and DAM-VP from a Reptile meta-prompt learned on source tasks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reproductions.dam_vp.data import DOMAINS, Split, diverse_digits
+from reproductions.dam_vp.method import (VARIANTS, PadPrompts, Prompted, active_neurons, cluster_threshold,
+                                         diversity_clusters, prompt_vector, reptile_update, route,
+                                         set_prompt_vector)
+from suite.errors import ConfigError, DataNotFoundError
+from suite.registry import reproduction
+from suite.spec import Claim, DatasetRef, Outcome, Paper, Plot, Resources, curve_metrics
+from suite.train import TrainConfig, fit
+
+
+@dataclass
+class Config:
+    data: str = "digits"  # "digits" (DiverseDigits, §6) | a suite.data catalog name (full: "cifar-100")
+    backbone: str = "cnn"  # "cnn" (trained in the job) | "vit_b16" (weights from the data root, §5)
+    weights: str = "weights/vit_b16_in1k.pt"  # under the data root; suite ViT state_dict (full scale)
+    meta_prompt_file: str = ""  # under the data root; "" = meta-train with Reptile on the source tasks
+    image_size: int = 16
+    pad: int = 2  # prompt width p (paper: 30 on 224)
+    head: str = "own"  # "own" (backbone's 10-way head, §6) | "active" (head-missing: active neurons)
+    backbone_epochs: int = 3
+    percentile: float = 60.0  # clustering threshold = this percentile of pairwise feature distances
+    threshold: float = 0.0  # > 0: fixed distance threshold (paper: per backbone, e.g. ViT-B-1k 31)
+    cluster_n: int = 1000  # clustering on at most this many (seeded) training images
+    epochs: int = 2
+    batch_size: int = 128
+    prompt_lr: float = 1.0
+    prompt_wd: float = 0.0
+    head_lr: float = 0.1
+    meta_epochs: int = 3
+    update_step: int = 4
+    update_lr: float = 0.5
+    meta_step: float = 0.5
+    meta_batch: int = 64
+    val_frac: float = 0.1  # catalog data: validation split carved from train
+    variant: str = "paper"  # test-only broken variants: "reptile_sign", "full_prompt"
+
+
+class Backbone(nn.Module):
+    """§6 frozen backbone: 2 conv layers (16×16 input), 64-d features, 10-way head."""
+
+    def __init__(self, size: int, classes: int = 10) -> None:
+        super().__init__()
+        from suite.models import ConvNet
+
+        self.net = ConvNet(1, classes, ((16,), (32,)), fc=(64,), image_size=size, batch_norm=True)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.head[:2](self.net.features(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def _acc(logits: torch.Tensor, y: torch.Tensor) -> float:
+    return float((logits.argmax(1) == y).float().mean())
+
+
+@torch.no_grad()
+def _batched(fn, x: torch.Tensor, bs: int = 512, *rest: torch.Tensor) -> torch.Tensor:
+    return torch.cat([fn(x[i:i + bs], *(r[i:i + bs] for r in rest)) for i in range(0, len(x), bs)])
+
+
+def train_prompts(name: str, prompts: PadPrompts, logits_fn, tr: Split, r_tr, va: Split, r_va, te: Split, r_te,
+                  cfg: Config, ctx) -> tuple[float, list[float]]:
+    """§3 optimisation: SGD momentum 0.9, cosine with warm-up of epochs/5, CE through the frozen backbone;
+    model selection on val accuracy. Returns (test acc at best val, test acc per epoch)."""
+    model = Prompted(prompts, logits_fn)
+    per_epoch = -(-len(tr.y) // cfg.batch_size)
+    tc = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.prompt_lr, optimizer="sgd", momentum=0.9,
+                     weight_decay=cfg.prompt_wd, schedule="cosine", warmup_steps=per_epoch * max(cfg.epochs // 5, 0),
+                     eval_every=per_epoch, log_every=per_epoch)
+    ev = lambda m: {"val": _acc(_batched(m, va.x, 512, r_va), va.y),  # noqa: E731
+                    "test": _acc(_batched(m, te.x, 512, r_te), te.y)}
+    res = fit(model, lambda m, b: F.cross_entropy(m(b[0], b[1]), b[2]), (tr.x, r_tr, tr.y), tc, ctx=ctx,
+              eval_fn=ev, param_groups=[{"params": list(prompts.parameters())}], name=name)
+    best = max(res.evals, key=lambda e: e["val"])  # first epoch with the best val accuracy
+    return best["test"], [e["test"] for e in res.evals]
+
+
+def reptile(meta: PadPrompts, sources: dict[str, Split], feature_fn, logits_fn, cfg: Config, ctx) -> PadPrompts:
+    """Meta-prompt by Reptile (§3): each meta-epoch, for each source task, copy θ into the task's
+    cluster prompts, take ``update_step`` SGD steps (lr ``update_lr``) on all clusters at once (each
+    copy only sees its own cluster's loss), then θ ← θ + β·(mean_{tasks,clusters} φ − θ)."""
+    tasks = []
+    for name, s in sources.items():
+        u = _batched(feature_fn, s.x)
+        lab, protos = diversity_clusters(u, cfg.threshold or cluster_threshold(u, cfg.percentile))
+        tasks.append((name, s, lab, len(protos)))
+    gen = ctx.generator(77)
+    c, h, w = meta.top.shape[1], *meta.hw
+    for epoch in range(cfg.meta_epochs):
+        theta = prompt_vector(meta)
+        phis = []
+        for name, s, lab, m in tasks:
+            inner = PadPrompts(m, c, h, w, cfg.pad)
+            inner.load_from(meta)
+            model = Prompted(inner, logits_fn)
+
+            def batch(step: int, s=s, lab=lab):
+                i = torch.randint(0, len(s.y), (cfg.meta_batch,), generator=gen)
+                return s.x[i], lab[i], s.y[i]
+
+            def loss(mdl, b, m=m):  # Σ_j mean CE of cluster j: gradients of copy j = its own cluster's loss
+                ce = F.cross_entropy(mdl(b[0], b[1]), b[2], reduction="none")
+                cnt = torch.bincount(b[1], minlength=m).clamp_min(1).to(ce.dtype)
+                return (torch.zeros(m, dtype=ce.dtype).index_add_(0, b[1], ce) / cnt).sum()
+
+            fit(model, loss, batch, TrainConfig(steps=cfg.update_step, lr=cfg.update_lr, optimizer="sgd",
+                                                momentum=0.0, log_every=0), device=ctx.device)
+            used = torch.unique(lab)
+            phis.append(prompt_vector(inner)[used])
+        set_prompt_vector(meta, reptile_update(theta, torch.cat(phis), cfg.meta_step, cfg.variant))
+        ctx.log(f"dam_vp: meta-epoch {epoch + 1}/{cfg.meta_epochs}")
+    return meta
+
+
+def mechanics(feature_fn, logits_fn, u_tr: torch.Tensor, protos: torch.Tensor, x: torch.Tensor, cfg: Config,
+              ctx) -> dict[str, float]:
+    """Spec §6 smoke assertions as measurements."""
+    c, h, w = x.shape[1:]
+    p = PadPrompts(3, c, h, w, cfg.pad, cfg.variant, ctx.generator(5))
+    r = torch.arange(len(x)) % 3
+    out = p(x, r).detach()
+    k = cfg.pad
+    centre = float((out - x)[..., k:h - k, k:w - k].abs().max())
+    brute = torch.tensor([int(np.argmin([float(((u - q) ** 2).sum()) for q in protos])) for u in u_tr[:64]])
+    routing = float((route(u_tr[:64], protos) != brute).sum())
+    theta, phis = torch.randn(1, 6), torch.randn(4, 6)
+    want = theta + cfg.meta_step * (phis.mean(0) - theta)
+    rep = float((reptile_update(theta, phis, cfg.meta_step, cfg.variant) - want).abs().max())
+    g = ctx.generator(6)
+    idx = active_neurons(feature_fn, 10, (c, h, w), g)
+    std = feature_fn(torch.randn(512, c, h, w, generator=ctx.generator(6))).std(0)
+    act = float(len(set(idx.tolist()) ^ set(torch.topk(std, 10).indices.tolist())))
+    return {"border_only_err": centre, "routing_err": routing, "reptile_err": rep, "active_neuron_err": act}
+
+
+def _catalog_tasks(cfg: Config, ctx) -> tuple[Split, Split, Split, int, str]:
+    from suite.data.catalog import load_dataset
+
+    sp = load_dataset(ctx, cfg.data, dry_run=ctx.dry_run)
+
+    def prep(d) -> tuple[torch.Tensor, torch.Tensor]:
+        x = d.x.float() / 255.0 if d.x.dtype == torch.uint8 else d.x.float()
+        return x, d.y
+
+    xt, yt = prep(sp["train"])
+    xe, ye = prep(sp["test"])
+    perm = torch.randperm(len(yt), generator=ctx.generator(3))
+    nv = max(1, int(cfg.val_frac * len(yt)))
+    none = lambda n: torch.full((n,), -1)  # noqa: E731
+    return (Split(xt[perm[nv:]], yt[perm[nv:]], none(len(yt) - nv)), Split(xt[perm[:nv]], yt[perm[:nv]], none(nv)),
+            Split(xe, ye, none(len(ye))), int(max(yt.max(), ye.max())) + 1, sp["train"].ref.provenance)
+
+
+def _vit_backbone(cfg: Config, ctx) -> nn.Module:
+    """ViT-B/16 (suite ViT) at 224 px with IN-1k weights from the data root; random in a dry run."""
+    from suite.models import ViT
+
+    net = ViT(image_size=224, patch_size=16, in_channels=3, num_classes=1000, dim=768, depth=12, heads=12)
+    path = Path(ctx.data_root) / cfg.weights if ctx.data_root else None
+    if path is not None and path.exists():
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    elif not ctx.dry_run:
+        raise DataNotFoundError(f"backbone weights {cfg.weights} not found under the data root; convert timm "
+                                f"vit_base_patch16_224 (IN-1k) to a suite ViT state_dict and put it there")
+    return net
+
+
+@reproduction(
+    track="clustering",
+    paper=Paper(title="Diversity-Aware Meta Visual Prompting", authors="Qidong Huang, Xiaoyi Dong, Dongdong Chen, "
+                "Weiming Zhang, Feifei Wang, Gang Hua, Nenghai Yu", year=2023, venue="CVPR",
+                url="https://arxiv.org/abs/2303.08138", code="https://github.com/shikiw/DAM-VP"),
+    config=Config,
+    scales={
+        "smoke": {},
+        "small": {"backbone_epochs": 20, "epochs": 20, "meta_epochs": 30},
+        "full": {"data": "cifar-100", "backbone": "vit_b16", "image_size": 224, "pad": 30, "head": "active",
+                 "threshold": 31.0, "epochs": 50, "batch_size": 128, "meta_prompt_file": "dam_vp/meta_prompt_vit_b16_in1k.pt"},
+    },
+    claims=[
+        Claim(id="border-only", text="§6: prompts change only border pixels (centre of prompted == input)",
+              metric="border_only_err", op="<=", ref=0.0, scales=("smoke", "small", "full")),
+        Claim(id="routing-argmin", text="§6: routing = argmin Euclidean distance to the prototypes",
+              metric="routing_err", op="<=", ref=0.0, scales=("smoke", "small", "full")),
+        Claim(id="reptile-update", text="§6: Reptile update equals θ + β·(mean φ − θ)", metric="reptile_err",
+              op="<=", ref=1e-6, scales=("smoke", "small", "full")),
+        Claim(id="active-neurons", text="§6: active-neuron indices are the top-std output dims",
+              metric="active_neuron_err", op="<=", ref=0.0, scales=("smoke", "small", "full")),
+        Claim(id="several-clusters", text="§6: diversity-adaptive clustering finds M ≥ 2 clusters",
+              metric="n_clusters", op=">=", ref=2.0, scales=("smoke", "small")),
+        Claim(id="damvp-beats-vp", text="C1: DAM-VP (meta init) ≥ single-prompt VP + 2 points on DiverseDigits",
+              metric="damvp_gain_over_vp", op=">=", ref=0.02, scales=("small", "full")),
+        Claim(id="damvp-beats-noprompt", text="C1: DAM-VP (meta init) beats the frozen backbone without prompt",
+              metric="damvp_meta_acc", op=">", ref="noprompt_acc", scales=("small", "full")),
+        Claim(id="meta-converges-faster", text="C3: meta-init DAM-VP reaches VP's final accuracy in ≤ half the "
+              "epochs", metric="meta_epochs_to_vp_frac", op="<=", ref=0.5, scales=("small", "full")),
+    ],
+    plots=[Plot(name="convergence", x="epoch", ys=("vp_test_acc", "damvp_rand_test_acc", "damvp_meta_test_acc"),
+                title="C3: test accuracy per epoch", ylabel="top-1")],
+    resources={"smoke": Resources(cpus=1, mem_gb=1, time_min=2), "small": Resources(cpus=2, mem_gb=2, time_min=10),
+               "full": Resources(cpus=8, gpus=1, mem_gb=64, time_min=1440)},
+)
+def run(cfg: Config, ctx) -> Outcome:
+    if cfg.variant not in VARIANTS:
+        raise ConfigError(f"variant={cfg.variant!r} is unknown; use one of {VARIANTS}")
+    if cfg.head not in ("own", "active"):
+        raise ConfigError(f"head={cfg.head!r} is unknown; use 'own' or 'active'")
+    metrics: dict[str, float] = {}
+    sources: dict[str, Split] = {}
+    if cfg.data == "digits":
+        t = diverse_digits(ctx.seed, cfg.image_size)
+        tr, va, te, n_cls, sources = t.train, t.val, t.test, 10, t.sources
+        ref = DatasetRef("diverse-digits(sklearn)", "stand-in")
+        net: nn.Module = Backbone(cfg.image_size, n_cls)
+        if not ctx.dry_run:  # §6: backbone trained in the job on clean digits, then frozen
+            fit(net, lambda m, b: F.cross_entropy(m(b[0]), b[1]), (t.backbone_train.x, t.backbone_train.y),
+                TrainConfig(epochs=cfg.backbone_epochs, batch_size=64, lr=3e-3, log_every=0), ctx=ctx, name="backbone")
+        feature_fn = net.features
+    else:
+        tr, va, te, n_cls, prov = _catalog_tasks(cfg, ctx)
+        ref = DatasetRef(cfg.data, prov)  # type: ignore[arg-type]
+        vit = _vit_backbone(cfg, ctx)
+        up = lambda x: F.interpolate(x, size=(cfg.image_size,) * 2, mode="bilinear", align_corners=False)  # noqa: E731
+        tr, va, te = (Split(up(s.x[:8]) if ctx.dry_run else up(s.x), s.y[:8] if ctx.dry_run else s.y,
+                            s.domain[:8] if ctx.dry_run else s.domain) for s in (tr, va, te))
+        net, feature_fn = vit, vit.features
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    if cfg.head == "own":
+        logits_fn = net
+    else:
+        idx = active_neurons(net, n_cls, tuple(tr.x.shape[1:]), ctx.generator(6), n=8 if ctx.dry_run else 512)
+        logits_fn = lambda x: net(x)[:, idx]  # noqa: E731
+    c, h, w = tr.x.shape[1:]
+    sub = torch.randperm(len(tr.y), generator=ctx.generator(1))[: cfg.cluster_n]  # seeded subset (§7)
+    u_sub = _batched(feature_fn, tr.x[sub])
+    thr = cfg.threshold or cluster_threshold(u_sub, cfg.percentile)
+    _, protos = diversity_clusters(u_sub, thr)
+    m = len(protos)
+    r_tr, r_va, r_te = (route(_batched(feature_fn, s.x), protos) for s in (tr, va, te))
+    if ctx.dry_run:
+        Prompted(PadPrompts(m, c, h, w, cfg.pad), logits_fn)(tr.x[:2], r_tr[:2])
+        return Outcome(metrics={}, dataset=ref)
+    metrics.update(mechanics(feature_fn, logits_fn, u_sub, protos, tr.x[:16], cfg, ctx))
+    metrics.update({"n_clusters": float(m), "cluster_threshold": thr})
+    if (te.domain >= 0).any():  # how well the clusters follow the hidden domains
+        from suite.metrics.clustering import nmi
+        metrics["cluster_domain_nmi"] = nmi(te.domain.numpy(), r_te.numpy())
+    metrics["noprompt_acc"] = _acc(_batched(logits_fn, te.x), te.y)
+    # head tuning: linear head on the frozen features (paper's head-tuning / linear-probe baseline)
+    f_tr, f_va, f_te = (_batched(feature_fn, s.x) for s in (tr, va, te))
+    head = nn.Linear(f_tr.shape[1], n_cls)
+    res = fit(head, lambda mdl, b: F.cross_entropy(mdl(b[0]), b[1]), (f_tr, tr.y),
+              TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.head_lr, optimizer="sgd",
+                          schedule="cosine", log_every=0, eval_every=-(-len(tr.y) // cfg.batch_size)), ctx=ctx,
+              eval_fn=lambda mdl: {"val": _acc(mdl(f_va), va.y), "test": _acc(mdl(f_te), te.y)}, name="head")
+    metrics["head_tuning_acc"] = max(res.evals, key=lambda e: e["val"])["test"]
+    curves = {}
+    gen = ctx.generator(11)
+    zeros = lambda s: torch.zeros(len(s.y), dtype=torch.long)  # noqa: E731
+    metrics["vp_acc"], curves["vp"] = train_prompts("vp", PadPrompts(1, c, h, w, cfg.pad, generator=gen), logits_fn,
+                                                    tr, zeros(tr), va, zeros(va), te, zeros(te), cfg, ctx)
+    metrics["damvp_rand_acc"], curves["damvp_rand"] = train_prompts(
+        "damvp-rand", PadPrompts(m, c, h, w, cfg.pad, generator=gen), logits_fn, tr, r_tr, va, r_va, te, r_te, cfg, ctx)
+    meta = PadPrompts(1, c, h, w, cfg.pad, generator=gen)
+    if cfg.meta_prompt_file:
+        path = Path(ctx.data_root or ".") / cfg.meta_prompt_file
+        if not path.exists():
+            raise DataNotFoundError(f"meta-prompt {path} not found; meta-train it (Reptile on SUN397, STL-10, "
+                                    f"Fru92, Veg200, Pets, EuroSAT) or set meta_prompt_file=''")
+        meta.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    else:
+        meta = reptile(meta, sources, feature_fn, logits_fn, cfg, ctx)
+    prompts = PadPrompts(m, c, h, w, cfg.pad)
+    prompts.load_from(meta)
+    metrics["damvp_meta_acc"], curves["damvp_meta"] = train_prompts(
+        "damvp-meta", prompts, logits_fn, tr, r_tr, va, r_va, te, r_te, cfg, ctx)
+    metrics["damvp_gain_over_vp"] = metrics["damvp_meta_acc"] - metrics["vp_acc"]
+    metrics["damvp_rand_gain_over_vp"] = metrics["damvp_rand_acc"] - metrics["vp_acc"]
+    hit = [i + 1 for i, a in enumerate(curves["damvp_meta"]) if a >= metrics["vp_acc"]]
+    metrics["meta_epochs_to_vp_frac"] = (hit[0] if hit else 2 * cfg.epochs) / cfg.epochs
+    for k, v in curves.items():
+        metrics.update(curve_metrics(f"{k}_test_acc", "epoch", range(1, len(v) + 1), v))
+    return Outcome(metrics=metrics, dataset=ref)
