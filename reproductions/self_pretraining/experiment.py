@@ -1,0 +1,209 @@
+"""The protocols: mechanics checks (spec §6 smoke), ListOps-mini / sDigits scratch vs SPT (§6
+small, C1/C5) and the LRA tasks (§5, full)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from reproductions.s4d.layer import SSMConfig, ssm_param_groups
+from reproductions.self_pretraining.encoders import EncoderConfig, PretrainModel, build_encoder, transfer_encoder
+from reproductions.self_pretraining.masking import IGNORE, mask_pixels, mask_tokens
+from reproductions.self_pretraining.method import (PhaseConfig, crop_pad, denoising_loss, encoder_config, finetune,
+                                                   make_classifier, pretrain)
+from reproductions.self_pretraining.tasks import LRA_TASKS, PAD_ID, TaskData, listops_mini, load_lra, sdigits
+from suite.errors import ConfigError
+from suite.spec import DatasetRef
+from suite.train import TrainConfig, optimizer
+
+
+# --------------------------------------------------------------------------- mechanics (§6 smoke)
+
+def mechanics(cfg, ctx) -> dict[str, float]:
+    """Mask-rate, ignore-index, <mask>-id and pixel-channel checks on ``cfg.mech_tokens`` tokens,
+    through the same masking calls (and ``variant``) as pretraining."""
+    g = ctx.generator(3)
+    rows = max(1, cfg.mech_tokens // 100)
+    vocab = 16
+    x = torch.randint(1, vocab, (rows, 100), generator=g)
+    x[:, 90:] = PAD_ID  # some padding: never masked, never a target
+    inp, tgt, m = mask_tokens(x, cfg.mask_p, vocab, PAD_ID, g,
+                              loss_on_all_positions=cfg.variant == "loss_all_positions")
+    real, unmasked = x != PAD_ID, (x != PAD_ID) & ~m
+    out = {
+        "mask_rate": float(m.sum() / real.sum()),
+        "unmasked_target_frac": float(((tgt != IGNORE) & ~m).sum() / (~m).sum()),
+        "masked_input_not_mask_frac": float(((inp != vocab) & m).sum() / m.sum().clamp_min(1)),
+        "unmasked_input_changed_frac": float(((inp != x) & unmasked).sum() / unmasked.sum().clamp_min(1)),
+    }
+    out["mask_rate_error"] = abs(out["mask_rate"] - cfg.mask_p)
+    px = torch.rand(rows, 100, generator=g)
+    pin, ptgt, pm = mask_pixels(px, cfg.mask_p, g)
+    fake = TaskData("px", px, torch.zeros(rows), px, torch.zeros(rows), 2, "pixels", 0, None, False,
+                    DatasetRef("px", "stand-in"))
+    base = EncoderConfig()
+    extra = encoder_config(fake, base, True).d_input - encoder_config(fake, base, False).d_input
+    bad = (int(pin.shape[-1] != 2) + int(extra != 1) + int((pin[..., 1] != pm.float()).sum())
+           + int((pin[..., 0][pm] != 0).sum()) + int((pin[..., 0][~pm] != px[~pm]).sum()) + int((ptgt != px).sum()))
+    out["pixel_indicator_error"] = float(bad)
+    return out
+
+
+# --------------------------------------------------------------------------- small (§6)
+
+def _encoder_cfg(cfg, arch: str) -> EncoderConfig:
+    ssm = SSMConfig(d_state=cfg.d_state, init="inv", bidirectional=True, lr=1e-3, lr_dt=1e-3)
+    return EncoderConfig(arch=arch, d_model=cfg.d_model, n_layers=cfg.n_layers, heads=cfg.heads,
+                         mlp_ratio=cfg.mlp_ratio, ssm=ssm)
+
+
+def run_small(cfg, ctx) -> tuple[dict[str, float], DatasetRef]:
+    """Per architecture: one pretraining on the training inputs, then four fine-tunings with the
+    same recipe: scratch / SPT x all labels / ``low_data_frac`` of the labels."""
+    if cfg.task == "listops":
+        task = listops_mini(cfg.n_train, cfg.n_test, ctx.seed, cfg.min_length, cfg.max_length, cfg.max_depth,
+                            cfg.max_args)
+    else:
+        task = sdigits(ctx.seed)
+    n = len(task.y_train)
+    low_idx = torch.randperm(n, generator=ctx.generator(5))[: max(cfg.batch_size, int(round(cfg.low_data_frac * n)))]
+    pre = PhaseConfig(steps=cfg.pretrain_steps, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                      warmup_steps=cfg.warmup_steps)
+    ft = PhaseConfig(steps=cfg.finetune_steps, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                     warmup_steps=cfg.warmup_steps)
+    m: dict[str, float] = {"acc_majority": float(torch.bincount(task.y_test).max()) / len(task.y_test),
+                           "low_data_n": float(len(low_idx))}
+    diffs = []
+    for k, arch in enumerate(cfg.archs):
+        ec = _encoder_cfg(cfg, arch)
+        seed_pt, seed_ft = 1000 * ctx.seed + 10 * k + 1, 1000 * ctx.seed + 10 * k + 2
+        enc, st = pretrain(task, ec, pre, cfg.mask_p, ctx, f"{arch}-pretrain", seed_pt, cfg.variant)
+        m[f"{arch}_mlm_loss_before"], m[f"{arch}_mlm_loss_after"] = st["loss_before"], st["loss_after"]
+        m[f"{arch}_mlm_loss_drop"] = st["loss_before"] - st["loss_after"]
+        for suffix, idx in (("", None), ("_low", low_idx)):
+            for mode in ("scratch", "spt"):
+                clf, info = make_classifier(task, ec, seed_ft, enc if mode == "spt" else None, cfg.variant)
+                if "transfer_max_abs_diff" in info:
+                    diffs.append(info["transfer_max_abs_diff"])
+                r = finetune(clf, task, ft, ctx, f"{arch}-{mode}{suffix}", idx)
+                m[f"{arch}_{mode}{suffix}_acc"] = r["acc"]
+            m[f"{arch}_spt_minus_scratch_acc{suffix}"] = m[f"{arch}_spt{suffix}_acc"] - m[f"{arch}_scratch{suffix}_acc"]
+        m[f"{arch}_gain_low_minus_full"] = m[f"{arch}_spt_minus_scratch_acc_low"] - m[f"{arch}_spt_minus_scratch_acc"]
+    m["transfer_max_abs_diff"] = max(diffs)
+    if {"transformer", "s4d"} <= set(cfg.archs):
+        for mode in ("scratch", "spt"):
+            m[f"gap_{mode}_acc"] = abs(m[f"s4d_{mode}_acc"] - m[f"transformer_{mode}_acc"])
+        m["gap_spt_minus_gap_scratch_acc"] = m["gap_spt_acc"] - m["gap_scratch_acc"]
+    return m, task.ref
+
+
+# --------------------------------------------------------------------------- full (§5)
+
+@dataclass(frozen=True)
+class LRAHP:
+    """Full-scale hyper-parameters of one (architecture, task). Spec §3 gives the Transformer's
+    ListOps (6 x 512, 8 heads, warmup 2k, batch 32, 100 epochs) and Image (3 x 64, 4 heads, ff x2,
+    lr 1e-3, 50 MLM epochs); S4D follows the S4 repo's LRA configs; the rest is our choice (README)."""
+
+    d_model: int
+    n_layers: int
+    heads: int
+    batch_size: int
+    lr: float
+    pre_epochs: int
+    ft_epochs: int
+    d_state: int = 64
+    mlp_ratio: float = 2.0
+    dropout: float = 0.0
+    warmup_steps: int = 1000
+    weight_decay: float = 0.05
+
+
+LRA_HP: dict[tuple[str, str], LRAHP] = {
+    ("transformer", "listops"): LRAHP(512, 6, 8, 32, 1e-4, 100, 100, warmup_steps=2000),
+    ("transformer", "text"): LRAHP(256, 4, 4, 16, 1e-4, 32, 32),
+    ("transformer", "retrieval"): LRAHP(256, 4, 4, 32, 1e-4, 20, 20),
+    ("transformer", "image"): LRAHP(64, 3, 4, 50, 1e-3, 50, 200),
+    ("transformer", "pathfinder"): LRAHP(128, 4, 8, 64, 1e-4, 50, 200),
+    ("transformer", "pathx"): LRAHP(128, 8, 8, 16, 1e-4, 50, 50),
+    ("s4d", "listops"): LRAHP(256, 6, 1, 32, 0.01, 40, 40, d_state=4),
+    ("s4d", "text"): LRAHP(256, 6, 1, 16, 0.01, 32, 32, d_state=4),
+    ("s4d", "retrieval"): LRAHP(256, 6, 1, 64, 0.01, 20, 20, d_state=4),
+    ("s4d", "image"): LRAHP(512, 6, 1, 50, 0.01, 200, 200, dropout=0.1),
+    ("s4d", "pathfinder"): LRAHP(256, 6, 1, 64, 0.004, 200, 200),
+    ("s4d", "pathx"): LRAHP(256, 6, 1, 16, 0.001, 50, 50),
+}
+DRY_LEN = 1024  # dry-run forward passes use the first 1024 positions (a full-length CPU pass takes minutes)
+
+
+def _lra_encoder_cfg(arch: str, hp: LRAHP, task: str) -> EncoderConfig:
+    dt_min = 1e-4 if task == "pathx" else 1e-3
+    ssm = SSMConfig(d_state=hp.d_state, init="inv", bidirectional=True, lr=1e-3, lr_dt=1e-3, dt_min=dt_min)
+    return EncoderConfig(arch=arch, d_model=hp.d_model, n_layers=hp.n_layers, heads=hp.heads,
+                         mlp_ratio=hp.mlp_ratio, dropout=hp.dropout, ssm=ssm)
+
+
+def _phase(hp: LRAHP, epochs: float, scale: float, n_train: int) -> PhaseConfig:
+    per_epoch = -(-n_train // hp.batch_size)  # checkpoint once per epoch (preemptible jobs resume)
+    return PhaseConfig(steps=None, epochs=max(1, int(round(epochs * scale))), batch_size=hp.batch_size, lr=hp.lr,
+                       weight_decay=hp.weight_decay, warmup_steps=hp.warmup_steps, schedule="cosine",
+                       checkpoint_every=per_epoch)
+
+
+def _dry_check(task: TaskData, arch: str, ec: EncoderConfig, hp: LRAHP, cfg, seed: int) -> None:
+    """Build the whole pipeline without training: pretraining model and loss, transfer, classifier."""
+    crop = task.x_train[:2, ..., :DRY_LEN]
+    small = TaskData(task.name, crop, task.y_train[:2], crop, task.y_train[:2], task.n_classes, task.kind, task.vocab,
+                     task.mask_id, task.dual, task.ref)
+    pt = encoder_config(small, ec, pretraining=True)
+    enc = build_encoder(pt, seed)
+    model = PretrainModel(enc, task.vocab if task.kind == "tokens" else 1).eval()
+    flat = crop.reshape(-1, crop.shape[-1]) if task.dual else crop
+    with torch.no_grad():
+        loss = denoising_loss(model, flat, small, cfg.mask_p)
+    if not torch.isfinite(loss):
+        raise ConfigError(f"LRA {task.name} {arch}: non-finite pretraining loss in the dry run")
+    clf, info = make_classifier(small, ec, seed + 1, enc)
+    optimizer(ssm_param_groups(clf, hp.lr, hp.weight_decay), TrainConfig(steps=1, optimizer="adamw", lr=hp.lr))
+    with torch.no_grad():
+        x = crop_pad(crop) if task.kind == "tokens" else crop.unsqueeze(-1)
+        out = clf.eval()(x)
+    if out.shape != (len(crop), task.n_classes) or info["transfer_max_abs_diff"] != 0.0:
+        raise ConfigError(f"LRA {task.name} {arch}: classifier output {tuple(out.shape)} or transfer is wrong")
+
+
+def run_lra(cfg, ctx) -> tuple[dict[str, float], DatasetRef]:
+    m: dict[str, float] = {}
+    provenance = "paper"
+    for t in cfg.lra_tasks:
+        task = load_lra(t, ctx)
+        if task.ref.provenance != "paper":
+            provenance = "stand-in"
+        for k, arch in enumerate(cfg.archs):
+            hp = LRA_HP[(arch, t)]
+            ec = _lra_encoder_cfg(arch, hp, t)
+            seed_pt, seed_ft = 1000 * ctx.seed + 10 * k + 1, 1000 * ctx.seed + 10 * k + 2
+            if ctx.dry_run:
+                _dry_check(task, arch, ec, hp, cfg, seed_pt)
+                continue
+            n_pre = len(task.y_train) * (2 if task.dual else 1)
+            pre = _phase(hp, hp.pre_epochs, cfg.lra_epochs_scale, n_pre)
+            ft = _phase(hp, hp.ft_epochs, cfg.lra_epochs_scale, len(task.y_train))
+            enc, st = pretrain(task, ec, pre, cfg.mask_p, ctx, f"lra-{t}-{arch}-pretrain", seed_pt, cfg.variant)
+            m[f"lra_{t}_{arch}_mlm_loss_after"] = st["loss_after"]
+            for mode in ("scratch", "spt"):
+                clf, _ = make_classifier(task, ec, seed_ft, enc if mode == "spt" else None, cfg.variant)
+                r = finetune(clf.to(ctx.device), task, ft, ctx, f"lra-{t}-{arch}-{mode}")
+                m[f"lra_{t}_{arch}_{mode}_acc_pct"] = 100.0 * r["acc"]
+    for arch in cfg.archs:
+        for mode in ("scratch", "spt"):
+            accs = [m.get(f"lra_{t}_{arch}_{mode}_acc_pct") for t in LRA_TASKS]
+            if all(a is not None for a in accs):
+                m[f"lra_avg_{arch}_{mode}_acc_pct"] = sum(accs) / len(accs)  # type: ignore[arg-type]
+    if "lra_avg_s4d_scratch_acc_pct" in m and "lra_avg_transformer_scratch_acc_pct" in m:
+        m["lra_avg_s4d_minus_transformer_scratch_acc_pct"] = (m["lra_avg_s4d_scratch_acc_pct"]
+                                                             - m["lra_avg_transformer_scratch_acc_pct"])
+    return m, DatasetRef("lra:" + "+".join(cfg.lra_tasks), provenance)
+
+
+__all__ = ["mechanics", "run_small", "run_lra", "LRAHP", "LRA_HP"]

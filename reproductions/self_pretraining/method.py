@@ -1,0 +1,168 @@
+"""Self-pretraining (SPT) then fine-tuning, against training from scratch (spec §3).
+
+Stage 1 (:func:`pretrain`): encoder + per-position decoder trained with the denoising objective on
+the task's own TRAINING inputs only (no labels, no val/test): masked-token CE (tokens) or masked
+L1 (pixels, 2-channel input), :mod:`.masking`.
+Stage 2 (:func:`finetune`): the pretrained encoder is transferred into a fresh classifier
+(:func:`.encoders.transfer_encoder`, every tensor checked), decoder dropped, mean pooling + linear
+head, trained on labels. The scratch baseline runs the IDENTICAL fine-tuning recipe (same
+TrainConfig, same minibatch order, same head init) from a random encoder (§7 "fair comparison").
+
+``variant`` (TEST-ONLY): 'loss_all_positions' (MLM targets kept at unmasked positions) or
+'reinit_encoder' (the classifier re-initialises the encoder instead of loading it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from reproductions.s4d.layer import ssm_param_groups
+from reproductions.self_pretraining.encoders import (Classifier, EncoderConfig, PretrainModel, build_encoder,
+                                                     encoder_diff, transfer_encoder)
+from reproductions.self_pretraining.masking import mask_pixels, mask_tokens, masked_ce, masked_l1
+from reproductions.self_pretraining.tasks import PAD_ID, TaskData
+from suite.errors import UnknownNameError
+from suite.metrics import accuracy
+from suite.train import TrainConfig, fit
+
+VARIANTS = ("paper", "loss_all_positions", "reinit_encoder")
+
+
+@dataclass
+class PhaseConfig:
+    """One training phase (pretraining or fine-tuning): ``steps`` or ``epochs``; AdamW with linear
+    warmup then ``schedule``."""
+
+    steps: int | None = 1500
+    epochs: int | None = None
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    schedule: str = "constant"
+    grad_clip: float | None = 1.0
+    checkpoint_every: int = 0  # steps (0: no checkpoints); full scale: once per epoch
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(steps=self.steps, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                           optimizer="adamw", weight_decay=self.weight_decay, warmup_steps=self.warmup_steps,
+                           schedule=self.schedule, grad_clip=self.grad_clip, log_every=100,
+                           checkpoint_every=self.checkpoint_every)
+
+
+def crop_pad(x: torch.Tensor) -> torch.Tensor:
+    """Drop trailing columns that are padding in every row of the batch (exact: padding is masked)."""
+    used = (x != PAD_ID).reshape(-1, x.shape[-1]).any(0).nonzero()
+    return x[..., : int(used.max()) + 1] if len(used) else x[..., :1]
+
+
+def encoder_config(task: TaskData, base: EncoderConfig, pretraining: bool) -> EncoderConfig:
+    """The task's encoder config: vocab (with ``<mask>``) or input channels (2 while pretraining
+    pixels: value and mask flag, 1 while fine-tuning; spec §3)."""
+    d_input = 2 if (task.kind == "pixels" and pretraining) else 1
+    vocab = task.vocab if task.kind == "tokens" else 0
+    return EncoderConfig(**{**base.__dict__, "vocab": vocab, "d_input": d_input,
+                            "max_len": max(base.max_len, task.seq_len)})
+
+
+def _pretrain_inputs(task: TaskData) -> torch.Tensor:
+    x = task.x_train  # training split only (spec §7)
+    return x.reshape(-1, x.shape[-1]) if task.dual else x  # both documents of a pair
+
+
+def denoising_loss(model: PretrainModel, x: torch.Tensor, task: TaskData, p: float,
+                   variant: str = "paper", generator: torch.Generator | None = None) -> torch.Tensor:
+    """Masked-LM CE (tokens) or masked L1 (pixels) of one batch of clean inputs ``x`` (§3 stage 1)."""
+    all_pos = variant == "loss_all_positions"
+    if task.kind == "tokens":
+        x = crop_pad(x)
+        inp, tgt, _ = mask_tokens(x, p, task.mask_id, PAD_ID, generator, loss_on_all_positions=all_pos)
+        return masked_ce(model(inp, x != PAD_ID), tgt)
+    inp, tgt, m = mask_pixels(x, p, generator)
+    return masked_l1(model(inp).squeeze(-1), tgt, m, loss_on_all_positions=all_pos)
+
+
+def _groups(model: nn.Module, ph: PhaseConfig) -> list[dict]:
+    return ssm_param_groups(model, ph.lr, ph.weight_decay)  # S4D: SSM params own lr, no decay
+
+
+def pretrain(task: TaskData, enc_cfg: EncoderConfig, ph: PhaseConfig, p: float, ctx, name: str, seed: int,
+             variant: str = "paper", eval_n: int = 256) -> tuple[nn.Module, dict[str, float]]:
+    """Stage 1: returns the pretrained encoder and the masked loss on a fixed masked batch of
+    training inputs before and after pretraining (same mask both times)."""
+    enc = build_encoder(encoder_config(task, enc_cfg, pretraining=True), seed)
+    model = PretrainModel(enc, task.vocab if task.kind == "tokens" else 1).to(ctx.device)
+    x = _pretrain_inputs(task)
+    probe = x[:eval_n].to(ctx.device)
+
+    def probe_loss() -> float:
+        model.eval()
+        with torch.no_grad():
+            v = float(denoising_loss(model, probe, task, p, "paper", torch.Generator().manual_seed(seed + 7)))
+        model.train()
+        return v
+
+    before = probe_loss()
+    res = fit(model, lambda m, b: denoising_loss(m, b, task, p, variant), x, ph.train_config(),
+              ctx=ctx, param_groups=_groups(model, ph), name=name)
+    after = probe_loss()
+    ctx.log("%s: masked loss %.4f -> %.4f (%d steps)", name, before, after, res.step)
+    return enc, {"loss_before": before, "loss_after": after, "steps": float(res.step)}
+
+
+@torch.no_grad()
+def evaluate(model: Classifier, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
+    """Test accuracy, batched."""
+    model.eval()
+    dev = next(model.parameters()).device
+    preds = [model(_prep(x[i:i + batch_size].to(dev), model)).argmax(-1).cpu() for i in range(0, len(x), batch_size)]
+    model.train()
+    return accuracy(torch.cat(preds), y)
+
+
+def _prep(x: torch.Tensor, model: Classifier) -> torch.Tensor:
+    if model.encoder.cfg.vocab > 0:
+        return crop_pad(x)
+    return x.unsqueeze(-1)
+
+
+def make_classifier(task: TaskData, enc_cfg: EncoderConfig, seed: int, pretrained: nn.Module | None,
+                    variant: str = "paper") -> tuple[Classifier, dict[str, float]]:
+    """Stage 2 model. ``pretrained`` None: scratch (random encoder from ``seed``). Otherwise the
+    pretrained encoder is transferred; the head is initialised from ``seed`` in both cases."""
+    enc = build_encoder(encoder_config(task, enc_cfg, pretraining=False), seed)
+    info: dict[str, float] = {}
+    if pretrained is not None:
+        if variant != "reinit_encoder":  # the broken variant keeps the random encoder
+            info = transfer_encoder(pretrained, enc)
+        info["transfer_max_abs_diff"] = encoder_diff(pretrained, enc)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        clf = Classifier(enc, task.n_classes, task.pad_id, task.dual)
+    return clf, info
+
+
+def finetune(clf: Classifier, task: TaskData, ph: PhaseConfig, ctx, name: str,
+             train_idx: torch.Tensor | None = None) -> dict[str, float]:
+    """Stage 2 (identical for scratch and SPT): CE on labels, then test accuracy."""
+    x, y = task.x_train, task.y_train
+    if train_idx is not None:
+        x, y = x[train_idx], y[train_idx]
+    ce = nn.CrossEntropyLoss()
+    res = fit(clf, lambda m, b: ce(m(_prep(b[0], m)), b[1]), (x, y), ph.train_config(), ctx=ctx,
+              param_groups=_groups(clf, ph), name=name)
+    acc = evaluate(clf, task.x_test, task.y_test, batch_size=max(ph.batch_size, 256 if task.seq_len <= 256 else 0))
+    last = res.history[-1]["loss"] if res.history else float("nan")
+    ctx.log("%s: test acc %.4f (final train loss %.4f)", name, acc, last)
+    return {"acc": acc, "train_loss": last}
+
+
+def check_variant(variant: str) -> None:
+    if variant not in VARIANTS:
+        raise UnknownNameError(f"unknown variant {variant!r}; use one of {VARIANTS}")
+
+
+__all__ = ["VARIANTS", "PhaseConfig", "crop_pad", "encoder_config", "denoising_loss", "pretrain", "evaluate",
+           "make_classifier", "finetune", "check_variant"]

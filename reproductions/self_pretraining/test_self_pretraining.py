@@ -1,0 +1,210 @@
+"""Invariants of self-pretraining (spec §6 smoke assertions) and the teeth of its claims."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from reproductions.self_pretraining import CLAIMS, Config, run
+from reproductions.self_pretraining.encoders import (Classifier, EncoderConfig, PretrainModel, build_encoder,
+                                                     transfer_encoder)
+from reproductions.self_pretraining.masking import IGNORE, mask_pixels, mask_tokens, masked_ce, masked_l1
+from reproductions.self_pretraining.method import PhaseConfig, encoder_config, finetune, make_classifier, pretrain
+from reproductions.self_pretraining.tasks import TaskData, listops_mini
+from reproductions.s4d.layer import SSMConfig
+from suite.context import for_tests
+from suite.errors import ConfigError, UnknownNameError
+from suite.spec import DatasetRef
+
+SMOKE = dict(n_train=64, n_test=32, min_length=8, max_length=24, max_depth=3, d_model=16, d_state=8,
+             pretrain_steps=20, finetune_steps=2, batch_size=16, warmup_steps=0, lr=3e-3, low_data_frac=0.25)
+
+
+def _cfg(arch: str, **kw) -> EncoderConfig:
+    return EncoderConfig(arch=arch, d_model=16, n_layers=2, heads=2, ssm=SSMConfig(d_state=8, bidirectional=True), **kw)
+
+
+def _claim(cid: str):
+    return next(c for c in CLAIMS if c.id == cid)
+
+
+# --------------------------------------------------------------------------- masking
+
+def test_mask_tokens_rate_targets_and_mask_id():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(1, 17, (100, 100), generator=g)
+    x[:, 95:] = 0  # padding
+    inp, tgt, m = mask_tokens(x, 0.5, mask_id=17, pad_id=0, generator=g)
+    real = x != 0
+    assert abs(float(m.sum() / real.sum()) - 0.5) <= 0.05
+    assert not m[~real].any()  # padding never masked
+    assert (tgt[~m] == IGNORE).all() and torch.equal(tgt[m], x[m])
+    assert (inp[m] == 17).all() and torch.equal(inp[~m], x[~m])
+
+
+def test_mask_id_must_differ_from_pad():
+    with pytest.raises(ConfigError):
+        mask_tokens(torch.ones(2, 3, dtype=torch.long), 0.5, mask_id=0, pad_id=0)
+
+
+def test_broken_mask_keeps_targets_everywhere():
+    x = torch.randint(1, 10, (4, 50), generator=torch.Generator().manual_seed(1))
+    _, tgt, m = mask_tokens(x, 0.5, 10, 0, torch.Generator().manual_seed(2), loss_on_all_positions=True)
+    assert (tgt[~m] != IGNORE).all()
+
+
+def test_mask_pixels_two_channels_and_l1_on_masked_only():
+    x = torch.rand(8, 30, generator=torch.Generator().manual_seed(0))
+    inp, tgt, m = mask_pixels(x, 0.5, torch.Generator().manual_seed(1))
+    assert inp.shape == (8, 30, 2)
+    assert torch.equal(inp[..., 1], m.float()) and (inp[..., 0][m] == 0).all() and torch.equal(inp[..., 0][~m], x[~m])
+    pred = torch.where(m, x, x + 5.0)  # perfect on masked pixels, wrong elsewhere
+    assert float(masked_l1(pred, tgt, m)) == 0.0
+    assert float(masked_l1(pred, tgt, m, loss_on_all_positions=True)) > 1.0
+
+
+def test_masked_ce_ignores_unmasked_positions():
+    logits = torch.randn(2, 6, 5, generator=torch.Generator().manual_seed(0))
+    tgt = torch.tensor([[1, IGNORE, 2, IGNORE, 0, IGNORE]] * 2)
+    other = logits.clone()
+    other[tgt == IGNORE] = 100.0
+    assert torch.allclose(masked_ce(logits, tgt), masked_ce(other, tgt))
+
+
+# --------------------------------------------------------------------------- encoders and transfer
+
+@pytest.mark.parametrize("arch", ["transformer", "s4d"])
+def test_transfer_copies_every_encoder_tensor(arch):
+    src = build_encoder(_cfg(arch, vocab=18), seed=1)
+    dst = build_encoder(_cfg(arch, vocab=18), seed=2)
+    info = transfer_encoder(src, dst)
+    assert info["max_abs_diff"] == 0.0 and info["n_tensors"] == len(src.state_dict())
+    for k, v in src.state_dict().items():
+        assert torch.equal(v, dst.state_dict()[k]), k
+
+
+@pytest.mark.parametrize("arch", ["transformer", "s4d"])
+def test_pixel_transfer_drops_the_mask_channel(arch):
+    src = build_encoder(_cfg(arch, d_input=2), seed=1)
+    dst = build_encoder(_cfg(arch, d_input=1), seed=2)
+    transfer_encoder(src, dst)
+    key = dst.input_key
+    assert torch.equal(dst.state_dict()[key], src.state_dict()[key][..., :1])
+
+
+def test_transfer_refuses_a_partial_load():
+    src = build_encoder(_cfg("transformer", vocab=18), seed=1)
+    dst = build_encoder(replace(_cfg("transformer", vocab=18), n_layers=3), seed=1)
+    with pytest.raises(ConfigError):
+        transfer_encoder(src, dst)
+
+
+@pytest.mark.parametrize("arch", ["transformer", "s4d"])
+def test_classifier_ignores_padding(arch):
+    torch.manual_seed(0)
+    clf = Classifier(build_encoder(_cfg(arch, vocab=18), seed=3), n_classes=4).eval()
+    x = torch.randint(1, 17, (3, 12), generator=torch.Generator().manual_seed(4))
+    x[0, 8:] = 0
+    padded = torch.cat([x, torch.zeros(3, 7, dtype=torch.long)], 1)
+    with torch.no_grad():
+        assert torch.allclose(clf(x), clf(padded), atol=1e-5)
+
+
+def test_unknown_names_raise():
+    with pytest.raises(UnknownNameError):
+        Config(variant="nope")
+    with pytest.raises(UnknownNameError):
+        EncoderConfig(arch="lstm")
+
+
+# --------------------------------------------------------------------------- method
+
+def _tiny_task() -> TaskData:
+    return listops_mini(64, 32, 0, min_length=8, max_length=24, max_depth=3)
+
+
+def test_reinit_encoder_makes_spt_equal_scratch(tmp_path):
+    """The wrong wiring 'classifier re-initialises the encoder' makes the SPT gain vanish exactly."""
+    ctx = for_tests("smoke", 0, tmp=tmp_path)
+    task, ec = _tiny_task(), _cfg("transformer")
+    enc, st = pretrain(task, ec, PhaseConfig(steps=5, batch_size=16), 0.5, ctx, "pt", seed=1)
+    accs = {}
+    for mode, variant in (("scratch", "paper"), ("spt", "reinit_encoder"), ("spt_ok", "paper")):
+        clf, info = make_classifier(task, ec, 7, None if mode == "scratch" else enc, variant)
+        accs[mode] = finetune(clf, task, PhaseConfig(steps=3, batch_size=16), ctx, mode)
+        if mode == "spt":
+            assert info["transfer_max_abs_diff"] > 0
+    assert accs["spt"] == accs["scratch"]
+    assert accs["spt_ok"]["train_loss"] != accs["scratch"]["train_loss"]
+
+
+def test_pretraining_uses_train_inputs_only(tmp_path, monkeypatch):
+    """Pretraining sees x_train only: poisoning x_test/y_test does not change it."""
+    ctx = for_tests("smoke", 0, tmp=tmp_path)
+    task, ec = _tiny_task(), _cfg("s4d")
+    torch.manual_seed(0)
+    a, _ = pretrain(task, ec, PhaseConfig(steps=3, batch_size=16), 0.5, ctx, "a", seed=1)
+    bad = replace(task, x_test=torch.zeros_like(task.x_test), y_test=torch.zeros_like(task.y_test),
+                  y_train=torch.zeros_like(task.y_train))
+    torch.manual_seed(0)
+    b, _ = pretrain(bad, ec, PhaseConfig(steps=3, batch_size=16), 0.5, ctx, "b", seed=1)
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k])
+
+
+def test_encoder_config_pixels_have_indicator_channel():
+    t = TaskData("p", torch.rand(4, 10), torch.zeros(4), torch.rand(4, 10), torch.zeros(4), 2, "pixels", 0, None,
+                 False, DatasetRef("p", "stand-in"))
+    assert encoder_config(t, EncoderConfig(), True).d_input == 2
+    assert encoder_config(t, EncoderConfig(), False).d_input == 1
+    model = PretrainModel(build_encoder(encoder_config(t, EncoderConfig(d_model=8, heads=2), True), 0), 1)
+    inp, _, _ = mask_pixels(t.x_train, 0.5)
+    assert model(inp).shape == (4, 10, 1)
+
+
+# --------------------------------------------------------------------------- run() at smoke + teeth
+
+def _run(tmp_path, **kw):
+    ctx = for_tests("smoke", 0, tmp=tmp_path)
+    torch.manual_seed(0)
+    return run(Config(**{**SMOKE, **kw}), ctx).metrics
+
+
+def test_smoke_run_mechanics_claims_hold(tmp_path):
+    m = _run(tmp_path)
+    for cid in ("mask-rate", "targets-only-masked", "masked-inputs-are-mask-id", "pixel-indicator-channel",
+                "encoder-transferred", "mlm-lowers-loss-transformer", "mlm-lowers-loss-s4d"):
+        assert _claim(cid).check(m, "smoke")["verdict"] == "holds", (cid, m)
+
+
+def test_teeth_reinit_encoder_breaks_transfer_claim(tmp_path):
+    m = _run(tmp_path, variant="reinit_encoder", archs=("transformer",))
+    assert _claim("encoder-transferred").check(m, "smoke")["verdict"] == "fails"
+
+
+def test_teeth_loss_on_all_positions_breaks_target_claim(tmp_path):
+    m = _run(tmp_path, variant="loss_all_positions", archs=("s4d",))
+    assert _claim("targets-only-masked").check(m, "smoke")["verdict"] == "fails"
+
+
+def test_full_pipeline_trains_on_release_format_fixtures(tmp_path, monkeypatch):
+    """run_lra without dry run on tiny files in the LRA release layouts (tokens, dual, pixels)."""
+    from reproductions.self_pretraining import experiment
+    from suite.data import lra as lra_data
+
+    root = tmp_path / "data"
+    lra_data.write_fixture_listops(root / lra_data.LISTOPS_DIR)
+    lra_data.write_fixture_retrieval(root / lra_data.RETRIEVAL_DIR)
+    lra_data.write_fixture_pathfinder(root / lra_data.PATHFINDER_DIR, per_file=6)
+    tiny = experiment.LRAHP(8, 1, 2, 8, 1e-3, 1, 1, d_state=4, warmup_steps=0)
+    monkeypatch.setattr(experiment, "LRA_HP", {k: tiny for k in experiment.LRA_HP})
+    ctx = for_tests("full", 0, tmp=tmp_path / "run", data_root=root)
+    cfg = Config(task="lra", lra_tasks=("listops", "retrieval", "pathfinder"))
+    torch.manual_seed(0)
+    m, ref = experiment.run_lra(cfg, ctx)
+    assert ref.provenance == "paper"  # read from the release formats, not a fixture fallback
+    for t in cfg.lra_tasks:
+        for arch in ("transformer", "s4d"):
+            for mode in ("scratch", "spt"):
+                assert 0.0 <= m[f"lra_{t}_{arch}_{mode}_acc_pct"] <= 100.0
