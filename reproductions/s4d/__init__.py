@@ -21,7 +21,7 @@ import torch
 
 from reproductions.s4d import checks
 from reproductions.s4d.experiment import OptimConfig, train_classifier
-from reproductions.s4d.layer import INITS, SSMConfig, ssm_param_groups
+from suite.models.ssm import INITS, SSMConfig, ssm_param_groups
 from reproductions.s4d.model import ModelConfig, S4DClassifier
 from reproductions.s4d.tasks import LRA_TASKS, load_lra, lra_inputs, lra_task, memory_task
 from suite.errors import ConfigError, UnknownNameError

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import torch
 
-from reproductions.s4d.layer import (S4D, S4DKernel, SSMConfig, fft_conv, recurrent_kernel,
+from suite.models.ssm import (S4D, S4DKernel, SSMConfig, fft_conv, recurrent_kernel,
                                      vandermonde_kernel)
 
 VARIANTS = ("paper", "circular_fft", "halved_kernel")

@@ -1,7 +1,7 @@
 """Training and evaluation of one S4D classifier with the suite's training loop (``suite.train.fit``).
 
 Optimiser (§3 / repo configs): AdamW; the SSM parameters (log_dt, A, B) get their own lr and no
-weight decay (:func:`reproductions.s4d.layer.ssm_param_groups`); cosine schedule with 10% warmup.
+weight decay (:func:`suite.models.ssm.ssm_param_groups`); cosine schedule with 10% warmup.
 Model selection as in the S4 code: the test accuracy at the evaluation with the best validation
 accuracy (when ``eval_every`` > 0; otherwise the final model).
 """
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reproductions.s4d.layer import ssm_param_groups
+from suite.models.ssm import ssm_param_groups
 from suite.data.base import ArrayDataset
 from suite.train import TrainConfig, fit
 

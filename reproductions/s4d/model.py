@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from reproductions.s4d.layer import S4D, SSMConfig
+from suite.models.ssm import S4D, SSMConfig
 from suite.errors import UnknownNameError
 
 POOLS = ("mean", "last")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from reproductions.s4d import checks
-from reproductions.s4d.layer import (INITS, S4D, S4DKernel, SSMConfig, discretize, fft_conv, hippo_legs_normal,
+from suite.models.ssm import (INITS, S4D, S4DKernel, SSMConfig, discretize, fft_conv, hippo_legs_normal,
                                      init_diagonal, recurrent_kernel, ssm_param_groups, vandermonde_kernel)
 from reproductions.s4d.model import ModelConfig, S4DClassifier
 from reproductions.s4d.tasks import LRA_TASKS, load_lra, lra_inputs, memory_task

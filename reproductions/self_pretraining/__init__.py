@@ -11,7 +11,7 @@ same model trained from scratch with the same fine-tuning recipe, for a Transfor
 
 Pieces: masking.py (objectives), encoders.py (encoders, classifier, transfer), method.py
 (pretrain / fine-tune), tasks.py (data), experiment.py (the small and full protocols).
-The S4D layer is imported from ``reproductions.s4d.layer`` (a shared piece).
+The S4D layer is the shared ``suite.models.ssm``.
 """
 from __future__ import annotations
 

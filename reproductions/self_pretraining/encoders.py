@@ -5,7 +5,7 @@ An encoder maps inputs to per-position states ``(B, L, H)``:
   (``causal=False``, learned positions, pre-LN) without its LM head; for pixel inputs its token
   embedding is a linear map of the ``d_input`` channels.
 - :class:`S4DEncoder`: embedding / linear input map, pre-norm residual blocks around the
-  bidirectional S4D layer of ``reproductions.s4d.layer``, final LayerNorm.
+  bidirectional S4D layer of ``suite.models.ssm``, final LayerNorm.
 
 Pretraining = encoder + per-position :class:`TokenDecoder` (tokens) or linear regression head
 (pixels). Fine-tuning = the same encoder + mean pooling over real positions + linear classifier
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from reproductions.s4d.layer import S4D, SSMConfig
+from suite.models.ssm import S4D, SSMConfig
 from suite.errors import ConfigError, UnknownNameError
 from suite.models.transformer import TransformerLM
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from reproductions.s4d.layer import ssm_param_groups
+from suite.models.ssm import ssm_param_groups
 from reproductions.self_pretraining.encoders import (Classifier, EncoderConfig, PretrainModel, build_encoder,
                                                      encoder_diff, transfer_encoder)
 from reproductions.self_pretraining.masking import mask_pixels, mask_tokens, masked_ce, masked_l1

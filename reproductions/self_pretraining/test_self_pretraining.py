@@ -12,7 +12,7 @@ from reproductions.self_pretraining.encoders import (Classifier, EncoderConfig, 
 from reproductions.self_pretraining.masking import IGNORE, mask_pixels, mask_tokens, masked_ce, masked_l1
 from reproductions.self_pretraining.method import PhaseConfig, encoder_config, finetune, make_classifier, pretrain
 from reproductions.self_pretraining.tasks import TaskData, listops_mini
-from reproductions.s4d.layer import SSMConfig
+from suite.models.ssm import SSMConfig
 from suite.context import for_tests
 from suite.errors import ConfigError, UnknownNameError
 from suite.spec import DatasetRef
