@@ -1,0 +1,167 @@
+"""When Layers Play the Lottery, all Tickets Win at Initialization (Jordao et al., ICCV-W 2023).
+
+One run: mechanics checks (block removal exactness, GraSP Hessian-gradient product, GraSP sign),
+the dense ResNet, block tickets at initialisation (SNIP / GraSP / random, Algorithm 2), block
+tickets chosen after training and rewound to theta_0 (Algorithm 1), filter-matched tickets (C3),
+FLOPs / parameters / measured latency (C4) and corrupted-input accuracy (C5 stand-in). README.md.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+from suite.context import RunContext
+from suite.errors import ConfigError
+from suite.registry import reproduction
+from suite.spec import Claim, Outcome, Paper, Plot, Resources
+
+from . import blocks as B
+from . import criteria as C
+from . import efficiency as E
+from .data import load
+from .experiment import build_dense, measure, score_batches
+
+VARIANTS = ("paper", "wrong-copy", "grasp-sign-flipped")
+
+
+@dataclass
+class Config:
+    dataset: str = "digits"                 # "digits" (spec §6) | "cifar-10" (spec §5)
+    depth: int = 26                         # 6n+2: 26 = 4 blocks/stage (§6); 32 / 56 at full
+    width: int = 8                          # channels of stage 1 (8/16/32 at §6; 16/32/64 at full)
+    shortcut: str = "A"                     # CIFAR option A (parameter-free) shortcuts
+    epochs: int = 25
+    batch_size: int = 64
+    lr: float = 0.1
+    weight_decay: float = 5e-4
+    augment: bool = False                   # flip + crop (CIFAR only)
+    ps: tuple[int, ...] = (1, 3, 5)         # blocks removed by the init tickets
+    init_criteria: tuple[str, ...] = ("grasp", "snip", "random")  # first one gets the cost metrics
+    trained_criteria: tuple[str, ...] = ("kl",)                    # Algorithm 1 (rewind to theta_0)
+    trained_ps: tuple[int, ...] = (3,)
+    filter_criteria: tuple[str, ...] = ("grasp",)                  # C3 filter-matched tickets
+    filter_ps: tuple[int, ...] = (1,)
+    aggregation: str = "sum"                # per-block score: "sum" | "mean" (paper leaves it open)
+    score_batches: int = 1
+    score_batch_size: int = 256
+    grasp_temperature: float = 1.0          # logits / T inside GraSP (GraSP's own code uses 200)
+    gradnorm_frac: float = 0.05             # fraction zeroed by the GraSP sign check
+    timing_reps: int = 20
+    noise_std: float = 0.3                  # C5 stand-in corruptions
+    blur_mix: float = 0.7
+    checkpoint_every: int = 0
+    max_train: int = 0                      # train on the first n training images (0 = all; smoke)
+    variant: str = "paper"                  # TEST-ONLY: "wrong-copy" | "grasp-sign-flipped"
+
+
+SCALES = {
+    "smoke": {"depth": 14, "width": 4, "epochs": 1, "max_train": 256, "batch_size": 128, "ps": (1, 3),
+              "init_criteria": ("grasp", "snip"), "trained_ps": (1,), "filter_criteria": (),
+              "score_batch_size": 64, "timing_reps": 3},
+    "small": {"epochs": 25},
+    "full": {"dataset": "cifar-10", "depth": 32, "width": 16, "epochs": 200, "batch_size": 128,
+             "augment": True, "ps": (1, 2, 3, 4, 5), "trained_criteria": ("kl", "expectabs", "random"),
+             "trained_ps": (1, 3, 5), "filter_criteria": ("grasp", "snip"), "filter_ps": (1,),
+             "score_batches": 10, "score_batch_size": 100, "timing_reps": 50, "checkpoint_every": 2000},
+}
+
+CLAIMS = [
+    Claim(id="M-removal-exact",
+          text="Removing block i builds a network whose eval-mode forward equals the original with f_i "
+               "forced to 0 (max |diff| over all removable blocks and a multi-block removal)",
+          metric="removal_max_abs_err", op="<=", ref=1e-5),
+    Claim(id="M-kept-weights-copied",
+          text="The pruned network's parameters and BN buffers equal the original's kept blocks, in order",
+          metric="kept_weight_mismatch", op="==", ref=0.0),
+    Claim(id="M-grasp-hvp",
+          text="GraSP's Hessian-gradient product matches a central finite difference (float64)",
+          metric="grasp_hvp_fd_rel_err", op="<=", ref=1e-3),
+    Claim(id="M-grasp-sign",
+          text="Zeroing the highest-GraSP-score weights keeps a larger gradient norm than zeroing the "
+               "lowest (GraSP sign convention, spec §7)",
+          metric="grasp_gradnorm_high_over_low", op=">", ref=1.0),
+    Claim(id="M-never-downsampling",
+          text="No criterion ever selects a non-removable (first-of-stage / downsampling) block",
+          metric="nonremovable_selected", op="==", ref=0.0),
+    Claim(id="C4-flops-analytic",
+          text="MACs counted on the tickets' forward pass equal the analytic count",
+          metric="flops_hook_minus_analytic", op="==", ref=0.0),
+    Claim(id="C4-flops-linear",
+          text="Ticket FLOPs decrease linearly in the number of removed blocks p",
+          metric="flops_linearity_rel_err", op="<=", ref=1e-9),
+    Claim(id="C4-flops-p1",
+          text="FLOPs reduction of the p=1 ticket (counted) equals the analytic reduction",
+          metric="flops_reduction_pct@p=1", op="==", ref="flops_reduction_pct_analytic@p=1", tol=1e-9,
+          paper=6.82, paper_note="Table 4, ResNet32 p=1 (CIFAR-10)"),
+    Claim(id="C2-grasp-p1-wins",
+          text="The GraSP-at-init ticket with p=1 is within 1 point of the dense network (xi = 1)",
+          metric="acc_grasp@p=1", op=">=", ref="acc_dense", tol=1.0, scales=("small", "full")),
+    Claim(id="C2-grasp-p3-wins",
+          text="The GraSP-at-init ticket with p=3 is within 1 point of the dense network (xi = 1)",
+          metric="acc_grasp@p=3", op=">=", ref="acc_dense", tol=1.0, scales=("small", "full")),
+    Claim(id="C2-grasp-p3-vs-dense-pp",
+          text="GraSP ticket p=3 minus dense accuracy (pp) >= -1",
+          metric="grasp_minus_dense@p=3", op=">=", ref=-1.0, scales=("small", "full"),
+          paper=0.34, paper_note="Table 2, ResNet32 GraSP p=3"),
+    Claim(id="C4-latency-decreases",
+          text="Measured training-step time decreases with p (dense > p1 > p3 > p5; violations = 0)",
+          metric="latency_order_violations", op="==", ref=0.0, scales=("small", "full")),
+    Claim(id="C4-speedup-p3",
+          text="Measured training-step speed-up of the p=3 ticket over dense is > 1",
+          metric="step_speedup@p=3", op=">", ref=1.0, scales=("small", "full"),
+          paper=1.35, paper_note="Table 4, ResNet32 p=3 training speed-up"),
+]
+
+PLOTS = [
+    Plot(name="acc_vs_blocks_removed", x="p",
+         ys=("acc_grasp", "acc_snip", "acc_random", "acc_lth_kl"),
+         title="layer_lottery: test accuracy vs blocks removed (p=0: dense)", ylabel="accuracy (%)"),
+    Plot(name="cost_vs_blocks_removed", x="p", ys=("step_time_ms",),
+         title="layer_lottery: measured training-step time", ylabel="ms / step"),
+]
+
+
+@reproduction(
+    track="compression",
+    paper=Paper(title="When Layers Play the Lottery, all Tickets Win at Initialization",
+                authors="Artur Jordao, George Correa de Araujo, Helena de Almeida Maia, Helio Pedrini",
+                year=2023, venue="ICCV Workshops", url="https://arxiv.org/abs/2301.10835",
+                code=""),
+    config=Config,
+    scales=SCALES,
+    claims=CLAIMS,
+    plots=PLOTS,
+    resources={"smoke": Resources(cpus=1, mem_gb=2, time_min=5),
+               "small": Resources(cpus=2, mem_gb=4, time_min=30),
+               "full": Resources(cpus=8, gpus=1, mem_gb=32, time_min=2880)},
+)
+def run(cfg: Config, ctx: RunContext) -> Outcome:
+    if cfg.variant not in VARIANTS:
+        raise ConfigError(f"variant={cfg.variant!r} unknown; use one of {VARIANTS}")
+    if cfg.aggregation not in C.AGGREGATIONS:
+        raise ConfigError(f"aggregation={cfg.aggregation!r} unknown; use one of {C.AGGREGATIONS}")
+    for c in cfg.init_criteria:
+        if c not in C.INIT_CRITERIA:
+            raise ConfigError(f"init criterion {c!r} unknown; use some of {C.INIT_CRITERIA}")
+    for c in cfg.trained_criteria:
+        if c not in C.TRAINED_CRITERIA:
+            raise ConfigError(f"after-training criterion {c!r} unknown; use some of {C.TRAINED_CRITERIA}")
+    for c in cfg.filter_criteria:
+        if c not in ("grasp", "snip"):
+            raise ConfigError(f"filter criterion {c!r} unknown; use 'grasp' or 'snip'")
+    if not cfg.init_criteria:
+        raise ConfigError("init_criteria is empty; give at least one of ('grasp', 'snip', 'random')")
+    data = load(cfg.dataset, ctx)
+    ctx.log("layer_lottery: data %s (%s) train %d, config %s", data.ref.name, data.ref.provenance,
+            len(data.y_train), asdict(cfg))
+    if ctx.dry_run:  # build every network of the protocol and its cost model, train nothing
+        net = build_dense(cfg, data)
+        score_batches(cfg, data, ctx)
+        rem = B.removable_blocks(net)
+        for p in sorted(set(cfg.ps) | set(cfg.trained_ps)):
+            t = B.build_without(net, rem[:p])
+            E.counted_macs(t, (data.in_channels, data.hw, data.hw))
+        return Outcome(metrics={}, dataset=data.ref)
+    return Outcome(metrics=measure(cfg, data, ctx), dataset=data.ref,
+                   notes={"removable_blocks": B.removable_blocks(build_dense(cfg, data))})

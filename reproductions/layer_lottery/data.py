@@ -1,0 +1,92 @@
+"""Data of the two protocols: sklearn digits as 1x8x8 images split 1150/287/360 (spec §6) and
+CIFAR-10 from its python pickle batches (spec §5), plus flip+crop augmentation and the procedural
+corruptions used for the robustness report (C5 stand-in: Gaussian noise and blur)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from suite.context import RunContext
+from suite.data import load_dataset
+from suite.data.base import seeded_perm
+from suite.data.digits import NAME as DIGITS_NAME, load_digits_arrays
+from suite.errors import UnknownNameError
+from suite.spec import DatasetRef
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+
+@dataclass
+class Data:
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    ref: DatasetRef
+    num_classes: int = 10
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.x_train.shape[1])
+
+    @property
+    def hw(self) -> int:
+        return int(self.x_train.shape[-1])
+
+
+def load(name: str, ctx: RunContext, split_seed: int = 0, n_val: int = 287, n_test: int = 360) -> Data:
+    """``digits``: seeded 1150/287/360 split of the 1,797 images (same split for every run seed);
+    ``cifar-10``: the 50k/10k splits, the last 5,000 training images held out as validation."""
+    if name == "digits":
+        x, y = load_digits_arrays()
+        perm = seeded_perm(len(y), split_seed)
+        n_tr = len(y) - n_val - n_test
+        tr, va, te = perm[:n_tr], perm[n_tr:n_tr + n_val], perm[n_tr + n_val:]
+        return Data(x[tr], y[tr], x[va], y[va], x[te], y[te], DatasetRef(DIGITS_NAME, "stand-in"))
+    if name == "cifar-10":
+        splits = load_dataset(ctx, "cifar-10")
+        mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
+
+        def norm(u: torch.Tensor) -> torch.Tensor:
+            return (u.float() / 255.0 - mean) / std
+
+        xtr, ytr = norm(splits["train"].x), splits["train"].y.long()
+        n_hold = min(5000, len(ytr) // 10)
+        xte, yte = norm(splits["test"].x), splits["test"].y.long()
+        return Data(xtr[: len(ytr) - n_hold], ytr[: len(ytr) - n_hold], xtr[len(ytr) - n_hold:],
+                    ytr[len(ytr) - n_hold:], xte, yte, splits["train"].ref)
+    raise UnknownNameError(f"unknown dataset {name!r}; use 'digits' (CPU protocol) or 'cifar-10' (full)")
+
+
+def flip_crop(x: torch.Tensor, pad: int = 4) -> torch.Tensor:
+    """Random horizontal flip + random crop after zero padding (standard CIFAR augmentation),
+    vectorised over the batch with index arithmetic."""
+    b, _, h, w = x.shape
+    flip = torch.rand(b, device=x.device) < 0.5
+    x = torch.where(flip.view(b, 1, 1, 1), x.flip(-1), x)
+    xp = F.pad(x, (pad, pad, pad, pad))
+    oy = torch.randint(0, 2 * pad + 1, (b,), device=x.device)
+    ox = torch.randint(0, 2 * pad + 1, (b,), device=x.device)
+    rows = (oy.view(b, 1) + torch.arange(h, device=x.device)).view(b, 1, h, 1)
+    cols = (ox.view(b, 1) + torch.arange(w, device=x.device)).view(b, 1, 1, w)
+    bi = torch.arange(b, device=x.device).view(b, 1, 1, 1)
+    ci = torch.arange(x.shape[1], device=x.device).view(1, -1, 1, 1)
+    return xp[bi, ci, rows, cols]
+
+
+def corrupt(x: torch.Tensor, kind: str, strength: float, generator: torch.Generator) -> torch.Tensor:
+    """Procedural corruptions (C5 stand-in): ``noise`` adds N(0, strength^2) per pixel, ``blur``
+    mixes each pixel with its 3x3 box average by ``strength``."""
+    if kind == "noise":
+        return x + strength * torch.randn(x.shape, generator=generator).to(x.device)
+    if kind == "blur":
+        c = x.shape[1]
+        k = torch.full((c, 1, 3, 3), 1.0 / 9.0, device=x.device)
+        return (1 - strength) * x + strength * F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k, groups=c)
+    raise UnknownNameError(f"unknown corruption {kind!r}; use 'noise' or 'blur'")
