@@ -1,0 +1,138 @@
+"""It Takes a Good Model to Train a Good Model: Generalized Gaussian Priors for Optimized LLMs
+(Wu, Xiong, Wen, Han; arXiv 2506.00486, 2025).
+
+One run: GG sampler / shape estimator / RF8 / DeepShape mechanics; a digits MLP trained from
+default and GG initialisation; BackSlash + fine-tune; DeepShape + fine-tune; RF8 against FP8
+E4M3 / E5M2 / INT8; optionally a tiny char GPT (default vs GG init). See README.md.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from suite.context import RunContext
+from suite.data import digits
+from suite.errors import ConfigError
+from suite.registry import reproduction
+from suite.spec import Claim, Outcome, Paper, Plot, Resources
+
+from .experiment import measure, mlp
+
+VARIANTS = ("paper", "rf8-floor", "deepshape-unsorted")
+
+
+@dataclass
+class Config:
+    hidden: tuple[int, ...] = (256, 256)     # MLP 64-256-256-10 (spec §6)
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3
+    nus: tuple[float, ...] = (1.0, 1.5, 2.0)  # GG shapes compared with default init (2.0 = He normal)
+    xi: float = 2.0                           # ReLU gain (spec §3)
+    fan_mode: str = "in"                      # "in" (He-style, ours) | "out" (reference code, spec §7)
+    pipeline_nu: float = 1.0                  # GG init of the model that BackSlash / DeepShape / RF8 get
+    target_loss: float = 0.1                  # steps-to-target train loss (10-step running mean)
+    bs_lambda: float = 100.0                  # BackSlash lambda; shrink/step = lambda*nu/n (reference 2e3; README)
+    bs_c: float = 1.0
+    bs_epochs: int = 5
+    ft_epochs: int = 2
+    ft_lr: float = 1e-4
+    ds_shape_scale: float = 0.8               # DeepShape nu' = 0.8 nu, beta' = 0.6 beta (spec §3)
+    ds_std_scale: float = 0.6
+    ds_adj_minnum: int = 20                   # central range rule (reference 1000 for LLM-sized models)
+    ds_step_log2: int = 8                     # DeepShape quantisation step 2^-s (reference 13 for LLMs)
+    rate_step: float = 2.0 ** -8              # uniform step of the coding-rate metric
+    rate_steps_log2: tuple[int, ...] = (4, 6, 8, 10)
+    n_draws: int = 200_000
+    gpt_steps: int = 0                        # tiny char GPT (0 = skip)
+    gpt_context: int = 32
+    gpt_lr: float = 3e-3
+    gpt_xi: float = 1.0
+    gpt_init_embeddings: bool = True
+    gpt_target_loss: float = 1.5               # reached after ~100 of 300 small-scale steps
+    variant: str = "paper"                    # TEST-ONLY: "rf8-floor" | "deepshape-unsorted"
+
+
+SCALES = {
+    "smoke": {"hidden": (64, 64), "epochs": 3, "nus": (1.0, 2.0), "bs_epochs": 1, "ft_epochs": 1,
+              "n_draws": 200_000, "ds_adj_minnum": 5, "bs_lambda": 10.0},
+    "small": {"gpt_steps": 300},
+    "full": {"hidden": (1024, 1024), "epochs": 100, "bs_epochs": 20, "ft_epochs": 5, "gpt_steps": 20000,
+             "n_draws": 2_000_000, "ds_adj_minnum": 200, "ds_step_log2": 10, "bs_lambda": 2000.0},
+}
+
+CLAIMS = [
+    Claim(id="M-gg-sampler-var", text="GG draws (nu = 0.5, 1, 2; 200k) have variance within 3 % of xi/fan",
+          metric="gg_sample_var_rel_err", op="<=", ref=0.03),
+    Claim(id="M-gg-sampler-shape", text="Moment-matched shape of GG draws is within 0.05 of nu",
+          metric="gg_sample_shape_err", op="<=", ref=0.05),
+    Claim(id="M-shape-estimator", text="Shape estimate of Laplace / Gaussian samples is 1 / 2 within 0.05",
+          metric="shape_est_err", op="<=", ref=0.05),
+    Claim(id="M-rf8-two-digits", text="Every RF8 value has at most two nonzero signed binary digits",
+          metric="rf8_max_signed_digits", op="<=", ref=2.0),
+    Claim(id="M-rf8-exact", text="RF8 is exact for w = 2^a +- 2^b with a - b <= 4",
+          metric="rf8_exact_two_term_err", op="==", ref=0.0),
+    Claim(id="M-rf8-bound", text="RF8 relative error <= 1/8 over a log-uniform sweep of 24 octaves",
+          metric="rf8_max_rel_err", op="<=", ref=0.125),
+    Claim(id="M-rf8-codec", text="8-bit RF8 encode/decode reproduces the RF8 value inside the exponent range",
+          metric="rf8_codec_mismatch", op="==", ref=0.0),
+    Claim(id="M-deepshape-ranks", text="DeepShape's remap preserves the order of the parameters",
+          metric="deepshape_rank_violations", op="==", ref=0.0),
+    Claim(id="M-deepshape-sharper", text="DeepShape lowers the estimated shape nu of the central range",
+          metric="deepshape_nu_after", op="<", ref="deepshape_nu_before"),
+    Claim(id="M-deepshape-entropy", text="DeepShape lowers the entropy of the quantised parameters",
+          metric="deepshape_entropy_after", op="<", ref="deepshape_entropy_before"),
+    Claim(id="C2-gg-init-not-worse", text="GG init (best nu < 2) is within 1 point of default init (accuracy)",
+          metric="acc_gg_best_minus_default", op=">=", ref=-1.0, scales=("small", "full")),
+    Claim(id="C2-backslash-rate", text="BackSlash (5 epochs) + 2 normal epochs cuts bits/param by >= 20 %",
+          metric="backslash_bits_ratio", op="<=", ref=0.8, scales=("small", "full")),
+    Claim(id="C2-backslash-acc", text="... with accuracy within 2 points of plain training (GG init)",
+          metric="acc_backslash_gg", op=">=", ref="acc_plain_gg", tol=2.0, scales=("small", "full")),
+    Claim(id="C3-deepshape-rate", text="DeepShape + 2 fine-tune epochs has fewer bits/param than before",
+          metric="bits_deepshape", op="<", ref="bits_plain_gg", scales=("small", "full")),
+    Claim(id="C3-deepshape-acc", text="DeepShape + fine-tune is within 2 points of the model before it",
+          metric="acc_deepshape", op=">=", ref="acc_plain_gg", tol=2.0, scales=("small", "full")),
+    Claim(id="C4-rf8-near-lossless", text="RF8 weights are within 1 point of FP32 (GG init + BackSlash model)",
+          metric="acc_backslash_rf8", op=">=", ref="acc_backslash_fp32", tol=1.0, scales=("small", "full")),
+]
+
+PLOTS = [
+    Plot(name="bits_vs_step", x="step_log2", ys=("bits_default", "bits_plain_gg", "bits_backslash",
+                                                 "bits_deepshape"),
+         title="gg_priors: coding rate vs quantisation step 2^-s", ylabel="bits / parameter"),
+    Plot(name="acc_vs_step", x="step_log2", ys=("acc_default", "acc_plain_gg", "acc_backslash",
+                                                "acc_deepshape"),
+         title="gg_priors: test accuracy with all parameters on the grid 2^-s", ylabel="accuracy (%)"),
+]
+
+
+@reproduction(
+    track="compression",
+    paper=Paper(title="It Takes a Good Model to Train a Good Model: Generalized Gaussian Priors for "
+                      "Optimized LLMs",
+                authors="Jun Wu, Yirong Xiong, Jiangtao Wen, Yuxing Han", year=2025, venue="arXiv",
+                url="https://arxiv.org/abs/2506.00486",
+                code="https://huggingface.co/spaces/shifeng3711/gg_prior"),
+    config=Config,
+    scales=SCALES,
+    claims=CLAIMS,
+    plots=PLOTS,
+    resources={"smoke": Resources(cpus=1, mem_gb=2, time_min=5),
+               "small": Resources(cpus=2, mem_gb=4, time_min=20),
+               "full": Resources(cpus=8, gpus=1, mem_gb=32, time_min=720)},
+)
+def run(cfg: Config, ctx: RunContext) -> Outcome:
+    if cfg.variant not in VARIANTS:
+        raise ConfigError(f"variant={cfg.variant!r} unknown; use one of {VARIANTS}")
+    if cfg.fan_mode not in ("in", "out"):
+        raise ConfigError(f"fan_mode={cfg.fan_mode!r} unknown; use 'in' or 'out'")
+    if cfg.pipeline_nu not in cfg.nus:
+        raise ConfigError(f"pipeline_nu={cfg.pipeline_nu} must be one of nus={cfg.nus}")
+    if not any(nu < 2 for nu in cfg.nus):
+        raise ConfigError(f"nus={cfg.nus} needs at least one shape < 2 (the GG-vs-default claim)")
+    ctx.log("gg_priors: config %s", asdict(cfg))
+    if ctx.dry_run:
+        splits = digits.load(seed=0)
+        mlp(cfg)
+        return Outcome(metrics={}, dataset=splits["train"].ref)
+    metrics, ref = measure(cfg, ctx)
+    return Outcome(metrics=metrics, dataset=ref)
