@@ -12,7 +12,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,7 @@ from reproductions.bibench.corruptions import CORRUPTIONS, corrupt
 from reproductions.bibench.layers import ALGO_NAMES, ALGORITHMS, BinaryOptions, update_epoch
 from reproductions.bibench.models import FAMILY, binarize, build
 from suite.data import digits
+from suite.data.augment import flip_crop
 from suite.data.catalog import load_dataset
 from suite.errors import ConfigError, UnknownNameError
 from suite.metrics import accuracy
@@ -70,21 +71,6 @@ def load(dataset: str, ctx: Any, split_seed: int = 0, limit: int = 0) -> Data:
     mean = xtr.mean((0, 2, 3), keepdim=True)
     std = xtr.std((0, 2, 3), keepdim=True).clamp_min(1e-3)
     return Data(xtr, ytr, xte, yte, mean, std, tr.ref)
-
-
-def augment(x: torch.Tensor, pad: int = 4) -> torch.Tensor:
-    """Random crop (zero pad ``pad``) + horizontal flip, vectorised over the batch (CIFAR standard)."""
-    n, _, h, w = x.shape
-    xp = F.pad(x, (pad, pad, pad, pad))
-    oy = torch.randint(0, 2 * pad + 1, (n,), device=x.device)
-    ox = torch.randint(0, 2 * pad + 1, (n,), device=x.device)
-    rows = (oy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
-    cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
-    idx_n = torch.arange(n, device=x.device)[:, None, None, None]
-    idx_c = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
-    out = xp[idx_n, idx_c, rows, cols]
-    flip = torch.rand(n, device=x.device) < 0.5
-    return torch.where(flip[:, None, None, None], out.flip(3), out)
 
 
 def parse_setting(s: str) -> tuple[str, float, str]:
@@ -138,7 +124,7 @@ class Bench:
         aug = cfg.augment
 
         def loss_fn(m: nn.Module, b: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-            x = augment(b[0]) if aug else b[0]
+            x = flip_crop(b[0]) if aug else b[0]
             return F.cross_entropy(m(x), b[1])
 
         t0 = time.perf_counter()
@@ -327,10 +313,10 @@ def dry_run(bench: Bench, cfg: Any) -> dict[str, float]:
         fp(x)
         for a in cfg.algorithms:
             bm = binarize(fp, a, bench.opts, cfg.binarize_downsample)
-            F.cross_entropy(bm(augment(x) if cfg.augment else x), bench.ytr[:2]).backward()
+            F.cross_entropy(bm(flip_crop(x) if cfg.augment else x), bench.ytr[:2]).backward()
             n += 1
     return {"dry_run_models": float(n)}
 
 
 __all__ = ["Data", "load", "Bench", "accuracy_tracks", "complexity_track", "hardware_track", "dry_run",
-           "quadratic_mean", "algo_index", "augment", "parse_setting", "DATASETS"]
+           "quadratic_mean", "algo_index", "parse_setting", "DATASETS"]

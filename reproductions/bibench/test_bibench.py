@@ -15,7 +15,7 @@ from reproductions.bibench import BiBenchConfig, CLAIMS, SMOKE, SMALL, run
 from reproductions.bibench.checks import toy_model
 from reproductions.bibench.complexity import complexity, count
 from reproductions.bibench.corruptions import CORRUPTIONS, corrupt
-from reproductions.bibench.experiment import Bench, augment, load, quadratic_mean
+from reproductions.bibench.experiment import Bench, load, quadratic_mean
 from reproductions.bibench.hardware import pack_pm1, xnor_popcount_matmul
 from reproductions.bibench.layers import (ALGO_NAMES, BinaryConv2d, BinaryLinear, BinaryOptions, binary_layers,
                                           update_epoch)
@@ -225,18 +225,6 @@ def test_corruptions_keep_range_and_grow_with_severity(kind):
     y = corrupt(x, kind, 5, torch.Generator().manual_seed(0))
     assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1
     assert d[0] < d[1] < d[2]
-
-
-def test_augment_crops_and_flips():
-    torch.manual_seed(0)
-    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8) + 1
-    y = augment(x, pad=2)
-    assert y.shape == x.shape
-    for i in range(2):  # each output is a shifted (maybe flipped) window of the zero-padded input
-        xp = torch.nn.functional.pad(x[i], (2, 2, 2, 2))
-        ok = any(torch.equal(y[i], w) or torch.equal(y[i], w.flip(2))
-                 for w in (xp[:, a:a + 8, b:b + 8] for a in range(5) for b in range(5)))
-        assert ok
 
 
 def test_digits_split_and_quadratic_mean():

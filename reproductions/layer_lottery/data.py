@@ -64,22 +64,6 @@ def load(name: str, ctx: RunContext, split_seed: int = 0, n_val: int = 287, n_te
     raise UnknownNameError(f"unknown dataset {name!r}; use 'digits' (CPU protocol) or 'cifar-10' (full)")
 
 
-def flip_crop(x: torch.Tensor, pad: int = 4) -> torch.Tensor:
-    """Random horizontal flip + random crop after zero padding (standard CIFAR augmentation),
-    vectorised over the batch with index arithmetic."""
-    b, _, h, w = x.shape
-    flip = torch.rand(b, device=x.device) < 0.5
-    x = torch.where(flip.view(b, 1, 1, 1), x.flip(-1), x)
-    xp = F.pad(x, (pad, pad, pad, pad))
-    oy = torch.randint(0, 2 * pad + 1, (b,), device=x.device)
-    ox = torch.randint(0, 2 * pad + 1, (b,), device=x.device)
-    rows = (oy.view(b, 1) + torch.arange(h, device=x.device)).view(b, 1, h, 1)
-    cols = (ox.view(b, 1) + torch.arange(w, device=x.device)).view(b, 1, 1, w)
-    bi = torch.arange(b, device=x.device).view(b, 1, 1, 1)
-    ci = torch.arange(x.shape[1], device=x.device).view(1, -1, 1, 1)
-    return xp[bi, ci, rows, cols]
-
-
 def corrupt(x: torch.Tensor, kind: str, strength: float, generator: torch.Generator) -> torch.Tensor:
     """Procedural corruptions (C5 stand-in): ``noise`` adds N(0, strength^2) per pixel, ``blur``
     mixes each pixel with its 3x3 box average by ``strength``."""

@@ -18,7 +18,9 @@ from suite.train import TrainConfig, TrainResult, fit
 from . import blocks as B
 from . import criteria as C
 from . import efficiency as E
-from .data import Data, corrupt, flip_crop
+from suite.data.augment import flip_crop
+
+from .data import Data, corrupt
 
 
 def build_dense(cfg: Any, data: Data) -> nn.Module:

@@ -16,7 +16,6 @@ from reproductions.layer_lottery import CLAIMS, SCALES, Config, run
 from reproductions.layer_lottery import blocks as B
 from reproductions.layer_lottery import criteria as C
 from reproductions.layer_lottery import efficiency as E
-from reproductions.layer_lottery.data import flip_crop
 from reproductions.layer_lottery.experiment import hvp_fd_check, removal_checks
 
 torch.set_num_threads(1)
@@ -176,14 +175,6 @@ def test_step_timing_leaves_networks_unchanged():
     ts = E.train_step_times([net, B.build_without(net, [1, 2, 3])], x, y, reps=2, warmup=1)
     assert all(t > 0 for t in ts)
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
-
-
-def test_flip_crop_keeps_shape_and_content():
-    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
-    y = flip_crop(x, pad=2)
-    assert y.shape == x.shape
-    assert flip_crop(x, pad=0).flip(-1).eq(x).all(-1).all(-1).all(-1).sum() + \
-        flip_crop(x, pad=0).eq(x).all(-1).all(-1).all(-1).sum() >= 2
 
 
 # --------------------------------------------------------------------------- run + teeth
