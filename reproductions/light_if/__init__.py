@@ -1,0 +1,189 @@
+"""Light-IF (Light-IF Team, Qihoo 360; arXiv 2508.03178): Entropy-SFT cold start and token-entropy-
+adaptive RL (TEA-RL) with dense rule-based rewards for complex instruction following.
+
+CPU scales (spec §6): generated constrained-writing instructions (2-4 checkable constraints over a
+60-word vocabulary) and a tiny causal transformer policy. (a) plain SFT vs Entropy-SFT for equal
+steps on answers drawn uniformly over the valid ones; (b) GRPO from a weak SFT policy with the
+binary reward vs the dense partial-credit reward (and dense + the TEA entropy term). Metrics: the
+policy's mean token entropy and the all-constraints-satisfied rate on held-out instructions.
+Full scale (spec §5): Entropy-SFT / plain SFT of a Hugging Face model on ``cold-start-2k.json``, then
+the dense-reward GRPO(+TEA) on the RL parquet, scored by the same checkers. See README.md.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+from suite.context import RunContext
+from suite.errors import UnknownNameError
+from suite.registry import reproduction
+from suite.spec import Claim, DatasetRef, Outcome, Paper, Resources
+
+from . import tasks as T
+from .experiment import build_sft_set, evaluate, format_set, mechanics, new_policy, train_rl, train_sft
+from .method import EntropySFT, GRPOConfig, RewardConfig
+
+# TEST-ONLY broken variant: "delta-plus-entropy" selects by CE + λH (sign of the entropy term flipped)
+VARIANTS = ("paper", "delta-plus-entropy")
+RL_ARMS = {"binary": ("binary", False), "dense": ("dense", False), "dense_tea": ("dense", True)}
+
+
+@dataclass
+class Config:
+    # data (§6: 2-4 constraints, 60 words)
+    n_sft: int = 1000              # cold-start set size (paper: ~2k)
+    n_eval: int = 500
+    n_rl: int = 2000               # RL prompt pool
+    # policy (§6: 2 layers, d = 64)
+    dim: int = 64
+    depth: int = 2
+    heads: int = 4
+    # base policy: knows the response format, not the constraints (stands in for the pretrained model)
+    base_steps: int = 100
+    # (a) SFT (§3.3)
+    sft_steps: int = 500
+    batch_size: int = 32
+    sft_lr: float = 2e-3
+    token_ratio: float = 0.8       # ρ
+    entropy_coef: float = 0.8      # λ
+    # (b) RL (§3.4); tiny-model lr, the rest as in the recipe
+    rl_init_steps: int = 100       # weak SFT start = base + this many plain SFT steps (§6 (b): < 10 %)
+    rl_steps: int = 100
+    rl_prompts: int = 16
+    rl_group: int = 8              # n = 8 rollouts
+    rl_temperature: float = 1.0
+    rl_lr: float = 1e-3
+    kl_coef: float = 0.001
+    clip_ratio: float = 1.0        # low = high = 1.0 (§7: do not "fix" to 0.2)
+    clip_c: float = 10.0
+    tea_alpha: float = 10.0
+    tea_ub: float = 5.0
+    tea_coef: float = 1.0          # UNVERIFIED: scale of the TEA bonus (spec: "+mean_t(w_t·H_t)")
+    length_term: bool = True       # cosine length term in the dense reward
+    reward_max_len: int = T.RESP_LEN  # L of the cosine term (8192 at full scale)
+    rl_arms: tuple[str, ...] = ("binary", "dense", "dense_tea")
+    eval_temperature: float = 1.0
+    variant: str = "paper"
+    # full scale (§5)
+    model_dir: str = ""
+    sft_file: str = "light_if/cold-start-2k.json"
+    rl_file: str = "light_if/rl-stagte1-5k.parquet"
+    full_sft_steps: int = 375      # ≈ 3 epochs of 2k examples at batch 16
+    full_sft_batch: int = 16
+    full_sft_lr: float = 1e-5
+    full_max_tokens: int = 16384
+    full_rl_steps: int = 100
+    full_rl_prompts: int = 16
+    full_rl_lr: float = 5e-6
+    full_max_new: int = 8192
+    full_eval_prompts: int = 200
+
+
+SCALES = {
+    "smoke": {"n_sft": 256, "n_eval": 64, "n_rl": 128, "dim": 32, "depth": 1, "sft_steps": 15, "batch_size": 16,
+              "base_steps": 10, "rl_init_steps": 5, "length_term": False, "rl_steps": 4, "rl_prompts": 4},
+    "small": {"length_term": False},
+    "full": {"model_dir": "models/Qwen3-1.7B"},
+}
+
+CLAIMS = [
+    Claim(id="M-esft-selection", text="Entropy-SFT keeps exactly the top-k = max(⌊ρN⌋,1) valid tokens by "
+                                      "δ = CE − λH (200 random micro-batches vs a numpy reference)",
+          metric="sft_selection_exact", op="==", ref=1.0, scales=("smoke", "small")),
+    Claim(id="M-reward-cases", text="dense reward on hand-written responses: no </think> → 0, all/partial "
+                                    "credit, last-</think> parse, over-length → −2, cosine term at 0 and L/2",
+          metric="reward_cases_exact", op="==", ref=1.0, scales=("smoke", "small")),
+    Claim(id="M-tea-weights", text="TEA weights α·softmax(cov) clamped to [0, ub] sum to ≤ α and hit ub",
+          metric="tea_weights_ok", op="==", ref=1.0, scales=("smoke", "small")),
+    Claim(id="C3-esft-entropy", text="Entropy-SFT keeps the policy's held-out token entropy ≥ 1.1 × plain SFT "
+                                     "(equal steps)",
+          metric="entropy_esft_over_plain", op=">=", ref=1.1, scales=("small",),
+          paper_note="§6 (a) threshold; the paper reports entropy curves, not this ratio"),
+    Claim(id="C3-esft-acc", text="… at no more than 3 pts loss of all-constraint accuracy",
+          metric="all_sat_esft_minus_plain", op=">=", ref=-0.03, scales=("small",)),
+    Claim(id="C3-dense-vs-binary", text="from a weak SFT policy, GRPO with the dense partial-credit reward "
+                                        "reaches ≥ 5 pts higher all-satisfied rate than the binary reward",
+          metric="all_sat_dense_minus_binary", op=">=", ref=0.05, scales=("small",),
+          paper_note="§6 (b) threshold; paper ablation numbers not copied (spec gives none)"),
+]
+
+
+def _dataset() -> DatasetRef:
+    return DatasetRef("constrained-writing-procedural", "stand-in")
+
+
+@reproduction(
+    track="reasoning",
+    paper=Paper(title="Light-IF: Endowing LLMs with Generalizable Reasoning via Preview and Self-Checking for "
+                      "Complex Instruction Following",
+                authors="Light-IF Team (Qihoo 360)", year=2025, venue="arXiv (AAAI-26 per repo README)",
+                url="https://arxiv.org/abs/2508.03178", code="https://github.com/Qihoo360/Light-IF"),
+    config=Config,
+    scales=SCALES,
+    claims=CLAIMS,
+    resources={"smoke": Resources(cpus=1, mem_gb=2, time_min=5),
+               "small": Resources(cpus=2, mem_gb=4, time_min=20),
+               "full": Resources(cpus=8, gpus=1, mem_gb=128, time_min=48 * 60)},
+)
+def run(cfg: Config, ctx: RunContext) -> Outcome:
+    if cfg.variant not in VARIANTS:
+        raise UnknownNameError(f"variant={cfg.variant!r} unknown; use one of {VARIANTS}")
+    bad = [a for a in cfg.rl_arms if a not in RL_ARMS]
+    if bad:
+        raise UnknownNameError(f"rl_arms {bad} unknown; use a subset of {tuple(RL_ARMS)}")
+    if ctx.scale == "full" or cfg.model_dir:
+        from .full import run_full
+
+        return run_full(cfg, ctx)
+    ctx.log("light_if config %s", asdict(cfg))
+    esft = EntropySFT(cfg.token_ratio, cfg.entropy_coef)
+    if cfg.variant == "delta-plus-entropy":  # TEST-ONLY: δ = CE + λH
+        esft = replace(esft, entropy_coef=-cfg.entropy_coef)
+    tok = T.tokenizer()
+    rng = np.random.default_rng(ctx.seed)
+    sft_specs, eval_specs, rl_specs = (T.sample_specs(n, rng) for n in (cfg.n_sft, cfg.n_eval, cfg.n_rl))
+    seqs, _ = build_sft_set(sft_specs, tok, rng)
+    fmt = format_set(sft_specs, tok, rng)
+    m: dict[str, float] = mechanics(cfg, esft, tok, ctx.seed)
+    m["sft_examples"] = float(len(seqs))
+    if ctx.dry_run:
+        return Outcome(metrics=m, dataset=_dataset())
+    gen_seed = 5000 + ctx.seed
+    plain = replace(esft, enabled=False)
+    base = new_policy(cfg, tok, ctx.seed)
+    train_sft(base, fmt, tok, plain, cfg.base_steps, cfg, ctx, "base")
+    ev = evaluate(base, eval_specs, tok, ctx.generator(gen_seed), cfg.eval_temperature)
+    m.update({f"{k}_base": v for k, v in ev.items()})
+
+    # (a) plain SFT vs Entropy-SFT from the same base, same batches, same steps (§6 (a))
+    for arm, e in (("plain", plain), ("esft", esft)):
+        model = copy.deepcopy(base)
+        m.update(train_sft(model, seqs, tok, e, cfg.sft_steps, cfg, ctx, f"sft_{arm}"))
+        ev = evaluate(model, eval_specs, tok, ctx.generator(gen_seed), cfg.eval_temperature)
+        m.update({f"{k}_sft_{arm}": v for k, v in ev.items()})
+    m["entropy_esft_over_plain"] = m["entropy_sft_esft"] / max(m["entropy_sft_plain"], 1e-12)
+    m["all_sat_esft_minus_plain"] = m["all_sat_sft_esft"] - m["all_sat_sft_plain"]
+
+    # (b) GRPO from a weak SFT policy: binary vs dense (vs dense + TEA), same steps (§6 (b))
+    weak = copy.deepcopy(base)
+    if cfg.rl_init_steps:
+        train_sft(weak, seqs, tok, plain, cfg.rl_init_steps, cfg, ctx, "sft_weak")
+    ev = evaluate(weak, eval_specs, tok, ctx.generator(gen_seed), cfg.eval_temperature)
+    m.update({f"{k}_rl_init": v for k, v in ev.items()})
+    for arm in cfg.rl_arms:
+        kind, tea = RL_ARMS[arm]
+        rcfg = RewardConfig(kind, max_len=cfg.reward_max_len, length_term=cfg.length_term)
+        gcfg = GRPOConfig(cfg.clip_ratio, cfg.clip_ratio, cfg.clip_c, cfg.kl_coef, 0.0, tea, cfg.tea_alpha,
+                          cfg.tea_ub, cfg.tea_coef)
+        policy = copy.deepcopy(weak)
+        m.update(train_rl(policy, rl_specs, tok, rcfg, gcfg, cfg, ctx, f"rl_{arm}"))
+        ev = evaluate(policy, eval_specs, tok, ctx.generator(gen_seed), cfg.eval_temperature)
+        m.update({f"{k}_rl_{arm}": v for k, v in ev.items()})
+    if {"dense", "binary"} <= set(cfg.rl_arms):
+        m["all_sat_dense_minus_binary"] = m["all_sat_rl_dense"] - m["all_sat_rl_binary"]
+    if {"dense", "dense_tea"} <= set(cfg.rl_arms):
+        m["all_sat_tea_minus_dense"] = m["all_sat_rl_dense_tea"] - m["all_sat_rl_dense"]
+        m["entropy_tea_minus_dense"] = m["entropy_rl_dense_tea"] - m["entropy_rl_dense"]
+    return Outcome(metrics=m, dataset=_dataset())

@@ -1,0 +1,286 @@
+"""Full scale (spec §5): a Hugging Face causal LM (Qwen3 family) from ``<data root>/<model_dir>``.
+
+1. Cold start: plain SFT and Entropy-SFT (§3.3), each from the base weights, on ``cold-start-2k.json``
+   (ShareGPT ``conversations`` [{from, value}] or ``messages`` [{role, content}]), loss on the
+   assistant turn, through ``suite.train.fit``.
+2. TEA-RL (§3.4) from the Entropy-SFT model on the RL parquet (``reward_model.ground_truth`` = JSON
+   with ``source``, ``query``, ``jqzl_prompt``): GRPO, n = 8, temperature 1, dense reward
+   acc + point + cosine length term (flagged sum, §7), TEA entropy bonus; a binary-reward arm too.
+3. Every model is scored on held-out RL prompts: all-constraints-satisfied rate, mean partial credit
+   and the mean token entropy of its own samples (the checkers of ``checkers.py``).
+
+``--dry-run`` builds all of it with a tiny random Qwen3 model, a character tokenizer and fixture
+files, and takes one step of each stage. Not implemented: gradient accumulation (one micro-batch
+per step), ZeRO-3, the stage-2 curriculum and the four public benchmarks (README).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from suite.context import RunContext
+from suite.errors import CorruptDataError, DataNotFoundError
+from suite.models.hf import CausalLM, load_causal_lm
+from suite.spec import DatasetRef, Outcome
+from suite.train import TrainConfig, fit
+
+from .checkers import score_text
+from .method import EntropySFT, GRPOConfig, cosine_length_reward, grpo_advantage, grpo_loss, \
+    sft_loss, token_entropy, token_logprob
+
+
+# --------------------------------------------------------------------------- data
+
+def read_cold_start(path: Path) -> list[tuple[str, str]]:
+    """(user prompt, assistant response) pairs of a ShareGPT/messages JSON list."""
+    if not path.is_file():
+        raise DataNotFoundError(f"cold-start data not found at {path}; copy cold-start-2k.json of "
+                                f"qihoo360/Light-IF-SFTData there")
+    try:
+        rows = json.loads(path.read_text())
+        out = []
+        for r in rows:
+            turns = r.get("conversations") or r.get("messages")
+            txt = [t.get("value", t.get("content")) for t in turns]
+            out.append((txt[-2], txt[-1]))
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+        raise CorruptDataError(f"{path} is not a ShareGPT JSON list ({e}); re-copy cold-start-2k.json") from e
+    return out
+
+
+def read_rl(path: Path) -> list[tuple[str, dict]]:
+    """(query, jqzl_prompt spec) of the RL parquet rows whose source is ``jqzl-en``."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise DataNotFoundError(f"RL prompts not found at {path}; copy rl-stagte1-5k.parquet of the Light-IF "
+                                f"release there")
+    try:
+        df = pd.read_parquet(path)
+        gts = [json.loads(r["ground_truth"]) for r in df["reward_model"]]
+    except Exception as e:
+        raise CorruptDataError(f"{path} lacks reward_model.ground_truth JSON ({str(e)[:80]}); re-copy it") from e
+    return [(g["query"], g["jqzl_prompt"] if isinstance(g["jqzl_prompt"], dict) else json.loads(g["jqzl_prompt"]))
+            for g in gts if g.get("source", "jqzl-en") == "jqzl-en"]
+
+
+def write_fixtures(root: Path) -> tuple[Path, Path]:
+    """A 4-example cold-start JSON and a 4-row RL parquet in the published layouts (dry runs, tests)."""
+    import pandas as pd
+
+    root.mkdir(parents=True, exist_ok=True)
+    sft = [{"conversations": [{"from": "human", "value": f"Write {i + 2} words ending with ok."},
+                              {"from": "gpt", "value": "<think>Preview: end with ok. Check: done.</think>"
+                                                       + " word" * i + " ok"}]} for i in range(4)]
+    (root / "cold-start.json").write_text(json.dumps(sft))
+    rows = [{"prompt": [{"role": "user", "content": f"Say hi {i} times. End your answer with 'bye'."}],
+             "reward_model": {"style": "rule", "ground_truth": json.dumps(
+                 {"source": "jqzl-en", "query": f"Say hi {i} times. End your answer with 'bye'.",
+                  "jqzl_prompt": {"keywords": ["hi"], "keywords_num": [[i, i]], "end_phrase": "bye"}})}}
+            for i in range(1, 5)]
+    pd.DataFrame(rows).to_parquet(root / "rl.parquet")
+    return root / "cold-start.json", root / "rl.parquet"
+
+
+def chat(tok: Any, prompt: str) -> str:
+    if getattr(tok, "chat_template", None):
+        return tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                       add_generation_prompt=True)
+    return f"User: {prompt}\nAssistant: "
+
+
+def sft_tensors(pairs: list[tuple[str, str]], tok: Any, max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids (N, L) and the target mask (assistant tokens + eos), cropped to ``max_tokens``."""
+    seqs, masks = [], []
+    for p, r in pairs:  # data construction, once
+        a = tok(chat(tok, p), add_special_tokens=False)["input_ids"]
+        b = tok(r, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        seqs.append((a + b)[:max_tokens])
+        masks.append(([False] * len(a) + [True] * len(b))[:max_tokens])
+    L = max(map(len, seqs))
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    ids = torch.full((len(seqs), L), pad, dtype=torch.long)
+    tgt = torch.zeros((len(seqs), L), dtype=torch.bool)
+    for i, (s, m) in enumerate(zip(seqs, masks)):
+        ids[i, :len(s)], tgt[i, :len(m)] = torch.tensor(s), torch.tensor(m)
+    return ids, tgt
+
+
+# --------------------------------------------------------------------------- stages
+
+def sft_stage(lm: CausalLM, data: tuple[torch.Tensor, torch.Tensor], esft: EntropySFT, cfg: Any, steps: int,
+              ctx: RunContext, name: str) -> float:
+    def loss_fn(model: Any, b: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        ids, tgt = b
+        L = int(torch.nonzero(tgt.any(0)).max()) + 1
+        ids, tgt = ids[:, :L], tgt[:, :L]
+        logits = model(input_ids=ids[:, :-1], attention_mask=torch.ones_like(ids[:, :-1])).logits
+        return sft_loss(logits, ids[:, 1:], tgt[:, 1:], esft)
+
+    lm.model.train()
+    tc = TrainConfig(steps=steps, batch_size=cfg.full_sft_batch, lr=cfg.full_sft_lr, optimizer="adamw",
+                     schedule="linear_warmup_cosine", warmup_steps=max(1, steps // 100), grad_clip=1.0,
+                     log_every=max(1, steps // 20))
+    res = fit(lm.model, loss_fn, data, tc, ctx=ctx, name=name)
+    lm.model.eval()
+    return res.final_loss
+
+
+@torch.no_grad()
+def sample(lm: CausalLM, prompts: list[str], max_new: int) -> tuple[torch.Tensor, torch.Tensor, int, list[str]]:
+    """Sampled sequences (left-padded prompt + response), their attention mask, the prompt width and
+    the decoded responses (temperature 1)."""
+    tok = lm.tokenizer
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    enc = tok([chat(tok, p) for p in prompts], return_tensors="pt", padding=True, add_special_tokens=False)
+    enc = enc.to(lm.device)
+    was = lm.model.training
+    lm.model.eval()
+    out = lm.model.generate(**enc, do_sample=True, temperature=1.0, top_k=0, max_new_tokens=max_new,
+                            pad_token_id=tok.pad_token_id)
+    lm.model.train(was)
+    w = enc["input_ids"].shape[1]
+    resp = out[:, w:]
+    done = (resp == tok.eos_token_id).cumsum(1)
+    rmask = (done == 0) | ((done == 1) & (resp == tok.eos_token_id))  # up to and including the first eos
+    att = torch.cat([enc["attention_mask"].bool(), rmask], 1)
+    texts = tok.batch_decode(resp.masked_fill(~rmask, tok.pad_token_id), skip_special_tokens=False)
+    texts = [t.replace(tok.eos_token, "").replace(tok.pad_token, "") for t in texts]
+    return out, att, w, texts
+
+
+def rewards(texts: list[str], lengths: torch.Tensor, items: list[tuple[str, dict]], kind: str,
+            max_len: int) -> dict[str, torch.Tensor]:
+    parsed = [score_text(t, q, s) for t, (q, s) in zip(texts, items)]
+    think = torch.tensor([p[0] for p in parsed], dtype=torch.float32)
+    acc = torch.tensor([p[1] for p in parsed])
+    point = torch.tensor([p[2] for p in parsed])
+    r_len = cosine_length_reward(lengths.cpu(), acc + point, max_len) * think
+    score = acc if kind == "binary" else acc + point + r_len  # §7: flagged combination
+    return {"score": score, "acc": acc, "point": point}
+
+
+def evaluate(lm: CausalLM, items: list[tuple[str, dict]], cfg: Any, batch: int = 8) -> dict[str, float]:
+    acc, point, ent_sum, ent_n = [], [], 0.0, 0
+    for lo in range(0, len(items), batch):
+        chunk = items[lo:lo + batch]
+        out, att, w, texts = sample(lm, [q for q, _ in chunk], cfg.full_max_new)
+        r = rewards(texts, att[:, w:].sum(1), chunk, "dense", cfg.full_max_new)
+        acc += r["acc"].tolist()
+        point += r["point"].tolist()
+        with torch.no_grad():
+            logits = lm.model(input_ids=out[:, :-1], attention_mask=att[:, :-1].long()).logits[:, w - 1:]
+            m = att[:, w:]
+            ent_sum += float((token_entropy(logits) * m).sum())
+            ent_n += int(m.sum())
+    return {"all_sat": float(np.mean(acc)), "point": float(np.mean(point)), "entropy": ent_sum / max(ent_n, 1)}
+
+
+def rl_stage(lm: CausalLM, items: list[tuple[str, dict]], kind: str, gcfg: GRPOConfig, cfg: Any, steps: int,
+             ctx: RunContext, name: str) -> None:
+    ref = copy.deepcopy(lm.model).eval().requires_grad_(False)
+    pick = ctx.generator(211)
+
+    def data(step: int) -> torch.Tensor:
+        return torch.randint(len(items), (cfg.full_rl_prompts,), generator=pick)
+
+    def loss_fn(model: Any, idx: torch.Tensor) -> torch.Tensor:
+        rows = [items[int(i)] for i in idx.repeat_interleave(8)]
+        out, att, w, texts = sample(lm, [q for q, _ in rows], cfg.full_max_new)
+        r = rewards(texts, att[:, w:].sum(1), rows, kind, cfg.full_max_new)
+        adv = grpo_advantage(r["score"], 8).to(out.device)
+        x, y, am = out[:, :-1], out[:, 1:], att[:, :-1].long()
+        mask = att[:, 1:] & (torch.arange(y.shape[1], device=y.device)[None] >= w - 1)
+        with torch.no_grad():
+            ref_logp = token_logprob(ref(input_ids=x, attention_mask=am).logits, y)
+        loss, _ = grpo_loss(model(input_ids=x, attention_mask=am).logits, y, mask, adv, None, ref_logp, gcfg)
+        return loss
+
+    lm.model.train()
+    tc = TrainConfig(steps=steps, batch_size=cfg.full_rl_prompts, lr=cfg.full_rl_lr, optimizer="adamw",
+                     schedule="constant", grad_clip=1.0, log_every=1)
+    fit(lm.model, loss_fn, data, tc, ctx=ctx, name=name)
+    lm.model.eval()
+
+
+# --------------------------------------------------------------------------- the run
+
+def _tiny_qwen3(folder: Path) -> None:
+    import tokenizers
+    import transformers
+
+    chars = [chr(c) for c in range(32, 127)] + ["\n"]
+    vocab = {t: i for i, t in enumerate(["<|endoftext|>", "</think>"] + chars)}
+    raw = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="<|endoftext|>"))
+    raw.pre_tokenizer = tokenizers.pre_tokenizers.Split(tokenizers.Regex("</think>|."), behavior="isolated")
+    raw.decoder = tokenizers.decoders.Fuse()
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|endoftext|>",
+                                               pad_token="<|endoftext|>")
+    torch.manual_seed(0)
+    conf = transformers.Qwen3Config(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                    num_attention_heads=2, num_key_value_heads=1, head_dim=16,
+                                    max_position_embeddings=2048, eos_token_id=0, pad_token_id=0, bos_token_id=0)
+    transformers.Qwen3ForCausalLM(conf).save_pretrained(folder)
+    tok.save_pretrained(folder)
+
+
+def run_full(cfg: Any, ctx: RunContext) -> Outcome:
+    tmp = None
+    if ctx.dry_run:
+        tmp = tempfile.TemporaryDirectory(prefix="lif-dry-")
+        root = Path(tmp.name)
+        _tiny_qwen3(root / "model")
+        model_dir = root / "model"
+        sft_path, rl_path = write_fixtures(root)
+        steps_sft, steps_rl, n_eval, max_new = 1, 1, 2, 8
+        ref = DatasetRef("light-if-fixture (dry run)", "stand-in")
+        cfg = copy.copy(cfg)
+        cfg.full_sft_batch, cfg.full_rl_prompts, cfg.full_max_new = 2, 1, max_new
+    else:
+        if ctx.data_root is None:
+            raise DataNotFoundError(f"full scale needs --data-root (or SUITE_DATA) holding {cfg.model_dir}/, "
+                                    f"{cfg.sft_file} and {cfg.rl_file}")
+        root = Path(ctx.data_root)
+        model_dir, sft_path, rl_path = root / cfg.model_dir, root / cfg.sft_file, root / cfg.rl_file
+        steps_sft, steps_rl, n_eval = cfg.full_sft_steps, cfg.full_rl_steps, cfg.full_eval_prompts
+        ref = DatasetRef("light-if-sft+rl", "paper")
+    pairs = read_cold_start(sft_path)
+    items = read_rl(rl_path)
+    rng = np.random.default_rng(ctx.seed)
+    perm = rng.permutation(len(items))
+    held = [items[i] for i in perm[:n_eval]]
+    train_items = [items[i] for i in perm[n_eval:]] or held
+    m: dict[str, float] = {}
+    esft = EntropySFT(cfg.token_ratio, cfg.entropy_coef)
+    sft_models: dict[str, CausalLM] = {}
+    for arm, e in (("plain", EntropySFT(enabled=False)), ("esft", esft)):
+        lm = load_causal_lm(model_dir, ctx.device)
+        data = sft_tensors(pairs, lm.tokenizer, cfg.full_max_tokens)
+        m[f"train_loss_sft_{arm}"] = sft_stage(lm, data, e, cfg, steps_sft, ctx, f"full_sft_{arm}")
+        m.update({f"{k}_sft_{arm}": v for k, v in evaluate(lm, held, cfg).items()})
+        if arm == "esft":
+            sft_models[arm] = lm
+        del lm
+    m["entropy_esft_over_plain"] = m["entropy_sft_esft"] / max(m["entropy_sft_plain"], 1e-12)
+    m["all_sat_esft_minus_plain"] = m["all_sat_sft_esft"] - m["all_sat_sft_plain"]
+    base = sft_models["esft"]
+    for arm, (kind, tea) in {"binary": ("binary", False), "dense_tea": ("dense", True)}.items():
+        lm = CausalLM(copy.deepcopy(base.model), base.tokenizer, base.device)
+        gcfg = GRPOConfig(cfg.clip_ratio, cfg.clip_ratio, cfg.clip_c, cfg.kl_coef, 0.0, tea, cfg.tea_alpha,
+                          cfg.tea_ub, cfg.tea_coef)
+        rl_stage(lm, train_items, kind, gcfg, cfg, steps_rl, ctx, f"full_rl_{arm}")
+        m.update({f"{k}_rl_{arm}": v for k, v in evaluate(lm, held, cfg).items()})
+        del lm
+    m["all_sat_dense_tea_minus_binary"] = m["all_sat_rl_dense_tea"] - m["all_sat_rl_binary"]
+    if tmp is not None:
+        tmp.cleanup()
+    return Outcome(metrics=m, dataset=ref, notes={"model_dir": str(cfg.model_dir), "sft_examples": len(pairs),
+                                                  "rl_prompts": len(items)})
