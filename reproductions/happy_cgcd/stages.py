@@ -1,0 +1,111 @@
+"""Continual-GCD stage splits (spec §3/§6) and the data views: sklearn digits (CPU protocol) or CIFAR-100 /
+TinyImageNet from disk (full protocol, fixtures in dry runs).
+
+Class order = seeded shuffle. Stage 0: ``n_old`` classes, a fraction ``labeled_frac`` of their train images,
+labeled. Stage t ≥ 1: ``n_new`` new classes with ``per_new`` images each (all when 0), plus ``per_old``
+images per stage-0 class and ``per_disc`` per previously discovered class, unlabeled; earlier samples are
+not stored (rehearsal-free). Test after stage t: the test images of all classes seen so far.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from suite.errors import ConfigError
+
+
+@dataclass
+class Stage:
+    index: int
+    x: torch.Tensor
+    y: torch.Tensor  # true labels (used for stage 0 supervision and for nothing else at t ≥ 1)
+    new_classes: list[int]  # classes introduced at this stage (all stage-0 classes at t = 0)
+    seen: list[int]  # classes seen after this stage, in head order
+
+
+@dataclass
+class Protocol:
+    stages: list[Stage]
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    order: list[int]  # class order; head index i ↔ class order[i]
+    n_old: int
+
+
+def remap(y: torch.Tensor, order: list[int]) -> torch.Tensor:
+    """Relabel classes so that order[i] becomes i (head index = class rank in the order)."""
+    lut = torch.full((max(len(order), int(y.max()) + 1 if len(y) else 0),), -1, dtype=torch.long)
+    lut[torch.as_tensor(order)] = torch.arange(len(order))
+    return lut[y]
+
+
+def build_protocol(x_tr: torch.Tensor, y_tr: torch.Tensor, x_te: torch.Tensor, y_te: torch.Tensor, *,
+                   n_classes: int, n_old: int, n_stages: int, n_new: int, labeled_frac: float, per_new: int,
+                   per_old: int, per_disc: int, seed: int) -> Protocol:
+    """Seeded class order and per-stage index draws (vectorised per class; no sample loops)."""
+    if n_old + n_stages * n_new > n_classes:
+        raise ConfigError(f"{n_old} old + {n_stages}×{n_new} new classes exceed the {n_classes} classes; "
+                          f"lower n_stages or n_new")
+    rng = np.random.default_rng(seed)
+    order = [int(c) for c in rng.permutation(n_classes)]
+    y_r, y_te_r = remap(y_tr, order), remap(y_te, order)
+    by_class = [np.flatnonzero(y_r.numpy() == c) for c in range(n_classes)]
+    by_class = [rng.permutation(ix) for ix in by_class]
+    n_lab = [int(round(labeled_frac * len(by_class[c]))) for c in range(n_old)]
+    stage0 = np.concatenate([by_class[c][: n_lab[c]] for c in range(n_old)])
+    stages = [Stage(0, x_tr[stage0], y_r[stage0], list(range(n_old)), list(range(n_old)))]
+    for t in range(1, n_stages + 1):
+        new = list(range(n_old + (t - 1) * n_new, n_old + t * n_new))
+        parts = [by_class[c][: per_new] if per_new else by_class[c] for c in new]
+        for c in range(n_old):  # unlabeled remainder of old classes first, then any image of the class
+            pool = by_class[c][n_lab[c]:] if len(by_class[c]) - n_lab[c] >= per_old else by_class[c]
+            parts.append(rng.choice(pool, min(per_old, len(pool)), replace=False))
+        for c in range(n_old, n_old + (t - 1) * n_new):
+            parts.append(rng.choice(by_class[c], min(per_disc, len(by_class[c])), replace=False))
+        idx = rng.permutation(np.concatenate(parts))
+        stages.append(Stage(t, x_tr[idx], y_r[idx], new, list(range(n_old + t * n_new))))
+    keep = y_te_r < n_old + n_stages * n_new
+    return Protocol(stages, x_te[keep], y_te_r[keep], order, n_old)
+
+
+def digit_view(x: torch.Tensor, shift: int = 1, noise: float = 0.1) -> torch.Tensor:
+    """±``shift`` px translation (zero fill) + Gaussian noise σ (spec §6 augmentations); batched grid_sample."""
+    n, _, h, w = x.shape
+    t = torch.randint(-shift, shift + 1, (n, 2), device=x.device).float() * 2 / torch.tensor([w, h], device=x.device)
+    theta = torch.zeros(n, 2, 3, device=x.device)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+    theta[:, :, 2] = t
+    out = F.grid_sample(x, F.affine_grid(theta, list(x.shape), align_corners=False), mode="nearest",
+                        padding_mode="zeros", align_corners=False)
+    return out + noise * torch.randn_like(out)
+
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def image_preprocess(size: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """uint8 (N, 3, H, W) → float, resized to ``size`` (bilinear), ImageNet-normalised (DINO input)."""
+    def f(x: torch.Tensor) -> torch.Tensor:
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x
+        if x.shape[-1] != size:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        m = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+        s = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+        return (x - m) / s
+    return f
+
+
+def image_view(x: torch.Tensor, pad_frac: float = 0.125) -> torch.Tensor:
+    """Random translation (reflect) by up to ``pad_frac`` of the side and horizontal flip, on a preprocessed
+    batch; one grid_sample [verify: the official recipe uses RandomResizedCrop/flip/colour jitter]."""
+    n = x.shape[0]
+    theta = torch.zeros(n, 2, 3, device=x.device)
+    theta[:, 0, 0] = torch.where(torch.rand(n, device=x.device) < 0.5, -1.0, 1.0)
+    theta[:, 1, 1] = 1.0
+    theta[:, :, 2] = (torch.rand(n, 2, device=x.device) * 2 - 1) * 2 * pad_frac
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
