@@ -268,20 +268,20 @@ def _wait(cond, timeout: float) -> None:
 
 
 def test_local_time_limit_requeues_and_resumes(tmp_path, repros, clean_git):
-    """30 s limit, USR2 5 s before it: the run checkpoints, requeues, resumes and matches a straight run.
+    """60 s limit, USR2 5 s before it: the run checkpoints, requeues, resumes and matches a straight run.
 
-    The first attempt sleeps 0.25 s per step (40 s of work), so the time limit always interrupts it;
-    later attempts run at full speed and only need to start and finish within the 25 s window
+    The first attempt sleeps 0.25 s per step (75 s of work), so the time limit always interrupts it;
+    later attempts run at full speed and only need to start and finish within the 55 s window
     (wide, so that a loaded CI machine's slow job start-up does not make the test flaky)."""
-    spec = runner.RunSpec("_ckpt_test", "smoke", 3, ("steps=160", "sleep_s=0.25"))
-    prof = replace(executors.load_profile("local"), signal_delay_s=5, max_num_timeout=4)
+    spec = runner.RunSpec("_ckpt_test", "smoke", 3, ("steps=300", "sleep_s=0.25"))
+    prof = replace(executors.load_profile("local"), signal_delay_s=5, max_num_timeout=6)
     subs = executors.submit_runs([spec], executor="local", profile=prof, results_root=tmp_path / "r",
-                                 overrides=ResourceOverrides(time_min=0.5), extra=(CKPT_EXTRA,))
+                                 overrides=ResourceOverrides(time_min=1.0), extra=(CKPT_EXTRA,))
     rec = subs[0].job.result()
-    assert rec["status"] == "ok" and rec["metrics"]["steps"] == 160
+    assert rec["status"] == "ok" and rec["metrics"]["steps"] == 300
     assert rec["env"]["requeues"] >= 1 and len(rec["env"]["slurm_job_ids"]) == rec["env"]["requeues"] + 1
     resumes = _resume_steps(subs[0].run_dir)
-    assert resumes and 0 < resumes[0] < 160 and resumes == sorted(resumes)  # the step counter went on
-    straight = runner.execute(runner.RunSpec("_ckpt_test", "smoke", 3, ("steps=160",)), tmp_path / "straight")
+    assert resumes and 0 < resumes[0] < 300 and resumes == sorted(resumes)  # the step counter went on
+    straight = runner.execute(runner.RunSpec("_ckpt_test", "smoke", 3, ("steps=300",)), tmp_path / "straight")
     assert rec["metrics"] == straight["metrics"]
     assert status.collect(tmp_path / "r")["state"].tolist() == ["done"]
