@@ -56,8 +56,15 @@ def _one(r: random.Random) -> Program:
 
 
 def generate(count: int, seed: int) -> list[Program]:
+    """``count`` programs; a draw whose test values leave the evaluator's range is redrawn."""
     r = random.Random(seed)
-    return [_one(r) for _ in range(count)]
+    out: list[Program] = []
+    while len(out) < count:
+        try:
+            out.append(_one(r))
+        except ValueError:  # e.g. repeated squaring beyond 1e12: not a valid task, draw again
+            continue
+    return out
 
 
 _OPS = {ast.Add: lambda x, y: x + y, ast.Sub: lambda x, y: x - y, ast.Mult: lambda x, y: x * y}

@@ -113,3 +113,21 @@ def test_teeth_drop_last_fails_roundtrip_claim() -> None:
     cfg = replace(config.resolve(r, "smoke"), variant="drop-last", steps=2, n_eval=4, models=("A", "B"))
     m = r.run(cfg, for_tests()).metrics
     assert r.claim("M-span-roundtrip").check(m, "smoke")["verdict"] == "fails"
+
+
+def test_generator_redraws_out_of_range_programs():
+    from reproductions.codegen2 import programs as P
+
+    import random
+
+    r, drawn, bad = random.Random(0), 0, 0
+    while drawn < 20000 and not bad:  # find a seed-0 draw that leaves the evaluator's range
+        try:
+            P._one(r)
+        except ValueError:
+            bad += 1
+        drawn += 1
+    assert bad, "no out-of-range draw in 20,000: the redraw path is not exercised"
+    progs = P.generate(drawn + 1, seed=0)  # used to raise ValueError at that draw
+    assert len(progs) == drawn + 1
+    assert all(P.evaluate_body("".join(p.body), *p.tests[0][0]) == p.tests[0][1] for p in progs[-50:])
