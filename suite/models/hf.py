@@ -73,3 +73,35 @@ def load_causal_lm(folder: str | Path, device: str | torch.device = "cpu",
     model = tr.AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, **{key: dtype})
     model.to(dev).eval()
     return CausalLM(model, tok, dev)
+
+
+def save_tiny_random_lm(folder: str | Path, family: str = "qwen2", extra_tokens: Sequence[str] = (),
+                        max_len: int = 2048, seed: int = 0) -> Path:
+    """Save a tiny randomly initialised causal LM of ``family`` ("qwen2" or "qwen3") with a
+    character-level tokenizer to ``folder``: the stand-in that ``--dry-run`` of a full-scale
+    pipeline loads through :func:`load_causal_lm` (same architecture family, no weights needed).
+    ``extra_tokens`` are special strings kept whole (e.g. ``"</think>"``)."""
+    transformers = _transformers()
+    import tokenizers
+
+    specials = ["<|endoftext|>", "<|pad|>", *extra_tokens]
+    vocab = {t: i for i, t in enumerate(specials + [chr(c) for c in range(32, 127)] + ["\n"])}
+    raw = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="<|endoftext|>"))
+    pattern = "|".join([*(t.replace("|", r"\|") for t in extra_tokens), "."])
+    raw.pre_tokenizer = tokenizers.pre_tokenizers.Split(tokenizers.Regex(pattern), behavior="isolated")
+    raw.decoder = tokenizers.decoders.Fuse()
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|endoftext|>", pad_token="<|pad|>")
+    common = dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=max_len,
+                  eos_token_id=0, pad_token_id=1, bos_token_id=0)
+    torch.manual_seed(seed)
+    if family == "qwen2":
+        model = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**common))
+    elif family == "qwen3":
+        model = transformers.Qwen3ForCausalLM(transformers.Qwen3Config(head_dim=16, **common))
+    else:
+        raise SuiteError(f"tiny model family '{family}' unknown; use qwen2 or qwen3")
+    folder = Path(folder)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
