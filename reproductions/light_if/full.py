@@ -26,7 +26,7 @@ import torch
 
 from suite.context import RunContext
 from suite.errors import CorruptDataError, DataNotFoundError
-from suite.models.hf import CausalLM, load_causal_lm
+from suite.models.hf import CausalLM, load_causal_lm, save_tiny_random_lm
 from suite.spec import DatasetRef, Outcome
 from suite.train import TrainConfig, fit
 
@@ -213,31 +213,12 @@ def rl_stage(lm: CausalLM, items: list[tuple[str, dict]], kind: str, gcfg: GRPOC
 
 # --------------------------------------------------------------------------- the run
 
-def _tiny_qwen3(folder: Path) -> None:
-    import tokenizers
-    import transformers
-
-    chars = [chr(c) for c in range(32, 127)] + ["\n"]
-    vocab = {t: i for i, t in enumerate(["<|endoftext|>", "</think>"] + chars)}
-    raw = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="<|endoftext|>"))
-    raw.pre_tokenizer = tokenizers.pre_tokenizers.Split(tokenizers.Regex("</think>|."), behavior="isolated")
-    raw.decoder = tokenizers.decoders.Fuse()
-    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|endoftext|>",
-                                               pad_token="<|endoftext|>")
-    torch.manual_seed(0)
-    conf = transformers.Qwen3Config(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                    num_attention_heads=2, num_key_value_heads=1, head_dim=16,
-                                    max_position_embeddings=2048, eos_token_id=0, pad_token_id=0, bos_token_id=0)
-    transformers.Qwen3ForCausalLM(conf).save_pretrained(folder)
-    tok.save_pretrained(folder)
-
-
 def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     tmp = None
     if ctx.dry_run:
         tmp = tempfile.TemporaryDirectory(prefix="lif-dry-")
         root = Path(tmp.name)
-        _tiny_qwen3(root / "model")
+        save_tiny_random_lm(root / "model", "qwen3", extra_tokens=("</think>",))
         model_dir = root / "model"
         sft_path, rl_path = write_fixtures(root)
         steps_sft, steps_rl, n_eval, max_new = 1, 1, 2, 8
