@@ -1,0 +1,189 @@
+"""TreePO (Li, Gu, Wen et al., arXiv 2508.17445, 2025): tree-structured segment rollouts with early
+stopping, fallback and the tree REINFORCE++-baseline advantage, against GRPO with independent samples
+at equal leaf count.
+
+CPU scales (spec §6): arithmetic chains, a tiny causal transformer warmed up by SFT on 50 %-correct
+demonstrations, then TreePO and GRPO trained from the same warm-up in the same job (same PPO update,
+same prompts, 8 leaves per prompt); decoded tokens are counted as a prefix-cached engine decodes them.
+Full scale (spec §5): Qwen2.5-7B on the TreePO_data parquet files through the HF adapter. See README.md.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from suite.context import RunContext
+from suite.errors import ConfigError, UnknownNameError
+from suite.registry import reproduction
+from suite.spec import Claim, DatasetRef, Outcome, Paper, Plot, Resources
+
+from . import task as T
+from .experiment import ARMS, RLSetup, make_model, mechanics, sft_warmup, summarize, toy_env, train_arm
+from .method import TreeConfig
+
+# TEST-ONLY broken variants: "recount" counts reconstructed leaf lengths instead of decoded tokens
+# (spec §7 pitfall); "no-fallback" disables the fallback so leaf counts drift from W; "flip-adv"
+# flips the sign of the tree advantage
+VARIANTS = ("paper", "recount", "no-fallback", "flip-adv")
+
+
+@dataclass
+class Config:
+    # task (spec §6)
+    n_train: int = 4000
+    n_test: int = 96
+    steps_min: int = 2
+    steps_max: int = 4
+    # policy
+    dim: int = 64
+    depth: int = 2
+    heads: int = 4
+    max_len: int = 44
+    sft_steps: int = 500
+    sft_batch: int = 64
+    sft_lr: float = 3e-3
+    # tree (spec §6 scaled-down; repo: Ls 512, D 14, W 16, d0 ~ U{2..8})
+    seg_len: int = 4
+    max_depth: int = 8
+    width: int = 8
+    step_div: int = 2
+    first_div_min: int = 2
+    first_div_max: int = 4
+    allocation: str = "fixed_avg"
+    repetition_stop: bool = True
+    # RL (spec §3/§6)
+    arms: tuple[str, ...] = ("treepo", "grpo")
+    prompts_per_step: int = 16
+    updates: int = 120
+    minibatches: int = 2          # PPO mini-batches per rollout batch (repo: 512 prompts / 32)
+    lr: float = 1e-4              # repo 1e-6 for 7B; tiny model needs more
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    clip_low: float = 0.2
+    clip_high: float = 0.28
+    clip_c: float = 10.0
+    overlong_buffer: int = 4      # repo 512 of 7168 (1/14); here one segment of 32
+    filter_uniform: bool = True   # DAPO dynamic sampling, filter only (no refill): README
+    eval_every: int = 20
+    eval_samples: int = 4         # avg@k at temperature 1
+    stub_prompts: int = 16
+    variant: str = "paper"
+    # full scale (spec §5)
+    model_dir: str = ""
+    data_dir: str = "TreePO_data"
+    train_files: tuple[str, ...] = ("SimpleRL-simplelr_qwen_level3to5.train.parquet", "DeepScaler.train.parquet")
+    test_files: tuple[str, ...] = ("DeepScaler.aime.parquet",)
+    full_seg_len: int = 512
+    full_max_depth: int = 14
+    full_width: int = 16
+    full_first_div_max: int = 8
+    full_prompts_per_step: int = 512
+    full_mini_batch: int = 32
+    full_updates: int = 200
+    full_lr: float = 1e-6
+    full_eval_samples: int = 16
+
+
+SCALES = {
+    "smoke": {"n_train": 64, "n_test": 4, "dim": 16, "depth": 1, "heads": 2, "sft_steps": 5, "sft_batch": 16,
+              "prompts_per_step": 2, "updates": 1, "minibatches": 1, "eval_every": 1, "eval_samples": 2,
+              "stub_prompts": 16},
+    "small": {},
+    "full": {"model_dir": "models/Qwen2.5-7B"},
+}
+
+CLAIMS = [
+    Claim(id="M-leaves-W", text="every prompt ends with exactly W leaves, fallback included (scripted policy)",
+          metric="stub_leaves_exact_W", op="==", ref=1.0, scales=("smoke", "small")),
+    Claim(id="M-tree-valid", text="leaf index strings form a valid tree (scripted policy)",
+          metric="stub_tree_valid", op="==", ref=1.0, scales=("smoke", "small")),
+    Claim(id="M-tokens-nodes", text="decoded tokens equal the sum of segment lengths over tree nodes",
+          metric="stub_tokens_match_nodes", op="==", ref=1.0, scales=("smoke", "small")),
+    Claim(id="M-tokens-shared", text="the tree decodes strictly fewer tokens than independent sampling "
+                                     "(scripted policy, same W)",
+          metric="stub_tree_tokens", op="<", ref="stub_indep_tokens", scales=("smoke", "small")),
+    Claim(id="M-adv-hand", text="tree advantage reproduces the hand-computed example (spec §6)",
+          metric="adv_hand_example_err", op="<=", ref=1e-9, scales=("smoke", "small")),
+    Claim(id="M-adv-flat", text="a flat tree reproduces the REINFORCE++ baseline exactly",
+          metric="adv_flat_vs_rpp_err", op="<=", ref=1e-9, scales=("smoke", "small")),
+    Claim(id="C1-tokens", text="TreePO decodes ≤ 0.8 × GRPO's tokens over training (same leaves per prompt)",
+          metric="tokens_treepo_over_grpo", op="<=", ref=0.8, scales=("small", "full"),
+          paper=0.78, paper_note="paper: 22–43 % less sampling GPU-hours (0.57–0.78 ×); tokens ≠ GPU-hours"),
+    Claim(id="C2-acc", text="final held-out accuracy of TreePO ≥ GRPO − 3 pts (spec §6 tolerance)",
+          metric="acc_treepo_minus_grpo", op=">=", ref=-0.03, scales=("small", "full"),
+          paper_note="paper: TreePO above GRPO (46.63 % overall) on every column; exact row unverified"),
+    Claim(id="C1-dominance", text="at TreePO's final token budget, TreePO's accuracy ≥ GRPO's interpolated "
+                                  "accuracy − 3 pts (curve dominance)",
+          metric="acc_treepo_minus_grpo_at_equal_tokens", op=">=", ref=-0.03, scales=("small", "full")),
+]
+
+PLOTS = [
+    Plot(name="acc_vs_update", x="update", ys=("acc_treepo", "acc_grpo"), title="held-out avg@k vs update",
+         ylabel="accuracy"),
+    Plot(name="tokens_vs_update", x="update", ys=("tokens_treepo", "tokens_grpo"),
+         title="cumulative decoded tokens vs update", ylabel="tokens"),
+]
+
+
+def tree_config(cfg: Config) -> TreeConfig:
+    return TreeConfig(seg_len=cfg.seg_len, max_depth=cfg.max_depth, width=cfg.width, step_div=cfg.step_div,
+                      first_div_min=cfg.first_div_min, first_div_max=cfg.first_div_max,
+                      max_response=cfg.seg_len * cfg.max_depth, allocation=cfg.allocation,
+                      repetition_stop=cfg.repetition_stop, fallback=cfg.variant != "no-fallback")
+
+
+def _dataset() -> DatasetRef:
+    return DatasetRef("arithmetic-chains-procedural", "stand-in")
+
+
+@reproduction(
+    track="reasoning",
+    paper=Paper(title="TreePO: Bridging the Gap of Policy Optimization and Efficacy and Inference Efficiency "
+                      "with Heuristic Tree-based Modeling",
+                authors="Yizhi Li, Qingshui Gu, Zhoufutu Wen, et al.", year=2025, venue="arXiv",
+                url="https://arxiv.org/abs/2508.17445", code="https://github.com/multimodal-art-projection/TreePO"),
+    config=Config,
+    scales=SCALES,
+    claims=CLAIMS,
+    plots=PLOTS,
+    resources={"smoke": Resources(cpus=1, mem_gb=2, time_min=5),
+               "small": Resources(cpus=2, mem_gb=4, time_min=20),
+               "full": Resources(cpus=32, gpus=8, mem_gb=512, time_min=72 * 60)},
+)
+def run(cfg: Config, ctx: RunContext) -> Outcome:
+    if cfg.variant not in VARIANTS:
+        raise UnknownNameError(f"variant={cfg.variant!r} unknown; use one of {VARIANTS}")
+    bad = [a for a in cfg.arms if a not in ARMS]
+    if bad:
+        raise UnknownNameError(f"arms {bad} unknown; use {tuple(ARMS)}")
+    if cfg.seg_len * cfg.max_depth + 12 > cfg.max_len:
+        raise ConfigError(f"max_len={cfg.max_len} cannot hold prompt + D·Ls={cfg.seg_len * cfg.max_depth} tokens; "
+                          f"raise max_len")
+    if ctx.scale == "full" or cfg.model_dir:
+        from .full import run_full
+
+        return run_full(cfg, ctx)
+    ctx.log("treepo config %s", asdict(cfg))
+    tok = T.tokenizer()
+    tree = tree_config(cfg)
+    probs = T.generate(cfg.n_train + cfg.n_test, ctx.seed, (cfg.steps_min, cfg.steps_max))
+    train, test = probs[:cfg.n_train], probs[cfg.n_train:]
+    base = make_model(tok, cfg.dim, cfg.depth, cfg.heads, cfg.max_len, ctx.seed)
+    if ctx.dry_run:
+        return Outcome(metrics={}, dataset=_dataset())
+    m = mechanics(tok, tree, cfg.stub_prompts, ctx.seed, cfg.variant)
+    m["sft_loss"] = sft_warmup(base, tok, train, cfg.sft_steps, cfg.sft_batch, cfg.sft_lr, ctx, ctx.seed)
+    setup = rl_setup(cfg, tok.pad_id, tree)
+    env = toy_env(tok, test, setup, ctx)
+    runs = {arm: train_arm(arm, base, train, env, setup, ctx) for arm in cfg.arms}
+    m.update(summarize(runs, setup))
+    return Outcome(metrics=m, dataset=_dataset())
+
+
+def rl_setup(cfg: Config, pad_id: int, tree: TreeConfig, **kw: object) -> RLSetup:
+    d = dict(prompts_per_step=cfg.prompts_per_step, updates=cfg.updates, minibatches=cfg.minibatches, lr=cfg.lr,
+             eval_samples=cfg.eval_samples)
+    d.update(kw)
+    return RLSetup(pad_id, tree, d["prompts_per_step"], d["updates"], d["minibatches"], d["lr"], cfg.weight_decay,
+                   cfg.grad_clip, cfg.clip_low, cfg.clip_high, cfg.clip_c, cfg.overlong_buffer, cfg.filter_uniform,
+                   cfg.eval_every, d["eval_samples"], cfg.variant)
+

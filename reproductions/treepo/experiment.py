@@ -1,0 +1,326 @@
+"""CPU protocol (spec §6): scripted-stub mechanics checks, SFT warm-up of a tiny causal transformer on
+50 %-correct demonstrations, then RL arms trained from the same warm-up with the same PPO update and
+the same number of leaves per prompt: TreePO (tree rollout + tree advantage) vs GRPO (independent
+samples + group-normalised advantage); optional root-only advantage ablation (C3)."""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, replace
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from suite.context import RunContext
+from suite.errors import UnknownNameError
+from suite.models.tokenizer import Tokenizer
+from suite.models.transformer import TransformerLM
+from suite.train import TrainConfig, fit
+
+from . import task as T
+from .method import (FINISHED, LMSampler, Rollout, TreeConfig, group_baseline, node_token_sum, overlong_penalty,
+                     ppo_loss, token_logprobs, tree_advantage, tree_is_valid, tree_rollout, whiten)
+
+# arm -> (rollout, advantage): the method, the paper's baseline, and the C3 ablation
+ARMS = {"treepo": ("tree", "tree"), "grpo": ("independent", "grpo"), "treepo_root": ("tree", "root")}
+
+
+@dataclass
+class RLSetup:
+    pad_id: int
+    tree: TreeConfig
+    prompts_per_step: int
+    updates: int
+    minibatches: int
+    lr: float
+    weight_decay: float
+    grad_clip: float
+    clip_low: float
+    clip_high: float
+    clip_c: float
+    overlong_buffer: int
+    filter_uniform: bool
+    eval_every: int
+    eval_samples: int
+    variant: str = "paper"
+
+
+# --------------------------------------------------------------------------- encoding
+
+def encode_prompts(tok: Tokenizer, probs: list[T.Problem]) -> list[list[int]]:
+    return [tok.encode(p.prompt, bos=True) for p in probs]
+
+
+def rewards(tok: Tokenizer, ro: Rollout, probs: list[T.Problem], setup: RLSetup) -> tuple[np.ndarray, np.ndarray]:
+    """(correct, reward): correct = FINISHED (box + EOS) with the right boxed answer; reward adds the
+    DAPO overlong penalty (§3)."""
+    correct = np.array([float(p.status == FINISHED and T.boxed_answer(tok.decode(p.response)) == probs[p.prompt].answer)
+                        for p in ro.leaves])
+    lens = np.array([len(p.response) for p in ro.leaves])
+    return correct, correct + overlong_penalty(lens, setup.tree.max_response, setup.overlong_buffer)
+
+
+def batch_tensors(pad_id: int, prompts: list[list[int]], ro: Rollout) -> tuple[torch.Tensor, ...]:
+    """Right-padded (prompt + response) tokens, key mask and the response mask aligned to the
+    (T−1) next-token positions of :func:`token_logprobs`."""
+    seqs = [prompts[p.prompt] + p.response for p in ro.leaves]
+    plen = torch.tensor([len(prompts[p.prompt]) for p in ro.leaves])
+    lens = torch.tensor([len(s) for s in seqs])
+    L = int(lens.max())
+    toks = torch.full((len(seqs), L), pad_id, dtype=torch.long)
+    cols = torch.arange(L)[None]
+    km = cols < lens[:, None]
+    toks[km] = torch.tensor([t for s in seqs for t in s])
+    c = torch.arange(L - 1)[None]
+    rm = (c >= plen[:, None] - 1) & (c < lens[:, None] - 1)
+    return toks, km, rm
+
+
+def advantages(kind: str, ro: Rollout, r: np.ndarray, rm: torch.Tensor, variant: str) -> torch.Tensor:
+    """Per-token advantages (B, T−1). ``tree``: depth-averaged tree baseline then batch whitening;
+    ``root``: root-only (= REINFORCE++ baseline) then whitening; ``grpo``: (r − mean)/std per prompt."""
+    if kind == "grpo":
+        a = group_baseline(np.array([p.prompt for p in ro.leaves]), r, std_norm=True)
+        return torch.tensor(a, dtype=torch.float32)[:, None] * rm.float()
+    a = tree_advantage([p.index for p in ro.leaves], r, root_only=kind == "root")
+    if variant == "flip-adv":  # TEST-ONLY broken variant: ascend the wrong way
+        a = -a
+    return whiten(torch.tensor(a, dtype=torch.float32)[:, None].expand_as(rm), rm)
+
+
+# --------------------------------------------------------------------------- scripted stub (smoke §6)
+
+class StubSampler:
+    """Scripted policy: follows ``script`` from the current response length, with probability
+    ``noise`` writes a random digit instead (so branches differ) and with a prompt-dependent
+    probability ends early with EOS (prompts whose first digit is odd die fast -> fallback)."""
+
+    def __init__(self, tok: Tokenizer, rng: np.random.Generator, script: str = "1+1=2;2*3=6;[6]",
+                 noise: float = 0.1, p_die: tuple[float, float] = (0.02, 0.7)) -> None:
+        self.tok, self.rng, self.noise, self.p_die = tok, rng, noise, p_die
+        self.script = tok.encode(script) + [tok.eos_id]
+        self.digits = tok.encode("0123456789")
+
+    def __call__(self, prefixes: list[list[int]], n: int) -> tuple[list[list[int]], np.ndarray]:
+        out = []
+        for pre in prefixes:  # stub only: never on a hot path
+            first = self.tok.itos[pre[1]]
+            p_die = self.p_die[int(first) % 2] if first.isdigit() else self.p_die[0]
+            resp_len = len(pre) - 1 - (pre.index(self.tok.stoi["="]))
+            seg: list[int] = []
+            for j in range(n):
+                k = resp_len + j
+                t = self.script[min(k, len(self.script) - 1)]
+                u = self.rng.random()
+                if u < p_die and k > 0:
+                    t = self.tok.eos_id
+                elif u < p_die + self.noise and t != self.tok.eos_id:
+                    t = int(self.rng.choice(self.digits))
+                seg.append(t)
+                if t == self.tok.eos_id:
+                    break
+            out.append(seg)
+        return out, self.rng.random(len(prefixes))
+
+
+def mechanics(tok: Tokenizer, tree: TreeConfig, n_prompts: int, seed: int, variant: str = "paper") -> dict[str, float]:
+    """Spec §6 smoke: W leaves per prompt incl. fallback, a valid tree, decoded tokens == Σ node
+    segment lengths, tree tokens < independent tokens; the advantage hand example and the flat-tree
+    REINFORCE++ identity."""
+    probs = T.generate(n_prompts, seed + 11)
+    prompts = encode_prompts(tok, probs)
+    boxed = lambda ids: T.has_box(tok.decode(ids))  # noqa: E731
+    ro = tree_rollout(prompts, StubSampler(tok, np.random.default_rng(seed)), tree, tok.eos_id, boxed,
+                      np.random.default_rng(seed + 1))
+    indep_cfg = replace(tree, repetition_stop=False, fallback=False)
+    ind = tree_rollout(prompts, StubSampler(tok, np.random.default_rng(seed)), indep_cfg, tok.eos_id, boxed,
+                       np.random.default_rng(seed + 1), first_div=tree.width)
+    counted = ro.tokens_decoded
+    if variant == "recount":  # TEST-ONLY broken variant: count reconstructed leaf lengths (spec §7 pitfall)
+        counted = sum(len(p.response) for p in ro.leaves)
+    counts = np.bincount([p.prompt for p in ro.leaves], minlength=n_prompts)
+    m = {"stub_leaves_exact_W": float((counts == tree.width).mean()),
+         "stub_tree_valid": float(tree_is_valid(ro, tree.width)),
+         "stub_fallback_prompts": float(ro.fallbacks),
+         "stub_tokens_match_nodes": float(counted == node_token_sum(ro)),
+         "stub_tree_tokens": float(counted), "stub_indep_tokens": float(ind.tokens_decoded),
+         "stub_tree_over_indep_tokens": counted / max(ind.tokens_decoded, 1)}
+    # advantage checks (§6)
+    hand = tree_advantage([(0, 0, 0), (0, 0, 1), (0, 1, 0), (0, 1, 1)], np.array([1.0, 0, 0, 0]))
+    m["adv_hand_example_err"] = float(np.abs(hand - np.array([0.625, -0.375, -0.125, -0.125])).max())
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(6), 8)
+    r = rng.integers(0, 2, size=g.size).astype(float)
+    flat = tree_advantage([(int(a), i) for i, a in enumerate(g)], r)
+    m["adv_flat_vs_rpp_err"] = float(np.abs(flat - group_baseline(g, r, std_norm=False)).max())
+    return m
+
+
+# --------------------------------------------------------------------------- SFT warm-up
+
+def sft_warmup(model: TransformerLM, tok: Tokenizer, probs: list[T.Problem], steps: int, batch: int, lr: float,
+               ctx: RunContext, seed: int) -> float:
+    """Next-token loss on the response of 50 %-correct demonstrations (spec §6 warm-up)."""
+    rng = np.random.default_rng(seed)
+    resp = [p.solution if rng.random() < 0.5 else T.corrupt(p, rng) for p in probs]
+    seqs = [tok.encode(p.prompt, bos=True) + tok.encode(s, eos=True) for p, s in zip(probs, resp)]
+    plen = torch.tensor([len(tok.encode(p.prompt, bos=True)) for p in probs])
+    lens = torch.tensor([len(s) for s in seqs])
+    L = int(lens.max())
+    toks = torch.full((len(seqs), L), tok.pad_id, dtype=torch.long)
+    km = torch.arange(L)[None] < lens[:, None]
+    toks[km] = torch.tensor([t for s in seqs for t in s])
+    c = torch.arange(L - 1)[None]
+    rm = (c >= plen[:, None] - 1) & (c < lens[:, None] - 1)
+
+    def loss_fn(m: TransformerLM, b: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        t, k, r = b
+        lp = token_logprobs(m(t, k), t)
+        return -(lp * r).sum() / r.sum()
+
+    tc = TrainConfig(steps=steps, batch_size=batch, lr=lr, optimizer="adamw", weight_decay=0.01,
+                     schedule="linear_warmup_cosine", warmup_steps=max(1, steps // 20), log_every=max(1, steps // 5))
+    return fit(model, loss_fn, (toks, km, rm), tc, ctx=ctx, name="sft").final_loss
+
+
+# --------------------------------------------------------------------------- evaluation
+
+def evaluate(model: TransformerLM, tok: Tokenizer, probs: list[T.Problem], setup: RLSetup,
+             gen: torch.Generator) -> float:
+    """avg@k accuracy at temperature 1 (§4): ``eval_samples`` independent samples per problem."""
+    k = setup.eval_samples
+    cfg = replace(setup.tree, width=k, first_div_min=1, first_div_max=k, repetition_stop=False, fallback=False)
+    ro = tree_rollout(encode_prompts(tok, probs), LMSampler(model, tok.eos_id, tok.pad_id, 1.0, gen), cfg,
+                      tok.eos_id, lambda ids: T.has_box(tok.decode(ids)), np.random.default_rng(0), first_div=k)
+    return float(rewards(tok, ro, probs, setup)[0].mean())
+
+
+# --------------------------------------------------------------------------- RL
+
+@dataclass
+class Env:
+    """What the RL loop needs from a task and a policy family (tiny LM here, HF model in ``full.py``):
+    prompt encoding, outcome rewards, a segment sampler and the held-out evaluation."""
+
+    encode: Callable[[list[Any]], list[list[int]]]
+    reward: Callable[[Rollout, list[Any]], tuple[np.ndarray, np.ndarray]]
+    sampler: Callable[[torch.nn.Module, torch.Generator], Any]
+    evaluate: Callable[[torch.nn.Module], float]
+    eos: int
+    boxed: Callable[[list[int]], bool]
+
+
+def toy_env(tok: Tokenizer, test: list[T.Problem], setup: RLSetup, ctx: RunContext) -> Env:
+    return Env(encode=lambda ps: encode_prompts(tok, ps), reward=lambda ro, ps: rewards(tok, ro, ps, setup),
+               sampler=lambda m, g: LMSampler(m, tok.eos_id, tok.pad_id, 1.0, g, ctx.device),
+               evaluate=lambda m: evaluate(m, tok, test, setup, ctx.generator(7)), eos=tok.eos_id,
+               boxed=lambda ids: T.has_box(tok.decode(ids)))
+
+
+def train_arm(arm: str, base: torch.nn.Module, train: list[Any], env: Env, setup: RLSetup,
+              ctx: RunContext) -> dict[str, Any]:
+    """PPO updates of one arm through ``suite.train.fit``: the data stream draws a fresh rollout batch
+    every ``minibatches`` optimiser steps (one "update" = one rollout batch), old log-probs are taken
+    at rollout time. ``base(tokens, key_mask)`` must return logits."""
+    if arm not in ARMS:
+        raise UnknownNameError(f"arm {arm!r} unknown; use one of {tuple(ARMS)}")
+    rollout_kind, adv_kind = ARMS[arm]
+    tree = setup.tree
+    model = copy.deepcopy(base)
+    off = sum(map(ord, arm))
+    gen, rng = ctx.generator(100 + off), np.random.default_rng(ctx.seed * 7 + off)
+    prng = np.random.default_rng(ctx.seed * 13 + 5)  # same prompt order for every arm
+    sampler = env.sampler(model, gen)
+    state: dict[str, Any] = {"batches": [], "tokens": 0, "segments": 0, "leaves": 0, "train_acc": [],
+                             "curve": [(0, 0, env.evaluate(model))]}
+
+    def rollout_batch() -> list[tuple[torch.Tensor, ...]]:
+        probs = [train[i] for i in prng.integers(len(train), size=setup.prompts_per_step)]
+        prompts = env.encode(probs)
+        if rollout_kind == "tree":
+            ro = tree_rollout(prompts, sampler, tree, env.eos, env.boxed, rng)
+        else:  # independent sampling: d0 = W, no branching, decode to EOS / cap
+            ro = tree_rollout(prompts, sampler, replace(tree, repetition_stop=False, fallback=False), env.eos,
+                              env.boxed, rng, first_div=tree.width)
+        state["tokens"] += ro.tokens_decoded
+        state["segments"] += ro.segments_decoded
+        state["leaves"] += len(ro.leaves)
+        correct, r = env.reward(ro, probs)
+        state["train_acc"].append(float(correct.mean()))
+        toks, km, rm = batch_tensors(setup.pad_id, prompts, ro)
+        toks, km, rm = toks.to(ctx.device), km.to(ctx.device), rm.to(ctx.device)
+        adv = advantages(adv_kind, ro, r, rm.cpu(), setup.variant).to(ctx.device)
+        keep = np.ones(len(ro.leaves), dtype=bool)
+        if setup.filter_uniform:  # DAPO dynamic-sampling filter (no refill): drop all-equal groups
+            pid = np.array([p.prompt for p in ro.leaves])
+            lo = np.full(len(probs), np.inf)
+            hi = np.full(len(probs), -np.inf)
+            np.minimum.at(lo, pid, correct)
+            np.maximum.at(hi, pid, correct)
+            keep = (hi > lo)[pid]
+        with torch.no_grad():
+            old = token_logprobs(model(toks, km), toks)
+        idx = torch.tensor(np.flatnonzero(keep))
+        empty = (toks[:1], km[:1], torch.zeros_like(rm[:1]), old[:1], adv[:1])  # no gradient signal
+        if len(idx) == 0:
+            return [empty] * setup.minibatches
+        idx = idx[torch.randperm(len(idx), generator=gen)].to(toks.device)
+        chunks = [(toks[c], km[c], rm[c], old[c], adv[c]) for c in idx.chunk(setup.minibatches)]
+        return chunks + [empty] * (setup.minibatches - len(chunks))
+
+    def data(step: int) -> tuple[torch.Tensor, ...]:
+        if step % setup.minibatches == 0:
+            state["batches"] = rollout_batch()
+        return state["batches"][step % setup.minibatches]
+
+    def loss_fn(m: torch.nn.Module, b: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        t, k, rm, old, adv = b
+        return ppo_loss(token_logprobs(m(t, k), t), old, adv, rm, setup.clip_low, setup.clip_high, setup.clip_c)
+
+    def on_step(st: Any) -> None:
+        u = st.step // setup.minibatches
+        if st.step % setup.minibatches == 0 and (u % setup.eval_every == 0 or u == setup.updates):
+            state["curve"].append((u, state["tokens"], env.evaluate(model)))
+
+    tc = TrainConfig(steps=setup.updates * setup.minibatches, batch_size=1, lr=setup.lr, optimizer="adamw",
+                     weight_decay=setup.weight_decay, grad_clip=setup.grad_clip, schedule="constant",
+                     warmup_steps=min(10, setup.updates), log_every=max(1, setup.updates * setup.minibatches // 5))
+    res = fit(model, loss_fn, data, tc, ctx=ctx, name=f"rl_{arm}", on_step=on_step)
+    upd, tokc, acc = map(np.array, zip(*state["curve"]))
+    return {"model": model, "updates": upd, "tokens_cum": tokc, "acc": acc, "tokens": state["tokens"],
+            "segments": state["segments"], "leaves": state["leaves"], "train_acc": state["train_acc"],
+            "wall_s": res.wall_s}
+
+
+def summarize(runs: dict[str, dict[str, Any]], setup: RLSetup) -> dict[str, float]:
+    """Metrics of every arm plus the comparisons the claims read."""
+    m: dict[str, float] = {}
+    for arm, r in runs.items():
+        m[f"acc_{arm}"] = float(r["acc"][-1])
+        m[f"acc_init_{arm}"] = float(r["acc"][0])
+        m[f"tokens_{arm}"] = float(r["tokens"])
+        m[f"tokens_per_update_{arm}"] = r["tokens"] / setup.updates
+        m[f"trajectories_per_update_{arm}"] = r["leaves"] / setup.updates
+        m[f"segments_per_update_{arm}"] = r["segments"] / setup.updates
+        m[f"train_acc_last10_{arm}"] = float(np.mean(r["train_acc"][-10:]))
+        m[f"rl_wall_s_{arm}"] = float(r["wall_s"])
+        for u, t, a in zip(r["updates"], r["tokens_cum"], r["acc"]):
+            m[f"acc_{arm}@update={int(u)}"] = float(a)
+            m[f"tokens_{arm}@update={int(u)}"] = float(t)
+    if "treepo" in runs and "grpo" in runs:
+        t, g = runs["treepo"], runs["grpo"]
+        m["tokens_treepo_over_grpo"] = m["tokens_treepo"] / m["tokens_grpo"]
+        m["sampling_saving"] = 1.0 - m["tokens_treepo_over_grpo"]
+        m["acc_treepo_minus_grpo"] = m["acc_treepo"] - m["acc_grpo"]
+        # accuracy of GRPO at TreePO's final token budget (linear interpolation of its curve)
+        m["acc_grpo_at_treepo_tokens"] = float(np.interp(t["tokens_cum"][-1], g["tokens_cum"], g["acc"]))
+        m["acc_treepo_minus_grpo_at_equal_tokens"] = m["acc_treepo"] - m["acc_grpo_at_treepo_tokens"]
+    if "treepo_root" in runs and "treepo" in runs:
+        m["acc_treepo_minus_root_only"] = m["acc_treepo"] - m["acc_treepo_root"]
+    return m
+
+
+def make_model(tok: Tokenizer, dim: int, depth: int, heads: int, max_len: int, seed: int) -> TransformerLM:
+    torch.manual_seed(seed)
+    return TransformerLM(tok.vocab_size, max_len, dim, depth, heads, causal=True)
+

@@ -1,0 +1,193 @@
+"""Full scale (spec §5): Qwen2.5-7B (base) trained with TreePO and with GRPO on the TreePO_data parquet
+files (verl schema: ``prompt`` = chat list, ``data_source``, ``reward_model.ground_truth``,
+``extra_info``), evaluated avg@16 at temperature 1 on the test parquet files. Rollouts use the same
+:func:`tree_rollout` with a Hugging Face segment sampler (Ls = 512, D = 14, W = 16, d0 ~ U{2..8});
+the PPO update is the same ``suite.train.fit`` loop as the CPU scales.
+
+Deviations: no vLLM (HF ``generate`` per segment, so wall time is not the paper's GPU-hours; decoded
+tokens are counted as a prefix-cached engine decodes them), boxed-answer check by normalised string
+match instead of the Qwen-Math toolkit, single device. ``--dry-run`` uses a tiny random Qwen2 model,
+a character tokenizer and a 2-record fixture parquet in the published schema.
+"""
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from suite.context import RunContext
+from suite.errors import CorruptDataError, DataNotFoundError, SuiteError
+from suite.models.hf import load_causal_lm, save_tiny_random_lm
+from suite.spec import DatasetRef, Outcome
+
+from .experiment import Env, summarize, train_arm
+from .method import FINISHED, Rollout, TreeConfig, overlong_penalty, tree_rollout
+
+COLUMNS = ("prompt", "reward_model")
+_BOX = re.compile(r"\\boxed\{")
+
+
+def read_parquet(path: Path) -> list[dict]:
+    """Records (chat prompt list, ground truth) of one verl parquet file."""
+    if not path.is_file():
+        raise DataNotFoundError(f"{path} not found; run `hf download m-a-p/TreePO_data --repo-type dataset "
+                                f"--local-dir <data root>/TreePO_data`")
+    try:
+        import pandas as pd
+
+        df = pd.read_parquet(path)
+    except ImportError as e:
+        raise SuiteError(f"reading parquet needs pyarrow ({e}); pip install pyarrow") from None
+    except Exception as e:
+        raise CorruptDataError(f"{path} is not a readable parquet file ({str(e)[:100]}); re-download it") from e
+    miss = [c for c in COLUMNS if c not in df.columns]
+    if miss:
+        raise CorruptDataError(f"{path} lacks columns {miss} of the verl schema; re-download TreePO_data")
+    out = []
+    for p, rm in zip(df["prompt"], df["reward_model"]):
+        gt = rm.get("ground_truth") if isinstance(rm, dict) else None
+        if gt is None:
+            raise CorruptDataError(f"{path}: a record has no reward_model.ground_truth; re-download TreePO_data")
+        out.append({"prompt": [dict(m) for m in p], "answer": str(gt)})
+    return out
+
+
+def write_fixture(folder: Path, names: tuple[str, ...]) -> Path:
+    """Tiny parquet files in the published verl schema (dry runs and tests)."""
+    import pandas as pd
+
+    folder.mkdir(parents=True, exist_ok=True)
+    recs = [{"prompt": [{"role": "user", "content": "What is 2+3? Put the answer in \\boxed{}."}],
+             "data_source": "fixture", "reward_model": {"ground_truth": "5", "style": "rule"},
+             "extra_info": {"index": 0}},
+            {"prompt": [{"role": "user", "content": "What is 7*6? Put the answer in \\boxed{}."}],
+             "data_source": "fixture", "reward_model": {"ground_truth": "42", "style": "rule"},
+             "extra_info": {"index": 1}}]
+    for n in names:
+        tmp = folder / f".{n}.tmp"
+        pd.DataFrame(recs).to_parquet(tmp)
+        tmp.replace(folder / n)
+    return folder
+
+
+def boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` (balanced braces)."""
+    starts = [m.end() for m in _BOX.finditer(text)]
+    if not starts:
+        return None
+    i, depth = starts[-1], 1
+    for j in range(i, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        if depth == 0:
+            return text[i:j]
+    return None
+
+
+def _norm(s: str) -> str:
+    return re.sub(r"\s+|\\!|\\,|\$|\\text\{[^}]*\}|\.$", "", s).replace("\\dfrac", "\\frac")
+
+
+class HFSampler:
+    """Segment sampler over a Hugging Face causal LM: ``generate`` ≤ n new tokens per prefix (temperature
+    1, top-p 1), cut after EOS; mean entropy from the sampling scores."""
+
+    def __init__(self, model: Any, eos: int, pad: int, gen: torch.Generator) -> None:
+        self.model, self.eos, self.pad, self.gen = model, eos, pad, gen
+
+    @torch.no_grad()
+    def __call__(self, prefixes: list[list[int]], n: int) -> tuple[list[list[int]], np.ndarray]:
+        dev = next(self.model.parameters()).device
+        L = max(map(len, prefixes))
+        ids = torch.tensor([[self.pad] * (L - len(p)) + p for p in prefixes], device=dev)
+        att = torch.tensor([[0] * (L - len(p)) + [1] * len(p) for p in prefixes], device=dev)
+        torch.manual_seed(int(torch.randint(2 ** 31 - 1, (1,), generator=self.gen)))
+        out = self.model.generate(input_ids=ids, attention_mask=att, max_new_tokens=n, do_sample=True,
+                                  temperature=1.0, top_p=1.0, top_k=0, pad_token_id=self.pad, eos_token_id=self.eos,
+                                  output_scores=True, return_dict_in_generate=True)
+        new = out.sequences[:, L:].cpu()
+        stop = (new == self.eos).int().cumsum(1)
+        valid = (stop - (new == self.eos).int()) == 0          # up to and including the first EOS
+        lp = torch.stack(out.scores, 1).float().log_softmax(-1).cpu()
+        ent = -(lp.exp() * lp).nan_to_num().sum(-1)
+        ent = (ent * valid).sum(1) / valid.sum(1).clamp_min(1)
+        return [r[v].tolist() for r, v in zip(new, valid)], ent.numpy()
+
+
+class _Logits(torch.nn.Module):
+    """``forward(tokens, key_mask) -> logits`` around a HF causal LM (what ``train_arm`` expects)."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=tokens, attention_mask=key_mask.long()).logits
+
+
+def run_full(cfg: Any, ctx: RunContext) -> Outcome:
+    from . import rl_setup  # the declaration module builds the shared RL setup
+
+    tmp = None
+    if ctx.dry_run:
+        tmp = tempfile.TemporaryDirectory(prefix="treepo-dry-")
+        root = Path(tmp.name)
+        save_tiny_random_lm(root / "model", "qwen2", max_len=512)
+        model_dir, data = root / "model", root / "data"
+        write_fixture(data, tuple(cfg.train_files) + tuple(cfg.test_files))
+        tree = TreeConfig(seg_len=4, max_depth=3, width=4, first_div_max=2, max_response=12)
+        kw: dict[str, Any] = {"prompts_per_step": 2, "updates": 1, "minibatches": 1, "eval_samples": 2}
+        ref = DatasetRef("TreePO_data-fixture (dry run)", "stand-in")
+    else:
+        if ctx.data_root is None:
+            raise DataNotFoundError(f"full scale needs --data-root (or SUITE_DATA) holding {cfg.model_dir}/ and "
+                                    f"{cfg.data_dir}/")
+        model_dir, data = Path(ctx.data_root) / cfg.model_dir, Path(ctx.data_root) / cfg.data_dir
+        tree = TreeConfig(seg_len=cfg.full_seg_len, max_depth=cfg.full_max_depth, width=cfg.full_width,
+                          first_div_max=cfg.full_first_div_max, max_response=cfg.full_seg_len * cfg.full_max_depth,
+                          allocation=cfg.allocation)
+        kw = {"prompts_per_step": cfg.full_prompts_per_step, "updates": cfg.full_updates,
+              "minibatches": max(1, cfg.full_prompts_per_step // cfg.full_mini_batch), "lr": cfg.full_lr,
+              "eval_samples": cfg.full_eval_samples}
+        ref = DatasetRef("TreePO_data (SimpleRL level3-5 + DeepScaler; AIME test)", "paper")
+    train = [r for f in cfg.train_files for r in read_parquet(data / f)]
+    test = [r for f in cfg.test_files for r in read_parquet(data / f)]
+    lm = load_causal_lm(model_dir, ctx.device)
+    tok = lm.tokenizer
+    eos, pad = tok.eos_token_id, tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    setup = rl_setup(cfg, pad, tree, **kw)
+    model = _Logits(lm.model)
+    lm.model.train()
+
+    def encode(recs: list[dict]) -> list[list[int]]:
+        if getattr(tok, "chat_template", None):
+            return [tok.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=True) for r in recs]
+        return [tok.encode("\n".join(m["content"] for m in r["prompt"]) + "\n") for r in recs]
+
+    def reward(ro: Rollout, recs: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+        texts = tok.batch_decode([p.response for p in ro.leaves], skip_special_tokens=True)
+        ok = np.array([float(p.status == FINISHED and (b := boxed(t)) is not None
+                             and _norm(b) == _norm(recs[p.prompt]["answer"])) for p, t in zip(ro.leaves, texts)])
+        lens = np.array([len(p.response) for p in ro.leaves])
+        return ok, ok + overlong_penalty(lens, tree.max_response, min(cfg.full_seg_len, tree.max_response // 4))
+
+    has_box = lambda ids: boxed(tok.decode(ids, skip_special_tokens=True)) is not None  # noqa: E731
+
+    def evaluate(m: torch.nn.Module) -> float:
+        k = setup.eval_samples
+        ev = replace(tree, width=k, first_div_min=1, first_div_max=k, repetition_stop=False, fallback=False)
+        ro = tree_rollout(encode(test), HFSampler(m.model, eos, pad, ctx.generator(7)), ev, eos, has_box,
+                          np.random.default_rng(0), first_div=k)
+        return float(reward(ro, test)[0].mean())
+
+    env = Env(encode=encode, reward=reward, sampler=lambda m, g: HFSampler(m.model, eos, pad, g),
+              evaluate=evaluate, eos=eos, boxed=has_box)
+    runs = {arm: train_arm(arm, model, train, env, setup, ctx) for arm in cfg.arms}
+    m = summarize(runs, setup)
+    if tmp is not None:
+        tmp.cleanup()
+    return Outcome(metrics=m, dataset=ref, notes={"model_dir": str(cfg.model_dir)})

@@ -1,0 +1,124 @@
+"""Spec §6 smoke assertions for TreePO: tree rollout mechanics, token accounting, the tree advantage,
+the PPO loss, and the teeth (broken variants make declared claims fail)."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from suite.context import for_tests
+
+from . import CLAIMS, SCALES, Config, run, tree_config
+from . import task as T
+from .experiment import StubSampler, encode_prompts, mechanics
+from .method import (EARLY_STOP, FINISHED, LMSampler, Path, TreeConfig, _split, group_baseline, node_token_sum,
+                     ppo_loss, tree_advantage, tree_is_valid, tree_rollout, whiten)
+
+TOK = T.tokenizer()
+TREE = TreeConfig()
+CLAIM = {c.id: c for c in CLAIMS}
+
+
+def _boxed(ids: list[int]) -> bool:
+    return T.has_box(TOK.decode(ids))
+
+
+def _stub_rollout(seed: int, **kw: object) -> tuple:
+    prompts = encode_prompts(TOK, T.generate(12, seed))
+    cfg = replace(TREE, **kw)
+    ro = tree_rollout(prompts, StubSampler(TOK, np.random.default_rng(seed)), cfg, TOK.eos_id, _boxed,
+                      np.random.default_rng(seed + 1))
+    return ro, prompts
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_W_leaves_valid_tree_and_exact_token_count(seed: int) -> None:
+    ro, prompts = _stub_rollout(seed)
+    assert np.all(np.bincount([p.prompt for p in ro.leaves], minlength=len(prompts)) == TREE.width)
+    assert tree_is_valid(ro, TREE.width)
+    assert ro.tokens_decoded == node_token_sum(ro)
+    assert ro.fallbacks > 0  # the odd-first-digit prompts die fast: the fallback path is exercised
+    assert all(p.status != 0 for p in ro.leaves)
+
+
+def test_tree_decodes_fewer_tokens_than_independent() -> None:
+    m = mechanics(TOK, TREE, 16, 0)
+    assert m["stub_tree_tokens"] < m["stub_indep_tokens"]
+    assert m["stub_leaves_exact_W"] == 1.0 and m["stub_tree_valid"] == 1.0 and m["stub_tokens_match_nodes"] == 1.0
+
+
+def test_status_needs_box_and_eos() -> None:
+    ro, _ = _stub_rollout(0)
+    for p in ro.leaves:
+        if p.status == FINISHED:
+            assert p.response[-1] == TOK.eos_id and _boxed(p.response[:-1])
+        if p.status == EARLY_STOP:
+            assert p.response[-1] == TOK.eos_id and not _boxed(p.response[:-1])
+
+
+def test_advantage_hand_example_and_flat_tree() -> None:
+    a = tree_advantage([(0, 0, 0), (0, 0, 1), (0, 1, 0), (0, 1, 1)], np.array([1.0, 0, 0, 0]))
+    np.testing.assert_allclose(a, [0.625, -0.375, -0.125, -0.125])
+    # zero-std subgroup 0#1 dropped when asked: leaves 2, 3 keep only the root term
+    b = tree_advantage([(0, 0, 0), (0, 0, 1), (0, 1, 0), (0, 1, 1)], np.array([1.0, 0, 0, 0]), drop_zero_std=True)
+    np.testing.assert_allclose(b, [0.625, -0.375, -0.25, -0.25])
+    rng = np.random.default_rng(1)
+    g = np.repeat(np.arange(5), 8)
+    r = rng.random(g.size)
+    np.testing.assert_allclose(tree_advantage([(int(x), i) for i, x in enumerate(g)], r),
+                               group_baseline(g, r, std_norm=False), atol=1e-12)
+    # root-only ablation == REINFORCE++ baseline on any tree
+    ro, _ = _stub_rollout(2)
+    rr = rng.random(len(ro.leaves))
+    np.testing.assert_allclose(tree_advantage([p.index for p in ro.leaves], rr, root_only=True),
+                               group_baseline(np.array([p.prompt for p in ro.leaves]), rr, False), atol=1e-12)
+
+
+def test_whitening_is_batch_wide_and_masked() -> None:
+    adv = torch.tensor([[1.0, 1.0, 1.0], [-1.0, -1.0, 0.0]])
+    mask = torch.tensor([[True, True, False], [True, True, True]])
+    w = whiten(adv, mask)
+    assert w[0, 2] == 0 and abs(float(w[mask].mean())) < 1e-6 and abs(float(w[mask].std(unbiased=False)) - 1) < 1e-3
+
+
+def test_ppo_loss_clip_and_dual_clip() -> None:
+    m = torch.ones(1, 1, dtype=torch.bool)
+    z = torch.zeros(1, 1)
+    assert float(ppo_loss(z, z, torch.full((1, 1), 2.0), m)) == pytest.approx(-2.0)  # ratio 1: −A
+    big = torch.full((1, 1), 1.0)  # ratio e: clipped at 1.28 for A > 0
+    assert float(ppo_loss(big, z, torch.ones(1, 1), m)) == pytest.approx(-1.28)
+    huge = torch.full((1, 1), 5.0)  # ratio e^5 with A < 0: dual clip caps the loss at c·|A| = 10
+    assert float(ppo_loss(huge, z, -torch.ones(1, 1), m)) == pytest.approx(10.0)
+
+
+def test_split_budgets() -> None:
+    paths = [Path(0, (0, i), entropy=e) for i, e in enumerate([0.1, 2.0, 0.5])]
+    assert _split(8, paths, "fixed_avg") == [2, 2, 4]
+    k = _split(8, paths, "entropy")
+    assert sum(k) == 8 and min(k) >= 1 and k[1] == max(k)
+
+
+class _Scripted(torch.nn.Module):
+    """Greedy-decodes '1' until the sequence holds 5 tokens, then EOS."""
+
+    def forward(self, toks: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        out = torch.zeros(*toks.shape, TOK.vocab_size)
+        out[..., TOK.stoi["1"]] = 1.0
+        out[..., TOK.eos_id] = 10.0 if toks.shape[1] >= 5 else -10.0
+        return out
+
+
+def test_lm_sampler_cuts_after_eos() -> None:
+    new, ent = LMSampler(_Scripted(), TOK.eos_id, TOK.pad_id, 0.0)([[1, 6, 7], [1, 8]], 4)
+    one = TOK.stoi["1"]
+    assert new == [[one, one, TOK.eos_id]] * 2 and ent.shape == (2,)
+
+
+def test_teeth_no_fallback_and_recount_fail_claims() -> None:
+    cfg = Config(**{**SCALES["smoke"], "variant": "no-fallback"})
+    out = run(cfg, for_tests("smoke", 0))
+    assert CLAIM["M-leaves-W"].check(out.metrics, "smoke")["verdict"] == "fails"
+    m = mechanics(TOK, tree_config(Config()), 16, 0, variant="recount")
+    assert CLAIM["M-tokens-nodes"].check(m, "smoke")["verdict"] == "fails"
