@@ -1,0 +1,89 @@
+"""Spec §6 smoke assertions for IPC: signatures, clustering, degenerate filter, the binomial check,
+the sandbox timeout, the probe, and the teeth (anti-consensus breaks a declared claim)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from . import CLAIMS, Config, binomial_check, synthetic_checks
+from . import dsl as D
+from .experiment import auc, encode_pairs, tokenizer
+from .full import call_inputs, signature_program, truncate
+from .method import TIMEOUT, canonical, consensus, degenerate, fit_probe, sandbox_run, select_min_nll, signature
+
+CLAIM = {c.id: c for c in CLAIMS}
+
+
+def test_dsl_semantics() -> None:
+    xs = [5, 2, 8, 1]
+    assert D.execute("map+ 2 filter> 4 sort", xs) == [7, 10]
+    assert D.execute("even reverse take 1", xs) == [8]
+    assert D.execute("map* 3 sum", xs) == 48 and D.execute("max", xs) == 8
+    assert D.execute("sum sort", xs) == D.ERR and D.execute("take", xs) == D.ERR and D.execute("", xs) == D.ERR
+    assert D.execute("filter> 9 max", xs) == D.ERR  # max of an empty list raises -> ERR symbol
+
+
+def test_problems_render_and_ground_truth_runs() -> None:
+    ps = D.generate(200, 0)
+    assert all(len(p.text.split()) == D.TEXT_LEN for p in ps)
+    assert all(D.execute(p.program, [3, 1, 4]) != D.ERR or "max" in p.program for p in ps)
+    tok = tokenizer()
+    t, k, lm = encode_pairs(tok, [p.text for p in ps[:4]], [p.program for p in ps[:4]])
+    assert tok.unk_id not in t[k].tolist() and int(lm.sum()) == sum(len(p.program.split()) + 1 for p in ps[:4])
+
+
+def test_signature_canonical_and_clustering() -> None:
+    assert canonical({3, 1, 2}) == canonical({2, 3, 1}) and canonical(0.1 + 0.2) == canonical(0.3)
+    inputs = [[1, 2, 3], [4, 5]]
+    progs = ["map+ 1", "map+ 1 sort", "reverse", "sum", "nonsense"]
+    sigs = [signature(lambda x, p=p: D.execute(p, x), inputs) for p in progs]
+    assert sigs[0] == sigs[1] != sigs[2] and sigs[4] == (repr(D.ERR),) * 2
+    sel = consensus(sigs, inputs, np.array([0.0, -1.0, 0, 0, 0]), 0.0)
+    assert set(sel.cluster.tolist()) == {0, 1} and sel.chosen == 0 and sel.confidence == pytest.approx(0.4)
+    assert synthetic_checks() == 1.0
+
+
+def test_degenerate_filter() -> None:
+    inputs = [[1], [2], [3]]
+    assert degenerate(("0", "0", "0"), inputs) and degenerate((repr(D.ERR),) * 3, inputs)
+    assert not degenerate(("1", "2", "3"), inputs)
+    sigs = [("0", "0", "0")] * 9 + [("1", "2", "3")] * 3 + [(repr(D.ERR),) * 3] * 4
+    sel = consensus(sigs, inputs, np.zeros(16), 0.1)
+    assert sel.chosen in range(9, 12)  # the big constant cluster is skipped
+    assert select_min_nll(sigs, inputs, np.arange(16.0)) == 9
+
+
+def test_binomial_check_and_teeth() -> None:
+    m = binomial_check(Config(), 0)
+    assert abs(m["binom_consensus_correct"] - m["binom_reference"]) <= 0.06
+    assert m["binom_consensus_correct"] > m["binom_random_correct"] + 0.3
+    assert abs(m["binom_random_correct"] - 0.3) < 0.06
+    bad = binomial_check(Config(variant="anti-consensus"), 0)
+    assert CLAIM["M-binomial"].check(bad, "smoke")["verdict"] == "fails"
+    assert CLAIM["M-binomial-vs-random"].check(bad, "smoke")["verdict"] == "fails"
+    assert CLAIM["M-filters"].check({"synthetic_checks_ok": synthetic_checks("anti-consensus")}, "smoke")[
+        "verdict"] == "fails"
+
+
+def test_probe_and_auc() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.random(400) < 0.4
+    x = rng.normal(size=(400, 8)) + 1.5 * y[:, None] * np.eye(8)[0]
+    s = fit_probe(x, y)(x)
+    assert auc(s, y) > 0.8 and auc(-s, y) < 0.2
+    assert auc(np.array([1.0, 1.0, 0.0]), np.array([True, False, False])) == pytest.approx(0.75)
+
+
+def test_sandbox_timeout_and_errors() -> None:
+    assert sandbox_run("print(1+1)", 10.0) == "2"
+    assert sandbox_run("raise ValueError", 10.0) == D.ERR
+    assert sandbox_run("while True: pass", 0.5) == TIMEOUT
+
+
+def test_humaneval_signature_program() -> None:
+    test = "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate([1], 'a') == 0\n"
+    ins = call_inputs(test)
+    assert ins == ["(1, 2, )", "([1], 'a', )"]
+    prog = signature_program("def f(a, b):\n", "    return a if isinstance(a, int) else b\n", "f", ins)
+    assert sandbox_run(prog, 10.0).splitlines() == ["1", "'a'"]
+    assert truncate("    return 1\ndef g():\n    pass") == "    return 1"
