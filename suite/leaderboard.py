@@ -71,17 +71,30 @@ def _groups(recs: Iterable[dict[str, Any]]) -> list[tuple[tuple, list[dict[str, 
     return sorted((k, sorted(v, key=lambda r: r["seed"])) for k, v in groups.items())
 
 
-def _verdict(entries: list[dict[str, Any]]) -> str:
-    verdicts = [e.get("verdict", "missing") for e in entries]
+def checked(claim: Claim, recs: list[dict[str, Any]]) -> list[str]:
+    """Verdicts of the claim as declared now, applied to each record's stored metrics.
+
+    Thresholds are calibrated once and then frozen in code; the page always shows the declared
+    claim. Where a record stored a different verdict (it ran before the freeze), the cell says so.
+    """
+    return [claim.check(r.get("metrics") or {}, r["scale"])["verdict"] for r in recs]
+
+
+def _verdict(claim: Claim, recs: list[dict[str, Any]]) -> str:
+    verdicts = checked(claim, recs)
+    stored = [(r.get("claims") or {}).get(claim.id, {}).get("verdict") for r in recs]
     n = len(verdicts)
+    note = ""
+    if stored != verdicts:
+        note = f"; re-checked, the records said {sum(v == 'holds' for v in stored)}/{n} hold"
     if all(v == "not-expected" for v in verdicts):
         return "not expected at this scale"
     held = sum(v == "holds" for v in verdicts)
     if held == n:
-        return f"holds ({held}/{n})"
+        return f"holds ({held}/{n}{note})"
     if any(v == "missing" for v in verdicts):
-        return f"missing metric ({held}/{n} hold)"
-    return f"**fails** ({held}/{n} hold)"
+        return f"missing metric ({held}/{n} hold{note})"
+    return f"**fails** ({held}/{n} hold{note})"
 
 
 def _target_text(claim: Claim, recs: list[dict[str, Any]]) -> str:
@@ -97,7 +110,6 @@ def _claim_rows(repro: registry.Reproduction, scale: str, provenance: str,
     rows = []
     for claim in repro.claims:
         m, sd, n = mean_std([r["metrics"].get(claim.metric) for r in recs])
-        entries = [r.get("claims", {}).get(claim.id, {}) for r in recs]
         comparable = scale == "full" and provenance == "paper"
         delta = fmt(m - claim.paper) if (claim.paper is not None and comparable and n) else "—"
         paper = fmt(claim.paper) if claim.paper is not None else "—"
@@ -105,7 +117,7 @@ def _claim_rows(repro: registry.Reproduction, scale: str, provenance: str,
             paper += f" ({claim.paper_note})"
         rows.append([f"`{claim.id}`", claim.text, f"`{claim.metric}`",
                      f"{fmt(m)} ± {fmt(sd)} (n={n})", _target_text(claim, recs), paper, delta,
-                     _verdict(entries)])
+                     _verdict(claim, recs)])
     return rows
 
 
@@ -203,10 +215,10 @@ def render_track(track: str, by_slug: dict[str, list[dict[str, Any]]], out_dir: 
         groups = _groups(recs)
         if groups:
             (_, scale, ds, prov, _h), best = groups[0]
-            held = sum(all(r.get("claims", {}).get(c.id, {}).get("verdict") == "holds" for r in best)
-                       for c in repro.claims)
+            expected = [c for c in repro.claims if scale in c.scales]
+            held = sum(all(v == "holds" for v in checked(c, best)) for c in expected)
             summary.append([f"[{repro.slug}](#{repro.slug})", repro.paper.title, scale, f"{ds} ({prov})",
-                            f"{held}/{len(repro.claims)}"])
+                            f"{held}/{len(expected)}"])
         else:
             summary.append([repro.slug, repro.paper.title, "not run", "—", "—"])
         sec = [f"## {repro.slug}", "",
@@ -228,7 +240,7 @@ def render_track(track: str, by_slug: dict[str, list[dict[str, Any]]], out_dir: 
             sec.append("")
         sections += sec
     lines.append(tabulate(summary, headers=["reproduction", "paper", "best scale", "data",
-                                            "claims holding (best scale, all seeds)"],
+                                            "claims holding (expected at that scale, all seeds)"],
                           tablefmt="github", disable_numparse=True))
     lines.append("")
     return "\n".join(lines + sections).rstrip() + "\n"
@@ -258,7 +270,7 @@ def render_index(by_slug: dict[str, list[dict[str, Any]]]) -> str:
                     cells.append("—")
                     continue
                 grp = groups[-1] if len(groups) == 1 else max(groups, key=lambda g: max(r["started"] for r in g))
-                cells.append(_verdict([r.get("claims", {}).get(claim.id, {}) for r in grp]))
+                cells.append(_verdict(claim, grp))
             rows.append([f"[{slug}]({repro.track}.md#{slug})", f"`{claim.id}`", *cells])
     lines.append(tabulate(rows, headers=["reproduction", "claim", *SCALES], tablefmt="github",
                           disable_numparse=True))

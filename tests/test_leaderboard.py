@@ -55,11 +55,27 @@ def test_failing_claims_show_as_fails(tmp_path):
     assert "**fails** (0/1 hold)" in (tmp_path / "lb" / "_toytrack.md").read_text()
 
 
+def test_verdicts_are_rechecked_against_the_declared_claims(tmp_path):
+    """A record that ran before a threshold was frozen shows the declared claim's verdict, and says
+    what the record stored."""
+    import dataclasses
+
+    with registry.temporarily(TOY):
+        res = tmp_path / "res"
+        runner.execute(runner.RunSpec("_toy", "small", 0), res)
+        leaderboard.ingest(res, tmp_path / "lb")
+    stricter = dataclasses.replace(TOY, claims=(dataclasses.replace(TOY.claims[1], tol=1e-9),) + TOY.claims[:1])
+    with registry.temporarily(stricter):
+        leaderboard.render(tmp_path / "lb")
+    page = (tmp_path / "lb" / "_toytrack.md").read_text()
+    assert "**fails** (0/1 hold; re-checked, the records said 1/1 hold)" in page
+
+
 def test_delta_only_for_full_scale_on_paper_data():
     from suite.spec import Claim
 
     c = Claim(id="x", text="t", metric="m", op=">=", ref=0.0, paper=1.0)
-    rec = {"metrics": {"m": 1.5}, "claims": {"x": {"verdict": "holds"}}}
+    rec = {"metrics": {"m": 1.5}, "claims": {"x": {"verdict": "holds"}}, "scale": "full"}
     full_paper = leaderboard._claim_rows(type("R", (), {"claims": (c,)}), "full", "paper", [rec])
     full_standin = leaderboard._claim_rows(type("R", (), {"claims": (c,)}), "full", "stand-in", [rec])
     assert full_paper[0][6] == "0.5" and full_standin[0][6] == "—"

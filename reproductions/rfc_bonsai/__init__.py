@@ -83,7 +83,8 @@ CLAIMS = [
     Claim(id="mech-head-mean", text="downstream head = mean of the K synthesis heads",
           metric="check/head_minus_mean_heads", op="==", ref=0.0, tol=1e-6),
     Claim(id="mech-worst-env", text="the OoD score is the min over the three test environments",
-          metric="check/worst_env_minus_min", op="==", ref=0.0, tol=1e-9),
+          metric="check/worst_env_minus_min", op="==", ref=0.0, tol=1e-6),  # float32 accuracies: 1e-9 was
+    # below float32 resolution (small runs measured 7e-9); a mean or a wrong env differs by >= 1e-3
     Claim(id="C1-vrex-cf-bonsai-vs-erm-features", text="vREx on frozen Bonsai features beats vREx on frozen ERM "
           "features by >= 0.10 worst-env accuracy (the discriminating control, spec §6)",
           metric="vrex_cf_bonsai_minus_erm_features", op=">=", ref=0.10, scales=("small", "full")),
