@@ -229,10 +229,7 @@ class _Binary:
         a = x.detach().abs()
         if x.dim() == 2 or self.opts.xnor_act_scale == "sample":
             return a.flatten(1).mean(1).reshape([-1] + [1] * (x.dim() - 1))
-        return self._k_map(a.mean(1, keepdim=True))
-
-    def _k_map(self, a_mean: torch.Tensor) -> torch.Tensor:  # overridden by the conv
-        raise NotImplementedError
+        return self._k_map(a.mean(1, keepdim=True))  # only convolutions reach here (BinaryConv2d)
 
 
 class BinaryConv2d(nn.Conv2d, _Binary):
