@@ -13,7 +13,7 @@ import torch
 
 from suite.context import RunContext
 from suite.errors import UnknownNameError
-from suite.models.tokenizer import Tokenizer
+from suite.models.tokenizer import Tokenizer, pad_sequences
 from suite.models.transformer import TransformerLM
 from suite.train import TrainConfig, fit
 
@@ -165,11 +165,8 @@ def sft_warmup(model: TransformerLM, tok: Tokenizer, probs: list[T.Problem], ste
     resp = [p.solution if rng.random() < 0.5 else T.corrupt(p, rng) for p in probs]
     seqs = [tok.encode(p.prompt, bos=True) + tok.encode(s, eos=True) for p, s in zip(probs, resp)]
     plen = torch.tensor([len(tok.encode(p.prompt, bos=True)) for p in probs])
-    lens = torch.tensor([len(s) for s in seqs])
-    L = int(lens.max())
-    toks = torch.full((len(seqs), L), tok.pad_id, dtype=torch.long)
-    km = torch.arange(L)[None] < lens[:, None]
-    toks[km] = torch.tensor([t for s in seqs for t in s])
+    toks, km = pad_sequences(seqs, tok.pad_id)
+    lens, L = km.sum(1), toks.shape[1]
     c = torch.arange(L - 1)[None]
     rm = (c >= plen[:, None] - 1) & (c < lens[:, None] - 1)
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from suite.context import RunContext
-from suite.models.tokenizer import Tokenizer
+from suite.models.tokenizer import Tokenizer, pad_sequences
 from suite.models.transformer import TransformerLM
 from suite.train import TrainConfig, fit
 
@@ -30,11 +30,8 @@ def encode_pairs(tok: Tokenizer, texts: list[str], progs: list[str]) -> tuple[to
     """(tokens, key mask, loss mask over the program + EOS) for ``<bos> text => program <eos>``."""
     seqs = [tok.encode(f"{t} {SEP} {p}", bos=True, eos=True) for t, p in zip(texts, progs)]
     plen = len(tok.encode(f"{texts[0]} {SEP}", bos=True))  # fixed text length
-    lens = torch.tensor([len(s) for s in seqs])
-    L = int(lens.max())
-    toks = torch.full((len(seqs), L), tok.pad_id, dtype=torch.long)
-    km = torch.arange(L)[None] < lens[:, None]
-    toks[km] = torch.tensor([t for s in seqs for t in s])
+    toks, km = pad_sequences(seqs, tok.pad_id)
+    lens, L = km.sum(1), toks.shape[1]
     c = torch.arange(L - 1)[None]
     lm = (c >= plen - 1) & (c < lens[:, None] - 1)
     return toks, km, lm

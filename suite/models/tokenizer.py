@@ -72,15 +72,7 @@ class Tokenizer:
         Sequences longer than ``max_len`` are cropped (keeping the start); T = max(longest, pad_to).
         ``left_pad`` puts padding before the tokens (handy for batched generation).
         """
-        seqs = [self.encode(t, bos, eos)[:max_len] for t in texts]
-        lens = torch.tensor([len(s) for s in seqs], dtype=torch.long)
-        t = max([int(lens.max()) if seqs else 0, pad_to or 0])
-        ids = torch.full((len(seqs), t), self.pad_id, dtype=torch.long)
-        flat = torch.tensor([i for s in seqs for i in s], dtype=torch.long)
-        cols = torch.arange(t)[None, :]
-        mask = (t - cols <= lens[:, None]) if left_pad else (cols < lens[:, None])
-        ids[mask] = flat
-        return ids, mask
+        return pad_sequences([self.encode(t, bos, eos)[:max_len] for t in texts], self.pad_id, pad_to, left_pad)
 
     def decode_batch(self, ids: torch.Tensor, skip_special: bool = True) -> list[str]:
         return [self.decode(row, skip_special) for row in ids.tolist()]
@@ -99,3 +91,16 @@ class Tokenizer:
         if tok.itos != d["itos"]:
             raise ConfigError(f"tokenizer file {path} has an unsorted or duplicated vocabulary; rebuild it")
         return tok
+
+
+def pad_sequences(seqs: Sequence[Sequence[int]], pad_id: int, pad_to: int | None = None,
+                  left_pad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-id lists -> ids (B, T) padded with ``pad_id`` and a bool mask (True = real token),
+    T = max(longest, pad_to); one scatter, no per-row Python writes."""
+    lens = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+    t = max([int(lens.max()) if len(seqs) else 0, pad_to or 0])
+    ids = torch.full((len(seqs), t), pad_id, dtype=torch.long)
+    cols = torch.arange(t)[None, :]
+    mask = (t - cols <= lens[:, None]) if left_pad else (cols < lens[:, None])
+    ids[mask] = torch.tensor([i for s in seqs for i in s], dtype=torch.long)
+    return ids, mask
