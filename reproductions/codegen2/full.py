@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from suite.context import RunContext
 from suite.data import humaneval
 from suite.errors import DataNotFoundError
 from suite.metrics import mean_pass_at_k
-from suite.models.hf import load_causal_lm
+from suite.models.hf import load_causal_lm, save_tiny_random_lm
 from suite.spec import DatasetRef, Outcome
 
 STOP = re.compile(r"\n\n^#|^'''|\n\n\n", re.MULTILINE)
@@ -41,30 +40,12 @@ def executes(program: str, timeout: float = 5.0) -> bool:
     return r.returncode == 0
 
 
-def _tiny(folder: Path) -> None:
-    import tokenizers
-    import transformers
-
-    chars = [chr(c) for c in range(32, 127)] + ["\n"]
-    vocab = {t: i for i, t in enumerate(["<|endoftext|>"] + chars)}
-    raw = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="<|endoftext|>"))
-    raw.pre_tokenizer = tokenizers.pre_tokenizers.Split(tokenizers.Regex("."), behavior="isolated")
-    raw.decoder = tokenizers.decoders.Fuse()
-    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|endoftext|>",
-                                               pad_token="<|endoftext|>")
-    torch.manual_seed(0)
-    conf = transformers.GPT2Config(vocab_size=len(vocab), n_positions=512, n_embd=32, n_layer=2, n_head=2,
-                                   bos_token_id=0, eos_token_id=0)
-    transformers.GPT2LMHeadModel(conf).save_pretrained(folder)
-    tok.save_pretrained(folder)
-
-
 def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     tmp = None
     if ctx.dry_run:
         tmp = tempfile.TemporaryDirectory(prefix="cg2-dry-")
         root = Path(tmp.name)
-        _tiny(root / "model")
+        save_tiny_random_lm(root / "model", "gpt2", max_len=512, pad="<|endoftext|>")
         lm = load_causal_lm(root / "model", ctx.device)
         he = Path(ctx.data_root) / cfg.humaneval if ctx.data_root else root / "HumanEval.jsonl.gz"
         probs = humaneval.read(he if he.is_file() else humaneval.write_fixture(root / "HumanEval.jsonl.gz"))

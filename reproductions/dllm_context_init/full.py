@@ -18,7 +18,7 @@ import torch
 from suite.context import RunContext
 from suite.data import gsm8k
 from suite.errors import ConfigError, DataNotFoundError, SuiteError
-from suite.models.hf import load_causal_lm
+from suite.models.hf import load_causal_lm, save_tiny_random_lm
 from suite.spec import DatasetRef, Outcome, curve_metrics
 
 from .experiment import accuracy
@@ -55,34 +55,6 @@ class HFDLLM:
         return tuple(torch.cat(z) for z in zip(*outs))  # type: ignore[return-value]
 
 
-def _char_tokenizer(folder: Path) -> Any:
-    """Dry run: a character-level fast tokenizer with the special tokens LLaDA-style pipelines need."""
-    import tokenizers
-    import transformers
-
-    chars = [chr(c) for c in range(32, 127)] + ["\n"]
-    vocab = {t: i for i, t in enumerate(["<unk>", "<pad>", "<eos>", "<mask>"] + chars)}
-    raw = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="<unk>"))
-    raw.pre_tokenizer = tokenizers.pre_tokenizers.Split(tokenizers.Regex("."), behavior="isolated")
-    raw.decoder = tokenizers.decoders.Fuse()
-    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="<unk>", pad_token="<pad>",
-                                               eos_token="<eos>", mask_token="<mask>")
-    tok.save_pretrained(folder)
-    return tok
-
-
-def _tiny_llama(folder: Path, vocab: int, seed: int) -> Any:
-    import transformers
-
-    torch.manual_seed(seed)
-    conf = transformers.LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                    num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024,
-                                    pad_token_id=1, eos_token_id=2, bos_token_id=2)
-    model = transformers.LlamaForCausalLM(conf).eval()
-    model.save_pretrained(folder)
-    return model
-
-
 def _chat(tok: Any, question: str) -> str:
     """Zero-shot CoT prompt through the model's chat template (plain text without one)."""
     msg = question + "\nLet's think step by step and end with '#### <number>'."
@@ -97,10 +69,11 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     if ctx.dry_run:
         tmp = tempfile.TemporaryDirectory(prefix="dci-dry-")
         root = Path(tmp.name)
-        tok = _char_tokenizer(root / "dllm")
-        dllm_model = _tiny_llama(root / "dllm", len(tok), 0)
-        tok.save_pretrained(root / "aux")
-        _tiny_llama(root / "aux", len(tok), 1)
+        specials = dict(eos="<eos>", pad="<pad>", unk="<unk>", mask="<mask>")  # LLaDA-style tokenizer roles
+        for i, role in enumerate(("dllm", "aux")):
+            save_tiny_random_lm(root / role, "llama", max_len=1024, seed=i, **specials)
+        dllm = load_causal_lm(root / "dllm", dev)
+        dllm_model, tok = dllm.model, dllm.tokenizer
         aux = load_causal_lm(root / "aux", dev)
         mask_id, n, block, n_prob = tok.mask_token_id, 16, 8, 2
         data_dir = Path(ctx.data_root) / cfg.gsm8k_dir if ctx.data_root else root / "gsm8k"

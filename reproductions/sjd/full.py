@@ -12,6 +12,7 @@ import torch
 
 from suite.context import RunContext
 from suite.errors import ConfigError, CorruptDataError, DataNotFoundError
+from suite.models.hf import load_causal_lm, tiny_random_lm
 from suite.spec import DatasetRef, Outcome
 
 from .method import ar_sample, sjd_sample
@@ -36,26 +37,16 @@ def coco_captions(path: Path, n: int) -> list[str]:
     return [first[k][1] for k in sorted(first)][:n]
 
 
-def _tiny_model(vocab: int) -> Any:
-    """Dry run: a randomly initialised tiny Llama (same architecture family as the T2I models)."""
-    import transformers
-
-    conf = transformers.LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                    num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512)
-    return transformers.LlamaForCausalLM(conf).eval()
-
-
 def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     gen = ctx.generator()
     if ctx.dry_run:
-        model, lo, hi, n_tok = _tiny_model(96), 32, 96, 16
+        model, lo, hi, n_tok = tiny_random_lm("llama", 96, max_len=512), 32, 96, 16
         captions = ["a cat sitting on a red couch"]
         encode = lambda s: torch.tensor([[1] + [3 + (b % 28) for b in s.encode()]])  # noqa: E731
     else:
         if ctx.data_root is None:
             raise DataNotFoundError("full scale needs --data-root (or SUITE_DATA) holding "
                                     f"{cfg.model_dir}/ (HF folder) and {cfg.captions}")
-        from suite.models.hf import load_causal_lm
 
         lm = load_causal_lm(Path(ctx.data_root) / cfg.model_dir, ctx.device)
         model, lo, hi, n_tok = lm.model, cfg.image_token_lo, cfg.image_token_hi, cfg.n_image_tokens

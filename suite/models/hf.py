@@ -5,6 +5,7 @@ Nothing is downloaded: models load with ``local_files_only=True`` from a folder 
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -52,6 +53,14 @@ class CausalLM:
                           attention_mask=None if attention_mask is None else attention_mask.to(self.device)).logits
 
 
+def _tokenizer_class(folder: Path, tr: Any) -> Any:
+    """``AutoTokenizer``, unless the folder names the generic fast tokenizer: transformers 5 would
+    otherwise swap in the model family's own class and lose a custom pipeline (e.g. spaces)."""
+    conf = folder / "tokenizer_config.json"
+    cls = json.loads(conf.read_text()).get("tokenizer_class") if conf.is_file() else None
+    return tr.PreTrainedTokenizerFast if cls in ("PreTrainedTokenizerFast", "TokenizersBackend") else tr.AutoTokenizer
+
+
 def load_causal_lm(folder: str | Path, device: str | torch.device = "cpu",
                    dtype: torch.dtype | None = None) -> CausalLM:
     """Load ``AutoModelForCausalLM`` + ``AutoTokenizer`` from a local folder, in eval mode on ``device``.
@@ -66,7 +75,7 @@ def load_causal_lm(folder: str | Path, device: str | torch.device = "cpu",
     dev = torch.device(device)
     if dtype is None:
         dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
-    tok = tr.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    tok = _tokenizer_class(folder, tr).from_pretrained(folder, local_files_only=True)
     from packaging.version import Version
 
     key = "dtype" if Version(tr.__version__) >= Version("4.56") else "torch_dtype"  # renamed in 4.56
@@ -75,32 +84,57 @@ def load_causal_lm(folder: str | Path, device: str | torch.device = "cpu",
     return CausalLM(model, tok, dev)
 
 
-def save_tiny_random_lm(folder: str | Path, family: str = "qwen2", extra_tokens: Sequence[str] = (),
-                        max_len: int = 2048, seed: int = 0) -> Path:
-    """Save a tiny randomly initialised causal LM of ``family`` ("qwen2" or "qwen3") with a
-    character-level tokenizer to ``folder``: the stand-in that ``--dry-run`` of a full-scale
-    pipeline loads through :func:`load_causal_lm` (same architecture family, no weights needed).
-    ``extra_tokens`` are special strings kept whole (e.g. ``"</think>"``)."""
+TINY_FAMILIES = ("qwen2", "qwen3", "llama", "gpt2")
+
+
+def tiny_char_tokenizer(eos: str = "<|endoftext|>", pad: str = "<|pad|>", unk: str | None = None,
+                        mask: str | None = None, extra_tokens: Sequence[str] = ()) -> Any:
+    """A character-level fast tokenizer (printable ASCII + newline) whose special strings come first:
+    ``unk`` (if given), ``eos``, ``pad``, ``mask`` (if given), then ``extra_tokens`` (kept whole,
+    e.g. ``"</think>"``). ``pad`` may equal ``eos``."""
     transformers = _transformers()
     import tokenizers
 
-    specials = ["<|endoftext|>", "<|pad|>", *extra_tokens]
+    specials = list(dict.fromkeys(t for t in (unk, eos, pad, mask, *extra_tokens) if t is not None))
     vocab = {t: i for i, t in enumerate(specials + [chr(c) for c in range(32, 127)] + ["\n"])}
-    raw = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="<|endoftext|>"))
+    raw = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token=unk or eos))
     pattern = "|".join([*(t.replace("|", r"\|") for t in extra_tokens), "."])
     raw.pre_tokenizer = tokenizers.pre_tokenizers.Split(tokenizers.Regex(pattern), behavior="isolated")
     raw.decoder = tokenizers.decoders.Fuse()
-    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|endoftext|>", pad_token="<|pad|>")
-    common = dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                  num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=max_len,
-                  eos_token_id=0, pad_token_id=1, bos_token_id=0)
+    roles = {"eos_token": eos, "pad_token": pad, **({"unk_token": unk} if unk else {}),
+             **({"mask_token": mask} if mask else {})}
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=raw, **roles)
+
+
+def tiny_random_lm(family: str, vocab_size: int, max_len: int = 2048, seed: int = 0, eos_id: int = 0,
+                   pad_id: int | None = None) -> Any:
+    """A tiny randomly initialised causal LM of ``family`` (one of :data:`TINY_FAMILIES`; 2 layers,
+    width 32), in eval mode: the stand-in a full-scale pipeline runs on in ``--dry-run``."""
+    transformers = _transformers()
+    ids = dict(eos_token_id=eos_id, bos_token_id=eos_id, pad_token_id=eos_id if pad_id is None else pad_id)
     torch.manual_seed(seed)
+    if family == "gpt2":
+        conf = transformers.GPT2Config(vocab_size=vocab_size, n_positions=max_len, n_embd=32, n_layer=2, n_head=2,
+                                       **ids)
+        return transformers.GPT2LMHeadModel(conf).eval()
+    common = dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=max_len, **ids)
     if family == "qwen2":
-        model = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**common))
-    elif family == "qwen3":
-        model = transformers.Qwen3ForCausalLM(transformers.Qwen3Config(head_dim=16, **common))
-    else:
-        raise SuiteError(f"tiny model family '{family}' unknown; use qwen2 or qwen3")
+        return transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**common)).eval()
+    if family == "qwen3":
+        return transformers.Qwen3ForCausalLM(transformers.Qwen3Config(head_dim=16, **common)).eval()
+    if family == "llama":
+        return transformers.LlamaForCausalLM(transformers.LlamaConfig(**common)).eval()
+    raise SuiteError(f"tiny model family '{family}' unknown; use one of {', '.join(TINY_FAMILIES)}")
+
+
+def save_tiny_random_lm(folder: str | Path, family: str = "qwen2", extra_tokens: Sequence[str] = (),
+                        max_len: int = 2048, seed: int = 0, eos: str = "<|endoftext|>", pad: str = "<|pad|>",
+                        unk: str | None = None, mask: str | None = None) -> Path:
+    """Save :func:`tiny_random_lm` with :func:`tiny_char_tokenizer` to ``folder``, which
+    :func:`load_causal_lm` then loads like a real checkpoint (same architecture family, no weights)."""
+    tok = tiny_char_tokenizer(eos, pad, unk, mask, extra_tokens)
+    model = tiny_random_lm(family, len(tok), max_len, seed, tok.eos_token_id, tok.pad_token_id)
     folder = Path(folder)
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
