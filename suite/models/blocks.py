@@ -23,11 +23,15 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim, bias=bias)
 
     def forward(self, x: torch.Tensor, causal: bool = False, key_mask: torch.Tensor | None = None,
-                attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+                attn_mask: torch.Tensor | None = None, rope: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> torch.Tensor:
         """``attn_mask`` (bool, broadcastable to (B, heads, T, T), True = may attend) replaces the
-        mask built from ``causal``/``key_mask`` (prefix-LM and other custom patterns)."""
+        mask built from ``causal``/``key_mask`` (prefix-LM and other custom patterns). ``rope``:
+        (cos, sin) from :func:`rotary_tables`, applied to queries and keys."""
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        if rope is not None:
+            q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         mask = None
         if attn_mask is not None:
             mask, causal = attn_mask, False
@@ -41,6 +45,26 @@ class Attention(nn.Module):
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
                                            dropout_p=self.dropout if self.training else 0.0)
         return self.proj(y.transpose(1, 2).reshape(b, t, d))
+
+
+def rotary_tables(positions: torch.Tensor, head_dim: int, base: float = 10000.0
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotary position embedding (Su et al. 2021, eq. 34): cos/sin of ``positions`` (T,) or (B, T)
+    times the frequencies base^(-2i/head_dim), shaped to broadcast over (B, heads, T, head_dim)."""
+    if head_dim % 2:
+        raise ConfigError(f"rotary embeddings need an even head dim, got {head_dim}; change dim or heads")
+    inv = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32, device=positions.device) / head_dim)
+    ang = positions.float()[..., None] * inv  # (..., T, head_dim/2)
+    ang = torch.cat([ang, ang], -1)
+    ang = ang[None, None] if ang.dim() == 2 else ang[:, None]
+    return ang.cos(), ang.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate the pairs (x_i, x_{i+d/2}) of ``x`` (B, heads, T, d) by the tabled angles."""
+    half = x.shape[-1] // 2
+    rot = torch.cat([-x[..., half:], x[..., :half]], -1)
+    return x * cos.to(x.dtype) + rot * sin.to(x.dtype)
 
 
 class FeedForward(nn.Module):
@@ -67,6 +91,7 @@ class Block(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, causal: bool = False, key_mask: torch.Tensor | None = None,
-                attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.norm1(x), causal, key_mask, attn_mask))
+                attn_mask: torch.Tensor | None = None, rope: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.norm1(x), causal, key_mask, attn_mask, rope))
         return x + self.mlp(self.norm2(x))

@@ -162,3 +162,19 @@ def test_tiny_lm_learns_a_pattern() -> None:
     fit(m, lambda mod, b: mod.loss(b), windows, TrainConfig(steps=80, batch_size=8, lr=3e-3, log_every=0))
     out = m.generate(torch.tensor([[5, 6, 7]]), 6, temperature=0)
     assert out[0].tolist() == [5, 6, 7, 8, 5, 6, 7, 8, 5]
+
+
+def test_rope_lm_is_translation_invariant_and_learned_is_not() -> None:
+    """Rotary embeddings make attention depend on relative positions only (Su et al. 2021 §3.4.1):
+    shifting every position by the same offset leaves the logits unchanged."""
+    torch.manual_seed(0)
+    x = torch.randint(0, 20, (2, 12))
+    shift = torch.arange(12) + 7
+    rope = TransformerLM(20, max_len=32, dim=32, depth=2, heads=4, pos_encoding="rope").eval()
+    learned = TransformerLM(20, max_len=32, dim=32, depth=2, heads=4).eval()
+    with torch.no_grad():
+        assert torch.allclose(rope(x), rope(x, positions=shift), atol=1e-5)
+        assert not torch.allclose(learned(x), learned(x, positions=shift), atol=1e-3)
+        assert rope.pos_emb is None
+        # order still matters under rope: a permuted prefix changes the last logits
+        assert not torch.allclose(rope(x)[:, -1], rope(x.flip(1))[:, -1], atol=1e-3)

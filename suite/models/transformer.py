@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from suite.errors import ConfigError
-from suite.models.blocks import Block
+from suite.models.blocks import Block, rotary_tables
 
 
 class TransformerLM(nn.Module):
@@ -16,17 +16,22 @@ class TransformerLM(nn.Module):
 
     ``causal=True``: position t attends to positions <= t (next-token prediction);
     ``causal=False``: full attention (predict [MASK]ed tokens). ``key_mask`` marks real tokens (True)
-    vs padding. ``tok_emb``, ``pos_emb``, ``blocks`` (each with ``.attn``/``.mlp``), ``norm`` and
-    ``head`` are public for papers that edit them (vocabulary expansion, FFN surgery).
+    vs padding. ``pos_encoding``: "learned" absolute embeddings or "rope" (rotary). ``tok_emb``,
+    ``pos_emb`` (None under rope), ``blocks`` (each with ``.attn``/``.mlp``), ``norm`` and ``head`` are public for papers that edit them (vocabulary expansion, FFN surgery).
     """
 
     def __init__(self, vocab_size: int, max_len: int = 128, dim: int = 128, depth: int = 2, heads: int = 4,
                  mlp_ratio: float = 4.0, dropout: float = 0.0, causal: bool = True,
-                 tie_embeddings: bool = True) -> None:
+                 tie_embeddings: bool = True, pos_encoding: str = "learned") -> None:
         super().__init__()
+        if pos_encoding not in ("learned", "rope"):
+            raise ConfigError(f"TransformerLM: pos_encoding '{pos_encoding}' unknown; use 'learned' or 'rope'")
         self.vocab_size, self.max_len, self.dim, self.causal = vocab_size, max_len, dim, causal
+        self.heads = heads
         self.tok_emb = nn.Embedding(vocab_size, dim)
-        self.pos_emb = nn.Embedding(max_len, dim)
+        # "learned": absolute position embeddings added to the input; "rope": rotary embeddings of
+        # queries and keys in every layer (GPT-J / CodeGen2 / Llama), no ``pos_emb``
+        self.pos_emb = nn.Embedding(max_len, dim) if pos_encoding == "learned" else None
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, dropout) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
@@ -50,9 +55,14 @@ class TransformerLM(nn.Module):
                               f"raise max_len or crop the input")
         pos = torch.arange(t, device=tokens.device) if positions is None else positions
         emb = self.tok_emb(tokens) if inputs_embeds is None else inputs_embeds
-        h = self.drop(emb + self.pos_emb(pos))
+        rope = None
+        if self.pos_emb is None:
+            rope = rotary_tables(pos, self.dim // self.heads)
+        else:
+            emb = emb + self.pos_emb(pos)
+        h = self.drop(emb)
         for blk in self.blocks:
-            h = blk(h, self.causal, key_mask, attn_mask)
+            h = blk(h, self.causal, key_mask, attn_mask, rope)
         return self.norm(h)
 
     def forward(self, tokens: torch.Tensor, key_mask: torch.Tensor | None = None, **kw: torch.Tensor) -> torch.Tensor:
