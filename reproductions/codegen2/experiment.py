@@ -54,7 +54,8 @@ def train_model(name: str, cfg: Any, ctx: RunContext, tok: Tokenizer, progs: lis
                               SpanConfig(cfg.span_frac, cfg.span_mean, cfg.max_spans), ctx.seed + 7, cfg.max_len,
                               cfg.variant)
     torch.manual_seed(ctx.seed * 7919 + ord(name))  # same init recipe per model, distinct streams
-    model = TransformerLM(tok.vocab_size, cfg.max_len, cfg.dim, cfg.depth, cfg.heads, causal=True)
+    model = TransformerLM(tok.vocab_size, cfg.max_len, cfg.dim, cfg.depth, cfg.heads, causal=True,
+                          pos_encoding=cfg.pos_encoding)
 
     def loss_fn(m: TransformerLM, b: tuple[torch.Tensor, ...]) -> torch.Tensor:
         t, km, lm, pe = b
@@ -87,31 +88,47 @@ def l2r_pass(model: TransformerLM, name: str, cfg: Any, ctx: RunContext, tok: To
             **({f"pass{cfg.n_samples}_{name}": mean_pass_at_k(n, correct, cfg.n_samples)} if cfg.n_samples > 1 else {})}
 
 
-def infill(model: TransformerLM, name: str, cfg: Any, ctx: RunContext, tok: Tokenizer,
-           progs: list[P.Program], drop_suffix: bool = False) -> dict[str, float]:
-    """Single-line infill on held-out programs: one body line masked. Mixture models get the
-    model-card prompt (prefix <mask_1> suffix <|endoftext|> <sep> <mask_1>) and generate until <eom>;
-    the causal-only model cannot use the suffix and writes the line left to right (§6 small (1))."""
+def _fills(model: TransformerLM, name: str, cfg: Any, tok: Tokenizer, pre: list[str], suf: list[str],
+           l2r_stops: str) -> list[str]:
+    """Infill of the gap between each ``pre`` and ``suf``. Mixture models get the model-card prompt
+    (prefix <mask_1> suffix <|endoftext|> <sep> <mask_1>) and generate until <eom>; the causal-only
+    model cannot use the suffix and writes left to right from the prefix until one of ``l2r_stops``."""
     objective, prefix_lm = MODELS[name]
-    r = np.random.default_rng(cfg.infill_seed)
-    lines = [int(r.integers(len(p.body))) for p in progs]
-    pre = [p.header + "".join(p.body[:j]) for p, j in zip(progs, lines)]
-    suf = ["".join(p.body[j + 1:]) for p, j in zip(progs, lines)]
-    if drop_suffix:  # TEST-ONLY broken variant: the infill prompt loses the suffix
-        suf = ["" for _ in suf]
     if objective == "mixture":
         prompts = [encode_infill_prompt(a, b, tok) for a, b in zip(pre, suf)]
         outs = sample(model, prompts, cfg.max_line, [tok.stoi[EOM], tok.stoi[EOT]], tok.pad_id, 0.0, prefix_lm,
                       prefix_trim=1)
-        fills = [tok.decode(o, skip_special=False) for o in outs]
     else:
-        nl = tok.stoi["\n"]
-        outs = sample(model, [tok.encode(a) for a in pre], cfg.max_line, [nl, tok.stoi[EOT]], tok.pad_id, 0.0, False)
-        fills = [tok.decode(o, skip_special=False) + "\n" for o in outs]
+        stops = [tok.stoi[c] for c in l2r_stops] + [tok.stoi[EOT]]
+        outs = sample(model, [tok.encode(a) for a in pre], cfg.max_line, stops, tok.pad_id, 0.0, False)
+    return [tok.decode(o, skip_special=False) for o in outs]
+
+
+def infill(model: TransformerLM, name: str, cfg: Any, ctx: RunContext, tok: Tokenizer,
+           progs: list[P.Program], drop_suffix: bool = False) -> dict[str, float]:
+    """Two single-span infill tasks on held-out programs (spec §6 small (1)), exact match (EM):
+
+    - ``infill_em``: one body line masked (the spec's task). In these programs the prefix (the
+      docstring and the lines above) already determines the line, so a left-to-right model can
+      write it too: this measures infilling, not what the suffix adds.
+    - ``infill_doc_em``: one docstring clause masked ("then add 4"). Only the suffix (the body line
+      that spells it out) determines it, so this is the task where seeing the suffix must pay.
+    """
+    r = np.random.default_rng(cfg.infill_seed)
+    lines = [int(r.integers(len(p.body))) for p in progs]
+    clauses = [p.clause_split(int(r.integers(p.n_clauses))) for p in progs]
+    pre = [p.header + "".join(p.body[:j]) for p, j in zip(progs, lines)]
+    suf = ["".join(p.body[j + 1:]) for p, j in zip(progs, lines)]
+    doc_pre, doc_gold, doc_suf = (list(x) for x in zip(*clauses))
+    if drop_suffix:  # TEST-ONLY broken variant: the infill prompt loses the suffix
+        suf, doc_suf = ["" for _ in suf], ["" for _ in doc_suf]
+    fills = _fills(model, name, cfg, tok, pre, suf, "\n")
     em = [f.rstrip("\n") == p.body[j].rstrip("\n") for f, p, j in zip(fills, progs, lines)]
-    ok = [P.passes(p, "".join(p.body[:j]) + (f if f.endswith("\n") else f + "\n") + "".join(p.body[j + 1:]))
+    ok = [P.passes(p, "".join(p.body[:j]) + f.rstrip("\n") + "\n" + "".join(p.body[j + 1:]))
           for f, p, j in zip(fills, progs, lines)]
-    return {f"infill_em_{name}": float(np.mean(em)), f"infill_pass_{name}": float(np.mean(ok))}
+    doc_fills = _fills(model, name, cfg, tok, doc_pre, doc_suf, ",.")
+    return {f"infill_em_{name}": float(np.mean(em)), f"infill_pass_{name}": float(np.mean(ok)),
+            f"infill_doc_em_{name}": float(np.mean([f == g for f, g in zip(doc_fills, doc_gold)]))}
 
 
 def roundtrip_rate(tok: Tokenizer, n: int, seed: int, span: SpanConfig, variant: str = "paper") -> float:

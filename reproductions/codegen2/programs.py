@@ -22,6 +22,7 @@ THEN = (("add b", "{u} + b"), ("subtract b", "{u} - b"), ("multiply by b", "{u} 
         ("subtract {k}", "{u} - {k}"))
 VARS = "cdegh"
 HEADER = "def f(a, b):\n"
+DOC_OPEN, DOC_CLOSE, THEN_SEP = '    """', '."""\n', ", then "
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,19 @@ class Program:
     @property
     def text(self) -> str:
         return self.header + "".join(self.body)
+
+    def clause_split(self, j: int) -> tuple[str, str, str]:
+        """(prefix, clause j of the docstring, suffix): the docstring is ``", then ".join(clauses)``
+        and every clause is spelled out by one body line, so the suffix determines the clause."""
+        doc_start, doc_end = len(HEADER) + len(DOC_OPEN), len(self.header) - len(DOC_CLOSE)
+        clauses = self.header[doc_start:doc_end].split(THEN_SEP)
+        pre = self.header[:doc_start] + "".join(c + THEN_SEP for c in clauses[:j])
+        suf = "".join(THEN_SEP + c for c in clauses[j + 1:]) + self.header[doc_end:] + "".join(self.body)
+        return pre, clauses[j], suf
+
+    @property
+    def n_clauses(self) -> int:
+        return self.header.count(THEN_SEP) + 1
 
 
 def _one(r: random.Random) -> Program:
@@ -46,7 +60,7 @@ def _one(r: random.Random) -> Program:
         phrases.append(ph.format(k=k))
         u = v
     lines.append(f"    return {u}\n")
-    header = HEADER + f'    """{", then ".join(phrases)}."""\n'
+    header = HEADER + DOC_OPEN + THEN_SEP.join(phrases) + DOC_CLOSE
     body_src = "".join(lines)
     tests = []
     for _ in range(3):

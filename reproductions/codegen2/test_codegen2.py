@@ -131,3 +131,12 @@ def test_generator_redraws_out_of_range_programs():
     progs = P.generate(drawn + 1, seed=0)  # used to raise ValueError at that draw
     assert len(progs) == drawn + 1
     assert all(P.evaluate_body("".join(p.body), *p.tests[0][0]) == p.tests[0][1] for p in progs[-50:])
+
+
+def test_clause_split_rebuilds_the_program() -> None:
+    progs = P.generate(50, seed=3)
+    for p in progs:
+        parts = [p.clause_split(j) for j in range(p.n_clauses)]
+        assert all(a + c + b == p.text for a, c, b in parts)
+        assert [c for _, c, _ in parts] == p.header.split('"""')[1][:-1].split(", then ")
+        assert all(", then" not in c and "." not in c for _, c, _ in parts)
