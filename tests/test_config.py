@@ -1,9 +1,10 @@
+import typing
 from dataclasses import dataclass
 from typing import Literal, Optional
 
 import pytest
 
-from suite import config
+from suite import config, registry
 from suite.errors import ConfigError, UnknownNameError
 from tests.toy import TOY, ToyConfig
 
@@ -62,3 +63,16 @@ def test_hash_changes_with_any_field():
     base = config.config_hash("_toy", ToyConfig())
     assert config.config_hash("_toy", ToyConfig(noise=0.1000001)) != base
     assert config.config_hash("_toy", ToyConfig(ks=(1, 2))) != base
+
+
+@pytest.mark.parametrize("slug", [s for s, r in registry.discover().items()
+                                  if "variant" in config.field_types(r.config)])
+def test_bad_variant_of_a_reproduction_names_the_choices(slug):
+    # `variant` is a Literal field: `--set variant=bogus` fails in resolve, before any run starts.
+    repro = registry.get(slug)
+    choices = typing.get_args(config.field_types(repro.config)["variant"])
+    assert repro.config().variant in choices
+    with pytest.raises(ConfigError) as exc:
+        config.resolve(repro, "smoke", ["variant=bogus"])
+    msg = str(exc.value)
+    assert "variant" in msg and all(c in msg for c in choices) and "\n" not in msg

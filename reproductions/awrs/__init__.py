@@ -18,7 +18,7 @@ from suite.spec import Claim, DatasetRef, Outcome, Paper, Resources
 
 from .constraints import make, token_table
 from .lm import BigramLM, corpus
-from .method import awrs_batch, masking_batch, with_replacement_batch
+from .method import Variant, awrs_batch, masking_batch, with_replacement_batch
 from .smc import Task, enumerate_target, posterior_estimate, smc, total_variation
 
 
@@ -46,7 +46,7 @@ class AWRSConfig:
     n_patterns: int = 402
     full_particles: int = 5
     full_max_tokens: int = 100
-    variant: str = "paper"  # TEST-ONLY mutation: no_round2 (spec §6 T4)
+    variant: Variant = "paper"  # TEST-ONLY mutation: no_round2 (spec §6 T4)
 
 
 def _at(cfg: AWRSConfig, lm: BigramLM, context: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

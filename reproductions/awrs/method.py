@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
 from .constraints import Checker
+
+Variant = Literal["paper", "no_round2"]  # no_round2: TEST-ONLY mutation (spec §6 T4)
 
 
 def gumbel(shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from reproductions.bibench.checks import complexity_checks, fda_checks, forward_checks, gradient_checks
 from reproductions.bibench.experiment import (Bench, accuracy_tracks, complexity_track, dry_run, hardware_track,
                                               load, _check_cfg)
-from reproductions.bibench.layers import ALGO_NAMES, BinaryOptions
+from reproductions.bibench.layers import ALGO_NAMES, BinaryOptions, Variant
 from suite.context import RunContext
 from suite.registry import reproduction
 from suite.spec import Claim, Outcome, Paper, Plot, Resources, Table
@@ -60,7 +60,7 @@ class BiBenchConfig:
     xnor_act_scale: str = "position"
     dorefa_scale: str = "channel"
     fda_clip: bool = True
-    variant: str = "paper"
+    variant: Variant = "paper"
 
 
 RN18 = "resnet18_imagenet"

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -63,7 +63,8 @@ ALGORITHMS: dict[str, Algorithm] = {
     )
 }
 ALGO_NAMES: tuple[str, ...] = tuple(ALGORITHMS)
-VARIANTS = ("paper", "identity_ste", "fp_binary_count")  # the last two are TEST-ONLY broken variants
+Variant = Literal["paper", "identity_ste", "fp_binary_count"]  # the last two are TEST-ONLY broken variants
+VARIANTS = get_args(Variant)
 
 
 @dataclass(frozen=True)
@@ -305,4 +306,4 @@ def update_epoch(model: nn.Module, epoch: int, max_epochs: int) -> None:
 
 
 __all__ = ["Algorithm", "ALGORITHMS", "ALGO_NAMES", "BinaryOptions", "BinaryConv2d", "BinaryLinear",
-           "binary_layers", "update_epoch", "get_algorithm", "sign_pm", "VARIANTS"]
+           "binary_layers", "update_epoch", "get_algorithm", "sign_pm", "VARIANTS", "Variant"]

@@ -9,6 +9,7 @@ left-to-right pass@k (unit tests, unbiased estimator) and single-line infill exa
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Literal, get_args
 
 from suite.context import RunContext
 from suite.errors import UnknownNameError
@@ -21,7 +22,8 @@ from .method import SpanConfig, tokenizer
 
 # TEST-ONLY broken variants: "no-suffix" drops the suffix from the infill prompt; "drop-last" loses
 # the last token of every corrupted span from the target
-VARIANTS = ("paper", "no-suffix", "drop-last")
+Variant = Literal["paper", "no-suffix", "drop-last"]
+VARIANTS = get_args(Variant)
 
 
 @dataclass
@@ -47,7 +49,7 @@ class Config:
     max_line: int = 24
     infill_seed: int = 1
     roundtrip_n: int = 1000
-    variant: str = "paper"
+    variant: Variant = "paper"
     # full scale (§5)
     model_dir: str = ""
     humaneval: str = "humaneval/HumanEval.jsonl.gz"
@@ -95,8 +97,6 @@ def _dataset() -> DatasetRef:
                "full": Resources(cpus=8, gpus=1, mem_gb=64, time_min=24 * 60)},
 )
 def run(cfg: Config, ctx: RunContext) -> Outcome:
-    if cfg.variant not in VARIANTS:
-        raise UnknownNameError(f"variant={cfg.variant!r} unknown; use one of {VARIANTS}")
     bad = [m for m in cfg.models if m not in MODELS]
     if bad or not {"A", "B"} <= set(cfg.models):
         raise UnknownNameError(f"models={cfg.models!r}: use A, B (required) and optionally C")

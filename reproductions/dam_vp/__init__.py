@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reproductions.dam_vp.data import DOMAINS, Split, diverse_digits
-from reproductions.dam_vp.method import (VARIANTS, PadPrompts, Prompted, active_neurons, cluster_threshold,
+from reproductions.dam_vp.data import Split, diverse_digits
+from reproductions.dam_vp.method import (PadPrompts, Prompted, Variant, active_neurons, cluster_threshold,
                                          diversity_clusters, prompt_vector, reptile_update, route,
                                          set_prompt_vector)
 from suite.errors import ConfigError, DataNotFoundError
@@ -50,7 +50,7 @@ class Config:
     meta_step: float = 0.5
     meta_batch: int = 64
     val_frac: float = 0.1  # catalog data: validation split carved from train
-    variant: str = "paper"  # test-only broken variants: "reptile_sign", "full_prompt"
+    variant: Variant = "paper"  # test-only broken variants: "reptile_sign", "full_prompt"
 
 
 class Backbone(nn.Module):
@@ -221,8 +221,6 @@ def _vit_backbone(cfg: Config, ctx) -> nn.Module:
                "full": Resources(cpus=8, gpus=1, mem_gb=64, time_min=1440)},
 )
 def run(cfg: Config, ctx) -> Outcome:
-    if cfg.variant not in VARIANTS:
-        raise ConfigError(f"variant={cfg.variant!r} is unknown; use one of {VARIANTS}")
     if cfg.head not in ("own", "active"):
         raise ConfigError(f"head={cfg.head!r} is unknown; use 'own' or 'active'")
     metrics: dict[str, float] = {}

@@ -4,11 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reproductions.dam_vp import Config, run
 from reproductions.dam_vp.data import diverse_digits, transform
 from reproductions.dam_vp.method import (PadPrompts, active_neurons, cluster_threshold, diversity_clusters,
                                          prompt_vector, reptile_update, route, set_prompt_vector)
-from suite.context import for_tests
+from suite import config, registry
 from suite.errors import ConfigError
 
 
@@ -79,5 +78,5 @@ def test_smoke_claims_and_teeth(tmp_path):
 
 
 def test_unknown_variant():
-    with pytest.raises(ConfigError):
-        run(Config(variant="nope"), for_tests())
+    with pytest.raises(ConfigError, match="one of"):
+        config.resolve(registry.get("dam_vp"), "smoke", ["variant=nope"])

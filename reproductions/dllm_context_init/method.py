@@ -16,14 +16,15 @@ The DLLM is any callable ``dllm(x (b, n) long, rows (b,) long, mix) -> (conf, pr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Literal, Optional, get_args
 
 import torch
 import torch.nn.functional as F
 
 from suite.errors import ConfigError, UnknownNameError
 
-VARIANTS = ("paper", "never-score", "remask-committed")  # the last two are TEST-ONLY broken decoders
+Variant = Literal["paper", "never-score", "remask-committed"]  # the last two are TEST-ONLY broken decoders
+VARIANTS = get_args(Variant)
 Mix = Optional[tuple[torch.Tensor, torch.Tensor]]
 Stats = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 DLLM = Callable[[torch.Tensor, torch.Tensor, Mix], Stats]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import numpy as np
 import scipy.sparse as sp
@@ -22,7 +23,8 @@ sums, a swap whose exact gain is 0 (equidistant objects, common on integer-pixel
 as −1e-13 in one formula and +1e-13 in another, so PAM and FastPAM1 would diverge on a tie. The
 threshold (≈ 1e-9 at TD ≈ 1e3, far above rounding, far below any real gain) treats those as ties."""
 
-VARIANTS = ("correct", "no-correction", "stale-second")
+Variant = Literal["correct", "no-correction", "stale-second"]
+VARIANTS = get_args(Variant)
 """``variant`` is test-only: ``no-correction`` drops the ``Δ[n(o)] += d_n(o) − d_s(o)`` term of the
 O(n) gain routine, ``stale-second`` skips the second-nearest rescan after a swap (spec §7 pitfalls)."""
 

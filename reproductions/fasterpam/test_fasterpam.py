@@ -6,6 +6,7 @@ import time
 import numpy as np
 import pytest
 
+from suite import config, registry
 from suite.context import for_tests
 
 from . import CLAIMS, SCALES, Config, run
@@ -176,8 +177,8 @@ def test_dry_run_builds_without_running() -> None:
 def test_bad_config_errors() -> None:
     from suite.errors import ConfigError
 
-    with pytest.raises(ConfigError):
-        run(Config(**{**SCALES["smoke"], "variant": "nope"}), for_tests())
+    with pytest.raises(ConfigError, match="one of"):
+        config.resolve(registry.get("fasterpam"), "smoke", ["variant=nope"])
     with pytest.raises(ConfigError):
         run(Config(**{**SCALES["smoke"], "n": 5000}), for_tests())
 

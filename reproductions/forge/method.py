@@ -3,6 +3,7 @@ node/edge decoders, the alternating reconstruction loss, and code-usage histogra
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -11,7 +12,8 @@ from torch import nn
 
 from reproductions.forge.instance import N_FEAT
 
-VARIANTS = ("paper", "swapped_ema")  # "swapped_ema": test-only broken variant
+Variant = Literal["paper", "swapped_ema"]  # "swapped_ema": test-only broken variant
+VARIANTS = get_args(Variant)
 
 
 class WeightedSAGEConv(nn.Module):
@@ -112,7 +114,7 @@ class Forge(nn.Module):
 
 def adjacency_targets(g: dict, rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
     """Dense var×cons block (variables ``rows``) of the weighted adjacency and its edge mask."""
-    m, n = g["m"], g["n"]
+    m = g["m"]
     src, dst = g["edge_index"]
     keep = (src >= m) & (src - m >= rows.start) & (src - m < rows.stop)  # var → cons direction
     r, c, w = src[keep] - m - rows.start, dst[keep], g["edge_weight"][keep]

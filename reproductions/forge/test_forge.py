@@ -1,18 +1,17 @@
 """FORGE: graph construction, MPS round trip, SAGE conv, VQ EMA, losses, spec §6 smoke assertions, teeth."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
-from reproductions.forge import Config, ema_check, mechanics, run
+from reproductions.forge import Config, ema_check, mechanics
 from reproductions.forge.data import generated, on_disk, write_fixture
 from reproductions.forge.generators import TYPES, generate
 from reproductions.forge.instance import bipartite_graph
 from reproductions.forge.method import (Forge, ForgeArch, VectorQuantizer, WeightedSAGEConv, adjacency_targets,
                                         embed, lambdas, reconstruction_losses)
 from reproductions.forge.mps import read_instance, write_instance
-from suite.context import for_tests
+from suite import config, registry
 from suite.errors import ConfigError, CorruptDataError
 
 
@@ -113,5 +112,5 @@ def test_smoke_run_claims_and_teeth(tmp_path):
 
 
 def test_unknown_variant():
-    with pytest.raises(ConfigError):
-        run(Config(variant="nope"), for_tests())
+    with pytest.raises(ConfigError, match="one of"):
+        config.resolve(registry.get("forge"), "smoke", ["variant=nope"])

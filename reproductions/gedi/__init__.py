@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from reproductions.gedi.data import DATASETS, IMAGES, Task, load_task
-from reproductions.gedi.method import (GEDI, METHODS, VARIANTS, SGLDConfig, energy, predict, sgld,
+from reproductions.gedi.data import DATASETS, Task, load_task
+from reproductions.gedi.method import (GEDI, METHODS, SGLDConfig, Variant, energy, predict, sgld,
                                        usage_stats)
 from suite.errors import ConfigError
 from suite.metrics.clustering import ari, clustering_accuracy, nmi
@@ -55,7 +55,7 @@ class Config:
     buffer_size: int = 2000
     reinit: float = 0.05
     checkpoint_every: int = 0
-    variant: str = "paper"  # test-only broken variants: "unif_sign", "energy_sign"
+    variant: Variant = "paper"  # test-only broken variants: "unif_sign", "energy_sign"
 
 
 def build_net(cfg: Config, task: Task, c: int) -> nn.Module:
@@ -171,8 +171,6 @@ METRIC_KINDS = ("nmi", "acc", "ari", "usage_entropy", "largest_frac")
                   title="GEDI: test NMI per toy set and method (Table 2 protocol)", row_label="dataset")],
 )
 def run(cfg: Config, ctx) -> Outcome:  # noqa: ANN001
-    if cfg.variant not in VARIANTS:
-        raise ConfigError(f"variant={cfg.variant!r} is unknown; use one of {VARIANTS}")
     bad = [m for m in cfg.methods if m not in METHODS] + [d for d in cfg.datasets if d not in DATASETS]
     if bad or "gedi" not in cfg.methods:
         raise ConfigError(f"methods/datasets {bad or cfg.methods} invalid; methods ⊆ {METHODS} incl. 'gedi', "

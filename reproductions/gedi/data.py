@@ -7,9 +7,9 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from suite.data import load_dataset
+from suite.data.augment import shift_flip
 from suite.errors import UnknownNameError
 
 TOY = ("moons", "circles")
@@ -48,15 +48,7 @@ def to_unit_range(x: torch.Tensor) -> torch.Tensor:
 def image_view(x: torch.Tensor, pad: int = 4, noise: float = 0.03) -> torch.Tensor:
     """Random translation by up to ``pad`` px (reflect-padded crop), horizontal flip, small Gaussian noise;
     one ``grid_sample`` for the whole batch [verify against the paper's SimCLR-style augmentations]."""
-    n, _, h, w = x.shape
-    dev = x.device
-    flip = torch.where(torch.rand(n, device=dev) < 0.5, -1.0, 1.0)
-    shift = (torch.randint(-pad, pad + 1, (n, 2), device=dev).float() * 2) / torch.tensor([w, h], device=dev)
-    theta = torch.zeros(n, 2, 3, device=dev)
-    theta[:, 0, 0], theta[:, 1, 1] = flip, 1.0
-    theta[:, :, 2] = shift
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    out = F.grid_sample(x, grid, mode="nearest", padding_mode="reflection", align_corners=False)
+    out = shift_flip(x, pad, flip=True, mode="nearest", padding_mode="reflection")
     return (out + noise * torch.randn_like(out)).clamp(-1, 1)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +26,8 @@ TERMS = {"gedi": (True, True, True), "no_gen": (False, True, True), "no_unif": (
          "jem": (True, False, False)}  # (gen, inv, unif)
 # Test-only broken variants (the teeth): "paper" is the method; "unif_sign" flips the sign of the
 # uniformity term (rewards cluster collapse); "energy_sign" uses E = +logsumexp (SGLD climbs energy).
-VARIANTS = ("paper", "unif_sign", "energy_sign")
+Variant = Literal["paper", "unif_sign", "energy_sign"]
+VARIANTS = get_args(Variant)
 
 
 def energy(logits: torch.Tensor, variant: str = "paper") -> torch.Tensor:

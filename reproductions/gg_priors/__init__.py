@@ -8,6 +8,7 @@ E4M3 / E5M2 / INT8; optionally a tiny char GPT (default vs GG init). See README.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Literal, get_args
 
 from suite.context import RunContext
 from suite.data import digits
@@ -17,7 +18,8 @@ from suite.spec import Claim, Outcome, Paper, Plot, Resources
 
 from .experiment import measure, mlp
 
-VARIANTS = ("paper", "rf8-floor", "deepshape-unsorted")
+Variant = Literal["paper", "rf8-floor", "deepshape-unsorted"]
+VARIANTS = get_args(Variant)
 
 
 @dataclass
@@ -49,7 +51,7 @@ class Config:
     gpt_xi: float = 1.0
     gpt_init_embeddings: bool = True
     gpt_target_loss: float = 1.5               # reached after ~100 of 300 small-scale steps
-    variant: str = "paper"                    # TEST-ONLY: "rf8-floor" | "deepshape-unsorted"
+    variant: Variant = "paper"                    # TEST-ONLY: "rf8-floor" | "deepshape-unsorted"
 
 
 SCALES = {
@@ -121,8 +123,6 @@ PLOTS = [
                "full": Resources(cpus=8, gpus=1, mem_gb=32, time_min=720)},
 )
 def run(cfg: Config, ctx: RunContext) -> Outcome:
-    if cfg.variant not in VARIANTS:
-        raise ConfigError(f"variant={cfg.variant!r} unknown; use one of {VARIANTS}")
     if cfg.fan_mode not in ("in", "out"):
         raise ConfigError(f"fan_mode={cfg.fan_mode!r} unknown; use 'in' or 'out'")
     if cfg.pipeline_nu not in cfg.nus:

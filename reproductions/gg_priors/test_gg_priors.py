@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from suite import config, registry
 from suite.context import for_tests
 from suite.errors import ConfigError
 from suite.models import MLP, TransformerLM
@@ -180,8 +181,8 @@ def test_teeth_unsorted_deepshape_fails_rank_claim_through_run():
 
 
 def test_bad_config_is_rejected():
-    with pytest.raises(ConfigError):
-        run(Config(**{**SCALES["smoke"], "variant": "nope"}), for_tests("smoke", 0))
+    with pytest.raises(ConfigError, match="one of"):
+        config.resolve(registry.get("gg_priors"), "smoke", ["variant=nope"])
     with pytest.raises(ConfigError):
         run(Config(**{**SCALES["smoke"], "pipeline_nu": 1.5}), for_tests("smoke", 0))
 

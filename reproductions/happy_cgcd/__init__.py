@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal, get_args
 
 import numpy as np
 import torch
@@ -28,7 +28,8 @@ from suite.train import TrainConfig, fit
 # "happy": the method; "naive": memax over all classes, random head init, uniform prototype sampling;
 # "happy_uniform": Happy with uniform instead of hardness-aware prototype sampling (ablation for C3).
 METHODS = ("happy", "naive", "happy_uniform")
-VARIANTS = ("paper", "init_largest")  # test-only: "init_largest" picks the most known-like centroids
+Variant = Literal["paper", "init_largest"]  # test-only: "init_largest" picks the most known-like centroids
+VARIANTS = get_args(Variant)
 IMAGE_SETS = {"cifar100": ("cifar-100", 100), "tinyimagenet": ("tiny-imagenet-200", 200)}
 
 
@@ -69,7 +70,7 @@ class Config:
     lambda_hap: float = 1.0
     lambda_kd: float = 1.0
     hap_temp: float = 0.1
-    variant: str = "paper"
+    variant: Variant = "paper"
 
 
 @dataclass
@@ -300,8 +301,6 @@ def dry_build(cfg: Config, net: CGCDNet, proto: Protocol, views: Views) -> None:
                   title="Happy vs naive: final All/Old/New, stage-average All, Old forgetting", row_label="method")],
 )
 def run(cfg: Config, ctx) -> Outcome:  # noqa: ANN001
-    if cfg.variant not in VARIANTS:
-        raise ConfigError(f"variant={cfg.variant!r} is unknown; use one of {VARIANTS}")
     if not cfg.methods or any(m not in METHODS for m in cfg.methods):
         raise ConfigError(f"methods={cfg.methods} invalid; use a subset of {METHODS}")
     proto, views, shape, ds_name, prov = load_protocol(cfg, ctx)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from suite.data.augment import shift_flip
 from suite.errors import ConfigError
 
 
@@ -74,13 +75,7 @@ def build_protocol(x_tr: torch.Tensor, y_tr: torch.Tensor, x_te: torch.Tensor, y
 
 def digit_view(x: torch.Tensor, shift: int = 1, noise: float = 0.1) -> torch.Tensor:
     """±``shift`` px translation (zero fill) + Gaussian noise σ (spec §6 augmentations); batched grid_sample."""
-    n, _, h, w = x.shape
-    t = torch.randint(-shift, shift + 1, (n, 2), device=x.device).float() * 2 / torch.tensor([w, h], device=x.device)
-    theta = torch.zeros(n, 2, 3, device=x.device)
-    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
-    theta[:, :, 2] = t
-    out = F.grid_sample(x, F.affine_grid(theta, list(x.shape), align_corners=False), mode="nearest",
-                        padding_mode="zeros", align_corners=False)
+    out = shift_flip(x, shift, flip=False, mode="nearest", padding_mode="zeros")
     return out + noise * torch.randn_like(out)
 
 
@@ -101,11 +96,6 @@ def image_preprocess(size: int) -> Callable[[torch.Tensor], torch.Tensor]:
 
 def image_view(x: torch.Tensor, pad_frac: float = 0.125) -> torch.Tensor:
     """Random translation (reflect) by up to ``pad_frac`` of the side and horizontal flip, on a preprocessed
-    batch; one grid_sample [verify: the official recipe uses RandomResizedCrop/flip/colour jitter]."""
-    n = x.shape[0]
-    theta = torch.zeros(n, 2, 3, device=x.device)
-    theta[:, 0, 0] = torch.where(torch.rand(n, device=x.device) < 0.5, -1.0, 1.0)
-    theta[:, 1, 1] = 1.0
-    theta[:, :, 2] = (torch.rand(n, 2, device=x.device) * 2 - 1) * 2 * pad_frac
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    (square) batch; one grid_sample [verify: the official recipe uses RandomResizedCrop/flip/colour jitter]."""
+    return shift_flip(x, pad_frac * x.shape[-1], flip=True, whole_pixels=False, mode="bilinear",
+                      padding_mode="reflection")

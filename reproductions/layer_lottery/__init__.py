@@ -8,8 +8,7 @@ FLOPs / parameters / measured latency (C4) and corrupted-input accuracy (C5 stan
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-
-import torch
+from typing import Literal, get_args
 
 from suite.context import RunContext
 from suite.errors import ConfigError
@@ -22,7 +21,8 @@ from . import efficiency as E
 from .data import load
 from .experiment import build_dense, measure, score_batches
 
-VARIANTS = ("paper", "wrong-copy", "grasp-sign-flipped")
+Variant = Literal["paper", "wrong-copy", "grasp-sign-flipped"]
+VARIANTS = get_args(Variant)
 
 
 @dataclass
@@ -52,7 +52,7 @@ class Config:
     blur_mix: float = 0.7
     checkpoint_every: int = 0
     max_train: int = 0                      # train on the first n training images (0 = all; smoke)
-    variant: str = "paper"                  # TEST-ONLY: "wrong-copy" | "grasp-sign-flipped"
+    variant: Variant = "paper"                  # TEST-ONLY: "wrong-copy" | "grasp-sign-flipped"
 
 
 SCALES = {
@@ -137,8 +137,6 @@ PLOTS = [
                "full": Resources(cpus=8, gpus=1, mem_gb=32, time_min=2880)},
 )
 def run(cfg: Config, ctx: RunContext) -> Outcome:
-    if cfg.variant not in VARIANTS:
-        raise ConfigError(f"variant={cfg.variant!r} unknown; use one of {VARIANTS}")
     if cfg.aggregation not in C.AGGREGATIONS:
         raise ConfigError(f"aggregation={cfg.aggregation!r} unknown; use one of {C.AGGREGATIONS}")
     for c in cfg.init_criteria:

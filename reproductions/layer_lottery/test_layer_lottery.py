@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from suite import config, registry
 from suite.context import for_tests
 from suite.errors import ConfigError
 from suite.models import CifarResNet
@@ -202,8 +203,8 @@ def test_teeth_broken_variant_fails_a_claim(variant, cid):
 
 
 def test_bad_config_is_rejected():
-    with pytest.raises(ConfigError):
-        run(Config(**{**SCALES["smoke"], "variant": "nope"}), for_tests("smoke", 0))
+    with pytest.raises(ConfigError, match="one of"):
+        config.resolve(registry.get("layer_lottery"), "smoke", ["variant=nope"])
     with pytest.raises(ConfigError):
         run(Config(**{**SCALES["smoke"], "init_criteria": ("hrank",)}), for_tests("smoke", 0))
 

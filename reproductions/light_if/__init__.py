@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass, replace
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -26,7 +27,8 @@ from .experiment import build_sft_set, evaluate, format_set, mechanics, new_poli
 from .method import EntropySFT, GRPOConfig, RewardConfig
 
 # TEST-ONLY broken variant: "delta-plus-entropy" selects by CE + λH (sign of the entropy term flipped)
-VARIANTS = ("paper", "delta-plus-entropy")
+Variant = Literal["paper", "delta-plus-entropy"]
+VARIANTS = get_args(Variant)
 RL_ARMS = {"binary": ("binary", False), "dense": ("dense", False), "dense_tea": ("dense", True)}
 
 
@@ -65,7 +67,7 @@ class Config:
     reward_max_len: int = T.RESP_LEN  # L of the cosine term (8192 at full scale)
     rl_arms: tuple[str, ...] = ("binary", "dense", "dense_tea")
     eval_temperature: float = 1.0
-    variant: str = "paper"
+    variant: Variant = "paper"
     # full scale (§5)
     model_dir: str = ""
     sft_file: str = "light_if/cold-start-2k.json"
@@ -128,8 +130,6 @@ def _dataset() -> DatasetRef:
                "full": Resources(cpus=8, gpus=1, mem_gb=128, time_min=48 * 60)},
 )
 def run(cfg: Config, ctx: RunContext) -> Outcome:
-    if cfg.variant not in VARIANTS:
-        raise UnknownNameError(f"variant={cfg.variant!r} unknown; use one of {VARIANTS}")
     bad = [a for a in cfg.rl_arms if a not in RL_ARMS]
     if bad:
         raise UnknownNameError(f"rl_arms {bad} unknown; use a subset of {tuple(RL_ARMS)}")

@@ -14,7 +14,8 @@ from torch import nn
 
 from reproductions.lottery_ticket import pruning
 from reproductions.lottery_ticket.data import DATASETS, Data, load
-from reproductions.lottery_ticket.method import IMPResult, IMPSettings, Trial, initialise, iterative_magnitude_pruning
+from reproductions.lottery_ticket.method import (IMPResult, IMPSettings, Trial, Variant, initialise,
+                                                iterative_magnitude_pruning)
 from suite.context import RunContext
 from suite.errors import ConfigError, UnknownNameError
 from suite.models import conv2, conv4, conv6, lenet_300_100
@@ -62,7 +63,7 @@ class LotteryConfig:
     split_seed: int = 0
     checkpoint_every: int = 0
     log_every: int = 1000
-    variant: str = "paper"
+    variant: Variant = "paper"
 
 
 def build_fn(cfg: LotteryConfig, data: Data) -> Callable[[], nn.Module]:

@@ -17,7 +17,7 @@ iteration instead of θ0 (Frankle et al. 2020; spec §7).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +29,8 @@ from suite.context import RunContext
 from suite.errors import ConfigError
 from suite.train import TrainConfig, TrainState, fit
 
-VARIANTS = ("paper", "reset_fresh", "reset_trained", "no_mask")
+Variant = Literal["paper", "reset_fresh", "reset_trained", "no_mask"]
+VARIANTS = get_args(Variant)
 """``variant`` is TEST-ONLY (teeth): ``reset_fresh`` resets the ticket to a NEW random init each round
 instead of θ0, ``reset_trained`` keeps the trained weights instead of resetting, ``no_mask`` trains
 without gradient masking / re-masking (Adam revives pruned weights, spec §7)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +15,8 @@ from torch import nn
 
 from suite.models import MLP
 
-VARIANTS = ("paper", "row_softmax", "no_entropy")
+Variant = Literal["paper", "row_softmax", "no_entropy"]
+VARIANTS = get_args(Variant)
 
 
 def coding_rate(z: torch.Tensor, eps2: float) -> torch.Tensor:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Literal, get_args
 
 import numpy as np
 from sklearn.cluster import KMeans
@@ -18,7 +18,8 @@ from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
-VARIANTS = ("divisive", "flat", "no_validation", "unstable")
+Variant = Literal["divisive", "flat", "no_validation", "unstable"]
+VARIANTS = get_args(Variant)
 
 
 @dataclass

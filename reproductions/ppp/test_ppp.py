@@ -9,7 +9,7 @@ import pytest
 from reproductions.ppp import Config, evaluate_dataset, run
 from reproductions.ppp.data import blobs
 from reproductions.ppp.method import PPPParams, canonical_labels, compactness, ppp, validate_split
-from suite import registry
+from suite import config, registry
 from suite.context import for_tests
 from suite.errors import ConfigError
 
@@ -66,8 +66,8 @@ def test_split_log_and_most_separable():
 
 
 def test_bad_variant_is_a_config_error():
-    with pytest.raises(ConfigError):
-        run(Config(variant="nope"), for_tests())
+    with pytest.raises(ConfigError, match="one of"):
+        config.resolve(registry.get("ppp"), "smoke", ["variant=nope"])
 
 
 @pytest.mark.parametrize("variant", ["no_validation", "unstable"])

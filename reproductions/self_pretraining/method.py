@@ -14,6 +14,7 @@ TrainConfig, same minibatch order, same head init) from a random encoder (§7 "f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 from torch import nn
@@ -27,7 +28,8 @@ from suite.errors import UnknownNameError
 from suite.metrics import accuracy
 from suite.train import TrainConfig, fit
 
-VARIANTS = ("paper", "loss_all_positions", "reinit_encoder")
+Variant = Literal["paper", "loss_all_positions", "reinit_encoder"]
+VARIANTS = get_args(Variant)
 
 
 @dataclass
@@ -164,5 +166,5 @@ def check_variant(variant: str) -> None:
         raise UnknownNameError(f"unknown variant {variant!r}; use one of {VARIANTS}")
 
 
-__all__ = ["VARIANTS", "PhaseConfig", "crop_pad", "encoder_config", "denoising_loss", "pretrain", "evaluate",
+__all__ = ["VARIANTS", "Variant", "PhaseConfig", "crop_pad", "encoder_config", "denoising_loss", "pretrain", "evaluate",
            "make_classifier", "finetune", "check_variant"]

@@ -13,6 +13,7 @@ from reproductions.self_pretraining.masking import IGNORE, mask_pixels, mask_tok
 from reproductions.self_pretraining.method import PhaseConfig, encoder_config, finetune, make_classifier, pretrain
 from reproductions.self_pretraining.tasks import TaskData, listops_mini
 from suite.models.ssm import SSMConfig
+from suite import config, registry
 from suite.context import for_tests
 from suite.errors import ConfigError, UnknownNameError
 from suite.spec import DatasetRef
@@ -112,8 +113,8 @@ def test_classifier_ignores_padding(arch):
 
 
 def test_unknown_names_raise():
-    with pytest.raises(UnknownNameError):
-        Config(variant="nope")
+    with pytest.raises(ConfigError, match="one of"):
+        config.resolve(registry.get("self_pretraining"), "smoke", ["variant=nope"])
     with pytest.raises(UnknownNameError):
         EncoderConfig(arch="lstm")
 

@@ -15,7 +15,7 @@ from suite.metrics.stats import chi2_gof
 from suite.registry import reproduction
 from suite.spec import Claim, DatasetRef, Outcome, Paper, Resources
 
-from .method import all_sequences, ar_sample, encode, sequence_logprob, sjd_sample
+from .method import Variant, all_sequences, ar_sample, encode, sequence_logprob, sjd_sample
 from .models import GridMarkovModel, LMProbModel, NGramModel, blob_stripe_images, train_image_lm
 from .stats import bigram_permutation_test, marginal_two_sample
 
@@ -49,7 +49,7 @@ class SJDConfig:
     cfg_scale: float = 3.0
     full_top_k: int = 2000
     prompt_template: str = "Generate an image of 768x768 according to the following prompt:\n{caption}"
-    variant: str = "paper"  # TEST-ONLY mutations of SJD: resample_from_p | onehot_residual | random_reset
+    variant: Variant = "paper"  # TEST-ONLY mutations of SJD: resample_from_p | onehot_residual | random_reset
 
 
 def _exactness(cfg: SJDConfig, gen: torch.Generator, ctx: RunContext) -> dict[str, float]:

@@ -12,11 +12,12 @@ A forward pass over ``[prefix, window]`` recomputes the prefix (no KV cache); th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable, Literal, Protocol, get_args
 
 import torch
 
-VARIANTS = ("paper", "resample_from_p", "onehot_residual", "random_reset")
+Variant = Literal["paper", "resample_from_p", "onehot_residual", "random_reset"]
+VARIANTS = get_args(Variant)
 INITS = ("random", "repeat_horizon")
 
 

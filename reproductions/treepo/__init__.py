@@ -10,6 +10,7 @@ Full scale (spec §5): Qwen2.5-7B on the TreePO_data parquet files through the H
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Literal, get_args
 
 from suite.context import RunContext
 from suite.errors import ConfigError, UnknownNameError
@@ -23,7 +24,8 @@ from .method import TreeConfig
 # TEST-ONLY broken variants: "recount" counts reconstructed leaf lengths instead of decoded tokens
 # (spec §7 pitfall); "no-fallback" disables the fallback so leaf counts drift from W; "flip-adv"
 # flips the sign of the tree advantage
-VARIANTS = ("paper", "recount", "no-fallback", "flip-adv")
+Variant = Literal["paper", "recount", "no-fallback", "flip-adv"]
+VARIANTS = get_args(Variant)
 
 
 @dataclass
@@ -66,7 +68,7 @@ class Config:
     eval_every: int = 20
     eval_samples: int = 4         # avg@k at temperature 1
     stub_prompts: int = 16
-    variant: str = "paper"
+    variant: Variant = "paper"
     # full scale (spec §5)
     model_dir: str = ""
     data_dir: str = "TreePO_data"
@@ -150,8 +152,6 @@ def _dataset() -> DatasetRef:
                "full": Resources(cpus=32, gpus=8, mem_gb=512, time_min=72 * 60)},
 )
 def run(cfg: Config, ctx: RunContext) -> Outcome:
-    if cfg.variant not in VARIANTS:
-        raise UnknownNameError(f"variant={cfg.variant!r} unknown; use one of {VARIANTS}")
     bad = [a for a in cfg.arms if a not in ARMS]
     if bad:
         raise UnknownNameError(f"arms {bad} unknown; use {tuple(ARMS)}")

@@ -9,6 +9,7 @@ substitution); stages 2–6 run on a tiny causal transformer pretrained on label
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -23,7 +24,8 @@ from .experiment import pass_at_1, self_train, sft, tokenizer
 from .method import consensus, degenerate, select_random
 
 # TEST-ONLY broken variant: "anti-consensus" selects the smallest non-degenerate cluster
-VARIANTS = ("paper", "anti-consensus")
+Variant = Literal["paper", "anti-consensus"]
+VARIANTS = get_args(Variant)
 RULES = ("consensus", "random", "min_nll")
 
 
@@ -56,7 +58,7 @@ class Config:
     binom_problems: int = 500
     binom_p: float = 0.3
     binom_wrong: int = 10
-    variant: str = "paper"
+    variant: Variant = "paper"
     # full scale (spec §5)
     model_dir: str = ""
     humaneval: str = "humaneval/HumanEval.jsonl.gz"
@@ -158,8 +160,6 @@ def _dataset() -> DatasetRef:
                "full": Resources(cpus=8, gpus=1, mem_gb=64, time_min=12 * 60)},
 )
 def run(cfg: Config, ctx: RunContext) -> Outcome:
-    if cfg.variant not in VARIANTS:
-        raise UnknownNameError(f"variant={cfg.variant!r} unknown; use one of {VARIANTS}")
     bad = [r for r in cfg.rules if r not in RULES]
     if bad or "consensus" not in cfg.rules:
         raise UnknownNameError(f"rules={cfg.rules!r}: use 'consensus' (required) and any of {RULES}")

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +23,8 @@ from suite.ood.net import Classifier, averaged_head
 from suite.ood.objective import l2_term
 from suite.train import TrainConfig, fit
 
-VARIANTS = ("paper", "true-labels", "no-resample", "no-dro", "dro-mean")
+Variant = Literal["paper", "true-labels", "no-resample", "no-dro", "dro-mean"]
+VARIANTS = get_args(Variant)
 
 
 @dataclass
