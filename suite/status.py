@@ -218,7 +218,8 @@ def render(df: pd.DataFrame) -> str:
 
 def _has_tabulate() -> bool:
     try:
-        import tabulate  # noqa: F401
+        import tabulate
+        del tabulate  # only whether it is installed
     except ImportError:
         return False
     return True

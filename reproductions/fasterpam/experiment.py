@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from scipy.spatial.distance import pdist, squareform
 
-from suite.errors import ConfigError, DataNotFoundError
+from suite.errors import ConfigError
 from suite.spec import DatasetRef, curve_metrics
 
 from . import method as M

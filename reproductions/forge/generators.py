@@ -7,7 +7,7 @@ from typing import Callable
 
 import numpy as np
 
-from reproductions.forge.instance import BIN, CONT, EQ, GE, LE, MIPInstance
+from reproductions.forge.instance import BIN, CONT, GE, LE, MIPInstance
 from suite.errors import UnknownNameError
 
 TYPES = ("setcover", "cauction", "indset", "facility", "knapsack")
@@ -91,7 +91,6 @@ def facility_location(rng: np.random.Generator, n_cust: int, n_fac: int, ratio: 
     r3y = base + np.arange(nx), np.tile(yi, n_cust), -np.ones(nx)
     parts = (r0, r1, r1y, r2, r3, r3y)
     rows, cols, vals = (np.concatenate([p[k] for p in parts]) for k in range(3))
-    m = base + nx
     sense = np.concatenate([np.full(n_cust, GE), np.full(n_fac, LE), [GE], np.full(nx, LE)]).astype(np.int8)
     rhs = np.concatenate([np.ones(n_cust), np.zeros(n_fac), [d.sum()], np.zeros(nx)])
     n = nx + n_fac

@@ -94,11 +94,10 @@ def acc_pct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 def train_mlp(model: nn.Module, cfg: Any, data: tuple[torch.Tensor, torch.Tensor], ctx: RunContext, name: str,
               epochs: int, lr: float, backslash: float = 0.0) -> TrainResult:
     tc = TrainConfig(epochs=epochs, batch_size=cfg.batch_size, lr=lr, optimizer="adam", log_every=1)
-    hook = None
-    if backslash > 0:
-        def hook(st: TrainState) -> None:  # after every optimiser step (BackSlash, spec §3)
-            backslash_step_(st.model, backslash, cfg.bs_c)
-    return fit(model, lambda m, b: F.cross_entropy(m(b[0]), b[1]), data, tc, ctx=ctx, name=name, on_step=hook)
+    def hook(st: TrainState) -> None:  # after every optimiser step (BackSlash, spec §3)
+        backslash_step_(st.model, backslash, cfg.bs_c)
+    return fit(model, lambda m, b: F.cross_entropy(m(b[0]), b[1]), data, tc, ctx=ctx, name=name,
+               on_step=hook if backslash > 0 else None)
 
 
 def steps_to(res: TrainResult, target: float, window: int = 10) -> float:

@@ -20,10 +20,10 @@ from typing import Any, Callable
 
 import torch
 
-from suite.data.base import ArrayDataset, Splits
+from suite.data.base import Splits
 from suite.errors import ConfigError
 from suite.metrics import accuracy
-from suite.ood import METHODS, EnvData, env_accuracies, worst_env_accuracy
+from suite.ood import METHODS, EnvData, worst_env_accuracy
 from suite.ood import bonsai as B
 from suite.ood.dro import group_losses
 from suite.ood.net import Classifier, LinearOnFeatures, mlp_classifier

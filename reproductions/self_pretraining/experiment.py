@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from suite.models.ssm import SSMConfig, ssm_param_groups
-from reproductions.self_pretraining.encoders import EncoderConfig, PretrainModel, build_encoder, transfer_encoder
+from reproductions.self_pretraining.encoders import EncoderConfig, PretrainModel, build_encoder
 from reproductions.self_pretraining.masking import IGNORE, mask_pixels, mask_tokens
 from reproductions.self_pretraining.method import (PhaseConfig, crop_pad, denoising_loss, encoder_config, finetune,
                                                    make_classifier, pretrain)
