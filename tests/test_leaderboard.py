@@ -79,3 +79,21 @@ def test_delta_only_for_full_scale_on_paper_data():
     full_paper = leaderboard._claim_rows(type("R", (), {"claims": (c,)}), "full", "paper", [rec])
     full_standin = leaderboard._claim_rows(type("R", (), {"claims": (c,)}), "full", "stand-in", [rec])
     assert full_paper[0][6] == "0.5" and full_standin[0][6] == "—"
+
+
+def test_current_preset_is_reported_before_older_configs(tmp_path):
+    """A record of an overridden (or since changed) config stays on the page, labelled, but the
+    track page reports the current preset's group first, even when it ran earlier."""
+    from suite import config
+
+    with registry.temporarily(TOY):
+        res = tmp_path / "res"
+        runner.execute(runner.RunSpec("_toy", "small", 0), res)
+        runner.execute(runner.RunSpec("_toy", "small", 0, ("noise=0.2",)), res)  # newer, other config
+        leaderboard.build(res, tmp_path / "lb")
+        current = config.config_hash("_toy", config.resolve(TOY, "small"))
+    page = (tmp_path / "lb" / "_toytrack.md").read_text()
+    sections = [line for line in page.splitlines() if line.startswith("### small")]
+    assert len(sections) == 2
+    assert f"config `{current}`" in sections[0] and "not the current" not in sections[0]
+    assert "not the current `small` preset" in sections[1]
