@@ -15,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from tabulate import tabulate
+from tabulate import tabulate as _tabulate
 
 from suite import config, registry, store
 from suite.io import atomic_write, atomic_write_text
@@ -24,6 +24,14 @@ from suite.spec import SCALES, Claim
 SCALE_RANK = {"full": 0, "small": 1, "smoke": 2}
 RECORDS = "records"
 PLOTS = "plots"
+
+
+def tabulate(rows: Iterable[Sequence[Any]], headers: Sequence[str], **kw: Any) -> str:
+    """A GitHub markdown table; a ``|`` inside a cell (``|cos|``, ``|V|``) is escaped so that it
+    does not split the cell."""
+    def esc(x: Any) -> Any:
+        return x.replace("|", "\\|") if isinstance(x, str) else x
+    return _tabulate([[esc(x) for x in row] for row in rows], headers=[esc(h) for h in headers], **kw)
 
 
 def fmt(x: Any) -> str:
@@ -226,6 +234,7 @@ def render_track(track: str, by_slug: dict[str, list[dict[str, Any]]], out_dir: 
              "(bundled or generated data). The paper's number stands beside ours for reference; Δ is "
              "shown only for a `full` run on the paper's own data.", ""]
     summary = []
+    beside_paper = []  # every claim with a paper figure, our reported group's value beside it
     sections = []
     for repro in registry.by_track(track):
         recs = by_slug.get(repro.slug, [])
@@ -236,6 +245,13 @@ def render_track(track: str, by_slug: dict[str, list[dict[str, Any]]], out_dir: 
             held = sum(all(v == "holds" for v in checked(c, best)) for c in expected)
             summary.append([f"[{repro.slug}](#{repro.slug})", repro.paper.title, scale, f"{ds} ({prov})",
                             f"{held}/{len(expected)}"])
+            for c in (c for c in repro.claims if c.paper is not None or c.paper_note):
+                m, sd, n = mean_std([r["metrics"].get(c.metric) for r in best])
+                ours = f"{fmt(m)} ± {fmt(sd)} (n={n})" if n else "—"
+                paper = " ".join(x for x in (fmt(c.paper) if c.paper is not None else "",
+                                             f"({c.paper_note})" if c.paper_note else "") if x)
+                beside_paper.append([f"[{repro.slug}](#{repro.slug})", f"`{c.id}`", f"`{c.metric}`", ours,
+                                     f"{scale}, {prov}", paper, _verdict(c, best)])
         else:
             summary.append([repro.slug, repro.paper.title, "not run", "—", "—"])
         sec = [f"## {repro.slug}", "",
@@ -261,6 +277,13 @@ def render_track(track: str, by_slug: dict[str, list[dict[str, Any]]], out_dir: 
                                             "claims holding (expected at that scale, all seeds)"],
                           tablefmt="github", disable_numparse=True))
     lines.append("")
+    if beside_paper:
+        lines += ["### Our numbers beside the paper's", "",
+                  "Every claim that carries the paper's figure or statement; ours is the reported group of "
+                  "each reproduction (its scale and data say how comparable it is).", "",
+                  tabulate(beside_paper, headers=["reproduction", "claim", "metric", "ours (mean ± std)",
+                                                  "our scale, data", "paper (figure or statement)", "verdict"],
+                           tablefmt="github", disable_numparse=True), ""]
     return "\n".join(lines + sections).rstrip() + "\n"
 
 

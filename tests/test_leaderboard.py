@@ -97,3 +97,12 @@ def test_current_preset_is_reported_before_older_configs(tmp_path):
     assert len(sections) == 2
     assert f"config `{current}`" in sections[0] and "not the current" not in sections[0]
     assert "not the current `small` preset" in sections[1]
+
+
+def test_pipes_inside_cells_do_not_split_them():
+    import re
+
+    table = leaderboard.tabulate([["`a`", "between |cos| < 0.3"]], headers=["claim", "text"], tablefmt="github")
+    header, _, row = table.splitlines()
+    unescaped = lambda line: len(re.findall(r"(?<!\\)\|", line))  # noqa: E731
+    assert unescaped(row) == unescaped(header) == 3 and "\\|cos\\|" in row
