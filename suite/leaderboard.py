@@ -18,6 +18,7 @@ from typing import Any, Iterable, Sequence
 from tabulate import tabulate as _tabulate
 
 from suite import config, registry, store
+from suite.errors import SuiteError
 from suite.io import atomic_write, atomic_write_text
 from suite.spec import SCALES, Claim
 
@@ -83,7 +84,7 @@ def _preset_hash(repro: registry.Reproduction, scale: str) -> str | None:
     """Config hash of ``repro``'s preset at ``scale`` as the code declares it now."""
     try:
         return config.config_hash(repro.slug, config.resolve(repro, scale))
-    except Exception:  # a preset that no longer resolves: no group counts as current
+    except SuiteError:  # a preset that no longer resolves: no group counts as current
         return None
 
 
@@ -234,7 +235,7 @@ def render_track(track: str, by_slug: dict[str, list[dict[str, Any]]], out_dir: 
              "(bundled or generated data). The paper's number stands beside ours for reference; Δ is "
              "shown only for a `full` run on the paper's own data.", ""]
     summary = []
-    beside_paper = []  # every claim with a paper figure, our reported group's value beside it
+    beside_paper = []  # every claim with the paper's figure or statement, our reported value beside it
     sections = []
     for repro in registry.by_track(track):
         recs = by_slug.get(repro.slug, [])

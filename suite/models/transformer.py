@@ -17,7 +17,8 @@ class TransformerLM(nn.Module):
     ``causal=True``: position t attends to positions <= t (next-token prediction);
     ``causal=False``: full attention (predict [MASK]ed tokens). ``key_mask`` marks real tokens (True)
     vs padding. ``pos_encoding``: "learned" absolute embeddings or "rope" (rotary). ``tok_emb``,
-    ``pos_emb`` (None under rope), ``blocks`` (each with ``.attn``/``.mlp``), ``norm`` and ``head`` are public for papers that edit them (vocabulary expansion, FFN surgery).
+    ``pos_emb`` (None under rope), ``blocks`` (each with ``.attn``/``.mlp``), ``norm`` and ``head``
+    are public for papers that edit them (vocabulary expansion, FFN surgery).
     """
 
     def __init__(self, vocab_size: int, max_len: int = 128, dim: int = 128, depth: int = 2, heads: int = 4,
