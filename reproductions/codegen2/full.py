@@ -4,7 +4,7 @@ problem, truncation before ``\\n\\n^#``, ``^'''`` and ``\\n\\n\\n`` (§3), each 
 separate Python process with a timeout (``check(entry_point)``), unbiased pass@k.
 
 The execution runs model-written code: run full scale only inside a container or VM. ``--dry-run``
-uses a tiny random GPT-2 (the CodeGen family is a GPT-J-style decoder) and a 2-problem fixture.
+uses a tiny random CodeGen model (the same architecture family) and a 2-problem fixture.
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     if ctx.dry_run:
         tmp = tempfile.TemporaryDirectory(prefix="cg2-dry-")
         root = Path(tmp.name)
-        save_tiny_random_lm(root / "model", "gpt2", max_len=512, pad="<|endoftext|>")
+        save_tiny_random_lm(root / "model", "codegen", max_len=512, pad="<|endoftext|>")
         lm = load_causal_lm(root / "model", ctx.device)
         he = Path(ctx.data_root) / cfg.humaneval if ctx.data_root else root / "HumanEval.jsonl.gz"
         probs = humaneval.read(he if he.is_file() else humaneval.write_fixture(root / "HumanEval.jsonl.gz"))

@@ -84,7 +84,7 @@ def load_causal_lm(folder: str | Path, device: str | torch.device = "cpu",
     return CausalLM(model, tok, dev)
 
 
-TINY_FAMILIES = ("qwen2", "qwen3", "llama", "gpt2")
+TINY_FAMILIES = ("qwen2", "qwen3", "llama", "gpt2", "codegen")
 
 
 def tiny_char_tokenizer(eos: str = "<|endoftext|>", pad: str = "<|pad|>", unk: str | None = None,
@@ -113,6 +113,10 @@ def tiny_random_lm(family: str, vocab_size: int, max_len: int = 2048, seed: int 
     transformers = _transformers()
     ids = dict(eos_token_id=eos_id, bos_token_id=eos_id, pad_token_id=eos_id if pad_id is None else pad_id)
     torch.manual_seed(seed)
+    if family == "codegen":  # CodeGen / CodeGen2: GPT-J-style blocks with rotary embeddings
+        conf = transformers.CodeGenConfig(vocab_size=vocab_size, n_positions=max_len, n_ctx=max_len, n_embd=32,
+                                          n_layer=2, n_head=2, rotary_dim=8, **ids)
+        return transformers.CodeGenForCausalLM(conf).eval()
     if family == "gpt2":
         conf = transformers.GPT2Config(vocab_size=vocab_size, n_positions=max_len, n_embd=32, n_layer=2, n_head=2,
                                        **ids)
