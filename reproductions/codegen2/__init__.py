@@ -9,7 +9,7 @@ left-to-right pass@k (unit tests, unbiased estimator) and single-line infill exa
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal, get_args
+from typing import Literal
 
 from suite.context import RunContext
 from suite.errors import UnknownNameError
@@ -20,10 +20,8 @@ from . import programs as P
 from .experiment import MODELS, infill, l2r_pass, roundtrip_rate, train_model
 from .method import SpanConfig, tokenizer
 
-# TEST-ONLY broken variants: "no-suffix" drops the suffix from the infill prompt; "drop-last" loses
-# the last token of every corrupted span from the target
-Variant = Literal["paper", "no-suffix", "drop-last"]
-VARIANTS = get_args(Variant)
+# TEST-ONLY broken variant: "drop-last" loses the last token of every corrupted span from the target
+Variant = Literal["paper", "drop-last"]
 
 
 @dataclass
@@ -116,7 +114,7 @@ def run(cfg: Config, ctx: RunContext) -> Outcome:
         model, info = train_model(name, cfg, ctx, tok, train)
         m.update(info)
         m.update(l2r_pass(model, name, cfg, ctx, tok, test))
-        m.update(infill(model, name, cfg, ctx, tok, test, drop_suffix=cfg.variant == "no-suffix"))
+        m.update(infill(model, name, cfg, ctx, tok, test))
     m["infill_em_B_minus_A"] = m["infill_em_B"] - m["infill_em_A"]
     m["infill_doc_em_B_minus_A"] = m["infill_doc_em_B"] - m["infill_doc_em_A"]
     m["pass1_B_minus_A"] = m["pass1_B"] - m["pass1_A"]

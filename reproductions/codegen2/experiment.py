@@ -105,7 +105,7 @@ def _fills(model: TransformerLM, name: str, cfg: Any, tok: Tokenizer, pre: list[
 
 
 def infill(model: TransformerLM, name: str, cfg: Any, ctx: RunContext, tok: Tokenizer,
-           progs: list[P.Program], drop_suffix: bool = False) -> dict[str, float]:
+           progs: list[P.Program]) -> dict[str, float]:
     """Two single-span infill tasks on held-out programs (spec §6 small (1)), exact match (EM):
 
     - ``infill_em``: one body line masked (the spec's task). In these programs the prefix (the
@@ -120,8 +120,6 @@ def infill(model: TransformerLM, name: str, cfg: Any, ctx: RunContext, tok: Toke
     pre = [p.header + "".join(p.body[:j]) for p, j in zip(progs, lines)]
     suf = ["".join(p.body[j + 1:]) for p, j in zip(progs, lines)]
     doc_pre, doc_gold, doc_suf = (list(x) for x in zip(*clauses))
-    if drop_suffix:  # TEST-ONLY broken variant: the infill prompt loses the suffix
-        suf, doc_suf = ["" for _ in suf], ["" for _ in doc_suf]
     fills = _fills(model, name, cfg, tok, pre, suf, "\n")
     em = [f.rstrip("\n") == p.body[j].rstrip("\n") for f, p, j in zip(fills, progs, lines)]
     ok = [P.passes(p, "".join(p.body[:j]) + f.rstrip("\n") + "\n" + "".join(p.body[j + 1:]))

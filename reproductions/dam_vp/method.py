@@ -3,14 +3,13 @@ downstream data, per-cluster prompts routed by nearest prototype, "active neuron
 meta-prompt."""
 from __future__ import annotations
 
-from typing import Callable, Literal, get_args
+from typing import Callable, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
 Variant = Literal["paper", "reptile_sign", "full_prompt"]  # the last two: test-only broken variants
-VARIANTS = get_args(Variant)
 
 
 class PadPrompts(nn.Module):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -24,7 +24,6 @@ as −1e-13 in one formula and +1e-13 in another, so PAM and FastPAM1 would dive
 threshold (≈ 1e-9 at TD ≈ 1e3, far above rounding, far below any real gain) treats those as ties."""
 
 Variant = Literal["correct", "no-correction", "stale-second"]
-VARIANTS = get_args(Variant)
 """``variant`` is test-only: ``no-correction`` drops the ``Δ[n(o)] += d_n(o) − d_s(o)`` term of the
 O(n) gain routine, ``stale-second`` skips the second-nearest rescan after a swap (spec §7 pitfalls)."""
 

@@ -3,7 +3,7 @@ node/edge decoders, the alternating reconstruction loss, and code-usage histogra
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal
 
 import numpy as np
 import torch
@@ -13,7 +13,6 @@ from torch import nn
 from reproductions.forge.instance import N_FEAT
 
 Variant = Literal["paper", "swapped_ema"]  # "swapped_ema": test-only broken variant
-VARIANTS = get_args(Variant)
 
 
 class WeightedSAGEConv(nn.Module):

@@ -8,7 +8,7 @@ E4M3 / E5M2 / INT8; optionally a tiny char GPT (default vs GG init). See README.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal, get_args
+from typing import Literal
 
 from suite.context import RunContext
 from suite.data import digits
@@ -19,7 +19,6 @@ from suite.spec import Claim, Outcome, Paper, Plot, Resources
 from .experiment import measure, mlp
 
 Variant = Literal["paper", "rf8-floor", "deepshape-unsorted"]
-VARIANTS = get_args(Variant)
 
 
 @dataclass

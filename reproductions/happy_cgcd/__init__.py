@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal, get_args
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -29,7 +29,6 @@ from suite.train import TrainConfig, fit
 # "happy_uniform": Happy with uniform instead of hardness-aware prototype sampling (ablation for C3).
 METHODS = ("happy", "naive", "happy_uniform")
 Variant = Literal["paper", "init_largest"]  # test-only: "init_largest" picks the most known-like centroids
-VARIANTS = get_args(Variant)
 IMAGE_SETS = {"cifar100": ("cifar-100", 100), "tinyimagenet": ("tiny-imagenet-200", 200)}
 
 

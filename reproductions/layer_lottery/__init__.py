@@ -8,7 +8,7 @@ FLOPs / parameters / measured latency (C4) and corrupted-input accuracy (C5 stan
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal, get_args
+from typing import Literal
 
 from suite.context import RunContext
 from suite.errors import ConfigError
@@ -22,7 +22,6 @@ from .data import load
 from .experiment import build_dense, measure, score_batches
 
 Variant = Literal["paper", "wrong-copy", "grasp-sign-flipped"]
-VARIANTS = get_args(Variant)
 
 
 @dataclass

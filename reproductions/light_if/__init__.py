@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass, replace
-from typing import Literal, get_args
+from typing import Literal
 
 import numpy as np
 
@@ -28,7 +28,6 @@ from .method import EntropySFT, GRPOConfig, RewardConfig
 
 # TEST-ONLY broken variant: "delta-plus-entropy" selects by CE + λH (sign of the entropy term flipped)
 Variant = Literal["paper", "delta-plus-entropy"]
-VARIANTS = get_args(Variant)
 RL_ARMS = {"binary": ("binary", False), "dense": ("dense", False), "dense_tea": ("dense", True)}
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +16,6 @@ from torch import nn
 from suite.models import MLP
 
 Variant = Literal["paper", "row_softmax", "no_entropy"]
-VARIANTS = get_args(Variant)
 
 
 def coding_rate(z: torch.Tensor, eps2: float) -> torch.Tensor:

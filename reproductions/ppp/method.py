@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Literal, get_args
+from typing import Callable, Literal
 
 import numpy as np
 from sklearn.cluster import KMeans
@@ -19,7 +19,6 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
 Variant = Literal["divisive", "flat", "no_validation", "unstable"]
-VARIANTS = get_args(Variant)
 
 
 @dataclass

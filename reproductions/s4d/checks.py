@@ -7,7 +7,7 @@ length L (circular wrap-around), ``halved_kernel`` drops the factor 2 of the con
 from __future__ import annotations
 
 import time
-from typing import Literal, get_args
+from typing import Literal
 
 import numpy as np
 import torch
@@ -16,7 +16,6 @@ from suite.models.ssm import (S4D, S4DKernel, SSMConfig, fft_conv, recurrent_ker
                                      vandermonde_kernel)
 
 Variant = Literal["paper", "circular_fft", "halved_kernel"]
-VARIANTS = get_args(Variant)
 
 
 def _kernel(k: S4DKernel, L: int, variant: str) -> torch.Tensor:
@@ -104,4 +103,4 @@ def kernel_speed(H: int = 256, N: int = 64, L: int = 4096, repeats: int = 3, see
             "max_abs_diff": float(max((K_b - K_l).abs().max(), (K_d - K_l).abs().max()))}
 
 
-__all__ = ["VARIANTS", "Variant", "kernel_vs_recurrence", "fft_vs_direct", "step_vs_conv", "kernel_speed"]
+__all__ = ["Variant", "kernel_vs_recurrence", "fft_vs_direct", "step_vs_conv", "kernel_speed"]

@@ -10,7 +10,7 @@ Full scale (spec §5): Qwen2.5-7B on the TreePO_data parquet files through the H
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal, get_args
+from typing import Literal
 
 from suite.context import RunContext
 from suite.errors import ConfigError, UnknownNameError
@@ -25,7 +25,6 @@ from .method import TreeConfig
 # (spec §7 pitfall); "no-fallback" disables the fallback so leaf counts drift from W; "flip-adv"
 # flips the sign of the tree advantage
 Variant = Literal["paper", "recount", "no-fallback", "flip-adv"]
-VARIANTS = get_args(Variant)
 
 
 @dataclass

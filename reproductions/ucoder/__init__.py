@@ -9,7 +9,7 @@ substitution); stages 2–6 run on a tiny causal transformer pretrained on label
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal, get_args
+from typing import Literal
 
 import numpy as np
 import torch
@@ -25,7 +25,6 @@ from .method import consensus, degenerate, select_random
 
 # TEST-ONLY broken variant: "anti-consensus" selects the smallest non-degenerate cluster
 Variant = Literal["paper", "anti-consensus"]
-VARIANTS = get_args(Variant)
 RULES = ("consensus", "random", "min_nll")
 
 
