@@ -42,22 +42,71 @@ def git_state() -> dict[str, Any]:
     return {"git_sha": sha.strip(), "git_dirty": dirty, "git_diff_hash": diff_hash}
 
 
-def code_hash(module: str) -> str:
-    """12 hex digits of sha256 over the source of ``suite`` and of the reproduction's package:
-    identifies the code that produced a record even when the tree was not committed."""
-    import importlib
+# Harness vocabulary that describes or stores a run but computes none of its metrics: editing it
+# does not make a record stale (claims are re-checked from stored metrics by the leaderboard).
+HARNESS_ONLY = {"suite/__init__.py", "suite/spec.py", "suite/registry.py", "suite/errors.py", "suite/io.py"}
 
-    h = hashlib.sha256()
-    roots = [REPO_ROOT / "suite"]
+
+def _suite_imports(path: Path) -> set[Path]:
+    """``suite`` modules a source file imports (static, from its ``import`` statements)."""
+    import ast
+
+    out: set[Path] = set()
+    try:
+        tree = ast.parse(path.read_text())
+    except (OSError, SyntaxError):
+        return out
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+            names += [f"{node.module}.{a.name}" for a in node.names]
+    for name in names:
+        if name != "suite" and not name.startswith("suite."):
+            continue
+        base = REPO_ROOT.joinpath(*name.split("."))
+        for cand in (base.with_suffix(".py"), base / "__init__.py"):
+            if cand.exists():
+                out.add(cand)
+        parts = name.split(".")
+        for i in range(1, len(parts)):  # importing suite.data.x runs suite/data/__init__.py
+            init = REPO_ROOT.joinpath(*parts[:i], "__init__.py")
+            if init.exists():
+                out.add(init)
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def code_files(module: str) -> tuple[Path, ...]:
+    """The source files that compute a reproduction's metrics: its package (tests excluded) and
+    every ``suite`` module it imports, transitively, less the harness vocabulary (HARNESS_ONLY)."""
+    pkg_files: list[Path] = []
     if module.startswith("reproductions."):
-        pkg = importlib.import_module(".".join(module.split(".")[:2]))
-        roots.append(Path(pkg.__file__).parent)
-    for root in roots:
-        for f in sorted(root.rglob("*.py")):
-            if "test_" in f.name or "__pycache__" in f.parts:
-                continue
-            h.update(str(f.relative_to(REPO_ROOT)).encode())
-            h.update(f.read_bytes())
+        pkg_dir = REPO_ROOT.joinpath(*module.split(".")[:2])
+        pkg_files = [f for f in sorted(pkg_dir.rglob("*.py"))
+                     if not f.name.startswith("test_") and "__pycache__" not in f.parts]
+    seen: set[Path] = set()
+    todo = list(pkg_files)
+    while todo:
+        f = todo.pop()
+        if f in seen:
+            continue
+        seen.add(f)
+        todo += [g for g in _suite_imports(f) if g not in seen]
+    keep = [f for f in seen if str(f.relative_to(REPO_ROOT)) not in HARNESS_ONLY
+            and not f.name.startswith("test_")]
+    return tuple(sorted(keep))
+
+
+def code_hash(module: str) -> str:
+    """12 hex digits of sha256 over :func:`code_files`: identifies the code that produced a
+    record, committed or not. A record whose hash differs from the current code's is stale."""
+    h = hashlib.sha256()
+    for f in code_files(module):
+        h.update(str(f.relative_to(REPO_ROOT)).encode())
+        h.update(f.read_bytes())
     return h.hexdigest()[:12]
 
 

@@ -139,9 +139,13 @@ def execute(spec: RunSpec, results_root: Path | None = None, *, device: str | No
         if not isinstance(outcome, Outcome):
             raise TypeError(f"{spec.slug}.run must return suite.spec.Outcome, got {type(outcome).__name__}")
         metrics = jsonable(outcome.metrics)
+        claims = {}
+        for c in repro.claims:
+            claims[c.id] = {**c.check(metrics, spec.scale), "kind": c.kind,
+                            "dataset": outcome.dataset_of(c.metric).as_dict()}
         record.update(
             metrics=metrics,
-            claims={c.id: c.check(metrics, spec.scale) for c in repro.claims},
+            claims=claims,
             dataset=outcome.dataset.as_dict(),
             notes=jsonable({**ctx.notes, **outcome.notes}),
             status="ok",

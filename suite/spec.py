@@ -15,6 +15,8 @@ SCALES: tuple[str, ...] = ("smoke", "small", "full")
 Provenance = Literal["paper", "paper-subset", "stand-in"]
 PROVENANCES: tuple[str, ...] = ("paper", "paper-subset", "stand-in")
 Verdict = Literal["holds", "fails", "not-expected", "missing"]
+ClaimKind = Literal["paper", "check"]
+CLAIM_KINDS: tuple[str, ...] = ("paper", "check")
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,19 @@ class DatasetRef:
     def as_dict(self) -> dict[str, str]:
         return {"name": self.name, "provenance": self.provenance}
 
+    @staticmethod
+    def combine(*refs: "DatasetRef", name: str | None = None) -> "DatasetRef":
+        """One ref for a run over several loaders' data: the names joined with ``+`` (or ``name``)
+        and the least real provenance among them (stand-in < paper-subset < paper)."""
+        if not refs:
+            raise ValueError("combine needs at least one DatasetRef")
+        prov = min((r.provenance for r in refs), key=PROVENANCES[::-1].index)
+        return DatasetRef(name or "+".join(dict.fromkeys(r.name for r in refs)), prov)
+
+    def renamed(self, name: str) -> "DatasetRef":
+        """The same provenance under another name (e.g. a derived view of the loader's data)."""
+        return DatasetRef(name, self.provenance)
+
 
 _OPS: dict[str, Callable[[float, float, float], bool]] = {
     ">=": lambda v, t, tol: v >= t - tol,
@@ -64,6 +79,13 @@ class Claim:
     ``>=``: value >= ref - tol, ``<=``: value <= ref + tol, ``==``: |value - ref| <= tol.
     ``paper`` is the paper's own number for ``metric`` (for the leaderboard), ``paper_note`` says
     where it comes from or that it is unverified. ``scales`` lists where the claim is expected to hold.
+
+    ``kind``: ``"paper"`` restates a result of the paper (method vs the paper's baselines, an
+    efficiency ratio, a trend); only these count on the leaderboard. ``"check"`` is a mechanism or
+    invariant (exactness, a formula, shapes), shown as "mechanics verified n/m".
+    ``teeth`` names the broken value of the config's ``variant`` field that must make this claim
+    fail (``suite teeth`` runs it at small scale, seed 0); a paper claim without one states in
+    ``no_teeth`` why no broken variant can exist.
     """
 
     id: str
@@ -75,8 +97,19 @@ class Claim:
     scales: tuple[str, ...] = ("smoke", "small", "full")
     paper: float | None = None
     paper_note: str = ""
+    kind: str = ""
+    teeth: str | None = None
+    no_teeth: str = ""
 
     def __post_init__(self) -> None:
+        if self.kind not in CLAIM_KINDS and self.kind != "":  # TRANSITION: "" allowed until all are classified
+            raise ValueError(f"claim {self.id}: kind must be 'paper' (a result of the paper) or 'check' "
+                             f"(a mechanism or invariant), got {self.kind!r}")
+        if self.kind == "paper" and not (self.teeth or self.no_teeth):
+            raise ValueError(f"claim {self.id}: a paper claim names its teeth (teeth='<variant>') or says "
+                             f"why none can exist (no_teeth='...')")
+        if self.teeth and self.no_teeth:
+            raise ValueError(f"claim {self.id}: give teeth or no_teeth, not both")
         if self.op not in _OPS:
             raise ValueError(f"claim {self.id}: op must be one of {sorted(_OPS)}, got {self.op!r}")
         bad = [s for s in self.scales if s not in SCALES]
@@ -149,6 +182,13 @@ class Outcome:
     metrics: dict[str, float]
     dataset: DatasetRef
     notes: dict[str, Any] = field(default_factory=dict)
+    # Metrics measured on other data than ``dataset`` (e.g. a full run that still checks a claim on
+    # a synthetic set): metric name -> the DatasetRef its loader returned. Each claim's record entry
+    # names the dataset of its metric.
+    metric_datasets: dict[str, DatasetRef] = field(default_factory=dict)
+
+    def dataset_of(self, metric: str) -> DatasetRef:
+        return self.metric_datasets.get(metric, self.dataset)
 
 
 def curve_metrics(name: str, x: str, xs: Sequence[Any], ys: Sequence[float]) -> dict[str, float]:
@@ -156,5 +196,5 @@ def curve_metrics(name: str, x: str, xs: Sequence[Any], ys: Sequence[float]) -> 
     return {f"{name}@{x}={xi}": float(yi) for xi, yi in zip(xs, ys)}
 
 
-__all__ = ["Paper", "Claim", "Resources", "Plot", "Table", "Outcome", "DatasetRef", "Scale", "SCALES",
+__all__ = ["Paper", "Claim", "CLAIM_KINDS", "Resources", "Plot", "Table", "Outcome", "DatasetRef", "Scale", "SCALES",
            "PROVENANCES", "curve_metrics"]

