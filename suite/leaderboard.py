@@ -10,16 +10,18 @@ every group of runs names its scale, dataset and provenance.
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from tabulate import tabulate as _tabulate
 
-from suite import config, registry, store
+from suite import config, environment, registry, store, teeth
 from suite.errors import SuiteError
-from suite.io import atomic_write, atomic_write_text
+from suite.io import atomic_write_bytes, atomic_write_text
 from suite.spec import SCALES, Claim
 
 SCALE_RANK = {"full": 0, "small": 1, "smoke": 2}
@@ -58,16 +60,55 @@ def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
     return m, sd, n
 
 
-def ingest(results_root: Path, out_dir: Path) -> int:
-    """Merge ok records under ``results_root`` into ``out_dir/records/<slug>.jsonl``."""
+def collect(*sources: Path) -> dict[str, list[dict[str, Any]]]:
+    """Valid ok records of registered reproductions under ``sources``, by reproduction. A malformed
+    record is skipped with one warning line (see :func:`suite.store.invalid`)."""
+    known = registry.discover()
     by_slug: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for rec in store.records(Path(results_root), include_failed=False):
-        if rec.get("status") == "ok":
-            by_slug[rec["reproduction"]].append(rec)
+    for src in sources:
+        if not Path(src).exists():
+            continue
+        for rec, path in store.iter_records(Path(src), include_failed=False):
+            if rec.get("status") != "ok":
+                continue
+            if rec["reproduction"] not in known:
+                store.warn(path, f"unknown reproduction {rec['reproduction']!r}")
+            elif rec["scale"] not in SCALES:
+                store.warn(path, f"unknown scale {rec['scale']!r}")
+            else:
+                by_slug[rec["reproduction"]].append(rec)
+    return by_slug
+
+
+def ingest(results_root: Path, out_dir: Path) -> int:
+    """Merge ok records under ``results_root`` into ``out_dir/records/<slug>.jsonl`` (used by
+    ``suite publish`` after its checks)."""
     added = 0
-    for slug, recs in sorted(by_slug.items()):
+    for slug, recs in sorted(collect(results_root).items()):
         added += store.merge_into_jsonl(Path(out_dir) / RECORDS / f"{slug}.jsonl", recs)
     return added
+
+
+@functools.lru_cache(maxsize=None)
+def _current_code_hash(module: str) -> str:
+    return environment.code_hash(module)
+
+
+def is_stale(repro: registry.Reproduction, rec: dict[str, Any]) -> bool:
+    """A record made by other code than the reproduction's current code (its code hash differs):
+    shown, labelled, and left out of every verdict."""
+    return (rec.get("env") or {}).get("code_hash") != _current_code_hash(repro.module)
+
+
+def _teeth_variant(repro: registry.Reproduction, scale: str, h: str) -> str | None:
+    """The broken variant whose teeth run has config hash ``h`` at ``scale`` (or None)."""
+    for v in teeth.by_variant(repro):
+        try:
+            if teeth.config_hash(repro, v, scale) == h:
+                return v
+        except SuiteError:
+            continue
+    return None
 
 
 def _groups(recs: Iterable[dict[str, Any]]) -> list[tuple[tuple, list[dict[str, Any]]]]:
@@ -88,13 +129,59 @@ def _preset_hash(repro: registry.Reproduction, scale: str) -> str | None:
         return None
 
 
-def _ranked(repro: registry.Reproduction, recs: Iterable[dict[str, Any]]
-            ) -> list[tuple[tuple, list[dict[str, Any]], bool]]:
-    """Groups of ``_groups`` with a flag "runs the current preset"; per scale, the current group
-    comes first, then the others, newest first. The first group of a scale is the one reported."""
-    out = [(key, grp, key[4] == _preset_hash(repro, key[1])) for key, grp in _groups(recs)]
-    out.sort(key=lambda t: max(r.get("started") or "" for r in t[1]), reverse=True)  # newest first ...
-    return sorted(out, key=lambda t: (t[0][0], not t[2]))  # ... within (scale, current first); stable
+@dataclass
+class Group:
+    """Records of one (scale, dataset, config) with what the page says about them."""
+
+    scale: str
+    dataset: str
+    provenance: str
+    config_hash: str
+    recs: list[dict[str, Any]]
+    current: bool      # runs the current preset of its scale
+    stale: bool        # made by older code: shown, never counted
+    teeth: str | None  # the broken variant this group's config runs, if any
+
+    @property
+    def counted(self) -> bool:
+        return not self.stale and self.teeth is None
+
+
+def _ranked(repro: registry.Reproduction, recs: Iterable[dict[str, Any]]) -> list[Group]:
+    """Groups of records; per scale, counted groups first (the current preset before others, newest
+    first), then teeth runs, then stale ones. The first counted group of a scale is reported."""
+    recs = list(recs)
+    out = []
+    for key, grp in _groups(recs):
+        _, scale, ds, prov, h = key
+        fresh = [r for r in grp if not is_stale(repro, r)]
+        old = [r for r in grp if is_stale(repro, r)]
+        for part, stale in ((fresh, False), (old, True)):
+            if part:
+                out.append(Group(scale, ds, prov, h, part, h == _preset_hash(repro, scale), stale,
+                                 _teeth_variant(repro, scale, h)))
+    out.sort(key=lambda g: max(r.get("started") or "" for r in g.recs), reverse=True)  # newest first ...
+    return sorted(out, key=lambda g: (SCALE_RANK.get(g.scale, 9), g.stale, g.teeth is not None, not g.current))
+
+
+def reported(repro: registry.Reproduction, recs: Iterable[dict[str, Any]], scale: str) -> Group | None:
+    """The group whose verdicts stand for ``scale``: counted, the current preset if it ran."""
+    return next((g for g in _ranked(repro, (r for r in recs if r["scale"] == scale)) if g.counted), None)
+
+
+def teeth_verdict(repro: registry.Reproduction, claim: Claim, recs: list[dict[str, Any]]) -> str:
+    """The teeth column: does the claim's broken variant (small, seed 0, current code) make it fail?"""
+    if claim.kind != "paper" and not claim.teeth:
+        return ""
+    if not claim.teeth:
+        return f"none: {claim.no_teeth}"
+    try:
+        h = teeth.config_hash(repro, claim.teeth)
+    except SuiteError:
+        return "variant no longer resolves"
+    run = [r for r in recs if r["scale"] == teeth.TEETH_SCALE and r["config_hash"] == h
+           and r["seed"] == teeth.TEETH_SEED and not is_stale(repro, r)]
+    return f"`{claim.teeth}`: " + teeth.verdict(claim, run[0] if run else None)
 
 
 def checked(claim: Claim, recs: list[dict[str, Any]]) -> list[str]:
@@ -108,7 +195,7 @@ def checked(claim: Claim, recs: list[dict[str, Any]]) -> list[str]:
 
 def _verdict(claim: Claim, recs: list[dict[str, Any]]) -> str:
     verdicts = checked(claim, recs)
-    stored = [(r.get("claims") or {}).get(claim.id, {}).get("verdict") for r in recs]
+    stored = [((r.get("claims") or {}).get(claim.id) or {}).get("verdict") for r in recs]
     n = len(verdicts)
     note = ""
     if stored != verdicts:
@@ -123,6 +210,18 @@ def _verdict(claim: Claim, recs: list[dict[str, Any]]) -> str:
     return f"**fails** ({held}/{n} hold{note})"
 
 
+def _holds(claim: Claim, recs: list[dict[str, Any]]) -> bool:
+    return bool(recs) and all(v == "holds" for v in checked(claim, recs))
+
+
+def mechanics(repro: registry.Reproduction, g: Group | None) -> str:
+    """``verified n/m``: the check claims expected at the group's scale that hold on all seeds."""
+    if g is None:
+        return "—"
+    checks = [c for c in repro.claims if c.kind == "check" and g.scale in c.scales]
+    return f"verified {sum(_holds(c, g.recs) for c in checks)}/{len(checks)}" if checks else "none declared"
+
+
 def _target_text(claim: Claim, recs: list[dict[str, Any]]) -> str:
     tol = f" ± {fmt(claim.tol)}" if claim.tol else ""
     if isinstance(claim.ref, str):
@@ -131,8 +230,8 @@ def _target_text(claim: Claim, recs: list[dict[str, Any]]) -> str:
     return f"{claim.op} {fmt(claim.ref)}{tol}"
 
 
-def _claim_rows(repro: registry.Reproduction, scale: str, provenance: str,
-                recs: list[dict[str, Any]]) -> list[list[str]]:
+def _claim_rows(repro: Any, scale: str, provenance: str, recs: list[dict[str, Any]],
+                all_recs: list[dict[str, Any]] | None = None) -> list[list[str]]:
     rows = []
     for claim in repro.claims:
         m, sd, n = mean_std([r["metrics"].get(claim.metric) for r in recs])
@@ -141,28 +240,45 @@ def _claim_rows(repro: registry.Reproduction, scale: str, provenance: str,
         paper = fmt(claim.paper) if claim.paper is not None else "—"
         if claim.paper is not None and claim.paper_note:
             paper += f" ({claim.paper_note})"
-        rows.append([f"`{claim.id}`", claim.text, f"`{claim.metric}`",
+        text = claim.text + _claim_data_note(claim, recs)
+        rows.append([f"`{claim.id}`", claim.kind or "?", text, f"`{claim.metric}`",
                      f"{fmt(m)} ± {fmt(sd)} (n={n})", _target_text(claim, recs), paper, delta,
-                     _verdict(claim, recs)])
+                     _verdict(claim, recs),
+                     teeth_verdict(repro, claim, all_recs) if all_recs is not None else ""])
     return rows
+
+
+def _claim_data_note(claim: Claim, recs: list[dict[str, Any]]) -> str:
+    """Where a claim's metric was measured on other data than its group's dataset, say on which."""
+    names = set()
+    for r in recs:
+        ds = ((r.get("claims") or {}).get(claim.id) or {}).get("dataset") or {}
+        if ds and ds != r.get("dataset"):
+            names.add(f"{ds.get('name')} ({ds.get('provenance')})")
+    return f" [measured on {', '.join(sorted(names))}]" if names else ""
 
 
 def _cost(recs: list[dict[str, Any]]) -> str:
     total = sum((r.get("wall_s") or 0) * max(1, _gpus(r)) for r in recs)
-    shas = sorted({(r.get("env") or {}).get("git_sha", "unknown")[:10] for r in recs})
+    shas = sorted({str((r.get("env") or {}).get("git_sha", "unknown"))[:10] for r in recs})
     dirty = any((r.get("env") or {}).get("git_dirty") for r in recs)
-    devices = sorted({(r.get("env") or {}).get("device", "?") for r in recs})
+    devices = sorted({str((r.get("env") or {}).get("device", "?")) for r in recs})
+    codes = sorted({str((r.get("env") or {}).get("code_hash", "none")) for r in recs})
     return (f"cost {fmt(total)} device-seconds over {len(recs)} runs on {', '.join(devices)}; "
-            f"git {', '.join(shas)}{' (dirty tree)' if dirty else ''}")
+            f"git {', '.join(shas)}{' (dirty tree)' if dirty else ''}; code {', '.join(codes)}")
 
 
 def _gpus(rec: dict[str, Any]) -> int:
     return 1 if str((rec.get("env") or {}).get("device", "")).startswith(("NVIDIA", "Tesla", "AMD")) else 0
 
 
-def _plot(repro: registry.Reproduction, recs: list[dict[str, Any]], scale: str, out_dir: Path) -> list[str]:
+def _plot(repro: registry.Reproduction, g: Group, out_dir: Path) -> list[str]:
+    """One PNG per declared plot and group (keyed by scale and config hash, so groups never
+    overwrite each other); rewritten only when its bytes change."""
     if not repro.plots:
         return []
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -170,25 +286,26 @@ def _plot(repro: registry.Reproduction, recs: list[dict[str, Any]], scale: str, 
 
     links = []
     for p in repro.plots:
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        drawn = False
+        series = []
         for y in p.ys:
             pts: dict[float, list[float]] = defaultdict(list)
             prefix = f"{y}@{p.x}="
-            for r in recs:
+            for r in g.recs:
                 for k, v in r["metrics"].items():
                     if k.startswith(prefix) and v is not None:
-                        pts[float(k[len(prefix):])].append(v)
-            if not pts:
-                continue
+                        try:
+                            pts[float(k[len(prefix):])].append(v)
+                        except ValueError:
+                            continue
+            if pts:
+                series.append((y, pts))
+        if not series:
+            continue
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for y, pts in series:
             xs = sorted(pts)
             stats = [mean_std(pts[x]) for x in xs]
-            ax.errorbar(xs, [s[0] for s in stats], yerr=[s[1] for s in stats], marker="o", label=y,
-                        capsize=2)
-            drawn = True
-        if not drawn:
-            plt.close(fig)
-            continue
+            ax.errorbar(xs, [s[0] for s in stats], yerr=[s[1] for s in stats], marker="o", label=y, capsize=2)
         ax.set_xlabel(p.x)
         ax.set_ylabel(p.ylabel or "value")
         ax.set_title(p.title or p.name, fontsize=9)
@@ -198,11 +315,14 @@ def _plot(repro: registry.Reproduction, recs: list[dict[str, Any]], scale: str, 
             ax.set_yscale("log")
         ax.legend(fontsize=7)
         fig.tight_layout()
-        name = f"{repro.slug}-{p.name}-{scale}.png"
-        path = out_dir / PLOTS / name
-        atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=110, metadata={"Software": None}))
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
         plt.close(fig)
-        links.append(f"![{p.name} ({scale})]({PLOTS}/{name})")
+        name = f"{repro.slug}-{p.name}-{g.scale}-{g.config_hash}.png"
+        path = out_dir / PLOTS / name
+        if not (path.exists() and path.read_bytes() == buf.getvalue()):
+            atomic_write_bytes(path, buf.getvalue())
+        links.append(f"![{p.name} ({g.scale}, {g.config_hash})]({PLOTS}/{name})")
     return links
 
 
@@ -222,39 +342,71 @@ def _tables(repro: registry.Reproduction, recs: list[dict[str, Any]]) -> list[st
     return out
 
 
-HEADER = ["claim", "statement", "metric", "ours (mean ± std)", "compared with", "paper", "Δ vs paper",
-          "verdict"]
+HEADER = ["claim", "kind", "statement", "metric", "ours (mean ± std)", "compared with", "paper", "Δ vs paper",
+          "verdict", "teeth (small, seed 0)"]
+PREAMBLE = ("Scales: `smoke` (seconds, CPU), `small` (minutes, CPU), `full` (the paper's protocol). "
+            "Provenance: `paper` (the paper's data), `paper-subset` (a real subset of it), `stand-in` "
+            "(bundled or generated data). Claims are of two kinds: `paper` restates a result of the paper "
+            "and counts; `check` is a mechanism or invariant, counted as \"mechanics verified\". Each paper "
+            "claim names a broken variant (its teeth) that must make it fail; the teeth column says whether "
+            "it did. Records made by older code than the reproduction's current code are stale: shown, "
+            "labelled, never counted. The paper's number stands beside ours for reference; Δ is shown only "
+            "for a `full` run on the paper's own data.")
 
 
-def render_track(track: str, by_slug: dict[str, list[dict[str, Any]]], out_dir: Path) -> str:
+def _group_heading(g: Group) -> str:
+    seeds = ",".join(str(r["seed"]) for r in g.recs)
+    notes = []
+    if g.stale:
+        notes.append("**stale**: recorded by older code (not counted; rerun to refresh)")
+    if g.teeth:
+        notes.append(f"teeth run of the broken variant `{g.teeth}`")
+    elif not g.current:
+        notes.append(f"not the current `{g.scale}` preset (an older or overridden config)")
+    note = "".join(f" · {n}" for n in notes)
+    return f"### {g.scale} · data `{g.dataset}` ({g.provenance}) · config `{g.config_hash}` · seeds {seeds}{note}"
+
+
+def _teeth_summary(repro: registry.Reproduction, recs: list[dict[str, Any]]) -> str:
+    paper = [c for c in repro.claims if c.kind == "paper"]
+    if not paper:
+        return "—"
+    verdicts = [teeth_verdict(repro, c, recs) for c in paper]
+    bite = sum(v.endswith(teeth.OK) for v in verdicts)
+    defects = sum(v.endswith(teeth.DEFECT) for v in verdicts)
+    return f"{bite}/{len(paper)} fail as they should" + (f", **{defects} still hold**" if defects else "")
+
+
+def render_track(track: str, by_slug: dict[str, list[dict[str, Any]]], out_dir: Path,
+                 generated_by: str = "suite publish") -> str:
     lines = [f"# Leaderboard: track `{track}`", "",
-             "Generated by `suite leaderboard` from the committed records in [records/](records/); "
-             "do not edit by hand.", "",
-             "Scales: `smoke` (seconds, CPU), `small` (minutes, CPU), `full` (the paper's protocol). "
-             "Provenance: `paper` (the paper's data), `paper-subset` (a real subset of it), `stand-in` "
-             "(bundled or generated data). The paper's number stands beside ours for reference; Δ is "
-             "shown only for a `full` run on the paper's own data.", ""]
+             f"Generated by `{generated_by}` from the records in [records/](records/); do not edit by hand.", "",
+             PREAMBLE, ""]
     summary = []
-    beside_paper = []  # every claim with the paper's figure or statement, our reported value beside it
+    beside_paper = []  # every paper claim with the paper's figure or statement, our reported value beside it
     sections = []
     for repro in registry.by_track(track):
         recs = by_slug.get(repro.slug, [])
         groups = _ranked(repro, recs)
-        if groups:
-            (_, scale, ds, prov, _h), best, _ = groups[0]
-            expected = [c for c in repro.claims if scale in c.scales]
-            held = sum(all(v == "holds" for v in checked(c, best)) for c in expected)
-            summary.append([f"[{repro.slug}](#{repro.slug})", repro.paper.title, scale, f"{ds} ({prov})",
-                            f"{held}/{len(expected)}"])
-            for c in (c for c in repro.claims if c.paper is not None or c.paper_note):
-                m, sd, n = mean_std([r["metrics"].get(c.metric) for r in best])
+        best = next((g for g in groups if g.counted), None)
+        n_paper = sum(c.kind == "paper" for c in repro.claims)
+        if best is not None:
+            expected = [c for c in repro.claims if c.kind == "paper" and best.scale in c.scales]
+            held = sum(_holds(c, best.recs) for c in expected)
+            summary.append([f"[{repro.slug}](#{repro.slug})", repro.paper.title, best.scale,
+                            f"{best.dataset} ({best.provenance})", f"{held}/{len(expected)}",
+                            _teeth_summary(repro, recs), mechanics(repro, best)])
+            for c in (c for c in repro.claims if c.kind == "paper" and (c.paper is not None or c.paper_note)):
+                m, sd, n = mean_std([r["metrics"].get(c.metric) for r in best.recs])
                 ours = f"{fmt(m)} ± {fmt(sd)} (n={n})" if n else "—"
                 paper = " ".join(x for x in (fmt(c.paper) if c.paper is not None else "",
                                              f"({c.paper_note})" if c.paper_note else "") if x)
                 beside_paper.append([f"[{repro.slug}](#{repro.slug})", f"`{c.id}`", f"`{c.metric}`", ours,
-                                     f"{scale}, {prov}", paper, _verdict(c, best)])
+                                     f"{best.scale}, {best.provenance}", paper, _verdict(c, best.recs)])
         else:
-            summary.append([repro.slug, repro.paper.title, "not run", "—", "—"])
+            why = "stale records only" if groups else "not run"
+            summary.append([f"[{repro.slug}](#{repro.slug})" if groups else repro.slug, repro.paper.title, why,
+                            "—", f"—/{n_paper}", _teeth_summary(repro, recs) if groups else "—", "—"])
         sec = [f"## {repro.slug}", "",
                f"**{repro.paper.title}** — {repro.paper.authors} ({repro.paper.venue} {repro.paper.year}). "
                + (f"[paper]({repro.paper.url}) " if repro.paper.url else "")
@@ -262,39 +414,40 @@ def render_track(track: str, by_slug: dict[str, list[dict[str, Any]]], out_dir: 
                + f"· [reproduction](../reproductions/{repro.slug}/README.md)", ""]
         if not groups:
             sec += ["No records yet: run `suite run " + repro.slug + " --scale small --seeds 0-2` then "
-                    "`suite leaderboard`.", ""]
-        for (_, scale, ds, prov, h), grp, current in groups:
-            seeds = ",".join(str(r["seed"]) for r in grp)
-            note = "" if current else f" · not the current `{scale}` preset (an older or overridden config)"
-            sec += [f"### {scale} · data `{ds}` ({prov}) · config `{h}` · seeds {seeds}{note}", ""]
-            sec.append(tabulate(_claim_rows(repro, scale, prov, grp), headers=HEADER, tablefmt="github",
-                                disable_numparse=True))
-            sec += ["", _cost(grp), ""]
-            sec += _tables(repro, grp)
-            sec += [link for link in _plot(repro, grp, scale, out_dir)]
+                    "`suite publish --scale small`.", ""]
+        for g in groups:
+            sec += [_group_heading(g), ""]
+            sec.append(tabulate(_claim_rows(repro, g.scale, g.provenance, g.recs, recs if g is best else None),
+                                headers=HEADER, tablefmt="github", disable_numparse=True))
+            sec += ["", _cost(g.recs), ""]
+            sec += _tables(repro, g.recs)
+            if g.counted:
+                sec += _plot(repro, g, out_dir)
             sec.append("")
         sections += sec
-    lines.append(tabulate(summary, headers=["reproduction", "paper", "best scale", "data",
-                                            "claims holding (expected at that scale, all seeds)"],
+    lines.append(tabulate(summary, headers=["reproduction", "paper", "reported scale", "data",
+                                            "paper claims holding (expected there, all seeds)",
+                                            "teeth", "mechanics"],
                           tablefmt="github", disable_numparse=True))
     lines.append("")
     if beside_paper:
         lines += ["### Our numbers beside the paper's", "",
-                  "Every claim that carries the paper's figure or statement; ours is the reported group of "
-                  "each reproduction (its scale and data say how comparable it is).", "",
+                  "Every paper claim that carries the paper's figure or statement; ours is the reported group "
+                  "of each reproduction (its scale and data say how comparable it is).", "",
                   tabulate(beside_paper, headers=["reproduction", "claim", "metric", "ours (mean ± std)",
                                                   "our scale, data", "paper (figure or statement)", "verdict"],
                            tablefmt="github", disable_numparse=True), ""]
     return "\n".join(lines + sections).rstrip() + "\n"
 
 
-def render_index(by_slug: dict[str, list[dict[str, Any]]]) -> str:
+def render_index(by_slug: dict[str, list[dict[str, Any]]], generated_by: str = "suite publish") -> str:
     repros = registry.discover()
     lines = ["# Leaderboards", "",
-             "Generated by `suite leaderboard` from the records in [records/](records/). One page per "
-             "track; the claims matrix shows every declared claim's verdict at each scale "
-             "(all seeds of the current preset's config must hold; without records of it, of the newest "
-             "config).", "", "## Tracks", ""]
+             f"Generated by `{generated_by}` from the records in [records/](records/). One page per track. "
+             "The claims matrix lists every paper claim (kind `paper`) with its verdict at each scale "
+             "(all seeds of the reported group must hold: the current preset's config, current code) and "
+             "whether its broken variant makes it fail (teeth); each reproduction's mechanism checks "
+             "(kind `check`) are one \"mechanics\" row.", "", "## Tracks", ""]
     rows = []
     for track in registry.tracks():
         members = [r for r in repros.values() if r.track == track]
@@ -305,34 +458,41 @@ def render_index(by_slug: dict[str, list[dict[str, Any]]]) -> str:
     rows = []
     for slug, repro in repros.items():
         recs = by_slug.get(slug, [])
-        for claim in repro.claims:
-            cells = []
-            for scale in SCALES:
-                groups = _ranked(repro, (r for r in recs if r["scale"] == scale))
-                cells.append(_verdict(claim, groups[0][1]) if groups else "—")
-            rows.append([f"[{slug}]({repro.track}.md#{slug})", f"`{claim.id}`", *cells])
-    lines.append(tabulate(rows, headers=["reproduction", "claim", *SCALES], tablefmt="github",
-                          disable_numparse=True))
+        best = {scale: reported(repro, recs, scale) for scale in SCALES}
+        for claim in (c for c in repro.claims if c.kind == "paper"):
+            cells = [_verdict(claim, best[s].recs) if best[s] else "—" for s in SCALES]
+            rows.append([f"[{slug}]({repro.track}.md#{slug})", f"`{claim.id}`", *cells,
+                         teeth_verdict(repro, claim, recs)])
+        rows.append([f"[{slug}]({repro.track}.md#{slug})", "mechanics (checks)",
+                     *[mechanics(repro, best[s]) for s in SCALES], ""])
+    lines.append(tabulate(rows, headers=["reproduction", "claim", *SCALES, "teeth (small, seed 0)"],
+                          tablefmt="github", disable_numparse=True))
     return "\n".join(lines).rstrip() + "\n"
 
 
-def render(out_dir: Path) -> list[Path]:
-    """Write every track page and the index from ``out_dir/records``; returns the pages written."""
+def render(out_dir: Path, by_slug: dict[str, list[dict[str, Any]]] | None = None,
+           generated_by: str = "suite publish") -> list[Path]:
+    """Write every track page and the index into ``out_dir`` from ``by_slug`` (default: the
+    records in ``out_dir/records``); returns the pages written."""
     out_dir = Path(out_dir)
-    by_slug: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    rec_dir = out_dir / RECORDS
-    if rec_dir.is_dir():
-        known = registry.discover()
-        for rec in store.records(rec_dir, include_failed=False):
-            if rec.get("reproduction") in known and rec.get("status") == "ok":
-                by_slug[rec["reproduction"]].append(rec)
+    if by_slug is None:
+        by_slug = collect(out_dir / RECORDS)
     written = []
     for track in registry.tracks():
-        written.append(atomic_write_text(out_dir / f"{track}.md", render_track(track, by_slug, out_dir)))
-    written.append(atomic_write_text(out_dir / "README.md", render_index(by_slug)))
+        written.append(atomic_write_text(out_dir / f"{track}.md",
+                                         render_track(track, by_slug, out_dir, generated_by)))
+    written.append(atomic_write_text(out_dir / "README.md", render_index(by_slug, generated_by)))
     return written
 
 
+def local(results_root: Path, out_dir: Path) -> tuple[int, list[Path]]:
+    """``suite leaderboard``: the user's own records rendered into ``out_dir`` (inside the results
+    root by default). Writes no records anywhere and never touches the published ``leaderboards/``."""
+    by_slug = collect(results_root)
+    return sum(map(len, by_slug.values())), render(out_dir, by_slug, "suite leaderboard")
+
+
 def build(results_root: Path, out_dir: Path) -> tuple[int, list[Path]]:
+    """Ingest then render ``out_dir`` (what ``suite publish`` does after its checks)."""
     added = ingest(results_root, out_dir) if Path(results_root).exists() else 0
     return added, render(out_dir)

@@ -78,11 +78,17 @@ def reproduction(
         ids = [c.id for c in claims]
         if len(set(ids)) != len(ids):
             raise TypeError(f"{name}: duplicate claim ids {ids}")
-        _REGISTRY[name] = Reproduction(
+        repro = Reproduction(
             slug=name, track=track, paper=paper, config=config, scales=dict(scales),
             claims=tuple(claims), run=fn, resources=dict(resources or {}), plots=tuple(plots),
             tables=tuple(tables), module=module,
         )
+        from suite import teeth
+
+        problems = teeth.check_declared(repro)
+        if problems:
+            raise TypeError("; ".join(problems))
+        _REGISTRY[name] = repro
         return fn
 
     return deco

@@ -55,8 +55,32 @@ def test_run_json_then_status_skip_and_leaderboard(capsys, tmp_path):
     assert code == 1 and "FAILED" in out.out
     code, out = run_cli("leaderboard", "--results", str(tmp_path / "r"), "--out", str(tmp_path / "lb"),
                         capsys=capsys)
-    assert code == 0 and "2 new or updated records" in out.out
+    assert code == 0 and "2 records from" in out.out
     assert "holds (2/2)" in (tmp_path / "lb" / "_toytrack.md").read_text()
+    assert not (tmp_path / "lb" / "records").exists()  # a local view: no records written
+
+
+def test_show_and_list_read_the_index_not_the_code():
+    """`suite list` must not import torch (it answers at once on a fresh machine)."""
+    out = subprocess.run([sys.executable, "-c", "import sys; from suite import cli; cli.main(['list']); "
+                          "cli.main(['show', 'fasterpam']); print('torch' in sys.modules)"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("False") and "fasterpam" in out.stdout
+
+
+def test_index_is_in_sync_with_the_code():
+    from suite import index
+
+    assert index.dumps(index.build()) == index.dumps(index.load()), \
+        "reproductions/index.json is out of date: run `suite index --write`"
+
+
+def test_data_list_fits_100_columns_and_show_names_the_layout(capsys, tmp_path):
+    code, out = run_cli("data", "list", "--data-root", str(tmp_path), capsys=capsys)
+    assert code == 0 and max(map(len, out.out.splitlines())) <= 100
+    code, out = run_cli("data", "show", "cifar-10", capsys=capsys)
+    assert code == 0 and "cifar-10-batches-py" in out.out and "how:" in out.out
 
 
 def test_dry_run_and_show(capsys, tmp_path):

@@ -53,7 +53,7 @@ def ckpt_run(cfg: CkptConfig, ctx) -> Outcome:
 CKPT = Reproduction(
     slug="_ckpt_test", track="_toytrack", paper=Paper(title="Checkpoint test", authors="Nobody", year=2024),
     config=CkptConfig, scales={"smoke": {}, "small": {}, "full": {}},
-    claims=(Claim(id="fits", text="loss goes down", metric="loss", op="<", ref=100.0),),
+    claims=(Claim(id="fits", text="loss goes down", metric="loss", op="<", ref=100.0, kind="check"),),
     run=ckpt_run, resources={"smoke": Resources(cpus=1, mem_gb=1, time_min=5)}, module="tests.test_executors",
 )
 

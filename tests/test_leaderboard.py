@@ -2,12 +2,13 @@ import json
 
 import pytest
 
-from suite import leaderboard, registry, runner
+from suite import leaderboard, publish, registry, runner
 from tests.toy import TOY
 
 
 @pytest.fixture()
 def board(tmp_path):
+    """Toy records of small seeds 0-2 (and a failed smoke run), published into ``lb``."""
     with registry.temporarily(TOY):
         res = tmp_path / "res"
         for seed in range(3):
@@ -18,6 +19,11 @@ def board(tmp_path):
         yield added, pages, out, res
 
 
+def _row(page: str, claim: str) -> list[str]:
+    row = next(line for line in page.splitlines() if line.startswith(f"| `{claim}`"))
+    return [c.strip() for c in row.strip("|").split("|")]
+
+
 def test_pages_from_records(board):
     added, pages, out, _ = board
     assert added == 3
@@ -25,13 +31,15 @@ def test_pages_from_records(board):
     assert "### small · data `toy-gaussian` (stand-in)" in page and "seeds 0,1,2" in page
     assert "holds (3/3)" in page and "(n=3)" in page
     # paper number shown, but no delta: small scale on stand-in data is not comparable
-    row = next(line for line in page.splitlines() if line.startswith("| `slope`"))
-    cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[5] == "2" and cells[6] == "—"
-    assert (out / "plots" / "_toy-cost_vs_k-small.png").stat().st_size > 1000
+    cells = _row(page, "slope")
+    assert cells[1] == "check" and cells[6] == "2" and cells[7] == "—"
+    plots = list((out / "plots").glob("_toy-cost_vs_k-small-*.png"))
+    assert len(plots) == 1 and plots[0].stat().st_size > 1000
     assert "| zero     | 1 ± 0   | 2 ± 0  |" in page  # the declared grid, cell = metric err/zero/test
     index = (out / "README.md").read_text()
     assert "[_toytrack](_toytrack.md)" in index and "`beats-baseline`" in index
+    assert "`slope`" not in index, "checks are not listed one by one in the claims matrix"
+    assert "verified 1/1" in index  # ... but as one mechanics row
     assert len((out / "records" / "_toy.jsonl").read_text().splitlines()) == 3
 
 
@@ -55,6 +63,40 @@ def test_failing_claims_show_as_fails(tmp_path):
     assert "**fails** (0/1 hold)" in (tmp_path / "lb" / "_toytrack.md").read_text()
 
 
+def test_teeth_column_reads_the_broken_variants_run(tmp_path):
+    """The claims matrix says whether a paper claim's named broken variant made it fail."""
+    from suite import teeth
+
+    with registry.temporarily(TOY):
+        res = tmp_path / "res"
+        runner.execute(runner.RunSpec("_toy", "small", 0), res)
+        leaderboard.build(res, tmp_path / "lb")
+        assert "`negated`: not run" in (tmp_path / "lb" / "README.md").read_text()
+        rows = teeth.run("_toy", res)
+        assert [(r["claim"], r["verdict"]) for r in rows] == [("beats-baseline", teeth.OK)]
+        leaderboard.build(res, tmp_path / "lb")
+    index = (tmp_path / "lb" / "README.md").read_text()
+    assert f"`negated`: {teeth.OK}" in index
+    page = (tmp_path / "lb" / "_toytrack.md").read_text()
+    assert "teeth run of the broken variant `negated`" in page
+    assert _row(page, "beats-baseline")[8] == "holds (1/1)", "the teeth run is not the reported group"
+
+
+def test_stale_records_are_shown_but_not_counted(tmp_path, monkeypatch):
+    with registry.temporarily(TOY):
+        res = tmp_path / "res"
+        runner.execute(runner.RunSpec("_toy", "small", 0), res)
+        leaderboard.ingest(res, tmp_path / "lb")
+        monkeypatch.setattr(leaderboard, "_current_code_hash", lambda module: "0123456789ab")
+        leaderboard.render(tmp_path / "lb")
+    page = (tmp_path / "lb" / "_toytrack.md").read_text()
+    assert "**stale**" in page and "stale records only" in page
+    assert "holds (1/1)" in page  # the stale group's own table still shows what it measured
+    index = (tmp_path / "lb" / "README.md").read_text()
+    row = next(line for line in index.splitlines() if "`beats-baseline`" in line)
+    assert [c.strip() for c in row.strip("|").split("|")][3] == "—"  # small: no verdict counted
+
+
 def test_verdicts_are_rechecked_against_the_declared_claims(tmp_path):
     """A record that ran before a threshold was frozen shows the declared claim's verdict, and says
     what the record stored."""
@@ -74,16 +116,17 @@ def test_verdicts_are_rechecked_against_the_declared_claims(tmp_path):
 def test_delta_only_for_full_scale_on_paper_data():
     from suite.spec import Claim
 
-    c = Claim(id="x", text="t", metric="m", op=">=", ref=0.0, paper=1.0)
+    c = Claim(id="x", text="t", metric="m", op=">=", ref=0.0, paper=1.0, kind="check")
     rec = {"metrics": {"m": 1.5}, "claims": {"x": {"verdict": "holds"}}, "scale": "full"}
     full_paper = leaderboard._claim_rows(type("R", (), {"claims": (c,)}), "full", "paper", [rec])
     full_standin = leaderboard._claim_rows(type("R", (), {"claims": (c,)}), "full", "stand-in", [rec])
-    assert full_paper[0][6] == "0.5" and full_standin[0][6] == "—"
+    assert full_paper[0][7] == "0.5" and full_standin[0][7] == "—"
 
 
 def test_current_preset_is_reported_before_older_configs(tmp_path):
     """A record of an overridden (or since changed) config stays on the page, labelled, but the
-    track page reports the current preset's group first, even when it ran earlier."""
+    track page reports the current preset's group first, even when it ran earlier; each group
+    has its own plot file."""
     from suite import config
 
     with registry.temporarily(TOY):
@@ -97,6 +140,17 @@ def test_current_preset_is_reported_before_older_configs(tmp_path):
     assert len(sections) == 2
     assert f"config `{current}`" in sections[0] and "not the current" not in sections[0]
     assert "not the current `small` preset" in sections[1]
+    assert len(list((tmp_path / "lb" / "plots").glob("_toy-cost_vs_k-small-*.png"))) == 2
+
+
+def test_local_leaderboard_writes_no_records(tmp_path):
+    with registry.temporarily(TOY):
+        res = tmp_path / "res"
+        runner.execute(runner.RunSpec("_toy", "small", 0), res)
+        n, pages = leaderboard.local(res, res / "leaderboard")
+    assert n == 1 and all(p.parent == res / "leaderboard" for p in pages)
+    assert not (res / "leaderboard" / "records").exists()
+    assert "Generated by `suite leaderboard`" in (res / "leaderboard" / "_toytrack.md").read_text()
 
 
 def test_pipes_inside_cells_do_not_split_them():
@@ -106,3 +160,16 @@ def test_pipes_inside_cells_do_not_split_them():
     header, _, row = table.splitlines()
     unescaped = lambda line: len(re.findall(r"(?<!\\)\|", line))  # noqa: E731
     assert unescaped(row) == unescaped(header) == 3 and "\\|cos\\|" in row
+
+
+def test_published_pages_are_regenerated_byte_identical(tmp_path):
+    """`suite publish --render-only` rebuilds the committed pages from the committed records alone."""
+    import shutil
+
+    from suite.environment import REPO_ROOT
+
+    pub = REPO_ROOT / "leaderboards"
+    shutil.copytree(pub / "records", tmp_path / "records", ignore=shutil.ignore_patterns("*.lock"))
+    publish.publish(tmp_path / "nothing", tmp_path, render_only=True)
+    for page in sorted(pub.glob("*.md")):
+        assert (tmp_path / page.name).read_text() == page.read_text(), f"{page.name} differs; run `suite publish --render-only`"

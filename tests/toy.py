@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -17,6 +18,7 @@ class ToyConfig:
     fail: bool = False
     ks: tuple[int, ...] = (1, 2, 4)
     mode: str = "fast"
+    variant: Literal["paper", "negated"] = "paper"  # "negated": the broken method (teeth)
 
 
 def toy_run(cfg: ToyConfig, ctx) -> Outcome:
@@ -26,7 +28,7 @@ def toy_run(cfg: ToyConfig, ctx) -> Outcome:
     x = torch.randn(cfg.n, generator=g)
     y = 2 * x + cfg.noise * torch.randn(cfg.n, generator=g)
     slope = float((x * y).sum() / (x * x).sum())  # least squares: the "method"
-    if cfg.broken:
+    if cfg.broken or cfg.variant == "negated":
         slope = -slope
     baseline = 0.0  # the zero predictor
     err_method = float(((y - slope * x) ** 2).mean())
@@ -45,9 +47,9 @@ TOY = Reproduction(
     scales={"smoke": {"n": 200}, "small": {"n": 2000}, "full": {"n": 100000}},
     claims=(
         Claim(id="beats-baseline", text="least squares beats the zero predictor", metric="method_mse",
-              op="<", ref="baseline_mse"),
+              op="<", ref="baseline_mse", kind="paper", teeth="negated"),
         Claim(id="slope", text="recovers the slope", metric="slope", op="==", ref=2.0, tol=0.05,
-              scales=("small", "full"), paper=2.0),
+              scales=("small", "full"), paper=2.0, kind="check"),
     ),
     run=toy_run,
     resources={"smoke": Resources(cpus=1, mem_gb=1, time_min=2)},

@@ -1,0 +1,85 @@
+"""``suite publish``: the only way records reach the published ``leaderboards/``.
+
+Every candidate record is checked before anything is written; one refused record refuses the
+whole publication with a one-line error (exit 2):
+- smoke scale (smoke proves mechanics; it is not evidence) and rehearsal records;
+- records from a dirty tree (``env.git_dirty``) unless ``allow_dirty``;
+- records whose code hash differs from the reproduction's code as committed at HEAD.
+Then the records are merged into ``<out>/records/<slug>.jsonl`` (locked) and every page is
+regenerated from ``<out>/records`` alone.
+"""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from suite import environment, leaderboard, registry
+from suite.errors import SuiteError
+
+PUBLISHED = environment.REPO_ROOT / "leaderboards"
+
+
+def committed_code_hash(module: str) -> str | None:
+    """:func:`environment.code_hash` computed over the files as committed at HEAD (None outside git
+    or when a file is not committed)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in environment.code_files(module):
+        rel = str(f.relative_to(environment.REPO_ROOT))
+        out = subprocess.run(["git", "-C", str(environment.REPO_ROOT), "show", f"HEAD:{rel}"],
+                             capture_output=True)
+        if out.returncode != 0:
+            return None
+        h.update(rel.encode())
+        h.update(out.stdout)
+    return h.hexdigest()[:12]
+
+
+def refusal(rec: dict[str, Any], path: str, committed: dict[str, str | None], allow_dirty: bool) -> str | None:
+    """Why ``rec`` may not be published, or None."""
+    env = rec.get("env") or {}
+    if rec["scale"] == "smoke":
+        return (f"{path} is a smoke-scale record (smoke proves mechanics, it is not evidence); "
+                f"publish small or full runs with --scale small")
+    if rec.get("rehearsal") or rec.get("status") == "rehearsal":
+        return f"{path} is a rehearsal record; rehearsals are never published"
+    if env.get("git_dirty") and not allow_dirty:
+        return (f"{path} was recorded from a dirty tree; commit the code and rerun, "
+                f"or pass --allow-dirty")
+    slug = rec["reproduction"]
+    if committed.get(slug) is None or env.get("code_hash") != committed[slug]:
+        return (f"{path} was made by code (hash {env.get('code_hash')}) other than {slug}'s committed code "
+                f"({committed.get(slug)}); rerun it from a clean checkout of HEAD")
+    return None
+
+
+def publish(results_root: Path, out_dir: Path = PUBLISHED, *, scale: str | None = None,
+            slugs: list[str] | None = None, allow_dirty: bool = False,
+            render_only: bool = False) -> tuple[int, list[Path]]:
+    out_dir = Path(out_dir)
+    if render_only:
+        return 0, leaderboard.render(out_dir)
+    if not Path(results_root).exists():
+        raise SuiteError(f"no results at {results_root}; pass --results DIR (or --render-only)")
+    by_slug = leaderboard.collect(results_root)
+    cands = [(rec, slug) for slug, recs in by_slug.items() if not slugs or slug in slugs
+             for rec in recs if scale is None or rec["scale"] == scale]
+    if not cands:
+        raise SuiteError(f"no ok records to publish under {results_root}"
+                         + (f" at scale {scale}" if scale else "") + "; run `suite run ... --scale small` first")
+    committed = {slug: committed_code_hash(registry.get(slug).module) for slug in {s for _, s in cands}}
+    refused = [why for rec, slug in cands
+               if (why := refusal(rec, f"{slug}/{rec['scale']}/{rec['config_hash']}-s{rec['seed']}",
+                                  committed, allow_dirty))]
+    if refused:
+        more = f" (and {len(refused) - 1} more refused)" if len(refused) > 1 else ""
+        raise SuiteError(refused[0] + more)
+    added = 0
+    from suite import store
+
+    for slug in sorted({s for _, s in cands}):
+        added += store.merge_into_jsonl(out_dir / leaderboard.RECORDS / f"{slug}.jsonl",
+                                        [rec for rec, s in cands if s == slug])
+    return added, leaderboard.render(out_dir)

@@ -1,0 +1,87 @@
+"""Teeth: every paper claim names the broken variant that must make it fail (REPRODUCTION.md §5).
+
+A claim's ``teeth`` is a value of its reproduction's ``variant`` config field. ``suite teeth <slug>``
+runs each such variant at small scale, seed 0 (an ordinary run with ``--set variant=<v>``, stored
+and publishable like any record) and checks that every claim naming it fails there. The
+leaderboard reads the same records back for its teeth column (:func:`verdict`).
+"""
+from __future__ import annotations
+
+import typing
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from suite import config, registry
+from suite.spec import Claim
+
+TEETH_SCALE = "small"
+TEETH_SEED = 0
+OK = "fails as it should"
+DEFECT = "still holds: defect"
+
+
+def variant_choices(repro: registry.Reproduction) -> tuple[str, ...]:
+    """The values the config's ``variant`` field accepts (a ``Literal``), or () without one."""
+    tp = config.field_types(repro.config).get("variant")
+    return tuple(str(a) for a in typing.get_args(tp)) if typing.get_origin(tp) is typing.Literal else ()
+
+
+def by_variant(repro: registry.Reproduction) -> dict[str, list[Claim]]:
+    """Broken variant -> the claims (paper claims, and checks that declare teeth) it must break."""
+    out: dict[str, list[Claim]] = defaultdict(list)
+    for c in repro.claims:
+        if c.teeth:
+            out[c.teeth].append(c)
+    return dict(out)
+
+
+def overrides(variant: str) -> tuple[str, ...]:
+    return (f"variant={variant}",)
+
+
+def config_hash(repro: registry.Reproduction, variant: str, scale: str = TEETH_SCALE) -> str:
+    """The config hash of the teeth run of ``variant`` (the ``scale`` preset with that variant)."""
+    return config.config_hash(repro.slug, config.resolve(repro, scale, overrides(variant)))
+
+
+def verdict(claim: Claim, rec: dict[str, Any] | None, scale: str = TEETH_SCALE) -> str:
+    """What the teeth run says about ``claim``: fails as it should, still holds (a defect), or why
+    it says nothing (not run, missing metric)."""
+    if rec is None:
+        return "not run"
+    v = claim.check(rec.get("metrics") or {}, scale)["verdict"]
+    return {"fails": OK, "holds": DEFECT}.get(v, f"{v} under the broken variant")
+
+
+def check_declared(repro: registry.Reproduction) -> list[str]:
+    """Problems with the teeth a reproduction declares (empty when all is well)."""
+    choices = variant_choices(repro)
+    problems = []
+    for c in repro.claims:
+        if c.teeth and c.teeth not in choices:
+            problems.append(f"{repro.slug}: claim {c.id} names teeth {c.teeth!r}, not a value of its "
+                            f"config's variant field ({', '.join(choices) or 'no variant field'})")
+        if c.teeth and TEETH_SCALE not in c.scales:
+            problems.append(f"{repro.slug}: claim {c.id} has teeth but is not expected at {TEETH_SCALE} "
+                            f"scale, where teeth run")
+    return problems
+
+
+def run(slug: str, results_root: Path, *, device: str | None = None, force: bool = False,
+        data_root: Path | None = None, show_progress: bool = False) -> list[dict[str, Any]]:
+    """Run every teeth variant of ``slug`` (small, seed 0); one row per claim that names one."""
+    from suite import runner
+
+    repro = registry.get(slug)
+    rows = []
+    for variant, claims in sorted(by_variant(repro).items()):
+        spec = runner.RunSpec(slug, TEETH_SCALE, TEETH_SEED, overrides(variant))
+        rec = runner.execute(spec, results_root, device=device, force=force, data_root=data_root,
+                             show_progress=show_progress)
+        ok = rec.get("status") == "ok"
+        for c in claims:
+            rows.append({"reproduction": slug, "claim": c.id, "kind": c.kind, "variant": variant,
+                         "verdict": verdict(c, rec if ok else None) if ok else f"run failed: {rec.get('error')}",
+                         "value": (rec.get("claims") or {}).get(c.id, {}).get("value") if ok else None})
+    return rows
