@@ -35,7 +35,32 @@ def parse_seeds(text: str) -> list[int]:
         raise SuiteError(f"bad --seeds '{text}'; write e.g. 0,1,2 or 0-4") from None
     if not seeds:
         raise SuiteError("--seeds is empty; write e.g. 0,1,2 or 0-4")
+    if min(seeds) < 0 or max(seeds) >= 2**31:
+        raise SuiteError(f"--seeds must lie in 0..{2**31 - 1}; got {text}")
+    if len(seeds) > MAX_SEEDS:
+        raise SuiteError(f"--seeds names {len(seeds)} seeds; at most {MAX_SEEDS} per command")
     return sorted(dict.fromkeys(seeds))
+
+
+MAX_SEEDS = 1000
+
+
+def writable_results(root: Path) -> Path:
+    """The results root, checked before any run starts: a folder we can write (one-line error)."""
+    import os
+    import tempfile
+
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise SuiteError(f"--results {root} is a file; pass a folder")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=root, prefix=".write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise SuiteError(f"cannot write results under {root} ({exc.strerror}); pass a writable --results") from None
+    return root
 
 
 def select(slugs: Sequence[str], track: str | None, all_: bool) -> list[str]:
@@ -131,7 +156,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     specs = [runner.RunSpec(s, args.scale, seed, tuple(args.overrides)) for s in slugs for seed in seeds]
     for spec in specs:  # validate every spec before running any (bad input -> exit 2, nothing run)
         runner.resolve(spec)
+    from suite import environment
+
+    environment.pick_device(args.device)
     results_root = args.results or runner.default_results_root()
+    if not args.dry_run:
+        writable_results(results_root)
     failed = 0
     show = not args.json and sys.stderr.isatty()
     iterator: Any = specs

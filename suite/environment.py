@@ -122,6 +122,12 @@ def pick_device(requested: str | None = None) -> torch.device:
         raise SuiteError(f"unknown device '{requested}'; use cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise SuiteError(f"device '{requested}' requested but no CUDA device is visible; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise SuiteError(f"device '{requested}' does not exist ({torch.cuda.device_count()} visible); use cuda:0")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise SuiteError(f"device '{requested}' requested but MPS is not available here; use --device cpu")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise SuiteError(f"device '{requested}' cannot run a reproduction; use cpu, cuda or cuda:N")
     return dev
 
 

@@ -26,6 +26,7 @@ import torch
 from suite import config as config_mod
 from suite import environment, registry
 from suite.context import RunContext, default_data_root
+from suite.errors import SuiteError
 from suite.io import atomic_write_json, jsonable
 from suite.spec import Outcome
 
@@ -109,7 +110,11 @@ def execute(spec: RunSpec, results_root: Path | None = None, *, device: str | No
 
     result_path = folder / RESULT_FILE
     if result_path.exists() and not force:
-        return json.loads(result_path.read_text())
+        from suite import store
+
+        done = store.read_record(result_path)  # a corrupt record (warned about) is redone, not fatal
+        if done is not None and done.get("status") == "ok":
+            return done
 
     folder.mkdir(parents=True, exist_ok=True)
     ctx = RunContext(scale=spec.scale, seed=spec.seed, device=dev, run_dir=folder,
@@ -150,6 +155,11 @@ def execute(spec: RunSpec, results_root: Path | None = None, *, device: str | No
             notes=jsonable({**ctx.notes, **outcome.notes}),
             status="ok",
         )
+    except SuiteError:  # bad input found inside run (a ConfigError): exit 2, leave nothing behind
+        torch.set_num_threads(threads)
+        if not any(p.name != "log.txt" for p in folder.iterdir()):
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     except Exception as exc:  # noqa: BLE001 - any failure of the reproduction is recorded
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
         record["traceback"] = traceback.format_exc()

@@ -35,6 +35,10 @@ def test_parse_seeds():
     (["run", "_toy", "--set", "n=x"], "bad value 'x'"),
     (["run", "--track", "nope"], "unknown track"),
     (["run", "_toy", "--seeds", "x"], "bad --seeds"),
+    (["run", "_toy", "--seeds", "0-100000"], "at most 1000"),
+    (["run", "_toy", "--seeds", "99999999999"], "must lie in"),
+    (["run", "_toy", "--device", "meta"], "cannot run a reproduction"),
+    (["run", "_toy", "--device", "mps"], "MPS is not available"),
     (["show", "zzz"], "unknown reproduction"),
 ])
 def test_bad_input_exits_2_with_one_line(args, needle, capsys, tmp_path):
@@ -58,6 +62,21 @@ def test_run_json_then_status_skip_and_leaderboard(capsys, tmp_path):
     assert code == 0 and "2 records from" in out.out
     assert "holds (2/2)" in (tmp_path / "lb" / "_toytrack.md").read_text()
     assert not (tmp_path / "lb" / "records").exists()  # a local view: no records written
+
+
+def test_results_that_is_a_file_or_unwritable_exits_2(capsys, tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    code, out = run_cli("run", "_toy", "--results", str(f), capsys=capsys)
+    assert code == 2 and "is a file" in out.err and out.err.count("\n") == 1
+
+
+def test_corrupt_result_is_redone_not_fatal(capsys, tmp_path):
+    code, _ = run_cli("run", "_toy", "--results", str(tmp_path), capsys=capsys)
+    (path,) = tmp_path.rglob("result.json")
+    path.write_text("{trunc")
+    code, out = run_cli("run", "_toy", "--results", str(tmp_path), capsys=capsys)
+    assert code == 0 and "skipped" in out.err and json.loads(path.read_text())["status"] == "ok"
 
 
 def test_show_and_list_read_the_index_not_the_code():
