@@ -34,6 +34,8 @@ SCHEMA = 1
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.json"
 JOBS_FILE = "jobs.json"
+RUNNING_FILE = "running.json"  # pid, host, start of a run in progress (`suite status` reads it)
+LOCK_FILE = ".lock"
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,24 @@ def execute(spec: RunSpec, results_root: Path | None = None, *, device: str | No
             return done
 
     folder.mkdir(parents=True, exist_ok=True)
+    import fcntl
+
+    with open(folder / LOCK_FILE, "a") as lock:
+        # One process per run folder: a second `suite run` of the same run waits here, then finds
+        # the first one's record instead of computing it twice.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if result_path.exists() and not force:
+            from suite import store
+
+            done = store.read_record(result_path, quiet=True)
+            if done is not None and done.get("status") == "ok":
+                return done
+        return _execute_locked(spec, repro, cfg, h, dev, folder, data_root, show_progress)
+
+
+def _execute_locked(spec: RunSpec, repro: registry.Reproduction, cfg: Any, h: str, dev: torch.device,
+                    folder: Path, data_root: Path | None, show_progress: bool) -> dict[str, Any]:
+    result_path = folder / RESULT_FILE
     ctx = RunContext(scale=spec.scale, seed=spec.seed, device=dev, run_dir=folder,
                      data_root=data_root, show_progress=show_progress)
     env = environment.capture(dev)
@@ -132,6 +152,8 @@ def execute(spec: RunSpec, results_root: Path | None = None, *, device: str | No
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "wall_s": None, "peak_mem_mb": None, "status": "running", "error": None,
     }
+    marker = {"pid": os.getpid(), "host": environment.socket.gethostname(), "started": record["started"]}
+    atomic_write_json(folder / RUNNING_FILE, marker)
     seed_everything(spec.seed)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
@@ -157,8 +179,12 @@ def execute(spec: RunSpec, results_root: Path | None = None, *, device: str | No
         )
     except SuiteError:  # bad input found inside run (a ConfigError): exit 2, leave nothing behind
         torch.set_num_threads(threads)
-        if not any(p.name != "log.txt" for p in folder.iterdir()):
+        (folder / RUNNING_FILE).unlink(missing_ok=True)
+        if not any(p.name not in ("log.txt", LOCK_FILE) for p in folder.iterdir()):
             shutil.rmtree(folder, ignore_errors=True)
+        raise
+    except KeyboardInterrupt:  # Ctrl-C: mark the run interrupted (the CLI exits 130)
+        atomic_write_json(folder / RUNNING_FILE, {**marker, "interrupted": True})
         raise
     except Exception as exc:  # noqa: BLE001 - any failure of the reproduction is recorded
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
@@ -173,4 +199,5 @@ def execute(spec: RunSpec, results_root: Path | None = None, *, device: str | No
         (folder / ERROR_FILE).unlink(missing_ok=True)
     else:
         atomic_write_json(folder / ERROR_FILE, record)
+    (folder / RUNNING_FILE).unlink(missing_ok=True)
     return record

@@ -23,7 +23,7 @@ import pandas as pd
 from suite import runner
 from suite.executors import SUBMISSION_FILE
 
-STATES = ("not launched", "queued", "running", "requeued", "failed", "done")
+STATES = ("not launched", "queued", "running", "requeued", "interrupted", "failed", "corrupt", "done")
 COLUMNS = ["reproduction", "scale", "seed", "config_hash", "state", "job_id", "requeues", "submitted",
            "started", "wall_s", "detail", "path"]
 
@@ -34,10 +34,24 @@ _FAILED = {"FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT
 
 
 def _read(path: Path) -> Any:
+    """JSON content of ``path``; None when absent or unreadable (a folder, bytes, bad JSON)."""
     try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError):
         return None
+
+
+CORRUPT = object()
+
+
+def _record(path: Path) -> Any:
+    """A result/error record: None when absent, CORRUPT when present but not a valid record."""
+    if not path.exists() and not path.is_symlink():
+        return None
+    from suite import store
+
+    rec = store.read_record(path, quiet=True) if path.is_file() else None
+    return CORRUPT if rec is None else rec
 
 
 def _expand(job_id: str) -> list[str]:
@@ -153,17 +167,32 @@ def _row(d: Path, sub: dict[str, Any] | None, sched: dict[str, str], source: str
     row["started"] = jobs[-1].get("started") if jobs else None
     if sub:
         row["job_id"], row["submitted"] = sub.get("job_id"), sub.get("submitted")
-    rec = _read(d / runner.RESULT_FILE)
+    rec = _record(d / runner.RESULT_FILE)
+    if rec is CORRUPT:
+        row.update(state="corrupt", detail=f"{runner.RESULT_FILE} is not a valid record; rerun with --force")
+        return row
     if rec is not None:
         env = rec.get("env") or {}
         row.update(state="done", started=rec.get("started"), wall_s=rec.get("wall_s"),
                    requeues=env.get("requeues", row["requeues"]))
         return row
-    err = _read(d / runner.ERROR_FILE)
+    err = _record(d / runner.ERROR_FILE)
+    if err is CORRUPT:
+        err = None
     if err is not None and (not sub or _ts(err.get("started")) >= _ts(sub.get("submitted"))
                             or (d / runner.ERROR_FILE).stat().st_mtime >= _ts(sub.get("submitted"))):
         row.update(state="failed", started=err.get("started"), wall_s=err.get("wall_s"),
                    detail=str(err.get("error") or "")[:120])
+        return row
+    marker = _read(d / runner.RUNNING_FILE)
+    if isinstance(marker, dict) and not sub:
+        row["started"] = marker.get("started")
+        if marker.get("interrupted"):
+            row.update(state="interrupted", detail="stopped by Ctrl-C; rerun to redo it")
+        elif marker.get("host") == host and not _pid_alive(str(marker.get("pid"))):
+            row.update(state="interrupted", detail=f"process {marker.get('pid')} ended without a record (killed?)")
+        else:
+            row.update(state="running", detail=f"pid {marker.get('pid')} on {marker.get('host')}")
         return row
     if not sub:
         row["state"] = "running" if jobs else "not launched"

@@ -197,6 +197,15 @@ def _fake_run(root: Path, seed: int, *, job: str | None, started: int = 0, execu
     return d
 
 
+def _record(seed, **kw):
+    """A schema-complete record (status reads only valid records; others are 'corrupt')."""
+    rec = {"schema": 1, "reproduction": "toy", "scale": "smoke", "seed": seed, "config": {}, "config_hash": "h",
+           "metrics": {}, "claims": {}, "dataset": {"name": "d", "provenance": "stand-in"}, "env": {},
+           "started": "2026-01-01T00:00:00+00:00", "wall_s": None, "peak_mem_mb": None, "error": None}
+    rec.update(kw)
+    return rec
+
+
 def test_status_states_with_one_sacct_call(tmp_path, monkeypatch):
     root = tmp_path / "results"
     _fake_run(root, 0, job="12_0")
@@ -207,11 +216,11 @@ def test_status_states_with_one_sacct_call(tmp_path, monkeypatch):
     _fake_run(root, 5, job="14", started=1)
     _fake_run(root, 6, job="15", started=1)
     d7 = _fake_run(root, 7, job="16", started=1)
-    (d7 / runner.RESULT_FILE).write_text(json.dumps({"status": "ok", "env": {"requeues": 0}, "wall_s": 1.0}))
+    (d7 / runner.RESULT_FILE).write_text(json.dumps(_record(7, status="ok", env={"requeues": 0}, wall_s=1.0)))
     _fake_run(root, 8, job=None)
     d9 = _fake_run(root, 9, job="17", started=1)
-    (d9 / runner.ERROR_FILE).write_text(json.dumps({"status": "failed", "error": "ValueError: boom",
-                                                     "started": "2026-01-02T00:00:00+00:00"}))
+    (d9 / runner.ERROR_FILE).write_text(json.dumps(_record(9, status="failed", error="ValueError: boom",
+                                                           started="2026-01-02T00:00:00+00:00")))
     calls = []
     sacct_out = "12_0|PENDING\n12_1|RUNNING\n12_[2-3%2]|PENDING\n13|RUNNING\n14|CANCELLED by 0\n15|COMPLETED\n17|FAILED\n"
 

@@ -80,3 +80,60 @@ def test_jobs_file_reports_requeues(tmp_path):
     (folder / "jobs.json").write_text(json.dumps([{"job_id": "11"}, {"job_id": "12"}]))
     rec = runner.execute(spec, tmp_path)
     assert rec["env"]["slurm_job_ids"] == ["11", "12"] and rec["env"]["requeues"] == 1
+
+
+def test_status_sees_running_interrupted_corrupt_and_killed_runs(tmp_path):
+    """`suite status` tells running / interrupted / corrupt / done from the run folder alone, and
+    survives a result.json that is a list, a folder or random bytes."""
+    import json
+    import os
+
+    from suite import status
+    from suite.registry import temporarily
+    from tests.toy import TOY
+
+    with temporarily(TOY):
+        rec = runner.execute(runner.RunSpec("_toy", "small", 0), tmp_path)
+        base = tmp_path / "_toy" / "small"
+        done = base / f"{rec['config_hash']}-s0"
+        live, dead, intr, lst, dirr, raw = (base / f"{rec['config_hash']}-s{i}" for i in range(1, 7))
+        for d in (live, dead, intr, lst, dirr, raw):
+            d.mkdir()
+        (live / runner.RUNNING_FILE).write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename,
+                                                            "started": "x"}))
+        (dead / runner.RUNNING_FILE).write_text(json.dumps({"pid": 2**22 + 17, "host": os.uname().nodename}))
+        (intr / runner.RUNNING_FILE).write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename,
+                                                            "interrupted": True}))
+        (lst / runner.RESULT_FILE).write_text("[1, 2]")
+        (dirr / runner.RESULT_FILE).mkdir()
+        (raw / runner.RESULT_FILE).write_bytes(b"\x00\xff garbage")
+        df = status.collect(tmp_path)
+    state = dict(zip(df.seed, df.state))
+    assert state == {0: "done", 1: "running", 2: "interrupted", 3: "interrupted", 4: "corrupt", 5: "corrupt",
+                     6: "corrupt"}
+    assert "corrupt" in status.render(df)
+    assert done.exists() and not (done / runner.RUNNING_FILE).exists()
+
+
+def test_concurrent_runs_of_one_run_compute_it_once(tmp_path):
+    """Two processes asked for the same run: the second waits on the folder lock and reuses the record."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")  # not fork: a forked child of a process that ran torch can hang
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_run_toy, args=(tmp_path, q)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    starts = {q.get(timeout=5) for _ in procs}
+    assert len(starts) == 1, "the run was computed twice"
+
+
+def _run_toy(root, q):
+    from suite.registry import temporarily
+    from tests.toy import TOY
+
+    with temporarily(TOY):
+        q.put(runner.execute(runner.RunSpec("_toy", "small", 0, ("n=200000",)), root)["started"] +
+              str(runner.execute(runner.RunSpec("_toy", "small", 0, ("n=200000",)), root)["wall_s"]))

@@ -9,6 +9,7 @@ ref is ``<name>-fixture`` (``stand-in``). Otherwise the one-line DataNotFoundErr
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -33,7 +34,9 @@ def locate(ctx: RunContext, name: str, subdir: str, files: Sequence[str | tuple[
             if not (ctx.dry_run and fixture):
                 raise
     if ctx.dry_run and fixture:
-        return _fixture(name, subdir, fixture), DatasetRef(f"{name}-fixture", "stand-in")
+        # keyed by the expected layout too: a fixture written for other file names is not reused
+        key = hashlib.sha256(repr((subdir, list(files))).encode()).hexdigest()[:8]
+        return _fixture(f"{name}-{key}", subdir, fixture), DatasetRef(f"{name}-fixture", "stand-in")
     shown = ", ".join(f if isinstance(f, str) else " or ".join(f) for f in files)
     raise DataNotFoundError(f"dataset {name}: no data root set (pass --data-root or set $SUITE_DATA); "
                             f"expected {subdir}/{{{shown}}} under it; to get it: {how}")
