@@ -23,6 +23,9 @@ from suite.registry import reproduction
 from suite.spec import Claim, DatasetRef, Outcome, Paper, Plot, Resources, curve_metrics
 
 
+REAL_DATASETS = ("iris", "wine", "breast_cancer", "digits", "mnist784", "mnist_pca50")
+
+
 @dataclass
 class Config:
     datasets: tuple[str, ...] = ("blobs", "iris")
@@ -37,7 +40,7 @@ class Config:
     spectral_max_n: int = 3000
     baselines: bool = True
     # PPP (spec §3; UNVERIFIED thresholds, see method.PPPParams)
-    variant: Variant = "divisive"  # "divisive" | "flat" | test-only broken: "no_validation", "unstable"
+    variant: Variant = "divisive"  # "divisive" | "flat" | broken (teeth): "no_validation", "unstable"
     n_init: int = 20
     min_size: int = 20
     gmm_dims: int = 10
@@ -175,22 +178,38 @@ def _mnist_root(cfg: Config, ctx) -> Path | None:
                  "scaling_ns": (10_000, 100_000, 1_000_000)},
     },
     claims=[
-        Claim(id="leaves-partition", text="the leaves partition the data (disjoint, cover every point)",
+        Claim(id="leaves-partition", kind="check",
+              text="the leaves partition the data (disjoint, cover every point)",
               metric="syn_ppp_partition_ok", op="==", ref=1.0),
-        Claim(id="k-found", text="C2: PPP finds the true number of clusters on every outer seed (synthetic)",
+        # C2: K is found, not given. Accepting every split (no GMM check) splits every node down to
+        # min_size leaves. ("unstable" does not break C2 at small: K=5 on every outer seed, ARI 0.994.)
+        Claim(id="k-found", kind="paper", teeth="no_validation",
+              text="C2: PPP finds the true number of clusters on every outer seed (synthetic)",
               metric="syn_ppp_k_abs_err_max", op="==", ref=0.0),
-        Claim(id="k-vs-silhouette", text="C2: PPP's K error is no larger than k-means+silhouette's",
+        Claim(id="k-vs-silhouette", kind="paper", teeth="no_validation",
+              text="C2: PPP's K error is no larger than k-means+silhouette's",
               metric="syn_ppp_k_abs_err", op="<=", ref="syn_kmeans_sil_k_abs_err"),
-        Claim(id="ari-synthetic", text="C2: PPP recovers the synthetic clusters (ARI vs truth >= 0.95, spec §6)",
+        Claim(id="ari-synthetic", kind="paper", teeth="no_validation",
+              text="C2: PPP recovers the synthetic clusters (ARI vs truth >= 0.95, spec §6)",
               metric="syn_ppp_ari", op=">=", ref=0.95),
-        Claim(id="repeatable-synthetic", text="C1: same partition for every data order / outer seed (synthetic)",
+        # C1: repeatability. A random-init 2-means per split (no fixed internal seeds) loses it.
+        Claim(id="repeatable-synthetic", kind="paper", teeth="unstable",
+              text="C1: same partition for every data order / outer seed (synthetic)",
               metric="syn_ppp_repeat_ari", op="==", ref=1.0, tol=1e-9),
-        Claim(id="repeatable-real", text="C1: same partition for every data order / outer seed (real data)",
+        Claim(id="repeatable-real", kind="paper", teeth="unstable",
+              text="C1: same partition for every data order / outer seed (real data)",
               metric="real_ppp_repeat_ari", op="==", ref=1.0, tol=1e-9, scales=("small", "full")),
-        Claim(id="repeatable-vs-kmeans",
+        Claim(id="repeatable-vs-kmeans", kind="paper", teeth="unstable",
               text="C1: PPP's repeatability exceeds random-init k-means (true K) by >= 0.05 mean pairwise ARI",
               metric="real_repeat_gap", op=">=", ref=0.05, scales=("small", "full")),
-        Claim(id="linear-scaling", text="C4: PPP's cost per point grows at most 3x over the n range",
+        Claim(id="repeatable-vs-kmeans-every-real", kind="paper", teeth="unstable",
+              text="C1: on every real dataset of the run, PPP is at least as repeatable as random-init "
+                   "k-means (true K): min over real datasets of the repeatability-ARI gap >= 0",
+              metric="real_min_repeat_gap", op=">=", ref=0.0, scales=("small", "full")),
+        Claim(id="linear-scaling", kind="paper",
+              no_teeth="expected at full scale only (n = 1e4…1e6): at the small n range fixed per-node "
+                       "costs dominate, so no broken variant can show super-linear cost where teeth run",
+              text="C4: PPP's cost per point grows at most 3x over the n range",
               metric="ppp_per_point_cost_ratio", op="<=", ref=3.0, scales=("full",)),
     ],
     resources={"smoke": Resources(cpus=1, mem_gb=1, time_min=2), "small": Resources(cpus=2, mem_gb=2, time_min=20),
@@ -218,6 +237,11 @@ def run(cfg: Config, ctx) -> Outcome:
         metrics.update({f"{role}_{k[len(name) + 1:]}": v for k, v in per[name].items()})
     metrics["real_repeat_gap"] = metrics["real_ppp_repeat_ari"] - metrics.get("real_kmeans_random_repeat_ari",
                                                                              float("nan"))
+    # C1 on every real dataset (not only the primary one): PPP vs random-init k-means repeatability
+    gaps = {d.name: metrics[f"{d.name}_ppp_repeat_ari"] - metrics[f"{d.name}_kmeans_random_repeat_ari"]
+            for d in data if d.name in REAL_DATASETS and f"{d.name}_kmeans_random_repeat_ari" in metrics}
+    metrics.update({f"{name}_repeat_gap": g for name, g in gaps.items()})
+    metrics["real_min_repeat_gap"] = min(gaps.values()) if gaps else float("nan")
     if cfg.scaling_ns:
         metrics.update(scaling(cfg, ctx.log))
     return Outcome(metrics=metrics, dataset=ref, notes={"reconstruction": "method reconstructed from the abstract; "

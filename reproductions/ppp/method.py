@@ -155,11 +155,12 @@ def ppp_divisive(x: np.ndarray, prm: PPPParams, seed_offset: int = 0,
         if min(np.bincount(lab, minlength=2)) < 2:
             leaves.append((idx, sep))
             continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            ok, st, _ = validate_split(_gmm_space(xs, p), lab, prm)
-        if prm.variant == "no_validation":  # broken: the GMM's verdict is ignored
-            ok = True
+        if prm.variant == "no_validation":  # broken: every split accepted, the GMM check is skipped
+            ok, st = True, dict.fromkeys(("bic1", "bic2", "agreement", "crisp", "mean_posterior"), float("nan"))
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                ok, st, _ = validate_split(_gmm_space(xs, p), lab, prm)
         reason = "accepted" if ok else ("bic" if st["bic2"] >= st["bic1"] else
                                         "agreement" if st["agreement"] < prm.agreement else "not-crisp")
         splits.append(Split(node, len(idx), ok, st["bic1"], st["bic2"], st["agreement"], st["crisp"],

@@ -95,3 +95,13 @@ def test_small_scale_blobs_and_digits():
     out = run(cfg, for_tests("small"))
     v = _verdicts(out.metrics, "small")
     assert v["k-found"] == v["repeatable-synthetic"] == v["repeatable-vs-kmeans"] == "holds"
+
+
+def test_claim_kinds_and_teeth():
+    """Every claim has a kind; every paper claim names a broken variant or says why none can exist."""
+    from suite import teeth
+
+    r = registry.get("ppp")
+    assert all(c.kind in ("paper", "check") for c in r.claims)
+    assert all(c.teeth or c.no_teeth for c in r.claims if c.kind == "paper")
+    assert teeth.check_declared(r) == []
