@@ -10,13 +10,16 @@ from pathlib import Path
 
 import torch
 
-from suite.data import cifar, tinyimagenet
+from suite.data import digits
+from suite.data.catalog import load_dataset
 from suite.data.digits import load_digits_arrays
-from suite.errors import DataNotFoundError, UnknownNameError
+from suite.errors import UnknownNameError
+from suite.spec import DatasetRef
 from reproductions.mlc.manifolds import fourier_curves
 
-IMAGE_DATASETS = {"cifar10": (cifar.C10_DIR, 10), "cifar20": (cifar.C100_DIR, 20), "cifar100": (cifar.C100_DIR, 100),
-                  "tinyimagenet": (tinyimagenet.SUBDIR, 200)}
+# our dataset name -> (the suite catalog's name, k)
+IMAGE_DATASETS = {"cifar10": ("cifar-10", 10), "cifar20": ("cifar-20", 20), "cifar100": ("cifar-100", 100),
+                  "tinyimagenet": ("tiny-imagenet-200", 200)}
 VECTOR_DATASETS = ("curves", "digits")
 
 
@@ -26,54 +29,30 @@ class Data:
     x: torch.Tensor  # float (n, D) vectors or uint8 (n, 3, H, W) images
     y: torch.Tensor
     k: int
-    provenance: str
+    ref: DatasetRef  # as set by the loader that read (or generated) the data
 
     @property
     def is_image(self) -> bool:
         return self.x.dim() == 4
 
 
-def _image_root(name: str, data_root: Path | None, dry_run: bool, fixture_dir: Path) -> Path:
-    sub = IMAGE_DATASETS[name][0]
-    root = Path(data_root) / sub if data_root is not None else None
-    if root is not None and root.exists():
-        return root
-    if not dry_run:
-        raise DataNotFoundError(f"dataset {name}: expected {sub}/ under {data_root} (pass --data-root or set "
-                                "$SUITE_DATA; see suite/data/cifar.py or tinyimagenet.py for how to get it)")
-    root = fixture_dir / sub  # dry run without the data: fixture files in the real format
-    if name == "cifar10":
-        cifar.write_fixture_cifar10(root)
-    elif name in ("cifar20", "cifar100"):
-        cifar.write_fixture_cifar100(root)
-    else:
-        tinyimagenet.write_fixture(root)
-    return root
-
-
 def load(name: str, *, n_curves_per: int = 300, n_digits: int = 0, data_root: Path | None = None,
-         dry_run: bool = False, fixture_dir: Path = Path(".")) -> Data:
+         dry_run: bool = False) -> Data:
     if name == "curves":
         d = fourier_curves(5, n_curves_per)
-        return Data(name, d.x, d.y, 5, "stand-in")
+        return Data(name, d.x, d.y, 5, DatasetRef("curves", "stand-in"))  # generated here (manifolds.py)
     if name == "digits":
         x, y = load_digits_arrays()
         x = x.flatten(1)
         if n_digits:  # a fixed class-mixed subset (smoke scale)
             idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:n_digits]
             x, y = x[idx], y[idx]
-        return Data(name, x, y, 10, "stand-in")
+        return Data(name, x, y, 10, digits.load()["train"].ref.renamed("digits"))
     if name not in IMAGE_DATASETS:
         raise UnknownNameError(f"unknown mlc dataset {name!r}; use one of {VECTOR_DATASETS + tuple(IMAGE_DATASETS)}")
-    root = _image_root(name, data_root, dry_run, fixture_dir)
-    if name == "cifar10":
-        s = cifar.load_cifar10(root)
-    elif name == "cifar20":
-        s = cifar.load_cifar20(root)
-    elif name == "cifar100":
-        s = cifar.load_cifar100(root)
-    else:
-        s = tinyimagenet.load(root)
+    # the catalog finds the data under the data root (a dry run without it: fixture files in the real
+    # format, labelled "<name>-fixture" / stand-in) and its loader sets the provenance
+    s = load_dataset(data_root, IMAGE_DATASETS[name][0], dry_run=dry_run)
     parts = [s[k] for k in s]
     return Data(name, torch.cat([p.x for p in parts]), torch.cat([p.y for p in parts]), IMAGE_DATASETS[name][1],
-                "paper")
+                DatasetRef.combine(*(p.ref for p in parts)))

@@ -15,7 +15,10 @@ from torch import nn
 
 from suite.models import MLP
 
-Variant = Literal["paper", "row_softmax", "no_entropy"]
+Variant = Literal["paper", "row_softmax", "no_entropy", "swapped_sign"]
+"""Broken variants, the teeth of the claims: ``row_softmax`` (Γ row-normalised only), ``no_entropy``
+(Sinkhorn at η → 1e-3: Γ collapses towards I, spec §7), ``swapped_sign`` (the MLC phase minimises
+ΔR instead of maximising it)."""
 
 
 def coding_rate(z: torch.Tensor, eps2: float) -> torch.Tensor:
@@ -66,7 +69,8 @@ def mlc_objective(z: torch.Tensor, c: torch.Tensor, eps2: float, eta: float, ite
     """Loss = −ΔR = −(R(Z) − R_c(Z, Γ)) with Γ = Sinkhorn_η(C Cᵀ) (spec §3); returns (loss, parts)."""
     gamma = membership(c, eta, iters, variant, mask_diag)
     r, rc = coding_rate(z, eps2), membership_rate(z, gamma, eps2)
-    return -(r - rc), {"R": r, "Rc": rc, "gamma": gamma}
+    sign = -1.0 if variant == "swapped_sign" else 1.0  # broken on purpose: descend on ΔR
+    return -sign * (r - rc), {"R": r, "Rc": rc, "gamma": gamma}
 
 
 def tcr_ssl_loss(z1: torch.Tensor, z2: torch.Tensor, eps2: float, inv_weight: float) -> torch.Tensor:

@@ -75,3 +75,22 @@ def test_smoke_protocol_and_teeth():
                                          "sinkhorn-gradient", "delta-r-increases"))
     bad = _verdicts(run(Config(datasets=("curves",), real="curves", variant="row_softmax"), for_tests()).metrics)
     assert bad["gamma-doubly-stochastic"] == "fails"
+
+
+def test_claim_kinds_and_teeth():
+    """Every claim has a kind; every paper claim names a broken variant of the config."""
+    from suite import teeth
+
+    r = registry.get("mlc")
+    assert all(c.kind in ("paper", "check") for c in r.claims)
+    assert all(c.teeth for c in r.claims if c.kind == "paper")
+    assert teeth.check_declared(r) == []
+
+
+def test_swapped_sign_descends_on_delta_r():
+    """The swapped_sign variant's loss is +ΔR (the paper's is −ΔR) on the same features."""
+    z, c = _unit(30, 6), _unit(30, 6, 1)
+    good, parts = mlc_objective(z, c, 0.5, 0.2, 20)
+    bad, _ = mlc_objective(z, c, 0.5, 0.2, 20, "swapped_sign")
+    assert float(good) == pytest.approx(-float(parts["R"] - parts["Rc"]))
+    assert float(bad) == pytest.approx(-float(good))
