@@ -124,3 +124,13 @@ def test_smoke_protocol_and_teeth(tmp_path):
         verdicts[variant] = {c.id: c.check(out.metrics, "smoke")["verdict"] for c in r.claims}
     assert all(v in ("holds", "not-expected") for v in verdicts["paper"].values()), verdicts["paper"]
     assert verdicts["init_largest"]["init-picks-least-known"] == "fails"
+
+
+def test_paper_claims_name_teeth():
+    """Every paper claim names a broken variant of the config (REPRODUCTION.md §5); every claim has a kind."""
+    from suite import teeth
+
+    r = registry.get("happy_cgcd")
+    assert all(c.kind in ("paper", "check") for c in r.claims)
+    assert all(c.teeth for c in r.claims if c.kind == "paper")
+    assert teeth.check_declared(r) == []
