@@ -138,8 +138,8 @@ TOY_RS = {"bnn": TOY_FLOPS / (TOY_BIN_FLOPS / 64 + TOY_FLOPS - TOY_BIN_FLOPS),  
           "xnor": TOY_FLOPS / (TOY_BIN_FLOPS / 64 + TOY_FLOPS - TOY_BIN_FLOPS + TOY_XNOR_EXTRA)}
 
 
-def complexity_checks(divisor: float = 64.0) -> dict[str, float]:
+def complexity_checks(divisor: float = 64.0, param_divisor: float = 32.0) -> dict[str, float]:
     mc = count(toy_model(), (1, 8, 8))
-    out = {"toy_rc_err": abs(complexity(mc, "bnn", divisor).rc - TOY_RC)}
+    out = {"toy_rc_err": abs(complexity(mc, "bnn", divisor, param_divisor).rc - TOY_RC)}
     out["toy_rs_err"] = max(abs(complexity(mc, a, divisor).rs - TOY_RS[a]) for a in TOY_RS)
     return out

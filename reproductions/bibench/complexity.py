@@ -60,7 +60,8 @@ class ModelCount:
         return sum(l.macs for l in self.layers if l.name in self.binary)
 
 
-def count(model: nn.Module, input_shape: tuple[int, ...], binarize_downsample: bool = False) -> ModelCount:
+def count(model: nn.Module, input_shape: tuple[int, ...], binarize_downsample: bool = False,
+          binarize_first_last: bool = False) -> ModelCount:
     """Parameters and FLOPs of each conv/linear/BN layer of the FP ``model`` for one input of ``input_shape``."""
     layers: list[LayerCount] = []
     hooks = []
@@ -77,7 +78,10 @@ def count(model: nn.Module, input_shape: tuple[int, ...], binarize_downsample: b
         for h in hooks:
             h.remove()
     total = sum(p.numel() for p in model.parameters())
-    return ModelCount(layers, total, set(binarizable(model, binarize_downsample)))
+    binary = set(binarizable(model, binarize_downsample))
+    if binarize_first_last:  # TEST-ONLY variant "binarize_first_last": spec §3 keeps them FP
+        binary |= {n for n, m in model.named_modules() if type(m) in (nn.Conv2d, nn.Linear)}
+    return ModelCount(layers, total, binary)
 
 
 def _hook(name: str, out: list[LayerCount]):
@@ -126,11 +130,12 @@ class Complexity:
         return math.sqrt((self.rc ** 2 + self.rs ** 2) / 2)
 
 
-def complexity(mc: ModelCount, algo: str, binary_flop_divisor: float = 64.0) -> Complexity:
-    """r_c and r_s of ``mc`` binarized by ``algo`` (spec §4). ``binary_flop_divisor`` is 64 (TEST-ONLY
-    variant ``fp_binary_count`` passes 1: binary MACs at full cost, the teeth of the range claims)."""
+def complexity(mc: ModelCount, algo: str, binary_flop_divisor: float = 64.0,
+               binary_param_divisor: float = 32.0) -> Complexity:
+    """r_c and r_s of ``mc`` binarized by ``algo`` (spec §4). The divisors are 64 and 32 (TEST-ONLY
+    variant ``fp_binary_count`` passes 1: binary MACs and weights at full cost, teeth of the range claims)."""
     m0, mb = mc.total_params, mc.binary_params
-    rc = m0 / (mb / 32 + (m0 - mb))
+    rc = m0 / (mb / binary_param_divisor + (m0 - mb))
     extra = sum(extra_ops(algo, l) for l in mc.layers if l.name in mc.binary)
     f0, fb = mc.total_flops, mc.binary_flops
     rs = f0 / (fb / binary_flop_divisor + (f0 - fb) + extra)

@@ -275,7 +275,7 @@ def training_consumption(bench: Bench, cfg: Any, ctx: Any, time_per_step: dict[s
     return m
 
 
-def complexity_track(cfg: Any, divisor: float) -> dict[str, float]:
+def complexity_track(cfg: Any, divisor: float, param_divisor: float = 32.0) -> dict[str, float]:
     """r_c, r_s, OM_comp per algorithm for each architecture of ``cfg.complexity_archs`` (spec §4)."""
     m: dict[str, float] = {}
     for arch in cfg.complexity_archs:
@@ -283,10 +283,10 @@ def complexity_track(cfg: Any, divisor: float) -> dict[str, float]:
             raise UnknownNameError(f"unknown complexity arch {arch!r}; use some of {sorted(ARCH_INPUT)}")
         inp = ARCH_INPUT[arch]
         mc = count(build(arch, 1000 if arch == "resnet18_imagenet" else 10, inp[0], inp[1]), inp,
-                   cfg.binarize_downsample)
-        m[f"rc/{arch}"] = complexity(mc, "bnn", divisor).rc
+                   cfg.binarize_downsample, binarize_first_last=cfg.variant == "binarize_first_last")
+        m[f"rc/{arch}"] = complexity(mc, "bnn", divisor, param_divisor).rc
         for a in ALGO_NAMES:  # theoretical: all eight algorithms, whatever was trained
-            cx = complexity(mc, a, divisor)
+            cx = complexity(mc, a, divisor, param_divisor)
             m[f"rs/{arch}/{a}"] = cx.rs
             m[f"om_comp/{arch}/{a}"] = cx.om
             if arch == cfg.complexity_archs[0]:

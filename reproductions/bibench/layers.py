@@ -63,7 +63,11 @@ ALGORITHMS: dict[str, Algorithm] = {
     )
 }
 ALGO_NAMES: tuple[str, ...] = tuple(ALGORITHMS)
-Variant = Literal["paper", "identity_ste", "fp_binary_count"]  # the last two are TEST-ONLY broken variants
+# TEST-ONLY broken variants (teeth): "identity_ste" (every surrogate is the identity), "fp_binary_count"
+# (binary MACs and parameters counted at full cost), "binarize_first_last" (the complexity count treats
+# the FP first and last layers as binarized), "no_sign" (forward sign skipped: the "binarized" models
+# stay real-valued), "flipped_soft_grad" (the soft surrogates ApproxSign / FDA with their sign swapped)
+Variant = Literal["paper", "identity_ste", "fp_binary_count", "binarize_first_last", "no_sign", "flipped_soft_grad"]
 VARIANTS = get_args(Variant)
 
 
@@ -76,7 +80,7 @@ class BinaryOptions:
     ``dorefa_scale``: "channel" (BiBench repo) or "layer" (DoReFa-Net: one E|W| per layer).
     ``fda_clip``: zero the FDA gradient outside |x| <= 1 (BiBench repo). ``gamma_len``: length of the
     XNOR++ h/w scale vectors, cropped to the feature map (BiBench: 2000, spec §7).
-    ``variant``: TEST-ONLY; "identity_ste" replaces every surrogate by the identity (teeth).
+    ``variant``: TEST-ONLY broken variants (teeth, see ``Variant``).
     """
 
     xnor_act_scale: str = "position"
@@ -145,12 +149,24 @@ class _Binary:
     def _chan_shape(self, c: int) -> tuple[int, ...]:
         return (1, c, 1, 1) if self.weight.dim() == 4 else (1, c)
 
-    # -- surrogates (variant "identity_ste" is the teeth of the gradient claims)
+    # -- surrogates (variants "identity_ste" and "flipped_soft_grad" are teeth)
+    def _broken(self, kind: str) -> str:
+        if self.opts.variant == "identity_ste":
+            return "identity"
+        if self.opts.variant == "flipped_soft_grad" and kind in ("approx", "fda"):
+            return kind + "_neg"
+        return kind
+
     def _wgrad(self) -> str:
-        return "identity" if self.opts.variant == "identity_ste" else self.algo.weight_grad
+        return self._broken(self.algo.weight_grad)
 
     def _agrad(self) -> str:
-        return "identity" if self.opts.variant == "identity_ste" else self.algo.act_grad
+        return self._broken(self.algo.act_grad)
+
+    def _sign(self, t: torch.Tensor, kind: str) -> torch.Tensor:
+        if self.opts.variant == "no_sign":  # TEST-ONLY teeth: binarization skipped
+            return t
+        return binary_sign(t, kind, self._n(), self.opts.fda_clip)
 
     def _n(self) -> int:
         return int(self.fda_n) if self.algo.noise else 9
@@ -185,7 +201,7 @@ class _Binary:
 
     def quantize_weight(self, training_noise: bool = True) -> torch.Tensor:
         w = self._recu_weight() if self.algo.recu else self.weight
-        wb = binary_sign(w, self._wgrad(), self._n(), self.opts.fda_clip)
+        wb = self._sign(w, self._wgrad())
         if self.algo.noise and training_noise and float(self.fda_alpha) != 0.0:
             wb = wb + self.fda_alpha * self.weight_noise(self.weight.flatten(1)).reshape(wb.shape)
         s = self.weight_scale()
@@ -203,7 +219,7 @@ class _Binary:
         if self.algo.recu and self.training:  # ReCU: activations normalised by their std while training
             dims = tuple(range(1, x.dim()))
             x = x / torch.sqrt(x.var(dims, keepdim=True) + 1e-5)
-        ab = binary_sign(x, self._agrad(), self._n(), self.opts.fda_clip)
+        ab = self._sign(x, self._agrad())
         if self.algo.noise and float(self.fda_alpha) != 0.0:
             ab = ab + self.fda_alpha * self._act_noise(x)
         return ab

@@ -50,7 +50,10 @@ def fda_series(x: torch.Tensor, n: int, omega: float = FDA_OMEGA) -> torch.Tenso
 
 
 def surrogate_grad(x: torch.Tensor, kind: str, n: int = 9, fda_clip: bool = True) -> torch.Tensor:
-    """d sign_surrogate / dx evaluated at ``x`` for backward ``kind`` (see module docstring)."""
+    """d sign_surrogate / dx evaluated at ``x`` for backward ``kind`` (see module docstring).
+    ``<kind>_neg`` (TEST-ONLY, variant ``flipped_soft_grad``) is the same surrogate with its sign swapped."""
+    if kind.endswith("_neg"):
+        return -surrogate_grad(x, kind[: -len("_neg")], n, fda_clip)
     if kind == "identity":
         return torch.ones_like(x)
     if kind == "clip":
@@ -80,6 +83,6 @@ class _BinarySign(torch.autograd.Function):
 
 def binary_sign(x: torch.Tensor, kind: str, n: int = 9, fda_clip: bool = True) -> torch.Tensor:
     """Binarize ``x`` to {-1, +1} with backward surrogate ``kind``."""
-    if kind not in SURROGATES:
+    if kind.removesuffix("_neg") not in SURROGATES:
         raise ValueError(f"unknown surrogate {kind!r}; use one of {SURROGATES}")
     return _BinarySign.apply(x, kind, int(n), bool(fda_clip))

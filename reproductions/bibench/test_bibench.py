@@ -270,10 +270,25 @@ def test_teeth_identity_ste_breaks_gradient_claims():
     assert v["xnor-alpha"] == "holds"  # forward untouched
 
 
-def test_teeth_full_cost_binary_macs_break_speedup_claims():
+def test_teeth_full_cost_binary_ops_break_the_low_range_claims():
     v = _verdicts(_quick(variant="fp_binary_count"))
     assert v["resnet18-speedup-low"] == "fails" and v["toy-speedup"] == "fails"
-    assert v["resnet18-compression-low"] == "holds"
+    assert v["resnet18-compression-low"] == "fails" and v["toy-compression"] == "fails"
+
+
+def test_teeth_binarized_first_last_layers_break_the_high_range_claims():
+    v = _verdicts(_quick(variant="binarize_first_last"))
+    assert v["resnet18-speedup-high"] == "fails" and v["resnet18-compression-high"] == "fails"
+    assert v["toy-speedup"] == "holds"  # the toy count keeps its own layer split
+
+
+def test_flipped_soft_grad_negates_only_the_soft_surrogates():
+    from reproductions.bibench.quantizers import surrogate_grad
+    x = torch.linspace(-1.5, 1.5, 31)
+    assert torch.equal(surrogate_grad(x, "approx_neg"), -surrogate_grad(x, "approx"))
+    opts = BinaryOptions(variant="flipped_soft_grad")
+    assert BinaryConv2d(4, 4, 3, algo="bireal", opts=opts)._agrad() == "approx_neg"
+    assert BinaryConv2d(4, 4, 3, algo="bnn", opts=opts)._agrad() == "clip"
 
 
 @pytest.mark.slow
