@@ -95,8 +95,10 @@ def signed_digits(v: torch.Tensor) -> torch.Tensor:
 def fake_quant(w: torch.Tensor, fmt: str) -> torch.Tensor:
     """Round-trip ``w`` through an 8-bit format with a per-tensor scale (amax -> the format's max):
     ``fp8_e4m3``, ``fp8_e5m2``, ``int8`` (symmetric), ``rf8`` (encode/decode above)."""
-    if fmt == "rf8":
+    if fmt in ("rf8", "rf8-unsigned"):
         code, emax = rf8_encode(w)
+        if fmt == "rf8-unsigned":  # TEST-ONLY teeth: the sign bit is lost in the code
+            code = code & 0x7F
         return rf8_decode(code, emax).to(w.dtype)
     amax = float(w.detach().abs().max())
     if amax == 0.0:

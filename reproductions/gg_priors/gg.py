@@ -80,7 +80,7 @@ def fan(w: torch.Tensor, mode: str) -> int:
 
 @torch.no_grad()
 def gg_init_(model: nn.Module, nu: float, xi: float, generator: torch.Generator, fan_mode: str = "in",
-             embeddings: bool = True) -> nn.Module:
+             embeddings: bool = True, fan_scale: bool = True) -> nn.Module:
     """GG initialisation (spec §3): every weight with >= 2 dims drawn from GG(0, nu, beta) with
     beta = sqrt(xi / fan * Gamma(1/nu) / Gamma(3/nu)) (so Var = xi / fan); norm weights = 1, biases
     = 0. nu = 2 is He-normal. ``embeddings=False`` leaves nn.Embedding weights as they are."""
@@ -93,7 +93,8 @@ def gg_init_(model: nn.Module, nu: float, xi: float, generator: torch.Generator,
         if id(p) in skip:
             continue
         if p.dim() >= 2:
-            p.copy_(sample(tuple(p.shape), nu, beta_for_std(math.sqrt(xi / fan(p, fan_mode)), nu), generator))
+            var = xi / fan(p, fan_mode) if fan_scale else xi  # fan_scale=False: TEST-ONLY teeth
+            p.copy_(sample(tuple(p.shape), nu, beta_for_std(math.sqrt(var), nu), generator))
         elif id(p) in norms:
             p.fill_(1.0)
         else:

@@ -11,16 +11,18 @@ from .codecs import all_params
 
 
 @torch.no_grad()
-def backslash_step_(model: nn.Module, lam: float, c: float = 1.0) -> float:
+def backslash_step_(model: nn.Module, lam: float, c: float = 1.0, variant: str = "paper") -> float:
     """One BackSlash update, applied after every optimiser step (BackSlash, arXiv 2504.16968):
     nu from ALL parameters jointly (spec §7), then for every tensor
     theta <- theta - lam * (nu / n) * sign(theta) * (|theta| + c)^(nu - 1), n = total count.
-    Returns the estimated nu."""
+    Returns the estimated nu. TEST-ONLY broken variants (teeth): ``backslash-sign-flipped`` adds the
+    term (pushes weights away from 0), ``backslash-no-n`` drops the 1/n normalisation."""
     flat = all_params(model)
     _, nu, _ = gg.estimate(flat)
-    n = flat.numel()
+    n = 1 if variant == "backslash-no-n" else flat.numel()
+    sgn = -1.0 if variant == "backslash-sign-flipped" else 1.0
     for p in model.parameters():
-        p.sub_(lam * nu / n * torch.sign(p) * (p.abs() + c) ** (nu - 1))
+        p.sub_(sgn * lam * nu / n * torch.sign(p) * (p.abs() + c) ** (nu - 1))
     return nu
 
 
