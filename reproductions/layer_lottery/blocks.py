@@ -54,14 +54,30 @@ def build_without(net: nn.Module, remove: Sequence[int], variant: str = "paper")
     check_removable(net, remove)
     new = copy.deepcopy(net)
     drop = set(int(i) for i in remove)
+    if variant == "mask-not-remove":  # TEST-ONLY teeth of C4: zero-mask instead of removing (§3 says no)
+        new.blocks = nn.ModuleList([ZeroedBlock(b) if i in drop else b for i, b in enumerate(new.blocks)])
+        return new
     kept = [b for i, b in enumerate(new.blocks) if i not in drop]
     if variant == "wrong-copy":
         kept = _shift_same_shape(kept)
-    elif variant != "paper" and variant != "grasp-sign-flipped":
+    elif variant not in ("paper", "grasp-sign-flipped", "untrained-ticket"):
         raise ConfigError(f"variant={variant!r} unknown; use 'paper' (test-only: 'wrong-copy', "
-                          f"'grasp-sign-flipped')")
+                          f"'grasp-sign-flipped', 'mask-not-remove', 'untrained-ticket')")
     new.blocks = nn.ModuleList(kept)
     return new
+
+
+class ZeroedBlock(nn.Module):
+    """TEST-ONLY (variant ``mask-not-remove``): a "removed" block kept in the network with its residual
+    branch multiplied by 0. The function equals removal (y = relu(x) = x for x >= 0) but every conv
+    still runs forward and backward: the zero-masking the paper's removal avoids (§3)."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.block = block
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(0.0 * self.block.residual(x) + self.block.shortcut(x))
 
 
 def _shift_same_shape(kept: list[nn.Module]) -> list[nn.Module]:
@@ -90,6 +106,9 @@ def kept_weight_mismatch(net: nn.Module, ticket: nn.Module, remove: Sequence[int
     for k, v in ticket.state_dict().items():
         if k.startswith("blocks."):
             j, rest = k.split(".", 2)[1:]
+            if int(j) >= len(mapping):  # more blocks than the removal leaves: not a removal
+                bad += 1
+                continue
             k = f"blocks.{mapping[int(j)]}.{rest}"
         bad += int(k not in orig or orig[k].shape != v.shape or not torch.equal(orig[k], v))
     return bad

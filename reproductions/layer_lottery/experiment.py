@@ -166,13 +166,14 @@ def measure(cfg: Any, data: Data, ctx: RunContext) -> dict[str, float]:
             nonremovable += len(set(remove) - set(removable))
             selections[crit][p] = remove
             ticket = B.build_without(init_net, remove, cfg.variant)
-            res = train(ticket, cfg, data, ctx, f"{crit}-p{p}")
+            # variant "untrained-ticket" (TEST-ONLY teeth of C2) skips Algorithm 2's training step
+            res = None if cfg.variant == "untrained-ticket" else train(ticket, cfg, data, ctx, f"{crit}-p{p}")
             acc = accuracy_pct(ticket, data.x_test, data.y_test, dev)
             accs.append(acc)
             m[f"{crit}_minus_dense@p={p}"] = acc - acc_dense
             ctx.log("ticket %s p=%d removes %s: acc %.2f (dense %.2f)", crit, p, remove, acc, acc_dense)
             if crit == cfg.init_criteria[0]:
-                walls[p] = res.wall_s
+                walls[p] = res.wall_s if res is not None else float("nan")
                 grasp_tickets[p] = ticket
         tickets_acc[crit] = accs
         m.update(curve_metrics(f"acc_{crit}", "p", (0, *cfg.ps), accs))

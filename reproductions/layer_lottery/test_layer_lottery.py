@@ -65,6 +65,17 @@ def test_wrong_copy_variant_is_detected():
     assert out["kept_weight_mismatch"] > 0 and out["removal_max_abs_err"] > 1e-3
 
 
+def test_mask_not_remove_variant_keeps_the_function_and_the_full_cost():
+    """Teeth of C4: zero-masked blocks compute the removed network's function at the dense cost."""
+    net = spec_net(4).eval()
+    x = batch(8)[0]
+    removed, masked = B.build_without(net, [2, 6, 11]).eval(), B.build_without(net, [2, 6, 11], "mask-not-remove").eval()
+    with torch.no_grad():
+        assert torch.allclose(removed(x), masked(x), atol=1e-6)
+    assert E.counted_macs(masked, (1, 8, 8)) == E.counted_macs(net, (1, 8, 8))
+    assert E.counted_macs(removed, (1, 8, 8)) < E.counted_macs(net, (1, 8, 8))
+
+
 def test_filter_pruning_equals_zeroing_the_conv2_input_slice():
     net = spec_net(3).eval()
     remove = {1: [0, 3], 6: [5], 9: list(range(10))}
