@@ -152,35 +152,35 @@ def summarise(res: IMPResult) -> dict[str, float]:
 
 CLAIMS = [
     # mechanics (spec §6 smoke); measured inside every run
-    Claim(id="mask-exact", text="pruned weights are exactly 0 after training (gradient masking + re-masking)",
+    Claim(id="mask-exact", kind="check", text="pruned weights are exactly 0 after training (gradient masking + re-masking)",
           metric="masked_weight_max_abs", op="<=", ref=0.0),
-    Claim(id="reset-to-init", text="each ticket's surviving weights equal θ0 bitwise (reset, §2 step 4)",
+    Claim(id="reset-to-init", kind="check", text="each ticket's surviving weights equal θ0 bitwise (reset, §2 step 4)",
           metric="reset_max_abs_diff", op="<=", ref=0.0),
-    Claim(id="layerwise-counts", text="each round prunes p of the remaining weights per layer, output at p/2",
+    Claim(id="layerwise-counts", kind="check", text="each round prunes p of the remaining weights per layer, output at p/2",
           metric="prune_count_max_dev", op="<=", ref=0.0),
-    Claim(id="reinit-same-mask", text="the random-reinit control uses the identical mask",
+    Claim(id="reinit-same-mask", kind="check", text="the random-reinit control uses the identical mask",
           metric="reinit_mask_mismatch", op="<=", ref=0.0),
-    Claim(id="reinit-fresh-init", text="the random-reinit control starts from a different init than θ0",
+    Claim(id="reinit-fresh-init", kind="check", text="the random-reinit control starts from a different init than θ0",
           metric="reinit_equal_init_frac", op="<=", ref=0.001),
-    Claim(id="random-mask-counts", text="the random-mask control has the ticket's per-layer counts",
+    Claim(id="random-mask-counts", kind="check", text="the random-mask control has the ticket's per-layer counts",
           metric="random_mask_count_dev", op="<=", ref=0.0),
     # the paper's claims (spec §2 C1-C3, §6 A1-A3); thresholds calibrated at small scale (README)
-    Claim(id="ticket-21-matches-dense", text="A1/C1: the winning ticket at P_m ~ 21% reaches the dense "
+    Claim(id="ticket-21-matches-dense", kind="paper", teeth="prune_largest", text="A1/C1: the winning ticket at P_m ~ 21% reaches the dense "
           "test accuracy within 1 point", metric="ticket_test_acc_21", op=">=", ref="dense_test_acc", tol=0.01,
           scales=("small", "full")),
-    Claim(id="ticket-beats-reinit-sparse", text="A2/C3: at P_m <= 6% the winning ticket beats the same mask "
+    Claim(id="ticket-beats-reinit-sparse", kind="paper", teeth="reset_fresh", text="A2/C3: at P_m <= 6% the winning ticket beats the same mask "
           "randomly re-initialised by >= 1 point (calibrated, README)", metric="ticket_minus_reinit_acc_sparse",
           op=">=", ref=0.01,
           scales=("small", "full")),
-    Claim(id="ticket-beats-random-mask-sparse", text="C3: at P_m <= 6% the winning ticket beats a random mask "
+    Claim(id="ticket-beats-random-mask-sparse", kind="paper", teeth="prune_largest", text="C3: at P_m <= 6% the winning ticket beats a random mask "
           "of the same per-layer sparsity by >= 1.5 points (calibrated, README)",
           metric="ticket_minus_random_acc_sparse", op=">=", ref=0.015, scales=("small", "full")),
-    Claim(id="reinit-learns-slower-sparse", text="C3: at P_m <= 6% the same mask randomly re-initialised "
+    Claim(id="reinit-learns-slower-sparse", kind="paper", teeth="reset_fresh", text="C3: at P_m <= 6% the same mask randomly re-initialised "
           "early-stops >= 1.3x later than the winning ticket (calibrated, README)",
           metric="reinit_over_ticket_early_stop_sparse", op=">=", ref=1.3, scales=("small", "full")),
-    Claim(id="ticket-learns-faster", text="A3/C2: tickets at P_m 21-51% early-stop no later than the dense net",
+    Claim(id="ticket-learns-faster", kind="paper", teeth="prune_largest", text="A3/C2: tickets at P_m 21-51% early-stop no later than the dense net",
           metric="ticket_early_stop_iter_mid", op="<=", ref="dense_early_stop_iter", scales=("small", "full")),
-    Claim(id="iterative-beats-oneshot", text="C4: iterative pruning beats one-shot pruning at the final sparsity",
+    Claim(id="iterative-beats-oneshot", kind="paper", no_teeth="a full-scale claim (spec §6 small does not test C4) and teeth run at small scale only; its broken variant would be prune_largest (IMP removes the largest weights, one-shot is untouched), not run at full", text="C4: iterative pruning beats one-shot pruning at the final sparsity",
           metric="iterative_minus_oneshot_acc", op=">=", ref=0.0, scales=("full",)),
 ]
 

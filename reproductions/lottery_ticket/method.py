@@ -29,11 +29,12 @@ from suite.context import RunContext
 from suite.errors import ConfigError
 from suite.train import TrainConfig, TrainState, fit
 
-Variant = Literal["paper", "reset_fresh", "reset_trained", "no_mask"]
+Variant = Literal["paper", "reset_fresh", "reset_trained", "no_mask", "prune_largest"]
 VARIANTS = get_args(Variant)
 """``variant`` is TEST-ONLY (teeth): ``reset_fresh`` resets the ticket to a NEW random init each round
 instead of θ0, ``reset_trained`` keeps the trained weights instead of resetting, ``no_mask`` trains
-without gradient masking / re-masking (Adam revives pruned weights, spec §7)."""
+without gradient masking / re-masking (Adam revives pruned weights, spec §7), ``prune_largest`` swaps
+the sign of IMP's criterion (each round removes the LARGEST trained magnitudes; one-shot is untouched)."""
 
 State = dict[str, torch.Tensor]
 
@@ -159,6 +160,8 @@ def train_subnetwork(build: Callable[[], nn.Module], start: State, masks: P.Mask
 def prune_step(model: nn.Module, trained: nn.Module, masks: P.Masks, s: IMPSettings) -> P.Masks:
     """§2 step 3: prune by the magnitudes of the TRAINED weights (layer-wise, or global §4)."""
     weights = {k: v.detach() for k, v in P.prunable_params(trained).items()}
+    if s.variant == "prune_largest":  # TEST-ONLY teeth: rank by 1/|w|, so the largest weights go
+        weights = {k: 1.0 / (v.abs() + 1e-12) for k, v in weights.items()}
     if s.global_rate is not None:
         return P.global_magnitude_prune(weights, masks, s.global_rate)
     return P.magnitude_prune(weights, masks, P.layer_rates(model, s.fc_rate, s.conv_rate, s.output_rate))

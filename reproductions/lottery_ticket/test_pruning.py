@@ -110,3 +110,19 @@ def test_prune_to_counts_rejects_too_many():
     w = {"a": torch.ones(4)}
     with pytest.raises(ConfigError):
         P.prune_to_counts(w, {"a": 3}, {"a": torch.tensor([True, False, False, True])})
+
+
+def test_prune_largest_variant_removes_the_largest_trained_weights():
+    """Teeth variant ``prune_largest``: same per-layer counts, but the largest |w| go instead of the smallest."""
+    from reproductions.lottery_ticket.method import IMPSettings, prune_step
+    from suite.train import TrainConfig
+
+    net = _mlp(3)
+    masks = P.ones_masks(P.prunable_params(net))
+    ok = prune_step(net, net, masks, IMPSettings(rounds=1, train=TrainConfig(steps=1)))
+    bad = prune_step(net, net, masks, IMPSettings(rounds=1, train=TrainConfig(steps=1), variant="prune_largest"))
+    assert P.counts(ok) == P.counts(bad)
+    for k, w in P.prunable_params(net).items():
+        a = w.detach().abs()
+        assert float(a[ok[k]].min()) >= float(a[~ok[k]].max())   # paper: the smallest go
+        assert float(a[bad[k]].max()) <= float(a[~bad[k]].min())  # broken: the largest go
