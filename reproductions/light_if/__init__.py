@@ -26,8 +26,11 @@ from . import tasks as T
 from .experiment import build_sft_set, evaluate, format_set, mechanics, new_policy, train_rl, train_sft
 from .method import EntropySFT, GRPOConfig, RewardConfig
 
-# TEST-ONLY broken variant: "delta-plus-entropy" selects by CE + λH (sign of the entropy term flipped)
-Variant = Literal["paper", "delta-plus-entropy"]
+# TEST-ONLY broken variants: "delta-plus-entropy" selects by CE + λH (sign of the entropy term flipped);
+# "esft-off" skips the Entropy-SFT token selection (the Entropy-SFT arm trains as plain SFT);
+# "esft-keep-lowest" keeps the k tokens with the smallest δ instead of the largest; "point-sign-flipped"
+# subtracts the dense partial credit instead of adding it (dense and dense + TEA arms)
+Variant = Literal["paper", "delta-plus-entropy", "esft-off", "esft-keep-lowest", "point-sign-flipped"]
 RL_ARMS = {"binary": ("binary", False), "dense": ("dense", False), "dense_tea": ("dense", True)}
 
 
@@ -92,22 +95,25 @@ SCALES = {
 CLAIMS = [
     Claim(id="M-esft-selection", text="Entropy-SFT keeps exactly the top-k = max(⌊ρN⌋,1) valid tokens by "
                                       "δ = CE − λH (200 random micro-batches vs a numpy reference)",
-          metric="sft_selection_exact", op="==", ref=1.0, scales=("smoke", "small")),
+          metric="sft_selection_exact", op="==", ref=1.0, scales=("smoke", "small"), kind="check"),
     Claim(id="M-reward-cases", text="dense reward on hand-written responses: no </think> → 0, all/partial "
                                     "credit, last-</think> parse, over-length → −2, cosine term at 0 and L/2",
-          metric="reward_cases_exact", op="==", ref=1.0, scales=("smoke", "small")),
+          metric="reward_cases_exact", op="==", ref=1.0, scales=("smoke", "small"), kind="check"),
     Claim(id="M-tea-weights", text="TEA weights α·softmax(cov) clamped to [0, ub] sum to ≤ α and hit ub",
-          metric="tea_weights_ok", op="==", ref=1.0, scales=("smoke", "small")),
+          metric="tea_weights_ok", op="==", ref=1.0, scales=("smoke", "small"), kind="check"),
     Claim(id="C3-esft-entropy", text="Entropy-SFT keeps the policy's held-out token entropy ≥ 1.1 × plain SFT "
                                      "(equal steps)",
           metric="entropy_esft_over_plain", op=">=", ref=1.1, scales=("small",),
-          paper_note="§6 (a) threshold; the paper reports entropy curves, not this ratio"),
+          paper_note="§6 (a) threshold; the paper reports entropy curves, not this ratio",
+          kind="paper", teeth="esft-off"),
     Claim(id="C3-esft-acc", text="… at no more than 3 pts loss of all-constraint accuracy",
-          metric="all_sat_esft_minus_plain", op=">=", ref=-0.03, scales=("small",)),
+          metric="all_sat_esft_minus_plain", op=">=", ref=-0.03, scales=("small",),
+          paper_note="§6 (a) threshold", kind="paper", teeth="esft-keep-lowest"),
     Claim(id="C3-dense-vs-binary", text="from a weak SFT policy, GRPO with the dense partial-credit reward "
                                         "reaches ≥ 5 pts higher all-satisfied rate than the binary reward",
           metric="all_sat_dense_minus_binary", op=">=", ref=0.05, scales=("small",),
-          paper_note="§6 (b) threshold; paper ablation numbers not copied (spec gives none)"),
+          paper_note="§6 (b) threshold; paper ablation numbers not copied (spec gives none)",
+          kind="paper", teeth="point-sign-flipped"),
 ]
 
 
@@ -140,6 +146,10 @@ def run(cfg: Config, ctx: RunContext) -> Outcome:
     esft = EntropySFT(cfg.token_ratio, cfg.entropy_coef)
     if cfg.variant == "delta-plus-entropy":  # TEST-ONLY: δ = CE + λH
         esft = replace(esft, entropy_coef=-cfg.entropy_coef)
+    elif cfg.variant == "esft-keep-lowest":  # TEST-ONLY: the complement end of the δ ranking
+        esft = replace(esft, keep_lowest=True)
+    sft_arms = {"plain": replace(esft, enabled=False),
+                "esft": replace(esft, enabled=cfg.variant != "esft-off")}  # TEST-ONLY "esft-off": no selection
     tok = T.tokenizer()
     rng = np.random.default_rng(ctx.seed)
     sft_specs, eval_specs, rl_specs = (T.sample_specs(n, rng) for n in (cfg.n_sft, cfg.n_eval, cfg.n_rl))
@@ -157,7 +167,7 @@ def run(cfg: Config, ctx: RunContext) -> Outcome:
     m.update({f"{k}_base": v for k, v in ev.items()})
 
     # (a) plain SFT vs Entropy-SFT from the same base, same batches, same steps (§6 (a))
-    for arm, e in (("plain", plain), ("esft", esft)):
+    for arm, e in sft_arms.items():
         model = copy.deepcopy(base)
         m.update(train_sft(model, seqs, tok, e, cfg.sft_steps, cfg, ctx, f"sft_{arm}"))
         ev = evaluate(model, eval_specs, tok, ctx.generator(gen_seed), cfg.eval_temperature)
@@ -173,7 +183,8 @@ def run(cfg: Config, ctx: RunContext) -> Outcome:
     m.update({f"{k}_rl_init": v for k, v in ev.items()})
     for arm in cfg.rl_arms:
         kind, tea = RL_ARMS[arm]
-        rcfg = RewardConfig(kind, max_len=cfg.reward_max_len, length_term=cfg.length_term)
+        rcfg = RewardConfig(kind, max_len=cfg.reward_max_len, length_term=cfg.length_term,
+                            point_sign=-1.0 if cfg.variant == "point-sign-flipped" else 1.0)
         gcfg = GRPOConfig(cfg.clip_ratio, cfg.clip_ratio, cfg.clip_c, cfg.kl_coef, 0.0, tea, cfg.tea_alpha,
                           cfg.tea_ub, cfg.tea_coef)
         policy = copy.deepcopy(weak)

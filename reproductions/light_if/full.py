@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from suite.context import RunContext
+from suite.data.external import locate
 from suite.errors import CorruptDataError, DataNotFoundError
 from suite.models.hf import CausalLM, load_causal_lm, save_tiny_random_lm
 from suite.spec import DatasetRef, Outcome
@@ -40,8 +41,7 @@ from .method import EntropySFT, GRPOConfig, cosine_length_reward, grpo_advantage
 def read_cold_start(path: Path) -> list[tuple[str, str]]:
     """(user prompt, assistant response) pairs of a ShareGPT/messages JSON list."""
     if not path.is_file():
-        raise DataNotFoundError(f"cold-start data not found at {path}; copy cold-start-2k.json of "
-                                f"qihoo360/Light-IF-SFTData there")
+        raise DataNotFoundError(f"cold-start data not found at {path}; {SFT_HOW}")
     try:
         rows = json.loads(path.read_text())
         out = []
@@ -59,8 +59,7 @@ def read_rl(path: Path) -> list[tuple[str, dict]]:
     import pandas as pd
 
     if not path.is_file():
-        raise DataNotFoundError(f"RL prompts not found at {path}; copy rl-stagte1-5k.parquet of the Light-IF "
-                                f"release there")
+        raise DataNotFoundError(f"RL prompts not found at {path}; {RL_HOW}")
     try:
         df = pd.read_parquet(path)
         gts = [json.loads(r["ground_truth"]) for r in df["reward_model"]]
@@ -70,22 +69,49 @@ def read_rl(path: Path) -> list[tuple[str, dict]]:
             for g in gts if g.get("source", "jqzl-en") == "jqzl-en"]
 
 
+SFT_HOW = "copy cold-start-2k.json of qihoo360/Light-IF-SFTData there"
+RL_HOW = "copy rl-stagte1-5k.parquet of the Light-IF release (Qihoo360/Light-IF, RL data) there"
+
+
 def write_fixtures(root: Path) -> tuple[Path, Path]:
     """A 4-example cold-start JSON and a 4-row RL parquet in the published layouts (dry runs, tests)."""
-    import pandas as pd
+    return write_sft_fixture(root / "cold-start.json"), write_rl_fixture(root / "rl.parquet")
 
-    root.mkdir(parents=True, exist_ok=True)
+
+def write_sft_fixture(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     sft = [{"conversations": [{"from": "human", "value": f"Write {i + 2} words ending with ok."},
                               {"from": "gpt", "value": "<think>Preview: end with ok. Check: done.</think>"
                                                        + " word" * i + " ok"}]} for i in range(4)]
-    (root / "cold-start.json").write_text(json.dumps(sft))
+    path.write_text(json.dumps(sft))
+    return path
+
+
+def write_rl_fixture(path: Path) -> Path:
+    import pandas as pd
+
+    path.parent.mkdir(parents=True, exist_ok=True)
     rows = [{"prompt": [{"role": "user", "content": f"Say hi {i} times. End your answer with 'bye'."}],
              "reward_model": {"style": "rule", "ground_truth": json.dumps(
                  {"source": "jqzl-en", "query": f"Say hi {i} times. End your answer with 'bye'.",
                   "jqzl_prompt": {"keywords": ["hi"], "keywords_num": [[i, i]], "end_phrase": "bye"}})}}
             for i in range(1, 5)]
-    pd.DataFrame(rows).to_parquet(root / "rl.parquet")
-    return root / "cold-start.json", root / "rl.parquet"
+    pd.DataFrame(rows).to_parquet(path)
+    return path
+
+
+def locate_data(cfg: Any, ctx: RunContext) -> tuple[Path, Path, DatasetRef]:
+    """The cold-start JSON and the RL parquet under the data root (``paper`` only when both were found
+    there); in a dry run without them, fixtures in the published layouts (``*-fixture``, stand-in)."""
+    paths, refs = [], []
+    for name, rel, how, write in (("light-if-cold-start", cfg.sft_file, SFT_HOW, write_sft_fixture),
+                                  ("light-if-rl-stage1", cfg.rl_file, RL_HOW, write_rl_fixture)):
+        f = Path(rel)
+        folder, ref = locate(ctx, name, str(f.parent), [f.name], how,
+                             fixture=lambda d, f=f, write=write: write(d / f.name))
+        paths.append(folder / f.name)
+        refs.append(ref)
+    return paths[0], paths[1], DatasetRef.combine(*refs)
 
 
 def chat(tok: Any, prompt: str) -> str:
@@ -215,24 +241,21 @@ def rl_stage(lm: CausalLM, items: list[tuple[str, dict]], kind: str, gcfg: GRPOC
 
 def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     tmp = None
+    sft_path, rl_path, ref = locate_data(cfg, ctx)  # provenance from the locator, never typed here
     if ctx.dry_run:
         tmp = tempfile.TemporaryDirectory(prefix="lif-dry-")
         root = Path(tmp.name)
         save_tiny_random_lm(root / "model", "qwen3", extra_tokens=("</think>",))
         model_dir = root / "model"
-        sft_path, rl_path = write_fixtures(root)
         steps_sft, steps_rl, n_eval, max_new = 1, 1, 2, 8
-        ref = DatasetRef("light-if-fixture (dry run)", "stand-in")
         cfg = copy.copy(cfg)
         cfg.full_sft_batch, cfg.full_rl_prompts, cfg.full_max_new = 2, 1, max_new
     else:
         if ctx.data_root is None:
             raise DataNotFoundError(f"full scale needs --data-root (or SUITE_DATA) holding {cfg.model_dir}/, "
                                     f"{cfg.sft_file} and {cfg.rl_file}")
-        root = Path(ctx.data_root)
-        model_dir, sft_path, rl_path = root / cfg.model_dir, root / cfg.sft_file, root / cfg.rl_file
+        model_dir = Path(ctx.data_root) / cfg.model_dir
         steps_sft, steps_rl, n_eval = cfg.full_sft_steps, cfg.full_rl_steps, cfg.full_eval_prompts
-        ref = DatasetRef("light-if-sft+rl", "paper")
     pairs = read_cold_start(sft_path)
     items = read_rl(rl_path)
     rng = np.random.default_rng(ctx.seed)

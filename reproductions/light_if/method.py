@@ -41,6 +41,7 @@ class EntropySFT:
     token_ratio: float = 0.8
     entropy_coef: float = 0.8
     enabled: bool = True
+    keep_lowest: bool = False  # TEST-ONLY broken variant: keep the k tokens with the *smallest* δ
 
 
 def entropy_sft_select(ce: torch.Tensor, ent: torch.Tensor, valid: torch.Tensor,
@@ -48,6 +49,8 @@ def entropy_sft_select(ce: torch.Tensor, ent: torch.Tensor, valid: torch.Tensor,
     """Indices (into the flattened micro-batch) of the k = max(floor(ρN), 1) valid tokens with the
     largest δ_t = CE_t - λ H_t (§3.3). Selection is per micro-batch (§7) and carries no gradient."""
     delta = (ce.detach().float() - cfg.entropy_coef * ent.detach().float()).reshape(-1)
+    if cfg.keep_lowest:  # TEST-ONLY: drops the confident-but-wrong tokens the paper trains on
+        delta = -delta
     v = valid.reshape(-1)
     n = int(v.sum())
     if n == 0:
@@ -82,6 +85,7 @@ class RewardConfig:
     max_len: int = 8192
     length_term: bool = True
     combine: str = "sum"    # the only combination implemented; see README (pitfall §7)
+    point_sign: float = 1.0  # TEST-ONLY broken variant: −1 turns the partial credit into a penalty
 
     def __post_init__(self) -> None:
         if self.kind not in REWARDS:
@@ -111,7 +115,7 @@ def compute_score(sat: torch.Tensor, active: torch.Tensor, credit: torch.Tensor,
     if cfg.kind == "binary":
         score = acc
     else:
-        score = acc + point + (r_len if cfg.length_term else torch.zeros_like(r_len))
+        score = acc + cfg.point_sign * point + (r_len if cfg.length_term else torch.zeros_like(r_len))
     return {"score": score, "acc": acc, "point": point, "length": r_len}
 
 

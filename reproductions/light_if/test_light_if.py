@@ -6,6 +6,7 @@ import math
 from dataclasses import replace
 
 import numpy as np
+import pytest
 import torch
 
 from suite import config, registry
@@ -142,3 +143,28 @@ def test_teeth_entropy_sign_flip_fails_selection_claim() -> None:
     m = r.run(cfg, for_tests()).metrics
     assert r.claim("M-esft-selection").check(m, "smoke")["verdict"] == "fails"
     assert r.claim("M-reward-cases").check(m, "smoke")["verdict"] == "holds"
+
+
+def test_broken_variants_change_what_they_name() -> None:
+    # esft-keep-lowest: the complement end of the δ ranking (k = 3 of 4 tokens, δ = CE − 0 · H)
+    ce, h, v = torch.tensor([[4.0, 1.0, 3.0, 2.0]]), torch.zeros(1, 4), torch.ones(1, 4, dtype=torch.bool)
+    top = set(entropy_sft_select(ce, h, v, EntropySFT(0.75, 0.0)).tolist())
+    low = set(entropy_sft_select(ce, h, v, EntropySFT(0.75, 0.0, keep_lowest=True)).tolist())
+    assert top == {0, 2, 3} and low == {1, 3, 2}
+    # point-sign-flipped: the dense partial credit becomes a penalty; binary is untouched
+    sat = torch.tensor([[True, False]])
+    act = torch.ones(1, 2, dtype=torch.bool)
+    args = (sat, act, torch.tensor([0.2, 0.1]), torch.tensor([True]), torch.tensor([3]))
+    assert float(compute_score(*args, RewardConfig("dense", length_term=False))["score"]) == pytest.approx(0.2)
+    assert float(compute_score(*args, RewardConfig("dense", length_term=False, point_sign=-1.0))["score"]) == \
+        pytest.approx(-0.2)
+    assert float(compute_score(*args, RewardConfig("binary", point_sign=-1.0))["score"]) == 0.0
+
+
+def test_full_dry_run_provenance_is_the_fixture(tmp_path) -> None:
+    from .full import locate_data
+
+    r = registry.get("light_if")
+    sft, rl, ref = locate_data(config.resolve(r, "full"), for_tests("full", dry_run=True, data_root=tmp_path))
+    assert sft.is_file() and rl.is_file()
+    assert ref.provenance == "stand-in" and "fixture" in ref.name
