@@ -22,8 +22,8 @@ from .experiment import ARMS, RLSetup, make_model, mechanics, sft_warmup, summar
 from .method import TreeConfig
 
 # TEST-ONLY broken variants: "recount" counts reconstructed leaf lengths instead of decoded tokens
-# (spec §7 pitfall); "no-fallback" disables the fallback so leaf counts drift from W; "flip-adv"
-# flips the sign of the tree advantage
+# (spec §7 pitfall; in the stub mechanics and in the RL arms' token count); "no-fallback" disables the
+# fallback so leaf counts drift from W; "flip-adv" flips the sign of the tree advantage (TreePO arms)
 Variant = Literal["paper", "recount", "no-fallback", "flip-adv"]
 
 
@@ -94,27 +94,30 @@ SCALES = {
 
 CLAIMS = [
     Claim(id="M-leaves-W", text="every prompt ends with exactly W leaves, fallback included (scripted policy)",
-          metric="stub_leaves_exact_W", op="==", ref=1.0, scales=("smoke", "small")),
+          metric="stub_leaves_exact_W", op="==", ref=1.0, scales=("smoke", "small"), kind="check"),
     Claim(id="M-tree-valid", text="leaf index strings form a valid tree (scripted policy)",
-          metric="stub_tree_valid", op="==", ref=1.0, scales=("smoke", "small")),
+          metric="stub_tree_valid", op="==", ref=1.0, scales=("smoke", "small"), kind="check"),
     Claim(id="M-tokens-nodes", text="decoded tokens equal the sum of segment lengths over tree nodes",
-          metric="stub_tokens_match_nodes", op="==", ref=1.0, scales=("smoke", "small")),
+          metric="stub_tokens_match_nodes", op="==", ref=1.0, scales=("smoke", "small"), kind="check"),
     Claim(id="M-tokens-shared", text="the tree decodes strictly fewer tokens than independent sampling "
                                      "(scripted policy, same W)",
-          metric="stub_tree_tokens", op="<", ref="stub_indep_tokens", scales=("smoke", "small")),
+          metric="stub_tree_tokens", op="<", ref="stub_indep_tokens", scales=("smoke", "small"), kind="check"),
     Claim(id="M-adv-hand", text="tree advantage reproduces the hand-computed example (spec §6)",
-          metric="adv_hand_example_err", op="<=", ref=1e-9, scales=("smoke", "small")),
+          metric="adv_hand_example_err", op="<=", ref=1e-9, scales=("smoke", "small"), kind="check"),
     Claim(id="M-adv-flat", text="a flat tree reproduces the REINFORCE++ baseline exactly",
-          metric="adv_flat_vs_rpp_err", op="<=", ref=1e-9, scales=("smoke", "small")),
+          metric="adv_flat_vs_rpp_err", op="<=", ref=1e-9, scales=("smoke", "small"), kind="check"),
     Claim(id="C1-tokens", text="TreePO decodes ≤ 0.8 × GRPO's tokens over training (same leaves per prompt)",
           metric="tokens_treepo_over_grpo", op="<=", ref=0.8, scales=("small", "full"),
-          paper=0.78, paper_note="paper: 22–43 % less sampling GPU-hours (0.57–0.78 ×); tokens ≠ GPU-hours"),
+          paper=0.78, paper_note="paper: 22–43 % less sampling GPU-hours (0.57–0.78 ×); tokens ≠ GPU-hours",
+          kind="paper", teeth="recount"),
     Claim(id="C2-acc", text="final held-out accuracy of TreePO ≥ GRPO − 3 pts (spec §6 tolerance)",
           metric="acc_treepo_minus_grpo", op=">=", ref=-0.03, scales=("small", "full"),
-          paper_note="paper: TreePO above GRPO (46.63 % overall) on every column; exact row unverified"),
+          paper_note="paper: TreePO above GRPO (46.63 % overall) on every column; exact row unverified",
+          kind="paper", teeth="flip-adv"),
     Claim(id="C1-dominance", text="at TreePO's final token budget, TreePO's accuracy ≥ GRPO's interpolated "
                                   "accuracy − 3 pts (curve dominance)",
-          metric="acc_treepo_minus_grpo_at_equal_tokens", op=">=", ref=-0.03, scales=("small", "full")),
+          metric="acc_treepo_minus_grpo_at_equal_tokens", op=">=", ref=-0.03, scales=("small", "full"),
+          kind="paper", teeth="flip-adv"),
 ]
 
 PLOTS = [

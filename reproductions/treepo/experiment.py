@@ -123,6 +123,15 @@ class StubSampler:
         return out, self.rng.random(len(prefixes))
 
 
+def counted_tokens(ro: Rollout, variant: str = "paper") -> int:
+    """Decoded tokens of a rollout as a prefix-cached engine decodes them (spec §7). ``recount`` is the
+    TEST-ONLY broken variant of the §7 pitfall: it sums the reconstructed leaf lengths, so every shared
+    prefix is counted once per leaf (for independent samples both counts agree)."""
+    if variant == "recount":
+        return sum(len(p.response) for p in ro.leaves)
+    return ro.tokens_decoded
+
+
 def mechanics(tok: Tokenizer, tree: TreeConfig, n_prompts: int, seed: int, variant: str = "paper") -> dict[str, float]:
     """Spec §6 smoke: W leaves per prompt incl. fallback, a valid tree, decoded tokens == Σ node
     segment lengths, tree tokens < independent tokens; the advantage hand example and the flat-tree
@@ -135,9 +144,7 @@ def mechanics(tok: Tokenizer, tree: TreeConfig, n_prompts: int, seed: int, varia
     indep_cfg = replace(tree, repetition_stop=False, fallback=False)
     ind = tree_rollout(prompts, StubSampler(tok, np.random.default_rng(seed)), indep_cfg, tok.eos_id, boxed,
                        np.random.default_rng(seed + 1), first_div=tree.width)
-    counted = ro.tokens_decoded
-    if variant == "recount":  # TEST-ONLY broken variant: count reconstructed leaf lengths (spec §7 pitfall)
-        counted = sum(len(p.response) for p in ro.leaves)
+    counted = counted_tokens(ro, variant)
     counts = np.bincount([p.prompt for p in ro.leaves], minlength=n_prompts)
     m = {"stub_leaves_exact_W": float((counts == tree.width).mean()),
          "stub_tree_valid": float(tree_is_valid(ro, tree.width)),
@@ -239,7 +246,7 @@ def train_arm(arm: str, base: torch.nn.Module, train: list[Any], env: Env, setup
         else:  # independent sampling: d0 = W, no branching, decode to EOS / cap
             ro = tree_rollout(prompts, sampler, replace(tree, repetition_stop=False, fallback=False), env.eos,
                               env.boxed, rng, first_div=tree.width)
-        state["tokens"] += ro.tokens_decoded
+        state["tokens"] += counted_tokens(ro, setup.variant)
         state["segments"] += ro.segments_decoded
         state["leaves"] += len(ro.leaves)
         correct, r = env.reward(ro, probs)

@@ -23,20 +23,21 @@ import torch
 from suite.context import RunContext
 from suite.errors import CorruptDataError, DataNotFoundError, SuiteError
 from suite.models.hf import load_causal_lm, save_tiny_random_lm
-from suite.spec import DatasetRef, Outcome
+from suite.data.external import locate
+from suite.spec import Outcome
 
 from .experiment import Env, summarize, train_arm
 from .method import FINISHED, Rollout, TreeConfig, overlong_penalty, tree_rollout
 
 COLUMNS = ("prompt", "reward_model")
+HOW = "hf download m-a-p/TreePO_data --repo-type dataset --local-dir <data root>/TreePO_data"
 _BOX = re.compile(r"\\boxed\{")
 
 
 def read_parquet(path: Path) -> list[dict]:
     """Records (chat prompt list, ground truth) of one verl parquet file."""
     if not path.is_file():
-        raise DataNotFoundError(f"{path} not found; run `hf download m-a-p/TreePO_data --repo-type dataset "
-                                f"--local-dir <data root>/TreePO_data`")
+        raise DataNotFoundError(f"{path} not found; run `{HOW}`")
     try:
         import pandas as pd
 
@@ -133,27 +134,27 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     from . import rl_setup  # the declaration module builds the shared RL setup
 
     tmp = None
+    names = tuple(cfg.train_files) + tuple(cfg.test_files)
+    # provenance comes from the locator: "paper" only when the parquet files are under the data root
+    data, ref = locate(ctx, "TreePO_data", cfg.data_dir, names, HOW, fixture=lambda f: write_fixture(f, names))
     if ctx.dry_run:
         tmp = tempfile.TemporaryDirectory(prefix="treepo-dry-")
         root = Path(tmp.name)
         save_tiny_random_lm(root / "model", "qwen2", max_len=512)
-        model_dir, data = root / "model", root / "data"
-        write_fixture(data, tuple(cfg.train_files) + tuple(cfg.test_files))
+        model_dir = root / "model"
         tree = TreeConfig(seg_len=4, max_depth=3, width=4, first_div_max=2, max_response=12)
         kw: dict[str, Any] = {"prompts_per_step": 2, "updates": 1, "minibatches": 1, "eval_samples": 2}
-        ref = DatasetRef("TreePO_data-fixture (dry run)", "stand-in")
     else:
         if ctx.data_root is None:
             raise DataNotFoundError(f"full scale needs --data-root (or SUITE_DATA) holding {cfg.model_dir}/ and "
                                     f"{cfg.data_dir}/")
-        model_dir, data = Path(ctx.data_root) / cfg.model_dir, Path(ctx.data_root) / cfg.data_dir
+        model_dir = Path(ctx.data_root) / cfg.model_dir
         tree = TreeConfig(seg_len=cfg.full_seg_len, max_depth=cfg.full_max_depth, width=cfg.full_width,
                           first_div_max=cfg.full_first_div_max, max_response=cfg.full_seg_len * cfg.full_max_depth,
                           allocation=cfg.allocation)
         kw = {"prompts_per_step": cfg.full_prompts_per_step, "updates": cfg.full_updates,
               "minibatches": max(1, cfg.full_prompts_per_step // cfg.full_mini_batch), "lr": cfg.full_lr,
               "eval_samples": cfg.full_eval_samples}
-        ref = DatasetRef("TreePO_data (SimpleRL level3-5 + DeepScaler; AIME test)", "paper")
     train = [r for f in cfg.train_files for r in read_parquet(data / f)]
     test = [r for f in cfg.test_files for r in read_parquet(data / f)]
     lm = load_causal_lm(model_dir, ctx.device)

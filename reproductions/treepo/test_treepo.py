@@ -122,3 +122,23 @@ def test_teeth_no_fallback_and_recount_fail_claims() -> None:
     assert CLAIM["M-leaves-W"].check(out.metrics, "smoke")["verdict"] == "fails"
     m = mechanics(TOK, tree_config(Config()), 16, 0, variant="recount")
     assert CLAIM["M-tokens-nodes"].check(m, "smoke")["verdict"] == "fails"
+
+
+def test_recount_variant_counts_shared_prefixes_once_per_leaf() -> None:
+    from .experiment import counted_tokens
+
+    ro = _stub_rollout(0)[0]
+    assert counted_tokens(ro) == ro.tokens_decoded == node_token_sum(ro)
+    assert counted_tokens(ro, "recount") == sum(len(p.response) for p in ro.leaves) > ro.tokens_decoded
+
+
+def test_full_dry_run_provenance_is_the_fixture(tmp_path) -> None:
+    from suite.data.external import locate
+
+    from .full import HOW, read_parquet, write_fixture
+
+    names = Config().train_files + Config().test_files
+    folder, ref = locate(for_tests("full", dry_run=True, data_root=tmp_path), "TreePO_data", Config().data_dir,
+                         names, HOW, fixture=lambda f: write_fixture(f, names))
+    assert ref.provenance == "stand-in" and "fixture" in ref.name
+    assert all(read_parquet(folder / n) for n in names)
