@@ -23,8 +23,9 @@ from . import dsl as D
 from .experiment import pass_at_1, self_train, sft, tokenizer
 from .method import consensus, degenerate, select_random
 
-# TEST-ONLY broken variant: "anti-consensus" selects the smallest non-degenerate cluster
-Variant = Literal["paper", "anti-consensus"]
+# TEST-ONLY broken variants: "anti-consensus" selects the smallest non-degenerate cluster (self-training
+# arm, precision, full scale); "untrained-probe" scores every candidate 0 (a probe that learned nothing)
+Variant = Literal["paper", "anti-consensus", "untrained-probe"]
 RULES = ("consensus", "random", "min_nll")
 
 
@@ -76,28 +77,39 @@ CLAIMS = [
     Claim(id="M-binomial", text="simulated sampler (p = 0.3 correct, wrong answers over 10 signatures, N = 16): "
                                 "consensus picks a correct candidate as often as the exact largest-cluster "
                                 "probability says (±0.06 ≈ 3 s.e. at 500 problems; spec's ≥ 90 % is ≈ 0.78 exactly)",
-          metric="binom_consensus_correct", op="==", ref="binom_reference", tol=0.06, scales=("smoke", "small")),
+          metric="binom_consensus_correct", op="==", ref="binom_reference", tol=0.06, scales=("smoke", "small"),
+          kind="check"),
     Claim(id="M-binomial-vs-random", text="… and far more often than a random candidate",
-          metric="binom_consensus_minus_random", op=">=", ref=0.4, scales=("smoke", "small")),
+          metric="binom_consensus_minus_random", op=">=", ref=0.4, scales=("smoke", "small"), kind="check"),
     Claim(id="M-filters", text="clustering of synthetic signatures and the degenerate filter behave as specified",
-          metric="synthetic_checks_ok", op="==", ref=1.0, scales=("smoke", "small")),
+          metric="synthetic_checks_ok", op="==", ref=1.0, scales=("smoke", "small"), kind="check"),
     Claim(id="C2-precision", text="precision of consensus-selected training pairs (vs hidden programs) ≥ 0.8",
-          metric="precision_consensus_r1", op=">=", ref=0.8, scales=("small",)),
+          metric="precision_consensus_r1", op=">=", ref=0.8, scales=("small",), kind="paper",
+          teeth="anti-consensus"),
     Claim(id="C2-vs-min-nll", text="consensus precision ≥ min-NLL precision + 0.1 (same candidate pool)",
-          metric="precision_consensus_minus_min_nll_r1", op=">=", ref=0.1, scales=("small",)),
+          metric="precision_consensus_minus_min_nll_r1", op=">=", ref=0.1, scales=("small",), kind="paper",
+          teeth="anti-consensus"),
     Claim(id="C1-round1-gain", text="held-out pass@1 after round 1 ≥ base + 5 pts (no labels used after pretraining)",
-          metric="pass1_gain_consensus_r1", op=">=", ref=0.05, scales=("small",)),
+          metric="pass1_gain_consensus_r1", op=">=", ref=0.05, scales=("small",), kind="paper",
+          teeth="anti-consensus"),
     Claim(id="C2-vs-random-training", text="consensus self-training beats random-candidate self-training by ≥ 3 pts "
                                            "after round 2", metric="pass1_consensus_minus_random_r2", op=">=",
-          ref=0.03, scales=("small",)),
+          ref=0.03, scales=("small",), kind="paper", teeth="anti-consensus"),
     Claim(id="C2-full-vs-random", text="HumanEval: consensus-selected candidates pass more often than a random "
                                        "executable candidate", metric="precision_consensus", op=">=",
-          ref="precision_random", scales=("full",)),
+          ref="precision_random", scales=("full",), kind="paper",
+          no_teeth="full scale only (HumanEval, a 7B model); teeth run at small, where the same comparison is "
+                   "C2-vs-min-nll (teeth anti-consensus); full.py honours variant=anti-consensus for a full-scale "
+                   "broken run"),
     Claim(id="C2-full-vs-min-nll", text="HumanEval: consensus selection ≥ min-NLL selection",
-          metric="precision_consensus", op=">=", ref="precision_min_nll", scales=("full",)),
+          metric="precision_consensus", op=">=", ref="precision_min_nll", scales=("full",), kind="paper",
+          no_teeth="full scale only (HumanEval, a 7B model); teeth run at small, where the same comparison is "
+                   "C2-vs-min-nll (teeth anti-consensus); full.py honours variant=anti-consensus for a full-scale "
+                   "broken run"),
     Claim(id="C4-probe", text="the hidden-state probe (trained on consensus pseudo-labels) ranks correct candidates "
                               "above chance (AUC vs hidden programs)",
-          metric="probe_auc_consensus_r1", op=">", ref=0.5, scales=("small",)),
+          metric="probe_auc_consensus_r1", op=">", ref=0.5, scales=("small",), kind="paper",
+          teeth="untrained-probe"),
 ]
 
 

@@ -135,6 +135,8 @@ def ipc_round(model: TransformerLM, tok: Tokenizer, probs: list[D.Problem], cfg:
     half = len(probs) // 2
     probe = fit_probe(feats[:half * N], member[:half].ravel())
     pscore = probe(feats)
+    if cfg.variant == "untrained-probe":  # TEST-ONLY broken variant: a probe that learned nothing
+        pscore = np.zeros_like(pscore)
     out: dict[str, Any] = {"probe_auc": auc(pscore[half * N:], correct[half:].ravel()),
                            "nll_auc": auc(-nll[half * N:], correct[half:].ravel()),
                            "cand_acc": float(correct.mean())}

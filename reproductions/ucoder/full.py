@@ -21,9 +21,10 @@ import torch
 
 from suite.context import RunContext
 from suite.data import humaneval
+from suite.data.external import locate
 from suite.errors import DataNotFoundError
 from suite.models.hf import load_causal_lm, save_tiny_random_lm
-from suite.spec import DatasetRef, Outcome
+from suite.spec import Outcome
 
 from .dsl import ERR
 from .method import TIMEOUT, consensus, sandbox_run, select_min_nll, select_random
@@ -55,20 +56,23 @@ def signature_program(prompt: str, body: str, entry: str, inputs: list[str]) -> 
 
 def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     tmp = None
+    he = Path(cfg.humaneval)
+    # provenance from the locator: "paper" only when HumanEval.jsonl.gz is under the data root
+    folder, ref = locate(ctx, "humaneval", str(he.parent), [he.name], humaneval.HOW,
+                         fixture=lambda d: humaneval.write_fixture(d / he.name))
+    probs = humaneval.read(folder / he.name)
     if ctx.dry_run:
         tmp = tempfile.TemporaryDirectory(prefix="ucoder-dry-")
         root = Path(tmp.name)
         save_tiny_random_lm(root / "model", "qwen2", max_len=1024)
         lm = load_causal_lm(root / "model", ctx.device)
-        probs = humaneval.read(humaneval.write_fixture(root / "HumanEval.jsonl.gz"))
-        n, max_new, timeout, ref = 2, 8, 5.0, DatasetRef("humaneval-fixture (dry run)", "stand-in")
+        n, max_new, timeout = 2, 8, 5.0
     else:
         if ctx.data_root is None:
             raise DataNotFoundError(f"full scale needs --data-root (or SUITE_DATA) holding {cfg.model_dir}/ and "
                                     f"{cfg.humaneval}")
         lm = load_causal_lm(Path(ctx.data_root) / cfg.model_dir, ctx.device)
-        probs = humaneval.read(Path(ctx.data_root) / cfg.humaneval)
-        n, max_new, timeout, ref = cfg.full_samples, cfg.full_max_new, 5.0, DatasetRef("humaneval", "paper")
+        n, max_new, timeout = cfg.full_samples, cfg.full_max_new, 5.0
     tok = lm.tokenizer
     rng = np.random.default_rng(ctx.seed)
     prec = {"consensus": [], "random": [], "min_nll": [], "greedy": []}
@@ -90,7 +94,8 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
         cnt = enc["attention_mask"][:, plen:].sum(1).clamp_min(1)
         nll, mlp = (-lp.sum(1)).numpy(), (lp.sum(1) / cnt).numpy()
         pseudo_inputs = [[i] for i in range(len(inputs))]  # distinct inputs, for the degeneracy filter
-        chosen = {"consensus": consensus(list(sigs), pseudo_inputs, mlp, cfg.gamma).chosen,
+        pick = "smallest" if cfg.variant == "anti-consensus" else "largest"  # TEST-ONLY variant honoured
+        chosen = {"consensus": consensus(list(sigs), pseudo_inputs, mlp, cfg.gamma, pick=pick).chosen,
                   "random": select_random(list(sigs), pseudo_inputs, rng),
                   "min_nll": select_min_nll(list(sigs), pseudo_inputs, nll)}
         check = lambda b: sandbox_run(p["prompt"] + b + "\n" + p["test"] + f"\ncheck({p['entry_point']})\n",  # noqa

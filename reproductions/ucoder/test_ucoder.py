@@ -87,3 +87,18 @@ def test_humaneval_signature_program() -> None:
     prog = signature_program("def f(a, b):\n", "    return a if isinstance(a, int) else b\n", "f", ins)
     assert sandbox_run(prog, 10.0).splitlines() == ["1", "'a'"]
     assert truncate("    return 1\ndef g():\n    pass") == "    return 1"
+
+
+def test_untrained_probe_teeth_and_full_provenance(tmp_path) -> None:
+    # an untrained probe scores every candidate alike: AUC exactly 0.5, so C4-probe (> 0.5) fails
+    y = np.random.default_rng(0).random(300) < 0.3
+    assert auc(np.zeros(300), y) == 0.5
+    assert CLAIM["C4-probe"].check({"probe_auc_consensus_r1": auc(np.zeros(300), y)}, "small")["verdict"] == "fails"
+    from suite.context import for_tests
+    from suite.data import humaneval
+    from suite.data.external import locate
+
+    folder, ref = locate(for_tests("full", dry_run=True, data_root=tmp_path), "humaneval", "humaneval",
+                         [humaneval.FILE], humaneval.HOW, fixture=lambda d: humaneval.write_fixture(d / humaneval.FILE))
+    assert ref.provenance == "stand-in" and "fixture" in ref.name
+    assert len(humaneval.read(folder / humaneval.FILE)) == 2
