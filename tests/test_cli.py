@@ -113,3 +113,25 @@ def test_console_script_is_installed():
     out = subprocess.run([sys.executable, "-m", "suite.cli", "run", "definitely-not-a-paper"],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "unknown reproduction" in out.stderr and out.stderr.count("\n") == 1
+
+
+@pytest.mark.bench
+@pytest.mark.parametrize("args", [["list"], ["show", "fasterpam"], ["--help"]])
+def test_metadata_commands_answer_at_once(args, tmp_path):
+    """`suite list`, `show` and `--help` on an idle machine: median of 5 under 0.5 s, peak RSS under
+    100 MiB (GNU time's %M of the command itself)."""
+    import shutil
+    import statistics
+    import time
+
+    gnu_time = shutil.which("time") or "/usr/bin/time"
+    times, peaks = [], []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        out = subprocess.run([gnu_time, "-f", "%M", "-o", str(tmp_path / "rss"), sys.executable, "-m",
+                              "suite.cli", *args], capture_output=True, text=True)
+        times.append(time.perf_counter() - t0)
+        assert out.returncode == 0, out.stderr
+        peaks.append(int((tmp_path / "rss").read_text().split()[-1]) / 1024)
+    print(f"suite {' '.join(args)}: median {statistics.median(times):.3f} s, peak {max(peaks):.0f} MiB")
+    assert statistics.median(times) < 0.5 and max(peaks) < 100
