@@ -50,7 +50,7 @@ class Config:
     meta_step: float = 0.5
     meta_batch: int = 64
     val_frac: float = 0.1  # catalog data: validation split carved from train
-    variant: Variant = "paper"  # test-only broken variants: "reptile_sign", "full_prompt"
+    variant: Variant = "paper"  # broken (teeth): "reptile_sign" (meta step sign), "full_prompt" (not a pad)
 
 
 class Backbone(nn.Module):
@@ -153,7 +153,7 @@ def mechanics(feature_fn, logits_fn, u_tr: torch.Tensor, protos: torch.Tensor, x
     return {"border_only_err": centre, "routing_err": routing, "reptile_err": rep, "active_neuron_err": act}
 
 
-def _catalog_tasks(cfg: Config, ctx) -> tuple[Split, Split, Split, int, str]:
+def _catalog_tasks(cfg: Config, ctx) -> tuple[Split, Split, Split, int, DatasetRef]:
     from suite.data.catalog import load_dataset
 
     sp = load_dataset(ctx, cfg.data, dry_run=ctx.dry_run)
@@ -168,7 +168,7 @@ def _catalog_tasks(cfg: Config, ctx) -> tuple[Split, Split, Split, int, str]:
     nv = max(1, int(cfg.val_frac * len(yt)))
     none = lambda n: torch.full((n,), -1)  # noqa: E731
     return (Split(xt[perm[nv:]], yt[perm[nv:]], none(len(yt) - nv)), Split(xt[perm[:nv]], yt[perm[:nv]], none(nv)),
-            Split(xe, ye, none(len(ye))), int(max(yt.max(), ye.max())) + 1, sp["train"].ref.provenance)
+            Split(xe, ye, none(len(ye))), int(max(yt.max(), ye.max())) + 1, sp["train"].ref)
 
 
 def _vit_backbone(cfg: Config, ctx) -> nn.Module:
@@ -199,21 +199,26 @@ def _vit_backbone(cfg: Config, ctx) -> nn.Module:
     },
     claims=[
         Claim(id="border-only", text="§6: prompts change only border pixels (centre of prompted == input)",
-              metric="border_only_err", op="<=", ref=0.0, scales=("smoke", "small", "full")),
+              metric="border_only_err", op="<=", ref=0.0, scales=("smoke", "small", "full"), kind="check",
+              teeth="full_prompt"),
         Claim(id="routing-argmin", text="§6: routing = argmin Euclidean distance to the prototypes",
-              metric="routing_err", op="<=", ref=0.0, scales=("smoke", "small", "full")),
+              metric="routing_err", op="<=", ref=0.0, scales=("smoke", "small", "full"), kind="check"),
         Claim(id="reptile-update", text="§6: Reptile update equals θ + β·(mean φ − θ)", metric="reptile_err",
-              op="<=", ref=1e-6, scales=("smoke", "small", "full")),
+              op="<=", ref=1e-6, scales=("smoke", "small", "full"), kind="check"),
         Claim(id="active-neurons", text="§6: active-neuron indices are the top-std output dims",
-              metric="active_neuron_err", op="<=", ref=0.0, scales=("smoke", "small", "full")),
+              metric="active_neuron_err", op="<=", ref=0.0, scales=("smoke", "small", "full"), kind="check"),
         Claim(id="several-clusters", text="§6: diversity-adaptive clustering finds M ≥ 2 clusters",
-              metric="n_clusters", op=">=", ref=2.0, scales=("smoke", "small")),
+              metric="n_clusters", op=">=", ref=2.0, scales=("smoke", "small"), kind="check"),
         Claim(id="damvp-beats-vp", text="C1: DAM-VP (meta init) ≥ single-prompt VP + 2 points on DiverseDigits",
-              metric="damvp_gain_over_vp", op=">=", ref=0.02, scales=("small", "full")),
-        Claim(id="damvp-beats-noprompt", text="C1: DAM-VP (meta init) beats the frozen backbone without prompt",
-              metric="damvp_meta_acc", op=">", ref="noprompt_acc", scales=("small", "full")),
+              metric="damvp_gain_over_vp", op=">=", ref=0.02, scales=("small", "full"), kind="paper",
+              teeth="reptile_sign"),
+        # Not a comparison the paper makes (its baselines are VP, VPT, linear probing, fine-tuning): any
+        # trained prompt beats the un-prompted backbone on shifted domains, so this is a sanity check.
+        Claim(id="damvp-beats-noprompt", text="sanity: DAM-VP (meta init) beats the frozen backbone without prompt",
+              metric="damvp_meta_acc", op=">", ref="noprompt_acc", scales=("small", "full"), kind="check"),
         Claim(id="meta-converges-faster", text="C3: meta-init DAM-VP reaches VP's final accuracy in ≤ half the "
-              "epochs", metric="meta_epochs_to_vp_frac", op="<=", ref=0.5, scales=("small", "full")),
+              "epochs", metric="meta_epochs_to_vp_frac", op="<=", ref=0.5, scales=("small", "full"), kind="paper",
+              teeth="reptile_sign"),
     ],
     plots=[Plot(name="convergence", x="epoch", ys=("vp_test_acc", "damvp_rand_test_acc", "damvp_meta_test_acc"),
                 title="C3: test accuracy per epoch", ylabel="top-1")],
@@ -235,8 +240,7 @@ def run(cfg: Config, ctx) -> Outcome:
                 TrainConfig(epochs=cfg.backbone_epochs, batch_size=64, lr=3e-3, log_every=0), ctx=ctx, name="backbone")
         feature_fn = net.features
     else:
-        tr, va, te, n_cls, prov = _catalog_tasks(cfg, ctx)
-        ref = DatasetRef(cfg.data, prov)  # type: ignore[arg-type]
+        tr, va, te, n_cls, ref = _catalog_tasks(cfg, ctx)  # the loader's ref (name, provenance)
         vit = _vit_backbone(cfg, ctx)
         up = lambda x: F.interpolate(x, size=(cfg.image_size,) * 2, mode="bilinear", align_corners=False)  # noqa: E731
         tr, va, te = (Split(up(s.x[:8]) if ctx.dry_run else up(s.x), s.y[:8] if ctx.dry_run else s.y,
@@ -298,6 +302,8 @@ def run(cfg: Config, ctx) -> Outcome:
     metrics["damvp_rand_gain_over_vp"] = metrics["damvp_rand_acc"] - metrics["vp_acc"]
     hit = [i + 1 for i, a in enumerate(curves["damvp_meta"]) if a >= metrics["vp_acc"]]
     metrics["meta_epochs_to_vp_frac"] = (hit[0] if hit else 2 * cfg.epochs) / cfg.epochs
+    hit = [i + 1 for i, a in enumerate(curves["damvp_rand"]) if a >= metrics["vp_acc"]]  # context for C3
+    metrics["rand_epochs_to_vp_frac"] = (hit[0] if hit else 2 * cfg.epochs) / cfg.epochs
     for k, v in curves.items():
         metrics.update(curve_metrics(f"{k}_test_acc", "epoch", range(1, len(v) + 1), v))
     return Outcome(metrics=metrics, dataset=ref)
