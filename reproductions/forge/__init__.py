@@ -10,12 +10,11 @@ the same encoder at random init, hand-crafted statistics, and a GNN autoencoder 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from reproductions.forge.data import SUBDIR, InstanceSet, generated, on_disk, write_fixture
+from reproductions.forge.data import HOW, LISTS, SUBDIR, InstanceSet, generated, on_disk, write_fixture
 from reproductions.forge.instance import Graph, bipartite_graph, instance_statistics
 from reproductions.forge.method import (Forge, ForgeArch, Variant, VectorQuantizer, code_perplexity, embed,
                                         forge_loss, reconstruction_losses)
@@ -32,6 +31,7 @@ class Config:
     types: tuple[str, ...] = ("setcover", "cauction", "indset", "facility", "knapsack")
     n_train: int = 4  # per type
     n_test: int = 2  # per type (half at training sizes, half at the unseen larger size)
+    noise: float = 0.0  # generated data: type overlap (size jitter 2^±noise, fraction of rows/vars randomised)
     max_nodes: int = 100_000  # skip larger graphs (§3)
     hidden: int = 64
     codebook: int = 128
@@ -48,7 +48,7 @@ class Config:
     novq_baseline: bool = True
     ablation_codebooks: tuple[int, ...] = ()  # extra pre-trainings, one per codebook size (C1 ablation)
     kmeans_init: int = 10
-    variant: Variant = "paper"  # test-only broken variant: "swapped_ema" (EMA weights swapped)
+    variant: Variant = "paper"  # broken (teeth): "swapped_ema" (EMA weights swapped), "untrained" (no pre-training)
 
 
 def _scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -131,19 +131,18 @@ def _arch(cfg: Config, codebook: int | None = None, quantize: bool = True) -> Fo
                      quantize, cfg.variant)
 
 
-def _instances(cfg: Config, ctx) -> InstanceSet:
+def _instances(cfg: Config, ctx) -> tuple[InstanceSet, DatasetRef]:
+    """The instance set and its ref: generated here (stand-in), or the MPS lists under the data root
+    located by ``suite.data.external.locate`` (which sets the provenance; fixtures in a dry run)."""
     if cfg.source == "generated":
-        return generated(cfg.types, cfg.n_train, cfg.n_test, ctx.seed)
+        return (generated(cfg.types, cfg.n_train, cfg.n_test, ctx.seed, cfg.noise),
+                DatasetRef("forge-generated-mips", "stand-in"))
     if cfg.source != "disk":
         raise ConfigError(f"source={cfg.source!r} is unknown; use 'generated' or 'disk'")
-    root = Path(ctx.data_root) / SUBDIR if ctx.data_root else None
-    if ctx.dry_run and (root is None or not (root / "pretrain.txt").exists()):
-        root = write_fixture(Path(ctx.run_dir) / "fixtures" / SUBDIR)
-    if root is None:
-        from suite.errors import DataNotFoundError
-        raise DataNotFoundError("dataset forge: no data root; pass --data-root or set $SUITE_DATA "
-                                "(expects <root>/forge/pretrain.txt and test_clusters.txt)")
-    return on_disk(root, cfg.max_nodes, ctx.log)
+    from suite.data.external import locate
+
+    root, ref = locate(ctx, "forge-mps", SUBDIR, LISTS, HOW, fixture=write_fixture)
+    return on_disk(root, cfg.max_nodes, ctx.log), ref
 
 
 @reproduction(
@@ -154,7 +153,7 @@ def _instances(cfg: Config, ctx) -> InstanceSet:
     config=Config,
     scales={
         "smoke": {},
-        "small": {"n_train": 20, "n_test": 10, "epochs": 5, "steps_per_instance": 5,
+        "small": {"n_train": 20, "n_test": 10, "noise": 0.5, "epochs": 5, "steps_per_instance": 5,
                   "ablation_codebooks": (16, 512)},
         "full": {"source": "disk", "hidden": 1024, "codebook": 5000, "dropout": 0.4, "epochs": 10,
                  "steps_per_instance": 10, "lr": 1e-4, "weight_decay": 1e-4,
@@ -162,25 +161,24 @@ def _instances(cfg: Config, ctx) -> InstanceSet:
     },
     claims=[
         Claim(id="features-onehot", text="§6: features (m+n)×10, correct one-hot columns, values in [0,1]",
-              metric="feature_violations", op="<=", ref=0.0, scales=("smoke", "small", "full")),
+              metric="feature_violations", op="<=", ref=0.0, scales=("smoke", "small", "full"), kind="check"),
         Claim(id="edges-symmetric", text="§6: edge list symmetric with 2·nnz(A) entries",
-              metric="edge_asymmetry", op="<=", ref=0.0, scales=("smoke", "small", "full")),
+              metric="edge_asymmetry", op="<=", ref=0.0, scales=("smoke", "small", "full"), kind="check"),
         Claim(id="ema-update", text="§6: EMA codebook update = 0.8·old + 0.2·assigned mean (hand example)",
-              metric="ema_update_err", op="<=", ref=1e-6, scales=("smoke", "small", "full")),
+              metric="ema_update_err", op="<=", ref=1e-6, scales=("smoke", "small", "full"), kind="check",
+              teeth="swapped_ema"),
         Claim(id="histogram-sums", text="§6: each instance histogram sums to m+n",
-              metric="hist_sum_err", op="<=", ref=0.0, scales=("smoke", "small", "full")),
+              metric="hist_sum_err", op="<=", ref=0.0, scales=("smoke", "small", "full"), kind="check"),
         Claim(id="recon-decreases", text="§6/C3: label-free pre-training lowers the reconstruction loss",
-              metric="recon_loss_ratio", op="<", ref=1.0, scales=("smoke", "small", "full")),
-        Claim(id="pretrained-beats-random", text="C1: NMI (k = #types) of pre-trained code histograms ≥ the "
-              "same encoder at random init", metric="forge_nmi", op=">=", ref="random_nmi", scales=("small", "full")),
-        Claim(id="pretrained-margin", text="C1 (spec §6 margin): NMI gain over random init ≥ 0.1; at small scale "
-              "random init already reaches ≈0.96 (ceiling), so only expected at full", metric="nmi_gain_over_random",
-              op=">=", ref=0.1, scales=("full",)),
+              metric="recon_loss_ratio", op="<", ref=1.0, scales=("smoke", "small", "full"), kind="check"),
+        Claim(id="pretrained-margin", text="C1 (spec §6): NMI (k = #types) of pre-trained code histograms ≥ the "
+              "same encoder at random init + 0.1", metric="nmi_gain_over_random", op=">=", ref=0.1,
+              scales=("small", "full"), kind="paper", teeth="untrained"),
         Claim(id="clusters-by-type", text="C1: unseen instances (incl. an unseen larger size) cluster by type, "
-              "NMI ≥ 0.9 (level calibrated at small, README)", metric="forge_nmi", op=">=", ref=0.9,
-              scales=("small",)),
+              "NMI ≥ 0.75 (level calibrated on seeds 100-102 of the overlapping-types preset, README)",
+              metric="forge_nmi", op=">=", ref=0.75, scales=("small",), kind="paper", teeth="untrained"),
         Claim(id="no-codebook-collapse", text="§7: code perplexity on test instances ≥ #types (random init: ≈2)",
-              metric="perplexity_over_types", op=">=", ref=1.0, scales=("small", "full")),
+              metric="perplexity_over_types", op=">=", ref=1.0, scales=("small", "full"), kind="check"),
     ],
     plots=[Plot(name="codebook-ablation", x="codebook", ys=("forge_nmi",), title="C1: NMI vs codebook size",
                 logx=True, ylabel="NMI")],
@@ -188,13 +186,12 @@ def _instances(cfg: Config, ctx) -> InstanceSet:
                "full": Resources(cpus=8, gpus=1, mem_gb=64, time_min=2880)},
 )
 def run(cfg: Config, ctx) -> Outcome:
-    data = _instances(cfg, ctx)
+    data, ref = _instances(cfg, ctx)
     dev = torch.device(ctx.device)
     to_dev = lambda g: {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in g.items()}  # noqa: E731
     tr_g = [bipartite_graph(i, cfg.edge_norm) for i in data.train]
     te_g = [bipartite_graph(i, cfg.edge_norm) for i in data.test]
     train, test = [to_dev(g.as_batch()) for g in tr_g], [to_dev(g.as_batch()) for g in te_g]
-    ref = DatasetRef("forge-generated-mips" if data.provenance == "stand-in" else "forge-mps", data.provenance)
     model = Forge(_arch(cfg))
     if ctx.dry_run:  # build everything, one loss evaluation, no training
         forge_loss(model.to(dev), train[0], 0, cfg.pos_edge_weight)
@@ -220,7 +217,8 @@ def run(cfg: Config, ctx) -> Outcome:
     hist0 = embed(model, test)
     evaluate("random", hist0, "hist")
     before = recon_loss(model, train, cfg)
-    pretrain(model, train, cfg, ctx, name="forge")
+    if cfg.variant != "untrained":  # broken variant: the encoder stays at its random init
+        pretrain(model, train, cfg, ctx, name="forge")
     after = recon_loss(model, train, cfg)
     hist = embed(model, test)
     evaluate("forge", hist, "hist")

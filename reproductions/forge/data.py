@@ -31,27 +31,27 @@ class InstanceSet:
     label_names: tuple[str, ...]
     test_unseen: np.ndarray  # (n_test,) bool: instance size not seen in pre-training
     test_groups: np.ndarray  # (n_test,) int64: type × size group (type–difficulty pairs of D-MIPLIB)
-    provenance: str
 
 
-def generated(types: tuple[str, ...], n_train: int, n_test: int, seed: int) -> InstanceSet:
+def generated(types: tuple[str, ...], n_train: int, n_test: int, seed: int, noise: float = 0.0) -> InstanceSet:
     """Pre-train on ``n_train`` per type at sizes 0/1 (alternating); test on ``n_test`` unseen per type,
-    the first half at sizes 0/1 and the rest at the unseen larger size 2. Seeds never overlap."""
+    the first half at sizes 0/1 and the rest at the unseen larger size 2. Seeds never overlap.
+    ``noise`` > 0: overlapping types (jittered sizes, perturbed rows and variables; generators.perturb)."""
     for t in types:
         if t not in TYPES:
             raise ConfigError(f"unknown MIP type {t!r} in types; use a subset of {TYPES}")
     train, test, lab, unseen, group = [], [], [], [], []
     base = 10_000_000 * (seed + 1)
     for k, t in enumerate(types):
-        train += [generate(t, i % 2, base + 10_000 * k + i) for i in range(n_train)]
+        train += [generate(t, i % 2, base + 10_000 * k + i, noise) for i in range(n_train)]
         half = (n_test + 1) // 2
         for i in range(n_test):
             size = i % 2 if i < half else 2
-            test.append(generate(t, size, base + 10_000 * k + 5_000 + i))
+            test.append(generate(t, size, base + 10_000 * k + 5_000 + i, noise))
             lab.append(k)
             unseen.append(size == 2)
             group.append(3 * k + size)
-    return InstanceSet(train, test, np.asarray(lab), tuple(types), np.asarray(unseen), np.asarray(group), "stand-in")
+    return InstanceSet(train, test, np.asarray(lab), tuple(types), np.asarray(unseen), np.asarray(group))
 
 
 def _read_list(root: Path, name: str) -> list[tuple[Path, str]]:
@@ -88,7 +88,7 @@ def on_disk(root: Path, max_nodes: int, log=print) -> InstanceSet:
     test, labels = load(LISTS[1])
     names = tuple(sorted(set(labels)))
     y = np.asarray([names.index(s) for s in labels])
-    return InstanceSet(train, test, y, names, np.zeros(len(y), bool), y, "paper")
+    return InstanceSet(train, test, y, names, np.zeros(len(y), bool), y)
 
 
 def write_fixture(root: Path, per_type: int = 2) -> Path:

@@ -114,10 +114,54 @@ GENERATORS: dict[str, Callable[..., MIPInstance]] = {
     "facility": facility_location, "knapsack": knapsack}
 
 
-def generate(kind: str, size: int, seed: int) -> MIPInstance:
-    """One instance of ``kind`` at size preset ``size`` (0, 1 = training sizes; 2 = unseen larger)."""
+def _jitter_sizes(rng: np.random.Generator, params: tuple, noise: float) -> tuple:
+    """Every integer size parameter times an independent log-uniform factor in [2^−noise, 2^noise]
+    (densities/probabilities kept): sizes and their ratios overlap across types."""
+    f = lambda v: max(2, int(round(v * 2.0 ** rng.uniform(-noise, noise))))  # noqa: E731
+    return tuple(f(v) if isinstance(v, int) else v for v in params)
+
+
+def perturb(inst: MIPInstance, rng: np.random.Generator, noise: float) -> MIPInstance:
+    """Overlap between types: a fraction ``noise`` of the constraints is replaced by generic random rows
+    (random sense, support of the row's degree, integer coefficients in ±[1, 10], rhs in [0, 10]) and a
+    fraction ``noise`` of the variables gets a random type, bounds and objective coefficient."""
+    m, n = inst.m, inst.n
+    rows = np.flatnonzero(rng.random(m) < noise)
+    keep = ~np.isin(inst.rows, rows)
+    deg = np.maximum(np.bincount(inst.rows, minlength=m)[rows], 1)
+    r_new = np.repeat(rows, deg)
+    c_new = rng.integers(0, n, len(r_new))
+    v_new = rng.integers(1, 11, len(r_new)) * rng.choice([-1.0, 1.0], len(r_new))
+    rc = np.unique(np.stack([np.concatenate([inst.rows[keep], r_new]), np.concatenate([inst.cols[keep], c_new])]),
+                   axis=1, return_index=True)[1]
+    r_all = np.concatenate([inst.rows[keep], r_new])[rc]
+    c_all = np.concatenate([inst.cols[keep], c_new])[rc]
+    v_all = np.concatenate([inst.vals[keep], v_new])[rc]
+    sense, rhs = inst.sense.copy(), inst.rhs.copy()
+    sense[rows] = rng.integers(0, 3, len(rows))
+    rhs[rows] = rng.uniform(0, 10, len(rows))
+    cols = np.flatnonzero(rng.random(n) < noise)
+    vtype, obj, lb, ub = inst.vtype.copy(), inst.obj.copy(), inst.lb.copy(), inst.ub.copy()
+    vtype[cols] = rng.integers(0, 3, len(cols))
+    lo, hi = float(obj.min()), float(obj.max())
+    obj[cols] = rng.uniform(lo, hi if hi > lo else lo + 1.0, len(cols))
+    lb[cols] = 0.0
+    ub[cols] = np.where(vtype[cols] == BIN, 1.0, np.where(rng.random(len(cols)) < 0.5, np.inf, 10.0))
+    return MIPInstance(r_all.astype(np.int64), c_all.astype(np.int64), v_all.astype(float), sense, rhs, vtype,
+                       obj, lb, ub, inst.maximize, inst.name)
+
+
+def generate(kind: str, size: int, seed: int, noise: float = 0.0) -> MIPInstance:
+    """One instance of ``kind`` at size preset ``size`` (0, 1 = training sizes; 2 = unseen larger).
+    ``noise`` > 0 makes the types overlap: jittered sizes and perturbed rows/variables (see ``perturb``)."""
     if kind not in GENERATORS:
         raise UnknownNameError(f"unknown MIP type {kind!r}; use one of {TYPES}")
-    inst = GENERATORS[kind](np.random.default_rng(seed), *SIZES[kind][size])
+    rng = np.random.default_rng(seed)
+    params = SIZES[kind][size]
+    if noise > 0:
+        params = _jitter_sizes(rng, params, noise)
+    inst = GENERATORS[kind](rng, *params)
+    if noise > 0:
+        inst = perturb(inst, rng, noise)
     inst.name = f"{kind}-s{size}-{seed}"
     return inst.check()

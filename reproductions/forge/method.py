@@ -12,7 +12,8 @@ from torch import nn
 
 from reproductions.forge.instance import N_FEAT
 
-Variant = Literal["paper", "swapped_ema"]  # "swapped_ema": test-only broken variant
+# Broken variants (teeth): "swapped_ema" (EMA weights swapped), "untrained" (pre-training skipped)
+Variant = Literal["paper", "swapped_ema", "untrained"]
 
 
 class WeightedSAGEConv(nn.Module):

@@ -114,3 +114,17 @@ def test_smoke_run_claims_and_teeth(tmp_path):
 def test_unknown_variant():
     with pytest.raises(ConfigError, match="one of"):
         config.resolve(registry.get("forge"), "smoke", ["variant=nope"])
+
+
+def test_noisy_generators_valid_and_overlapping():
+    """noise > 0 (the small preset's overlapping types): instances stay valid MIPs with correct features,
+    and the constraint-sense / variable-type mixes are no longer pure per type."""
+    for kind in TYPES:
+        a, b = generate(kind, 0, 3), generate(kind, 0, 3, noise=0.5)
+        assert a.name == b.name
+        g = bipartite_graph(b)
+        assert mechanics([g], [b], Config())["feature_violations"] == 0.0
+    senses = {int(s) for k in TYPES for s in generate(k, 1, 4, noise=0.5).sense}
+    assert senses == {0, 1, 2}
+    d = generated(("setcover", "knapsack"), 2, 2, seed=0, noise=0.5)
+    assert len(d.train) == 4 and len(d.test) == 4
