@@ -25,6 +25,7 @@ class Config:
     datasets: tuple[str, ...] = ("moons", "circles")
     methods: tuple[str, ...] = METHODS
     n_clusters: int = 0  # c; 0 = number of classes (spec §6: c=2 for the toy sets; c=10 via --set)
+    overcluster: int = 0  # > 0: also train gedi and no_gen with this c (spec §6 "also report c=10"); NMI vs classes
     n_train: int = 2000
     n_test: int = 1000
     moons_noise: float = 0.1
@@ -143,27 +144,41 @@ METRIC_KINDS = ("nmi", "acc", "ari", "usage_entropy", "largest_frac")
     config=Config,
     scales={
         "smoke": {"datasets": ("moons",), "methods": ("gedi",), "steps": 200, "sgld_steps": 5, "energy_reg": 0.1},
-        "small": {"steps": 1000, "sgld_steps": 10, "energy_reg": 0.1},
+        "small": {"steps": 1000, "sgld_steps": 10, "energy_reg": 0.1, "overcluster": 10},
         "full": {"datasets": ("cifar10", "cifar100"), "backbone": "resnet18", "steps": 50000, "batch_size": 64,
                  "lr": 1e-4, "sgld_alpha": 1.0, "sgld_sigma": 0.01, "buffer_size": 10000, "data_noise": 0.03,
                  "box_margin": 0.0, "checkpoint_every": 2000},
     },
     claims=[
         Claim(id="energy-is-neg-logsumexp", text="E(x) equals −logsumexp of the logits (float64 reference, 1e-5)",
-              metric="energy_lse_err", op="<=", ref=1e-5, scales=("smoke", "small", "full")),
+              metric="energy_lse_err", op="<=", ref=1e-5, scales=("smoke", "small", "full"), kind="check"),
         Claim(id="sgld-lowers-energy",
               text="one SGLD step lowers the mean energy of 2,048 chain starts (fixed trained net)",
-              metric="sgld_energy_drop", op=">", ref=0.0, scales=("smoke", "small", "full")),
+              metric="sgld_energy_drop", op=">", ref=0.0, scales=("smoke", "small", "full"), kind="check"),
         Claim(id="no-cluster-collapse-smoke", text="C1: GEDI's cluster-usage entropy ≥ 0.5·log c (spec §6 smoke)",
-              metric="gedi_usage_entropy", op=">=", ref=0.5, scales=("smoke",)),
+              metric="gedi_usage_entropy", op=">=", ref=0.5, scales=("smoke",), kind="check"),
         Claim(id="no-cluster-collapse", text="C1: GEDI keeps cluster-usage entropy ≥ 0.9·log c (spec §6)",
-              metric="gedi_usage_entropy", op=">=", ref=0.9, scales=("small", "full")),
-        Claim(id="no-unif-collapses", text="C1: without the uniformity term clusters collapse (largest ≥ 90 %)",
-              metric="no_unif_largest_frac", op=">=", ref=0.9, scales=("small",)),
-        Claim(id="gedi-vs-no-gen", text="C2: GEDI NMI ≥ GEDI-without-generative-term NMI − 0.02 (mean over sets)",
-              metric="gedi_nmi", op=">=", ref="no_gen_nmi", tol=0.02, scales=("small", "full")),
-        Claim(id="gedi-vs-jem", text="C2: GEDI NMI ≥ JEM NMI (mean over sets)",
-              metric="gedi_nmi", op=">=", ref="jem_nmi", scales=("small", "full")),
+              metric="gedi_usage_entropy", op=">=", ref=0.9, scales=("small", "full"), kind="paper",
+              teeth="unif_sign"),
+        # The ablation's failure mode: with only the invariance term, one cluster for all points maximises
+        # it, so the collapse is what the objective asks for (a mechanism, not a comparison of methods).
+        Claim(id="no-unif-collapses", text="C1 mechanism: without the uniformity term clusters collapse "
+              "(largest ≥ 90 %)", metric="no_unif_largest_frac", op=">=", ref=0.9, scales=("small",), kind="check"),
+        # A "not worse than" statement (tie allowed): skipping GEDI's generative term (GEDI = no-gen) keeps
+        # it, so it cannot carry the C2 comparison; the sharp one is gedi-vs-no-gen-circles-c10.
+        Claim(id="gedi-vs-no-gen", text="GEDI NMI ≥ GEDI-without-generative-term NMI − 0.02 (mean over sets, "
+              "c = 2; not worse, tie allowed)", metric="gedi_nmi", op=">=", ref="no_gen_nmi", tol=0.02,
+              scales=("small", "full"), kind="check"),
+        Claim(id="gedi-moons-level", text="C2 (Table 2 protocol, c = 2): GEDI's test NMI on moons ≥ 0.25 "
+              "(level calibrated on seeds 100-102, README)", metric="moons_gedi_nmi", op=">=", ref=0.25,
+              scales=("small",), kind="paper", teeth="unif_sign"),
+        Claim(id="gedi-circles-level", text="C2 (Table 2 protocol, c = 2): GEDI separates the circles, test NMI "
+              "≥ 0.1 (clearly above chance; not calibratable: every method scores 0 here)",
+              metric="circles_gedi_nmi", op=">=", ref=0.1, scales=("small",), kind="paper", teeth="unif_sign"),
+        Claim(id="gedi-vs-no-gen-circles-c10", text="C2 where the methods differ (c = 10 over-clustering on "
+              "circles): GEDI NMI − no-gen NMI ≥ 0.3 (margin calibrated on seeds 100-102, README)",
+              metric="circles_gedi_minus_no_gen_c10_nmi", op=">=", ref=0.3, scales=("small",), kind="paper",
+              teeth="skip_gen"),
     ],
     resources={"smoke": Resources(cpus=1, mem_gb=1, time_min=2), "small": Resources(cpus=2, mem_gb=2, time_min=20),
                "full": Resources(cpus=8, gpus=1, mem_gb=32, time_min=2880)},
@@ -178,12 +193,12 @@ def run(cfg: Config, ctx) -> Outcome:  # noqa: ANN001
     if cfg.detach not in ("none", "target") or cfg.unif_kind not in ("kl_u_p", "kl_p_u"):
         raise ConfigError("detach must be 'none'|'target' and unif_kind 'kl_u_p'|'kl_p_u'")
     metrics: dict[str, float] = {}
-    provs = []
+    refs = []
     for i, dname in enumerate(cfg.datasets):
         task = load_task(dname, ctx.seed, n_train=cfg.n_train, n_test=cfg.n_test, moons_noise=cfg.moons_noise,
                          circles_noise=cfg.circles_noise, circles_factor=cfg.circles_factor,
                          jitter_sigma=cfg.jitter_sigma, box_margin=cfg.box_margin, ctx=ctx, max_train=cfg.max_train)
-        provs.append(task.provenance)
+        refs.append(task.ref)
         c = cfg.n_clusters or task.k
         if ctx.dry_run:
             dry_build(cfg, task, c, ctx)
@@ -195,13 +210,23 @@ def run(cfg: Config, ctx) -> Outcome:  # noqa: ANN001
             metrics.update({f"{dname}_{method}_{k}": v for k, v in m.items()})
             if i == 0 and method == "gedi":
                 metrics.update(mechanics(net, obj, task))
+        if cfg.overcluster:  # over-clustering: c > #classes, where a split of the rings can show up in NMI
+            for method in [m for m in ("gedi", "no_gen") if m in cfg.methods]:
+                ctx.log(f"gedi: {dname} / {method} (c={cfg.overcluster}, {cfg.steps} steps)")
+                torch.manual_seed(ctx.seed * 1000 + i)
+                m, _, _ = run_method(cfg, task, method, cfg.overcluster, ctx)
+                metrics.update({f"{dname}_{method}_c{cfg.overcluster}_{k}": m[k] for k in METRIC_KINDS})
+    ref = DatasetRef.combine(*refs)  # names joined with "+", least real provenance (set by the loaders)
     if ctx.dry_run:
-        return Outcome(metrics={}, dataset=DatasetRef("+".join(cfg.datasets), "stand-in"))
+        return Outcome(metrics={}, dataset=ref)
     for method in cfg.methods:  # means over datasets (the claims' quantities)
         for k in METRIC_KINDS:
             metrics[f"{method}_{k}"] = float(np.mean([metrics[f"{d}_{method}_{k}"] for d in cfg.datasets]))
     for other in ("no_gen", "jem"):
         if other in cfg.methods:
             metrics[f"gedi_minus_{other}_nmi"] = metrics["gedi_nmi"] - metrics[f"{other}_nmi"]
-    prov = "paper" if all(p == "paper" for p in provs) else "stand-in"
-    return Outcome(metrics=metrics, dataset=DatasetRef("+".join(cfg.datasets), prov))  # type: ignore[arg-type]
+    if cfg.overcluster:
+        for d in cfg.datasets:
+            metrics[f"{d}_gedi_minus_no_gen_c{cfg.overcluster}_nmi"] = (
+                metrics[f"{d}_gedi_c{cfg.overcluster}_nmi"] - metrics[f"{d}_no_gen_c{cfg.overcluster}_nmi"])
+    return Outcome(metrics=metrics, dataset=ref)

@@ -11,6 +11,7 @@ import torch
 from suite.data import load_dataset
 from suite.data.augment import shift_flip
 from suite.errors import UnknownNameError
+from suite.spec import DatasetRef
 
 TOY = ("moons", "circles")
 IMAGES = {"cifar10": ("cifar-10", 10), "cifar100": ("cifar-100", 100)}
@@ -27,7 +28,7 @@ class Task:
     x_test: torch.Tensor
     y_test: torch.Tensor
     k: int
-    provenance: str
+    ref: DatasetRef  # what the loader returned (generated toy sets: a stand-in named for the generator)
     lo: torch.Tensor
     hi: torch.Tensor
     augment: Callable[[torch.Tensor], torch.Tensor]
@@ -73,7 +74,8 @@ def load_task(name: str, seed: int, *, n_train: int = 2000, n_test: int = 1000, 
         xa, ya, xb, yb = (torch.as_tensor(v) for v in _toy(name, n_train, n_test, seed, noise, circles_factor))
         xa, xb = xa.float(), xb.float()
         lo, hi = xa.min(0).values - box_margin, xa.max(0).values + box_margin
-        return Task(name, xa, ya.long(), xb, yb.long(), 2, "stand-in", lo, hi, jitter(jitter_sigma),
+        return Task(name, xa, ya.long(), xb, yb.long(), 2, DatasetRef(name, "stand-in"),  # generated here
+                    lo, hi, jitter(jitter_sigma),
                     lambda x: x, (2,))
     if name == "digits":
         from suite.data.digits import load as load_digits
@@ -81,7 +83,7 @@ def load_task(name: str, seed: int, *, n_train: int = 2000, n_test: int = 1000, 
         sp = load_digits(seed=seed, test_frac=0.3)
         xa, xb = (sp[s].x.flatten(1) * 2 - 1 for s in ("train", "test"))  # pixel/16·2−1 (spec §6)
         ones = torch.ones(xa.shape[1])
-        return Task(name, xa, sp["train"].y, xb, sp["test"].y, 10, "stand-in", -ones, ones, jitter(0.1),
+        return Task(name, xa, sp["train"].y, xb, sp["test"].y, 10, sp["train"].ref, -ones, ones, jitter(0.1),
                     lambda x: x, (64,))
     if name in IMAGES:
         ds_name, k = IMAGES[name]
@@ -90,6 +92,6 @@ def load_task(name: str, seed: int, *, n_train: int = 2000, n_test: int = 1000, 
         xa = tr.x if not max_train else tr.x[:max_train]
         ya = tr.y if not max_train else tr.y[:max_train]
         ones = torch.ones(3, 32, 32)
-        return Task(name, xa, ya, te.x, te.y, k, tr.ref.provenance, -ones, ones, image_view, to_unit_range,
+        return Task(name, xa, ya, te.x, te.y, k, tr.ref, -ones, ones, image_view, to_unit_range,
                     (3, 32, 32))
     raise UnknownNameError(f"unknown dataset {name!r}; use one of {DATASETS}")

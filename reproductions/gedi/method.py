@@ -25,8 +25,11 @@ METHODS = ("gedi", "no_gen", "no_unif", "jem")
 TERMS = {"gedi": (True, True, True), "no_gen": (False, True, True), "no_unif": (True, True, False),
          "jem": (True, False, False)}  # (gen, inv, unif)
 # Test-only broken variants (the teeth): "paper" is the method; "unif_sign" flips the sign of the
-# uniformity term (rewards cluster collapse); "energy_sign" uses E = +logsumexp (SGLD climbs energy).
-Variant = Literal["paper", "unif_sign", "energy_sign"]
+# uniformity term (rewards cluster collapse); "energy_sign" uses E = +logsumexp (SGLD climbs energy);
+# "gen_sign" flips the contrastive-divergence term (data energy pushed up, sample energy down), which
+# breaks only the methods with a generative term (a diagnostic: it does not hurt clustering, README);
+# "skip_gen" skips the generative term in GEDI itself (GEDI then trains exactly as no-gen).
+Variant = Literal["paper", "unif_sign", "energy_sign", "gen_sign", "skip_gen"]
 VARIANTS = get_args(Variant)
 
 
@@ -122,6 +125,8 @@ class GEDI:
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; use one of {VARIANTS}")
         self.gen, self.inv, self.unif = TERMS[method]
+        if variant == "skip_gen" and method == "gedi":  # broken: the step that makes GEDI generative is skipped
+            self.gen = False
         self.augment, self.preprocess, self.s = augment, preprocess, sgld_cfg
         self.tau, self.w = tau, (w_gen, w_inv, w_unif)
         self.detach, self.unif_kind, self.data_noise, self.variant = detach, unif_kind, data_noise, variant
@@ -157,7 +162,7 @@ class GEDI:
             e = energy(logits_all, self.variant)
             logits = logits_all[: len(x)]
             parts["gen"] = e[: len(x)].mean() - e[len(x):].mean()  # contrastive divergence, L_GEN
-            total = total + w_gen * parts["gen"]
+            total = total + (-w_gen if self.variant == "gen_sign" else w_gen) * parts["gen"]
             if self.energy_reg:  # not in the paper: Du & Mordatch's E² penalty, off by default (spec §7 stability)
                 total = total + self.energy_reg * (e ** 2).mean()
         else:
