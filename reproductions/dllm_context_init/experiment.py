@@ -18,8 +18,8 @@ from suite.spec import curve_metrics
 from suite.train import TrainConfig, fit
 
 from . import data as D
-from .method import DecodeConfig, Decoded, StubDLLM, TinyDLLM, causal_loss, decode, inject, interp_weights, \
-    masked_diffusion_loss
+from .method import DecodeConfig, Decoded, StubDLLM, TinyDLLM, broken_drafts, causal_loss, decode, inject, \
+    interp_weights, masked_diffusion_loss
 
 _ANSWER_IS = re.compile(r"[Tt]he answer is\s*:?\s*(-?\$?\d[\d,]*(?:\.\d+)?)")
 
@@ -100,13 +100,16 @@ def train_models(cfg: Any, ctx: RunContext, tok: Tokenizer, train: tuple[torch.T
     loss_d: Callable = lambda m, b: masked_diffusion_loss(m, b[0], b[1], b[2], tok.mask_id, syms,  # noqa: E731
                                                           cfg.visible_noise, cfg.visible_weight)
     t0 = time.perf_counter()
-    rd = fit(dllm, loss_d, (pr, pm, an), TrainConfig(steps=cfg.steps, **tc), ctx=ctx, name="dllm")
+    out: dict[str, float] = {}
+    if cfg.variant != "untrained-dllm":  # TEST-ONLY teeth: decode with the randomly initialised DLLM
+        rd = fit(dllm, loss_d, (pr, pm, an), TrainConfig(steps=cfg.steps, **tc), ctx=ctx, name="dllm")
+        out["dllm_train_loss"] = rd.final_loss
     t1 = time.perf_counter()
     aux_steps = max(1, int(round(cfg.aux_frac * cfg.steps)))  # §6: 10 % of the DLLM's steps
     loss_a: Callable = lambda m, b: causal_loss(m, b[0], b[1], tok.pad_id, tok.eos_id)  # noqa: E731
     tc["warmup_steps"], tc["log_every"] = max(1, aux_steps // 20), max(1, aux_steps // 5)
     ra = fit(aux, loss_a, (pr, an), TrainConfig(steps=aux_steps, **tc), ctx=ctx, name="aux")
-    return {"dllm_train_loss": rd.final_loss, "aux_train_loss": ra.final_loss, "dllm_train_s": t1 - t0,
+    return {**out, "aux_train_loss": ra.final_loss, "dllm_train_s": t1 - t0,
             "aux_train_s": time.perf_counter() - t1, "aux_steps": float(aux_steps)}
 
 
@@ -121,7 +124,7 @@ def aux_drafts(aux: TransformerLM, prompt: torch.Tensor, tok: Tokenizer, n: int)
 def evaluate(cfg: Any, ctx: RunContext, tok: Tokenizer, dllm_model: TransformerLM, aux: TransformerLM,
              test: tuple[torch.Tensor, torch.Tensor, torch.Tensor], golds: list[str]) -> dict[str, float]:
     """Every row of the §5 table on the held-out problems; NFE is counted per sequence."""
-    pr, pm, _ = test
+    pr, pm, gold = test
     m_id = tok.mask_id
     dllm = TinyDLLM(dllm_model, pr, pm, m_id, [tok.pad_id, tok.bos_id, m_id, tok.unk_id])
     aux.eval()
@@ -129,6 +132,7 @@ def evaluate(cfg: Any, ctx: RunContext, tok: Tokenizer, dllm_model: TransformerL
     texts, aux_tokens = aux_drafts(aux, pr, tok, cfg.n)
     aux_s = time.perf_counter() - t0
     draft = D.draft_to_state(tok, texts, cfg.n)
+    draft = broken_drafts(cfg.variant, draft, gold, m_id, torch.arange(5, tok.vocab_size), ctx.generator(99))
     empty = torch.full((len(golds), cfg.n), m_id)
     no_prov = torch.zeros_like(empty, dtype=torch.bool)
     base = DecodeConfig(tau=cfg.tau, block_len=cfg.block_len, tau_remask=cfg.tau_remask, variant=cfg.variant)
@@ -178,6 +182,11 @@ def evaluate(cfg: Any, ctx: RunContext, tok: Tokenizer, dllm_model: TransformerL
     met["acc_inject_minus_b1"] = curves["acc"][i1] - met["acc_b1"]
     met["acc_injectR_minus_b1"] = curves["acc_r"][i1] - met["acc_b1"]
     met["acc_injectR_minus_inject"] = curves["acc_r"][i1] - curves["acc"][i1]
-    const = len(set(curves["nfe"])) < 2  # a flat curve has no rank correlation: report 0
-    met["spearman_nfe_rho"] = 0.0 if const else float(spearmanr(cfg.rhos, curves["nfe"]).statistic)
+    met["spearman_nfe_rho"] = spearman(cfg.rhos, curves["nfe"])
+    met["spearman_nfe_rho_remask"] = spearman(cfg.rhos, curves["nfe_r"])
     return met
+
+
+def spearman(xs: Any, ys: list[float]) -> float:
+    """Rank correlation; a flat curve has none: report 0."""
+    return 0.0 if len(set(ys)) < 2 else float(spearmanr(xs, ys).statistic)

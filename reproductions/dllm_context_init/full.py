@@ -17,12 +17,13 @@ import torch
 
 from suite.context import RunContext
 from suite.data import gsm8k
+from suite.data.external import locate
 from suite.errors import ConfigError, DataNotFoundError, SuiteError
 from suite.models.hf import load_causal_lm, save_tiny_random_lm
-from suite.spec import DatasetRef, Outcome, curve_metrics
+from suite.spec import Outcome, curve_metrics
 
-from .experiment import accuracy
-from .method import DecodeConfig, Mix, Stats, decode, inject, interp_weights, summarize
+from .experiment import accuracy, spearman
+from .method import DecodeConfig, Mix, Stats, broken_drafts, decode, inject, interp_weights, summarize
 
 
 class HFDLLM:
@@ -76,10 +77,6 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
         dllm_model, tok = dllm.model, dllm.tokenizer
         aux = load_causal_lm(root / "aux", dev)
         mask_id, n, block, n_prob = tok.mask_token_id, 16, 8, 2
-        data_dir = Path(ctx.data_root) / cfg.gsm8k_dir if ctx.data_root else root / "gsm8k"
-        if not (data_dir / "test.jsonl").is_file():
-            data_dir = gsm8k.write_fixture(root / "gsm8k", n=n_prob)
-        name, prov = "gsm8k-fixture (dry run)", "stand-in"
     else:
         if ctx.data_root is None or not cfg.dllm_dir or not cfg.aux_dir:
             raise DataNotFoundError("full scale needs --data-root (or SUITE_DATA) holding "
@@ -99,12 +96,14 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
                              f"copy the full snapshot incl. modelling code") from e
         aux = load_causal_lm(Path(ctx.data_root) / cfg.aux_dir, dev)
         mask_id, n, block = cfg.mask_id, cfg.n, cfg.block_len
-        data_dir = Path(ctx.data_root) / cfg.gsm8k_dir
         n_prob = cfg.max_problems or None
-        name, prov = "gsm8k-test", "paper"
+    if cfg.variant == "untrained-dllm":
+        raise ConfigError("variant=untrained-dllm is a small-scale teeth run; full scale loads the pretrained DLLM")
+    # GSM8K test (§5); the ref (paper, or a stand-in fixture in a dry run without it) comes from the loader
+    data_dir, ref = locate(ctx, "gsm8k-test", cfg.gsm8k_dir, ["test.jsonl"], gsm8k.HOW,
+                           fixture=lambda f: gsm8k.write_fixture(f, n=2))
     if n % block:
         raise ConfigError(f"answer length n={n} is not a multiple of block_len={block}; change one")
-    gsm8k.require_files(data_dir, ["test.jsonl"], gsm8k.NAME, gsm8k.HOW)
     records = gsm8k.read_jsonl(data_dir / "test.jsonl")[:n_prob]
     golds = [gsm8k.final_answer(r["answer"]) for r in records]
     golds_s = [str(int(g)) if float(g).is_integer() else str(g) for g in golds]
@@ -126,6 +125,14 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     draft = torch.full((len(ids), n), mask_id, dtype=torch.long)  # pad with [MASK], never EOS (§7)
     for i, row in enumerate(ids):  # ragged python lists -> tensor (once, not in the decode loop)
         draft[i, :len(row)] = torch.tensor(row, dtype=torch.long)
+    if cfg.variant in ("random-drafts", "gold-drafts"):  # TEST-ONLY teeth
+        gold_ids = [tok(r["answer"], add_special_tokens=False)["input_ids"][:n] for r in records]
+        gold = torch.full_like(draft, mask_id)
+        for i, row in enumerate(gold_ids):
+            gold[i, :len(row)] = torch.tensor(row, dtype=torch.long)
+        specials = torch.tensor(sorted(set(tok.all_special_ids) | {mask_id}))
+        symbols = torch.tensor([v for v in range(len(tok)) if v not in set(specials.tolist())])
+        draft = broken_drafts(cfg.variant, draft, gold, mask_id, symbols, ctx.generator(99))
     aux_tokens = float(np.mean([len(aux.tokenizer(d)["input_ids"]) for d in drafts]))
     empty = torch.full((len(records), n), mask_id, dtype=torch.long)
     no_prov = torch.zeros_like(empty, dtype=torch.bool)
@@ -163,14 +170,12 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     m["acc_inject_minus_b1"] = cur["acc"][i1] - m["acc_b1"]
     m["acc_injectR_minus_b1"] = cur["acc_r"][i1] - m["acc_b1"]
     m["acc_injectR_minus_inject"] = cur["acc_r"][i1] - cur["acc"][i1]
-    from scipy.stats import spearmanr
-
-    const = len(set(cur["nfe"])) < 2
-    m["spearman_nfe_rho"] = 0.0 if const else float(spearmanr(cfg.rhos, cur["nfe"]).statistic)
+    m["spearman_nfe_rho"] = spearman(cfg.rhos, cur["nfe"])
+    m["spearman_nfe_rho_remask"] = spearman(cfg.rhos, cur["nfe_r"])
     from .experiment import stub_checks
 
     m.update(stub_checks(cfg, ctx))
     if tmp is not None:
         tmp.cleanup()
-    return Outcome(metrics=m, dataset=DatasetRef(name, prov),
+    return Outcome(metrics=m, dataset=ref,
                    notes={"dllm": cfg.dllm_dir, "aux": cfg.aux_dir, "n": n, "block_len": block})

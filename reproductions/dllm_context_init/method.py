@@ -23,7 +23,11 @@ import torch.nn.functional as F
 
 from suite.errors import ConfigError, UnknownNameError
 
-Variant = Literal["paper", "never-score", "remask-committed"]  # the last two are TEST-ONLY broken decoders
+# "paper" is the method. TEST-ONLY broken variants: decoders "never-score" (injected tokens frozen
+# unscored), "remask-committed" (remasking touches decoder commits); teeth of the paper claims
+# "untrained-dllm" (the DLLM is not trained), "random-drafts" (drafts are random symbols) and
+# "gold-drafts" (the gold answer leaks into the drafts).
+Variant = Literal["paper", "never-score", "remask-committed", "untrained-dllm", "random-drafts", "gold-drafts"]
 VARIANTS = get_args(Variant)
 Mix = Optional[tuple[torch.Tensor, torch.Tensor]]
 Stats = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -71,6 +75,18 @@ def inject(draft: torch.Tensor, rho: float, mask_id: int, gen: torch.Generator) 
     g = torch.rand(draft.shape, generator=gen) < rho
     prov = g & (draft != mask_id)
     return torch.where(prov, draft, torch.full_like(draft, mask_id)), prov
+
+
+def broken_drafts(variant: str, draft: torch.Tensor, gold: torch.Tensor, mask_id: int, symbols: torch.Tensor,
+                  gen: torch.Generator) -> torch.Tensor:
+    """The drafts a broken variant decodes from (the method's ``draft`` otherwise): "random-drafts"
+    puts a random symbol at every drafted position; "gold-drafts" leaks the gold answer."""
+    if variant == "random-drafts":
+        rnd = symbols[torch.randint(len(symbols), draft.shape, generator=gen)]
+        return torch.where(draft != mask_id, rnd, draft)
+    if variant == "gold-drafts":
+        return gold.clone()
+    return draft
 
 
 def interp_weights(draft: torch.Tensor, alpha: float, mask_id: int, rho: float = 1.0,

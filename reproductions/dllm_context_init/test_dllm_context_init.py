@@ -130,3 +130,18 @@ def test_teeth_never_score_fails_remask_claim() -> None:
     m = r.run(cfg, for_tests()).metrics
     assert r.claim("M-remask-restores").check(m, "smoke")["verdict"] == "fails"
     assert r.claim("M-oracle-one-pass").check(m, "smoke")["verdict"] == "fails"  # never scored: 0 passes
+
+
+def test_teeth_variants_are_wired_through_run() -> None:
+    """The teeth of the paper claims, run through ``run`` at smoke size and judged by the claims'
+    small-scale rule (the small-scale teeth runs are in the README): an untrained DLLM remasks the
+    injected tokens it cannot score, so NFE no longer falls with ρ; a gold answer leaked into the
+    drafts gives accuracy for free."""
+    r = registry.get("dllm_context_init")
+    base = replace(config.resolve(r, "smoke"), n_eval=8, stub_problems=8)
+    m = r.run(replace(base, variant="untrained-dllm"), for_tests()).metrics
+    assert "dllm_train_loss" not in m  # the DLLM was not trained
+    assert r.claim("C1-nfe-monotone").check(m, "small")["verdict"] == "fails"
+    m = r.run(replace(base, variant="gold-drafts"), for_tests()).metrics
+    assert m["acc_inject@rho=1.0"] == 1.0
+    assert r.claim("C2-no-free-accuracy").check(m, "small")["verdict"] == "fails"
