@@ -20,8 +20,10 @@ from . import programs as P
 from .experiment import MODELS, infill, l2r_pass, roundtrip_rate, train_model
 from .method import SpanConfig, tokenizer
 
-# TEST-ONLY broken variant: "drop-last" loses the last token of every corrupted span from the target
-Variant = Literal["paper", "drop-last"]
+# TEST-ONLY broken variants: "drop-last" loses the last token of every corrupted span from the target;
+# "no-span-corruption" skips the span-corruption step (B and C train on plain causal documents);
+# "untrained-mixture" skips training of the mixture models B and C.
+Variant = Literal["paper", "drop-last", "no-span-corruption", "untrained-mixture"]
 
 
 @dataclass
@@ -64,17 +66,23 @@ SCALES = {
 
 CLAIMS = [
     Claim(id="M-span-roundtrip", text="rebuilding the source from (corrupted, spans) is exact (1000 random sequences)",
-          metric="sc_roundtrip_exact", op="==", ref=1.0, scales=("smoke", "small")),
+          metric="sc_roundtrip_exact", op="==", ref=1.0, scales=("smoke", "small"), kind="check"),
     Claim(id="L2-infill", text="the mixture model (B) infills a masked docstring clause, which only the suffix "
                                "determines, ≥ 15 pts better (exact match) than the causal-only model (A)",
-          metric="infill_doc_em_B_minus_A", op=">=", ref=0.15, scales=("small",)),
+          metric="infill_doc_em_B_minus_A", op=">=", ref=0.15, scales=("small",),
+          kind="paper", teeth="no-span-corruption"),
     Claim(id="L2-infill-prefixlm", text="the Prefix-LM mixture model (C) also infills the clause ≥ 15 pts better than A",
-          metric="infill_doc_em_C_minus_A", op=">=", ref=0.15, scales=("small",)),
+          metric="infill_doc_em_C_minus_A", op=">=", ref=0.15, scales=("small",),
+          kind="paper", teeth="no-span-corruption"),
     Claim(id="L3-l2r-kept", text="the mixture keeps most left-to-right ability: pass@1(B) ≥ 0.7 × pass@1(A)",
           metric="pass1_B_over_A", op=">=", ref=0.7, scales=("small",),
-          paper_note="paper: mixture slightly worse than causal on HumanEval at equal compute (L3)"),
-    Claim(id="R-humaneval-pass1", text="released checkpoint HumanEval pass@1 (report)", metric="humaneval_pass1",
-          op=">=", ref=0.0, scales=("full",), paper=0.103, paper_note="codegen2-1B model card (approximate; verify)"),
+          paper_note="paper: mixture slightly worse than causal on HumanEval at equal compute (L3)",
+          kind="paper", teeth="untrained-mixture"),
+    # Issue 14: `R-humaneval-pass1` (released checkpoint pass@1 >= 0.0) could not fail and was removed;
+    # `humaneval_pass1` is still measured and reported at full scale. What full scale checks instead:
+    Claim(id="M-humaneval-harness", text="every canonical HumanEval solution passes its tests in our execution "
+                                         "harness (child interpreter, timeout)",
+          metric="humaneval_canonical_ok", op="==", ref=1.0, scales=("full",), kind="check"),
 ]
 
 

@@ -50,7 +50,8 @@ def build_training_set(progs: list[P.Program], tok: Tokenizer, objective: str, p
 
 def train_model(name: str, cfg: Any, ctx: RunContext, tok: Tokenizer, progs: list[P.Program]) -> tuple[TransformerLM, dict]:
     objective, prefix_lm = MODELS[name]
-    data = build_training_set(progs, tok, objective, prefix_lm, cfg.sc_prob,
+    sc_prob = 0.0 if cfg.variant == "no-span-corruption" else cfg.sc_prob  # TEST-ONLY: span corruption skipped
+    data = build_training_set(progs, tok, objective, prefix_lm, sc_prob,
                               SpanConfig(cfg.span_frac, cfg.span_mean, cfg.max_spans), ctx.seed + 7, cfg.max_len,
                               cfg.variant)
     torch.manual_seed(ctx.seed * 7919 + ord(name))  # same init recipe per model, distinct streams
@@ -65,6 +66,8 @@ def train_model(name: str, cfg: Any, ctx: RunContext, tok: Tokenizer, progs: lis
     tc = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, optimizer="adamw", weight_decay=0.01,
                      schedule="linear_warmup_cosine", warmup_steps=max(1, cfg.steps // 20),
                      log_every=max(1, cfg.steps // 10))
+    if cfg.variant == "untrained-mixture" and objective == "mixture":  # TEST-ONLY: training skipped
+        return model, {f"train_loss_{name}": float("nan"), f"train_s_{name}": 0.0, f"train_tokens_{name}": 0.0}
     res = fit(model, loss_fn, data, tc, ctx=ctx, name=f"model_{name}")
     return model, {f"train_loss_{name}": res.final_loss, f"train_s_{name}": res.wall_s,
                    f"train_tokens_{name}": float(data[1].sum()) * cfg.steps * cfg.batch_size / len(progs)}

@@ -19,10 +19,11 @@ import numpy as np
 
 from suite.context import RunContext
 from suite.data import humaneval
+from suite.data.external import locate
 from suite.errors import DataNotFoundError
 from suite.metrics import mean_pass_at_k
 from suite.models.hf import load_causal_lm, save_tiny_random_lm
-from suite.spec import DatasetRef, Outcome
+from suite.spec import Outcome
 
 STOP = re.compile(r"\n\n^#|^'''|\n\n\n", re.MULTILINE)
 def truncate(text: str) -> str:
@@ -47,16 +48,21 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
         root = Path(tmp.name)
         save_tiny_random_lm(root / "model", "codegen", max_len=512, pad="<|endoftext|>")
         lm = load_causal_lm(root / "model", ctx.device)
-        he = Path(ctx.data_root) / cfg.humaneval if ctx.data_root else root / "HumanEval.jsonl.gz"
-        probs = humaneval.read(he if he.is_file() else humaneval.write_fixture(root / "HumanEval.jsonl.gz"))
-        n, max_new, ref = 2, 16, DatasetRef("humaneval-fixture (dry run)", "stand-in")
+        n, max_new = 2, 16
     else:
         if ctx.data_root is None:
             raise DataNotFoundError(f"full scale needs --data-root (or SUITE_DATA) holding {cfg.model_dir}/ and "
                                     f"{cfg.humaneval}")
         lm = load_causal_lm(Path(ctx.data_root) / cfg.model_dir, ctx.device)
-        probs = humaneval.read(Path(ctx.data_root) / cfg.humaneval)
-        n, max_new, ref = cfg.full_samples, 384, DatasetRef("humaneval", "paper")
+        n, max_new = cfg.full_samples, 384
+    # HumanEval (§5): the ref (paper, or a stand-in fixture in a dry run without it) comes from the loader
+    he = Path(cfg.humaneval)
+
+    def fixture(folder: Path) -> None:
+        humaneval.write_fixture(folder / he.name)
+
+    folder, ref = locate(ctx, "humaneval", str(he.parent), [he.name], humaneval.HOW, fixture=fixture)
+    probs = humaneval.read(folder / he.name)
     correct = np.zeros(len(probs), dtype=np.int64)
     for i, p in enumerate(ctx.progress(probs, desc="humaneval")):
         for lo in range(0, n, cfg.full_batch):

@@ -115,6 +115,20 @@ def test_teeth_drop_last_fails_roundtrip_claim() -> None:
     assert r.claim("M-span-roundtrip").check(m, "smoke")["verdict"] == "fails"
 
 
+def test_teeth_variants_break_their_claims_at_smoke() -> None:
+    """The small-scale teeth run through ``run`` at smoke size (small takes ~20 min per variant): the
+    skipped span corruption leaves the mixture models unable to infill, the untrained mixture model
+    writes nothing that passes. Checked against the claims' small-scale verdicts."""
+    r = registry.get("codegen2")
+    for variant, claims in (("no-span-corruption", ("L2-infill", "L2-infill-prefixlm")),
+                            ("untrained-mixture", ("L3-l2r-kept",))):
+        cfg = replace(config.resolve(r, "smoke"), variant=variant, n_eval=8, roundtrip_n=10)
+        m = r.run(cfg, for_tests()).metrics
+        for c in claims:
+            assert r.claim(c).check(m, "small")["verdict"] == "fails", (variant, c)
+    assert m["pass1_B"] == 0.0 and m["train_tokens_B"] == 0.0
+
+
 def test_generator_redraws_out_of_range_programs():
     from reproductions.codegen2 import programs as P
 
