@@ -17,7 +17,10 @@ import torch
 
 from .constraints import Checker
 
-Variant = Literal["paper", "no_round2"]  # no_round2: TEST-ONLY mutation (spec §6 T4)
+# TEST-ONLY mutations: "no_round2" skips round 2 (spec §6 T4); "no_early_exit" keeps checking the whole
+# Gumbel order after the first valid token (the draw is unchanged, the adaptive saving is lost);
+# "negated_weight" subtracts the AWRS log-weight in SMC instead of adding it.
+Variant = Literal["paper", "no_round2", "no_early_exit", "negated_weight"]
 
 
 def gumbel(shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
@@ -91,6 +94,8 @@ def awrs_batch(logw: torch.Tensor, valid: torch.Tensor, gen: torch.Generator, *,
     nrej1 = torch.where(found, r1, n_fin)
     tok = torch.where(found, order.gather(1, r1.clamp(min=0)[:, None]).squeeze(1), torch.full_like(r1, -1))
     calls = torch.where(found, r1 + 1, n_fin)
+    if variant == "no_early_exit":  # TEST-ONLY: the scan does not stop at the first valid token
+        calls = n_fin.clone()
     if not proper_weights:
         return Draws(tok, torch.zeros(n, dtype=torch.float64), calls)
     # R1 = the invalid tokens ranked before the first valid one; their mass leaves the support
@@ -105,14 +110,31 @@ def awrs_batch(logw: torch.Tensor, valid: torch.Tensor, gen: torch.Generator, *,
         _, r2, _, found2 = _first_valid(logp.masked_fill(removed, -math.inf) + g2, valid)
         r2 = torch.where(found & found2, r2, torch.zeros_like(r2))
         nrej = nrej1 + r2
-        calls = calls + torch.where(found, r2 + 1, torch.zeros_like(r2))
+        scan2 = n_fin - r1 - 1 if variant == "no_early_exit" else r2 + 1  # round 2 scans what round 1 left
+        calls = calls + torch.where(found, scan2, torch.zeros_like(r2))
     lw = log_z + torch.log1p(-rej_mass) - torch.log(nrej.double() + 1)
     lw = torch.where(found, lw, torch.full_like(lw, -math.inf))
     return Draws(tok, lw, calls)
 
 
+def masking_reference(logw: torch.Tensor, ctx_text: str, tokens: list[str], checker: Checker,
+                      gen: torch.Generator) -> int | None:
+    """One call of locally constrained decoding by full-vocabulary masking, on the counted checker:
+    every token the LM gives mass is checked (``prefix``; EOS, last, with ``complete``), then the draw
+    is exact from the masked distribution. Its cost is what ``checker.calls`` counts."""
+    eos = len(tokens)
+    ok = torch.tensor([bool(torch.isfinite(logw[v])) and
+                       (checker.complete(ctx_text) if v == eos else checker.prefix(ctx_text + tokens[v]))
+                       for v in range(eos + 1)])
+    if not ok.any():
+        return None
+    probs = torch.softmax(logw.masked_fill(~ok, -math.inf), 0)
+    return int(torch.multinomial(probs.float(), 1, generator=gen))
+
+
 def masking_batch(logw: torch.Tensor, valid: torch.Tensor, gen: torch.Generator) -> Draws:
-    """Locally constrained decoding by full-vocabulary masking: |V|+1 checks, exact draw from ℓ."""
+    """Locally constrained decoding by full-vocabulary masking, vectorised over rows given validity:
+    an exact draw from ℓ (its checks are counted on :func:`masking_reference`)."""
     masked = logw.masked_fill(~valid, -math.inf)
     ok = valid.any(1)
     probs = torch.where(ok[:, None], torch.softmax(masked, 1), torch.ones_like(logw))

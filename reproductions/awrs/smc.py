@@ -78,7 +78,7 @@ def smc(task: Task, replicates: int, particles: int, gen: torch.Generator, *, es
                        variant=variant)
         calls += int(d.calls.sum())
         tokens += int((d.tok >= 0).sum())
-        logw[act] += d.logw
+        logw[act] += -d.logw if variant == "negated_weight" else d.logw  # TEST-ONLY sign flip
         logw[act[d.tok < 0]] = -math.inf  # no valid token: the particle dies (spec §7)
         eos = d.tok == V
         grow = (d.tok >= 0) & ~eos

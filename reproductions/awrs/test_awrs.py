@@ -14,7 +14,7 @@ from suite.metrics.stats import chi2_gof
 from . import AWRSConfig, run
 from .constraints import Checker, make, parens_dfa, regex_dfa, token_table
 from .lm import BigramLM, corpus
-from .method import awrs_batch, awrs_reference, gumbel, masking_batch, with_replacement_batch
+from .method import awrs_batch, awrs_reference, gumbel, masking_batch, masking_reference, with_replacement_batch
 from .smc import Task, enumerate_target, posterior_estimate, smc, total_variation
 
 
@@ -86,6 +86,31 @@ def test_t1_t2_t3_exact_unbiased_cheap(lm):
     if float(ell.sum()) >= 0.3:  # T3
         assert float(d.calls.double().mean()) <= 0.1 * logw.numel()
     assert (masking_batch(logw.expand(5, -1), valid.expand(5, -1), g).calls == logw.numel()).all()
+
+
+def test_masking_reference_counts_its_checks(lm):
+    """Masking checks every token with mass once per call and draws from the masked distribution."""
+    text = "ab1"
+    _, logw, valid = _ctx(lm, text)
+    chk = Checker(make("regex"))
+    g = torch.Generator().manual_seed(6)
+    toks = [masking_reference(logw, text, lm.tokens, chk, g) for _ in range(3)]
+    assert chk.calls == 3 * logw.numel() and all(valid[t] for t in toks)
+    chk2 = Checker(make("regex"))
+    masking_reference(logw.masked_fill(~valid, -math.inf), text, lm.tokens, chk2, g)  # pruned: fewer checks
+    assert chk2.calls == int(valid.sum())
+
+
+def test_no_early_exit_checks_everything(lm):
+    _, logw, valid = _ctx(lm)
+    g = torch.Generator().manual_seed(7)
+    d = awrs_batch(logw.expand(50, -1), valid.expand(50, -1), g, variant="no_early_exit", proper_weights=False)
+    assert (d.calls == logw.numel()).all()
+
+
+def test_teeth_variants_break_their_claims_at_smoke():
+    out = run(AWRSConfig(variant="no_early_exit", n_local=2000, corpus_size=4000), for_tests("smoke"))
+    assert registry.get("awrs").claim("few-checks").check(out.metrics, "smoke")["verdict"] == "fails"
 
 
 def test_t4_mutations(lm):
