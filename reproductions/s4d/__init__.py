@@ -21,7 +21,7 @@ import torch
 
 from reproductions.s4d import checks
 from reproductions.s4d.checks import Variant
-from reproductions.s4d.experiment import OptimConfig, train_classifier
+from reproductions.s4d.experiment import OptimConfig, accuracy, mean_loss, train_classifier
 from suite.models.ssm import INITS, SSMConfig, ssm_param_groups
 from reproductions.s4d.model import ModelConfig, S4DClassifier
 from reproductions.s4d.tasks import LRA_TASKS, load_lra, lra_inputs, lra_task, memory_task
@@ -47,15 +47,17 @@ NAMES = {"inv": "S4D-Inv", "legs": "S4D-LegS", "lin": "S4D-Lin", "real": "S4D-Re
 class Config:
     """``task``: 'memory' (spec §6, stand-in) or 'lra' (§5, the paper's data).
 
-    ``variant`` is TEST-ONLY: 'circular_fft' (FFT of length L: wrap-around) or 'halved_kernel'
-    (forgets the conjugate-pair factor 2) break the exactness claims on purpose.
+    ``variant`` (broken on purpose, teeth): 'circular_fft' (FFT of length L: wrap-around) or
+    'halved_kernel' (forgets the conjugate-pair factor 2) break the exactness checks; 'untrained'
+    evaluates every memory-task model at its initialisation (no training step), which must break
+    the C2 claims (lin-/inv-beats-mis-scaled-dt).
     """
 
     task: str = "memory"
     # exactness checks (every scale)
     check_L: int = 128
     variant: Variant = "paper"
-    speed: bool = False  # kernel speed H=256, N=64, L=4096: batched vs loop over positions
+    speed: bool = False  # kernel speed H=256, N=64, L=4096: blocked vs plain recurrence and minimal kernel
     # memory task (C2)
     seq_len: int = 1024
     noise: float = 0.1
@@ -94,6 +96,10 @@ def _acc(task: str, init: str) -> str:
     return f"lra_{task}_{init}_acc_pct"
 
 
+LRA_NO_TEETH = ("full scale only (the six LRA tasks, GPU-days); teeth run at small scale, where C2 is "
+                "lin-/inv-beats-mis-scaled-dt (teeth: untrained)")
+
+
 def _lra_claims() -> list[Claim]:
     out: list[Claim] = []
     for task in LRA_TASKS:
@@ -102,48 +108,57 @@ def _lra_claims() -> list[Claim]:
                 out.append(Claim(
                     id="lra-pathx-lin", text="S4D-Lin fails Path-X: >= 10 points below S4D-Inv (C2)",
                     metric=_acc(task, init), op="<", ref=_acc(task, "inv"), tol=10.0, scales=("full",),
-                    paper=PAPER_LRA[init][task], paper_note=PAPER_NOTE + "; 'fail' counted as 50"))
+                    paper=PAPER_LRA[init][task], paper_note=PAPER_NOTE + "; 'fail' counted as 50",
+                    kind="paper", no_teeth=LRA_NO_TEETH))
                 continue
             out.append(Claim(
                 id=f"lra-{task}-{init}", text=f"{NAMES[init]} on LRA {task} at most 2 points below "
                 f"{NAMES[other]} (C1: diagonal variants match)",
                 metric=_acc(task, init), op=">=", ref=_acc(task, other), tol=2.0, scales=("full",),
-                paper=PAPER_LRA[init][task], paper_note=PAPER_NOTE))
+                paper=PAPER_LRA[init][task], paper_note=PAPER_NOTE, kind="paper", no_teeth=LRA_NO_TEETH))
     out += [
         Claim(id="lra-avg-inv", text="S4D-Inv LRA average at least S4D-LegS's - 1 (C1)",
               metric="lra_avg_inv_acc_pct", op=">=", ref="lra_avg_legs_acc_pct", tol=1.0, scales=("full",),
-              paper=PAPER_AVG["inv"], paper_note=PAPER_NOTE),
+              paper=PAPER_AVG["inv"], paper_note=PAPER_NOTE, kind="paper",
+              no_teeth=LRA_NO_TEETH),
         Claim(id="lra-avg-legs", text="S4D-LegS LRA average above S4D-Lin's (Lin fails Path-X)",
               metric="lra_avg_legs_acc_pct", op=">", ref="lra_avg_lin_acc_pct", scales=("full",),
-              paper=PAPER_AVG["legs"], paper_note=PAPER_NOTE),
+              paper=PAPER_AVG["legs"], paper_note=PAPER_NOTE, kind="paper",
+              no_teeth=LRA_NO_TEETH),
         Claim(id="lra-avg-lin", text="S4D-Lin LRA average below S4D-Inv's (Path-X counted as measured)",
               metric="lra_avg_lin_acc_pct", op="<", ref="lra_avg_inv_acc_pct", scales=("full",),
-              paper=PAPER_AVG["lin"], paper_note=PAPER_NOTE),
+              paper=PAPER_AVG["lin"], paper_note=PAPER_NOTE, kind="paper",
+              no_teeth=LRA_NO_TEETH),
     ]
     return out
 
 
 CLAIMS = [
     Claim(id="kernel-eq-recurrence-zoh", text="ZOH Vandermonde kernel equals the unrolled recurrence's impulse "
-          "response (float64, T1)", metric="err_kernel_vs_recurrence_zoh", op="<=", ref=1e-8),
+          "response (float64, T1)", metric="err_kernel_vs_recurrence_zoh", op="<=", ref=1e-8, kind="check"),
     Claim(id="kernel-eq-recurrence-bilinear", text="bilinear Vandermonde kernel equals the unrolled recurrence "
-          "(float64, T1)", metric="err_kernel_vs_recurrence_bilinear", op="<=", ref=1e-8),
+          "(float64, T1)", metric="err_kernel_vs_recurrence_bilinear", op="<=", ref=1e-8, kind="check"),
     Claim(id="fft-eq-direct", text="FFT convolution (length 2L) equals direct causal convolution (T2)",
-          metric="err_fft_vs_direct", op="<=", ref=1e-8),
+          metric="err_fft_vs_direct", op="<=", ref=1e-8, kind="check"),
     Claim(id="step-eq-conv", text="recurrent (step) mode equals convolution mode (float32, T3)",
-          metric="err_step_vs_conv", op="<=", ref=1e-5),
-    Claim(id="training-lowers-loss", text="AdamW steps (32 at smoke) on the memory task lower the train loss of S4D-Lin (T5)",
-          metric="lin_loss_drop", op=">", ref=0.0, scales=("smoke", "small")),
+          metric="err_step_vs_conv", op="<=", ref=1e-5, kind="check"),
+    Claim(id="training-lowers-loss", text="AdamW steps (32 at smoke) on the memory task lower the train loss of "
+          "S4D-Lin (T5)", metric="lin_loss_drop", op=">", ref=0.0, scales=("smoke", "small"), kind="check"),
     Claim(id="lin-beats-mis-scaled-dt", text="S4D-Lin (dt in [1e-3,1e-1]) beats the same model with dt in "
           "[0.5,1] by >= 45 points on remember-the-digit (C2)", metric="lin_minus_control_acc", op=">=",
-          ref=0.45, scales=("small",)),
+          ref=0.45, scales=("small",), kind="paper", teeth="untrained"),
     Claim(id="inv-beats-mis-scaled-dt", text="S4D-Inv beats the mis-scaled-dt control by >= 45 points (C2)",
-          metric="inv_minus_control_acc", op=">=", ref=0.45, scales=("small",)),
+          metric="inv_minus_control_acc", op=">=", ref=0.45, scales=("small",), kind="paper", teeth="untrained"),
+    # The control's memory decays as exp(-0.5 dt L) ~ 1e-49 at L=512: near chance by construction.
     Claim(id="mis-scaled-dt-near-chance", text="the mis-scaled-dt control stays within 25 points of chance "
           "(information decays as exp(-0.5 dt L))", metric="control_minus_chance_acc", op="<=", ref=0.25,
-          scales=("small",)),
-    Claim(id="kernel-batched-speedup", text="the batched Vandermonde kernel (H=256, N=64, L=4096) is >= 5x "
-          "faster than a loop over positions", metric="kernel_speedup", op=">=", ref=5.0, scales=("small", "full")),
+          scales=("small",), kind="check"),
+    # Not a result of the paper (it reports no kernel timing against the recurrence): the blocked form
+    # is our implementation choice, timed against the two real baselines, the faster one counting.
+    Claim(id="kernel-batched-speedup", text="the blocked Vandermonde kernel (H=256, N=64, L=4096) is >= 5x "
+          "faster than the faster of the plain recurrence (Abar precomputed) and the paper's minimal "
+          "one-shot Vandermonde kernel", metric="kernel_speedup", op=">=", ref=5.0, scales=("small", "full"),
+          kind="check"),
 ] + _lra_claims()
 
 
@@ -179,7 +194,13 @@ def _run_memory(cfg: Config, ctx) -> tuple[dict[str, float], DatasetRef]:
             with torch.no_grad():
                 model.eval()(tr.x[:2])
             continue
-        res = train_classifier(model, tr, te, te, _optim(cfg), ctx, lambda x: x, name=f"memory-{label}")
+        if cfg.variant == "untrained":  # teeth: the models as initialised, no training step
+            model.to(ctx.device)
+            loss = mean_loss(model, tr, lambda x: x, device=ctx.device)
+            res = {"test_acc": accuracy(model, te, lambda x: x, device=ctx.device),
+                   "train_loss_before": loss, "train_loss_after": loss}
+        else:
+            res = train_classifier(model, tr, te, te, _optim(cfg), ctx, lambda x: x, name=f"memory-{label}")
         metrics[f"acc_{label}"] = res["test_acc"]
         metrics[f"{label}_loss_drop"] = res["train_loss_before"] - res["train_loss_after"]
         ctx.log("memory %s (%s, dt in [%g, %g]): test acc %.4f", label, init, dt_min, dt_max, res["test_acc"])
@@ -202,15 +223,15 @@ def _lra_model(task_name: str, init: str, cfg: Config, generator: torch.Generato
 
 def _run_lra(cfg: Config, ctx) -> tuple[dict[str, float], DatasetRef]:
     metrics: dict[str, float] = {}
-    provenance = "paper"
+    refs: list[DatasetRef] = []
     for task_name in cfg.lra_tasks:
         t = lra_task(task_name)
         root = ctx.data_root
         fixture = ctx.dry_run and (root is None or not (Path(root) / t.folder).exists())
         if fixture:
             root = Path(ctx.run_dir) / "fixture-data"
-            provenance = "stand-in"
-        splits = load_lra(task_name, root, fixture=fixture)
+        splits = load_lra(task_name, root, fixture=fixture)  # fixture splits come back as stand-ins
+        refs.append(splits["train"].ref)
         tr, va, te = splits["train"], splits["val"], splits["test"]
         epochs = cfg.lra_epochs or t.epochs
         per_epoch = -(-len(tr) // t.batch_size)
@@ -240,7 +261,8 @@ def _run_lra(cfg: Config, ctx) -> tuple[dict[str, float], DatasetRef]:
         accs = [metrics.get(_acc(tk, init)) for tk in LRA_TASKS]
         if all(a is not None for a in accs):
             metrics[f"lra_avg_{init}_acc_pct"] = sum(accs) / len(accs)  # type: ignore[arg-type]
-    return metrics, DatasetRef("lra:" + "+".join(cfg.lra_tasks), provenance)
+    # one ref for the tasks read: least-real provenance of the loaders' refs
+    return metrics, DatasetRef.combine(*refs, name="lra:" + "+".join(cfg.lra_tasks))
 
 
 @reproduction(
@@ -265,7 +287,9 @@ def run(cfg: Config, ctx) -> Outcome:
     if cfg.speed and not ctx.dry_run:
         sp = checks.kernel_speed()
         metrics.update({"kernel_speedup": sp["speedup"], "kernel_batched_s": sp["batched_s"],
-                        "kernel_loop_s": sp["loop_s"], "kernel_direct_s": sp["direct_s"]})
+                        "kernel_recurrence_s": sp["recurrence_s"], "kernel_minimal_s": sp["minimal_s"],
+                        "kernel_speedup_vs_recurrence": sp["speedup_vs_recurrence"],
+                        "kernel_speedup_vs_minimal": sp["speedup_vs_minimal"]})
     if cfg.task == "memory":
         task_metrics, ref = _run_memory(cfg, ctx)
     else:

@@ -41,7 +41,7 @@ def memory_task(seq_len: int, noise: float, generator: torch.Generator, split_se
             ds = ds.subset(torch.arange(min(n_train, len(ds))))
         pix = ((ds.x.reshape(len(ds), 64) - mu) / sd).float()
         tail = noise * torch.randn(len(ds), seq_len - 64, generator=generator)
-        out[split] = ArrayDataset(torch.cat([pix, tail], 1), ds.y, DatasetRef("digits-memory", "stand-in"))
+        out[split] = ArrayDataset(torch.cat([pix, tail], 1), ds.y, ds.ref.renamed("digits-memory"))
     return out
 
 

@@ -230,10 +230,32 @@ def test_broken_variants_fail_a_claim(variant, claim, tmp_path):
 
 # --------------------------------------------------------------------------- speed
 
-@pytest.mark.bench
-def test_batched_kernel_speedup_over_position_loop():
-    sp = checks.kernel_speed(H=256, N=64, L=4096)
-    print(f"\nS4D kernel H=256 N=64 L=4096: blocked {sp['batched_s']:.3f}s, direct {sp['direct_s']:.3f}s, "
-          f"loop {sp['loop_s']:.3f}s, speedup {sp['speedup']:.1f}x (direct {sp['speedup_direct']:.2f}x)")
+def test_untrained_variant_trains_nothing(tmp_path):
+    """The teeth of the C2 claims: models evaluated as initialised (no loss drop at all)."""
+    spec = runner.RunSpec("s4d", "smoke", 0, ("variant=untrained", "n_train=64"))
+    rec = runner.execute(spec, tmp_path, device="cpu")
+    assert rec["status"] == "ok", rec.get("error")
+    assert rec["metrics"]["lin_loss_drop"] == 0.0
+    assert rec["claims"]["training-lowers-loss"]["verdict"] == "fails"
+
+
+def test_speed_baselines_compute_the_same_kernel():
+    """The two baselines of kernel-batched-speedup (plain recurrence, the paper's minimal one-shot
+    kernel) give the blocked kernel's values."""
+    sp = checks.kernel_speed(H=8, N=16, L=300, repeats=1)
     assert sp["max_abs_diff"] < 1e-4
-    assert sp["speedup"] >= 5.0
+    k = S4DKernel(4, SSMConfig(d_state=16, init="inv"), generator=torch.Generator().manual_seed(1)).double()
+    with torch.no_grad():
+        A, B, C, dt = k.complex_params()
+        assert torch.allclose(checks.minimal_kernel(A, B, C[0], dt, 200), k(200)[0], atol=1e-10)
+
+
+# --------------------------------------------------------------------------- speed
+
+@pytest.mark.bench
+def test_blocked_kernel_speed_vs_real_baselines():
+    sp = checks.kernel_speed(H=256, N=64, L=4096)
+    print(f"\nS4D kernel H=256 N=64 L=4096: blocked {sp['batched_s']:.3f}s, recurrence {sp['recurrence_s']:.3f}s "
+          f"({sp['speedup_vs_recurrence']:.2f}x), minimal {sp['minimal_s']:.3f}s ({sp['speedup_vs_minimal']:.1f}x); "
+          f"vs the faster baseline {sp['speedup']:.2f}x (claim kernel-batched-speedup asks >= 5)")
+    assert sp["max_abs_diff"] < 1e-4
