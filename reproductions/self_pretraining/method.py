@@ -8,7 +8,7 @@ Stage 2 (:func:`finetune`): the pretrained encoder is transferred into a fresh c
 head, trained on labels. The scratch baseline runs the IDENTICAL fine-tuning recipe (same
 TrainConfig, same minibatch order, same head init) from a random encoder (§7 "fair comparison").
 
-``variant`` (TEST-ONLY): 'loss_all_positions' (MLM targets kept at unmasked positions) or
+``variant`` (broken on purpose, teeth): 'loss_all_positions' (MLM targets kept at unmasked positions) or
 'reinit_encoder' (the classifier re-initialises the encoder instead of loading it).
 """
 from __future__ import annotations

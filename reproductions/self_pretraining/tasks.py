@@ -19,7 +19,6 @@ from suite.data import digits, listops
 from suite.data import lra as lra_data
 from suite.data.base import BYTE_VOCAB
 from suite.context import default_data_root
-from suite.data import catalog
 from suite.data.catalog import load_dataset
 from suite.errors import ConfigError, DataNotFoundError, UnknownNameError
 from suite.spec import DatasetRef
@@ -74,7 +73,7 @@ def listops_mini(n_train: int, n_test: int, seed: int, min_length: int = 32, max
     te = listops.procedural_listops(listops.ListOpsConfig(n=n_test, seed=1000 * seed + 2, **cfg))
     L = max(int(_trim(tr.x).shape[-1]), int(_trim(te.x).shape[-1]))
     return _token_task("listops-mini", tr.x[:, :L], tr.y, te.x[:, :L], te.y, 10, len(listops.VOCAB), False,
-                       DatasetRef("listops-procedural", "stand-in"))
+                       tr.ref)
 
 
 def sdigits(seed: int) -> TaskData:
@@ -82,7 +81,7 @@ def sdigits(seed: int) -> TaskData:
     s = digits.load(seed=seed)
     ids = {k: (v.x.reshape(len(v), 64) * 16).round().long() + 1 for k, v in s.items()}
     return _token_task("sdigits", ids["train"], s["train"].y, ids["test"], s["test"].y, 10, 18, False,
-                       DatasetRef("sklearn-digits", "stand-in"))
+                       s["train"].ref)
 
 
 # --------------------------------------------------------------------------- LRA (§5)
@@ -119,17 +118,14 @@ def _pathx(ctx) -> dict:
                                     f"{{metadata,imgs}} under the data root; {lra_data.LRA_HOW}")
         root = Path(ctx.run_dir) / "fixture-data" / PATHX_DIR
         lra_data.write_fixture_pathfinder(root, n_files=2, per_file=5, side=128)
-        return {k: v for k, v in lra_data.load_pathfinder(root, cache=False).items()}
-    return lra_data.load_pathfinder(root)
-
-
-def _present(t: LRASpec, ctx) -> bool:
-    root = ctx.data_root if ctx.data_root is not None else default_data_root()
-    if root is None:
-        return False
-    if not t.dataset:
-        return (Path(root) / PATHX_DIR / "curv_contour_length_14").exists()
-    return catalog.get(t.dataset).present(Path(root))
+        s = lra_data.load_pathfinder(root, cache=False)
+        for v in s.values():  # a fixture written here is never the paper's data
+            v.ref = DatasetRef("lra-pathx-fixture", "stand-in")
+        return s
+    s = lra_data.load_pathfinder(root)
+    for v in s.values():  # the Pathfinder loader's ref (its provenance) under Path-X's name
+        v.ref = v.ref.renamed("lra-pathx")
+    return s
 
 
 def load_lra(name: str, ctx) -> TaskData:
@@ -148,8 +144,7 @@ def load_lra(name: str, ctx) -> TaskData:
     else:
         s = load_dataset(ctx, t.dataset)
     tr, te = s["train"], s["test"]
-    fixture = ctx.dry_run and not _present(t, ctx)
-    ref = DatasetRef(f"lra-{name}" + ("-fixture" if fixture else ""), "stand-in" if fixture else "paper")
+    ref = tr.ref  # set by the loader (catalog fixtures come back as "<name>-fixture", stand-in)
     if t.kind == "tokens":
         base = len(listops.VOCAB) if name == "listops" else BYTE_VOCAB
         return _token_task(name, tr.x, tr.y, te.x, te.y, t.n_classes, base, t.dual, ref)
