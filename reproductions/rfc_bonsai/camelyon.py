@@ -58,7 +58,7 @@ def run_camelyon(cfg: Any, ctx: Any) -> tuple[DatasetRef, dict[str, float]]:
     bcfg = B.BonsaiConfig(rounds=2, erm_steps=steps, dro_steps=steps, synth_steps=steps, lr=cfg.cam_lr, rho=0.0,
                           optimizer="sgd", momentum=0.9, weight_decay=cfg.cam_weight_decay,
                           synth_weight_decay=cfg.cam_synth_weight_decay, batch_size=cfg.cam_batch,
-                          variant=cfg.variant)
+                          variant=cfg.variant if cfg.variant in B.VARIANTS else "paper")
     make = _make(ctx.seed)
     per_env = max(1, cfg.cam_batch // train.n_envs)
     ood = lambda lam, wd: OodTrainConfig(steps=steps, lam=lam, lr=cfg.cam_lr, rho=0.0, optimizer="sgd",  # noqa: E731

@@ -49,6 +49,7 @@ class ColoredProtocol:
     lr: float
     rho: float
     oracle: bool = True
+    untrained_bonsai: bool = False  # broken on purpose (teeth): "Bonsai" = the untrained random init
 
     def __post_init__(self) -> None:
         bad = [m for m in self.methods if m not in METHODS] + [i for i in self.inits if i not in INITS]
@@ -93,6 +94,8 @@ def run_protocol(train: EnvData, test: EnvData, p: ColoredProtocol, ctx: Any, ta
         one = B.synthesize(make, train.x, train.y, one, p.bonsai, ctx=ctx, gen=gen, prefix=f"{name}bonsai1")
         bases["bonsai1"] = B.downstream_init(one.synth)
     bases["rand"] = make(1, 500)
+    if p.untrained_bonsai:  # teeth: Bonsai's training thrown away, its representation = the random init
+        bases["bonsai"] = bases["rand"]
     erm = make(1, 500)  # same initial weights as "rand", then ERM pre-training
     train_ood(erm, train, "erm", OodTrainConfig(steps=p.erm_init_steps, lr=p.lr, rho=p.rho), ctx=ctx,
               name=f"{name}erm-init")

@@ -42,6 +42,21 @@ def test_teeth_broken_variant_fails_a_claim(variant, claim):
     assert _run(variant=variant, **LIGHT)[2][claim] == "fails"
 
 
+def test_untrained_bonsai_is_the_random_init():
+    """Teeth of the C1 claims: the frozen "Bonsai" features are the random init's, bit for bit."""
+    m = _run(variant="untrained-bonsai", methods=("vrex",), inits=("bonsai_cf", "rand_cf"), oracle=False)[1].metrics
+    assert m["worst_env_acc/vrex/bonsai_cf"] == m["worst_env_acc/vrex/rand_cf"]
+
+
+def test_no_shift_keeps_the_training_colour_correlation():
+    """Teeth of C1-erm-fails: without the colour flip at test time ERM's colour shortcut works."""
+    r = registry.get(SLUG)
+    from reproductions.rfc_bonsai import NO_SHIFT_TEST_ENVS, _colored
+    cfg = dataclasses.replace(config.resolve(r, "smoke"), variant="no-shift")
+    splits = _colored("colored-digits", cfg, for_tests("smoke", 0))
+    assert sorted(float(k.split("_")[1]) for k in splits if k.startswith("test_")) == sorted(NO_SHIFT_TEST_ENVS)
+
+
 def test_mnist_subset_missing_is_one_line_error(tmp_path, monkeypatch):
     monkeypatch.setenv("SUITE_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("SUITE_DATA", raising=False)
