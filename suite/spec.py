@@ -102,7 +102,7 @@ class Claim:
     no_teeth: str = ""
 
     def __post_init__(self) -> None:
-        if self.kind not in CLAIM_KINDS and self.kind != "":  # TRANSITION: "" allowed until all are classified
+        if self.kind not in CLAIM_KINDS:
             raise ValueError(f"claim {self.id}: kind must be 'paper' (a result of the paper) or 'check' "
                              f"(a mechanism or invariant), got {self.kind!r}")
         if self.kind == "paper" and not (self.teeth or self.no_teeth):
