@@ -54,8 +54,8 @@ def test_literal_optional_and_tuple_coercion():
 
 def test_config_hash_is_pinned():
     # Pinned on purpose: a change here renames every run folder of existing results.
-    assert config.config_hash("_toy", ToyConfig()) == "b9545223949b"
-    assert config.config_hash("_toy", ToyConfig(n=200)) == "eccbd6341911"
+    assert config.config_hash("_toy", ToyConfig()) == "b5ed3f3165de"  # since the toy gained `variant`
+    assert config.config_hash("_toy", ToyConfig(n=200)) == "d5bfb83f09bd"
     assert config.config_hash("other", ToyConfig()) != config.config_hash("_toy", ToyConfig())
 
 
