@@ -11,6 +11,7 @@ every group of runs names its scale, dataset and provenance.
 from __future__ import annotations
 
 import functools
+import re
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -488,7 +489,21 @@ def render(out_dir: Path, by_slug: dict[str, list[dict[str, Any]]] | None = None
         written.append(atomic_write_text(out_dir / f"{track}.md",
                                          render_track(track, by_slug, out_dir, generated_by)))
     written.append(atomic_write_text(out_dir / "README.md", render_index(by_slug, generated_by)))
+    _prune_plots(out_dir, written)
     return written
+
+
+def _prune_plots(out_dir: Path, pages: list[Path]) -> None:
+    """Delete plot files no page links to (older groups, interrupted writes' temp files)."""
+    folder = out_dir / PLOTS
+    if not folder.is_dir():
+        return
+    linked = set()
+    for page in pages:
+        linked.update(m.split("/", 1)[1] for m in re.findall(r"\]\((plots/[^)]+)\)", page.read_text()))
+    for f in folder.iterdir():
+        if f.is_file() and f.name not in linked:
+            f.unlink()
 
 
 def local(results_root: Path, out_dir: Path) -> tuple[int, list[Path]]:
