@@ -109,8 +109,7 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     golds_s = [str(int(g)) if float(g).is_integer() else str(g) for g in golds]
     # prompts, left-padded with the DLLM tokenizer
     texts = [_chat(tok, r["question"]) for r in records]
-    tok.padding_side = "left"
-    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    enc = tok(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
     prompt, pmask = enc["input_ids"], enc["attention_mask"].bool()
     dllm = HFDLLM(dllm_model, prompt, pmask, cfg.full_batch, dev)
     # §3.1 warm proposal: greedy drafts of the auxiliary model, re-tokenised by the DLLM tokenizer

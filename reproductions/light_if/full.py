@@ -165,8 +165,8 @@ def sample(lm: CausalLM, prompts: list[str], max_new: int) -> tuple[torch.Tensor
     tok = lm.tokenizer
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    tok.padding_side = "left"
-    enc = tok([chat(tok, p) for p in prompts], return_tensors="pt", padding=True, add_special_tokens=False)
+    enc = tok([chat(tok, p) for p in prompts], return_tensors="pt", padding=True, padding_side="left",
+              add_special_tokens=False)
     enc = enc.to(lm.device)
     was = lm.model.training
     lm.model.eval()

@@ -38,8 +38,7 @@ class CausalLM:
         tok = self.tokenizer
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
-        tok.padding_side = "left"
-        enc = tok(list(prompts), return_tensors="pt", padding=True).to(self.device)
+        enc = tok(list(prompts), return_tensors="pt", padding=True, padding_side="left").to(self.device)
         kw: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": tok.pad_token_id}
         kw.update({"do_sample": True, "temperature": temperature, "top_k": top_k or 0} if temperature > 0
                   else {"do_sample": False})
