@@ -2,6 +2,10 @@
 
 ``resolve(repro, scale, overrides)`` starts from the dataclass defaults, applies the scale preset,
 then the overrides (each coerced to the field's declared type), and returns the config instance.
+Ranges are declared with the field, ``n: Annotated[int, Range(1)] = 1000`` (also inside tuples:
+``tuple[Annotated[int, Range(1)], ...]``), and relations between fields in an optional
+``validate(self)`` method of the config that raises ``ConfigError``; both are checked when the config
+resolves, so an out-of-range value stops with one line before any run starts.
 ``config_hash`` is a stable hash of the canonical resolved config; it names the run folder, so a
 test pins a few values: renaming a field or changing a default renames runs, on purpose only.
 """
@@ -13,7 +17,7 @@ import hashlib
 import json
 import types
 import typing
-from typing import Any, Iterable, Literal, Mapping, Union, get_args, get_origin
+from typing import Annotated, Any, Iterable, Literal, Mapping, Union, get_args, get_origin
 
 from suite.errors import ConfigError, UnknownNameError
 from suite.spec import SCALES
@@ -22,15 +26,43 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """Allowed interval of a numeric config field: ``lo <= value <= hi`` (either end ``None`` for
+    unbounded); ``open_lo``/``open_hi`` exclude that end (``Range(0, open_lo=True)`` is ``> 0``)."""
+    lo: float | None = None
+    hi: float | None = None
+    open_lo: bool = False
+    open_hi: bool = False
+
+    def check(self, value: Any) -> None:
+        if value is None:
+            return
+        if self.lo is not None and (value < self.lo or (self.open_lo and value == self.lo)):
+            raise ValueError(f"must be {'>' if self.open_lo else '>='} {self.lo}")
+        if self.hi is not None and (value > self.hi or (self.open_hi and value == self.hi)):
+            raise ValueError(f"must be {'<' if self.open_hi else '<='} {self.hi}")
+
+
 def field_types(cls: type) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
+    """Declared type of each config field, ``Annotated[...]`` ranges kept."""
+    hints = typing.get_type_hints(cls, include_extras=True)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _bare(tp: Any) -> Any:
+    return get_args(tp)[0] if get_origin(tp) is Annotated else tp
 
 
 def coerce(value: Any, tp: Any, key: str) -> Any:
     """Coerce ``value`` (a string from the command line, or a Python value) to type ``tp``."""
     origin, args = get_origin(tp), get_args(tp)
     try:
+        if origin is Annotated:
+            out = coerce(value, args[0], key)
+            for rule in (m for m in tp.__metadata__ if isinstance(m, Range)):
+                rule.check(out)
+            return out
         if tp is Any:
             return value
         if origin is Literal:
@@ -97,6 +129,7 @@ def _split(value: Any) -> list[Any]:
 
 
 def _typename(tp: Any) -> str:
+    tp = _bare(tp)
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
@@ -134,7 +167,14 @@ def resolve(repro: Any, scale: str, overrides: Iterable[str] | Mapping[str, Any]
     values = apply(cls, defaults, repro.scales[scale], f"{repro.slug} (scale preset '{scale}')")
     changes = overrides if isinstance(overrides, Mapping) else parse_overrides(overrides)
     values = apply(cls, values, changes, repro.slug)
-    return cls(**values)
+    cfg = cls(**values)
+    # Defaults and presets pass through the same checks as overrides: a range declared with the
+    # field holds for every value a run can get.
+    for key, tp in field_types(cls).items():
+        coerce(getattr(cfg, key), tp, key)
+    if hasattr(cfg, "validate"):
+        cfg.validate()  # relations between fields; raises ConfigError naming the keys to change
+    return cfg
 
 
 def canonical(cfg: Any) -> dict[str, Any]:

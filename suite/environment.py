@@ -42,9 +42,13 @@ def git_state() -> dict[str, Any]:
     return {"git_sha": sha.strip(), "git_dirty": dirty, "git_diff_hash": diff_hash}
 
 
-# Harness vocabulary that describes or stores a run but computes none of its metrics: editing it
-# does not make a record stale (claims are re-checked from stored metrics by the leaderboard).
-HARNESS_ONLY = {"suite/__init__.py", "suite/spec.py", "suite/registry.py", "suite/errors.py", "suite/io.py"}
+# The harness: modules that declare, resolve, launch, store or render a run but compute none of its
+# metrics. Editing one does not make a record stale (the resolved config is in the record and its
+# hash; claims are re-checked from stored metrics), and the import walk of ``code_files`` stops at
+# them, so what they import (the runner, the store, the CLI) is not counted either.
+HARNESS_ONLY = {f"suite/{m}.py" for m in (
+    "__init__", "spec", "registry", "errors", "io", "config", "teeth", "runner", "store",
+    "environment", "executors", "leaderboard", "publish", "status", "index", "cli")}
 
 
 def _suite_imports(path: Path) -> set[Path]:
@@ -78,6 +82,10 @@ def _suite_imports(path: Path) -> set[Path]:
     return out
 
 
+def _rel(f: Path) -> str:
+    return f.relative_to(REPO_ROOT).as_posix()
+
+
 @functools.lru_cache(maxsize=None)
 def code_files(module: str) -> tuple[Path, ...]:
     """The source files that compute a reproduction's metrics: its package (tests excluded) and
@@ -94,8 +102,10 @@ def code_files(module: str) -> tuple[Path, ...]:
         if f in seen:
             continue
         seen.add(f)
+        if _rel(f) in HARNESS_ONLY:
+            continue  # the walk stops at the harness
         todo += [g for g in _suite_imports(f) if g not in seen]
-    keep = [f for f in seen if str(f.relative_to(REPO_ROOT)) not in HARNESS_ONLY
+    keep = [f for f in seen if _rel(f) not in HARNESS_ONLY
             and not f.name.startswith("test_")]
     return tuple(sorted(keep))
 

@@ -122,6 +122,49 @@ def test_interrupt_and_resume_is_bit_identical(tmp_path, stop_at: int) -> None:
     assert "resumed from step" in (tmp_path / "b" / "log.txt").read_text()
 
 
+class _Buffer:
+    """A loss with state of its own (like an SGLD replay buffer): it changes at every step."""
+
+    def __init__(self) -> None:
+        self.x = torch.zeros(4)
+
+    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        self.x = 0.9 * self.x + batch[0][:4, :4].mean(0).detach()
+        return F.cross_entropy(model(batch[0]), batch[1]) + 1e-2 * self.x.sum()
+
+    def state_dict(self) -> dict:
+        return {"x": self.x}
+
+    def load_state_dict(self, st: dict) -> None:
+        self.x = st["x"].clone()
+
+
+def test_stateful_objects_travel_in_the_checkpoint(tmp_path) -> None:
+    x, y = _data()
+    cfg = TrainConfig(**{**CFG, "checkpoint_every": 4})
+    whole, bw = _mlp(7), _Buffer()
+    fit(whole, bw.loss, (x, y), cfg, ctx=for_tests(seed=3, tmp=tmp_path / "a"), stateful={"buf": bw})
+
+    class Preempted(Exception):
+        pass
+
+    def bomb(s) -> None:
+        if s.step == 8:
+            raise Preempted
+
+    m1, b1 = _mlp(7), _Buffer()
+    with pytest.raises(Preempted):
+        fit(m1, b1.loss, (x, y), cfg, ctx=for_tests(seed=3, tmp=tmp_path / "b"), on_step=bomb, stateful={"buf": b1})
+    m2, b2 = _mlp(7), _Buffer()  # a fresh process: the buffer starts from zeros again
+    fit(m2, b2.loss, (x, y), cfg, ctx=for_tests(seed=3, tmp=tmp_path / "b"), stateful={"buf": b2})
+    assert torch.equal(b2.x, bw.x)
+    assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), m2.state_dict().values()))
+    # a checkpoint written without the buffer cannot resume a fit that has one
+    fit(_mlp(7), _Buffer().loss, (x, y), cfg, ctx=for_tests(seed=3, tmp=tmp_path / "c"))
+    with pytest.raises(ConfigError, match="holds no state for 'buf'"):
+        fit(_mlp(7), _Buffer().loss, (x, y), cfg, ctx=for_tests(seed=3, tmp=tmp_path / "c"), stateful={"buf": _Buffer()})
+
+
 def test_resume_after_completion_does_not_retrain(tmp_path) -> None:
     x, y = _data()
     cfg = TrainConfig(**{**CFG, "checkpoint_every": 10})

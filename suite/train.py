@@ -18,7 +18,15 @@ the state (model, optimiser, scheduler, torch/numpy/python RNGs, sampler generat
 is saved atomically every ``checkpoint_every`` steps, at the end, and when an exception is raised
 after a completed step (from ``on_step`` or ``eval_fn``). A later ``fit`` with the same path
 resumes from it; on CPU the final weights are bit-identical to an uninterrupted run.
-Several ``fit`` calls in one run need distinct ``name=`` (one checkpoint file each).
+Several ``fit`` calls in one run need distinct ``name=`` (one checkpoint file each). Any other state
+the loss carries between steps (a replay buffer, an EMA, a sampler of its own) is passed as
+``stateful={"name": obj}`` (objects with ``state_dict()``/``load_state_dict()``) and travels in the
+checkpoint with the rest.
+
+Fault injection for the kill-and-resume test (``tests/test_resume.py``): with
+``SUITE_KILL_AFTER_CHECKPOINT=N`` in the environment, the first fit of a run that writes a periodic
+checkpoint at a step ``>= N`` kills its own process with SIGKILL, as a preempted job would die; a
+``.killed`` mark beside the checkpoint makes the relaunch run through.
 """
 from __future__ import annotations
 
@@ -26,6 +34,7 @@ import contextlib
 import math
 import os
 import random
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,6 +48,7 @@ from suite.io import atomic_torch_save
 from suite.errors import ConfigError, CorruptDataError, UnknownNameError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+KILLED_MARK = ".killed"  # fault injection: this run was killed once already
 DATA_ORDER_OFFSET = 9001  # ctx.generator stream of the minibatch order
 SCHEDULES = ("constant", "cosine", "step", "linear", "linear_warmup_cosine")
 
@@ -459,7 +469,8 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, Any], torch.Tensor], dat
         param_groups: Sequence[Mapping[str, Any]] | None = None,
         on_step: Callable[[TrainState], None] | None = None, device: str | torch.device | None = None,
         generator: torch.Generator | None = None, name: str = "",
-        checkpoint: str | os.PathLike[str] | None = None) -> TrainResult:
+        checkpoint: str | os.PathLike[str] | None = None,
+        stateful: Mapping[str, Any] | None = None) -> TrainResult:
     """Train ``model`` in place on ``data`` by minimising ``loss_fn(model, batch)``.
 
     ``ctx`` (a :class:`suite.context.RunContext`) gives the device, the seed of the data order,
@@ -468,7 +479,8 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, Any], torch.Tensor], dat
     ``eval_fn(model) -> {metric: value}`` runs under ``no_grad`` in eval mode every
     ``cfg.eval_every`` steps and at the end. ``param_groups`` replaces ``model.parameters()``
     (dicts may carry their own ``lr``/``weight_decay``). ``generator`` seeds the minibatch order
-    (default: ``ctx.generator(DATA_ORDER_OFFSET)``, else seed 0).
+    (default: ``ctx.generator(DATA_ORDER_OFFSET)``, else seed 0). ``stateful``: further objects
+    with ``state_dict``/``load_state_dict`` whose state the checkpoint must carry (replay buffers).
     """
     dev = torch.device(device) if device is not None else (torch.device(ctx.device) if ctx is not None
                                                            else torch.device("cpu"))
@@ -515,15 +527,20 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, Any], torch.Tensor], dat
         step = resumed_from = got.step
         history, evals = list(got.extra.get("history", [])), list(got.extra.get("evals", []))
         stream.load_state_dict(got.extra["stream"])
+        for key, obj in (stateful or {}).items():
+            if key not in got.extra.get("stateful", {}):
+                raise ConfigError(f"fit: checkpoint {ckpt} holds no state for {key!r}; delete it to start over")
+            obj.load_state_dict(got.extra["stateful"][key])
         if ctx is not None:
             ctx.log("fit%s: resumed from step %d of %d (%s)", f"[{name}]" if name else "", step, total, ckpt)
             ctx.notes.setdefault("resumed_from_step", {})[name or "fit"] = step
     saving = ckpt is not None and cfg.checkpoint_every > 0
+    kill_at = int(os.environ.get("SUITE_KILL_AFTER_CHECKPOINT", "0") or 0)
 
     def save() -> None:
         assert ckpt is not None
         extra = {"signature": sig, "history": history, "evals": evals, "stream": stream.state_dict(),
-                 "config": asdict(cfg)}
+                 "config": asdict(cfg), "stateful": {k: o.state_dict() for k, o in (stateful or {}).items()}}
         save_state(ckpt, model, opt, sched, step, extra, {"sampler": gen})
 
     def evaluate() -> None:
@@ -584,6 +601,9 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, Any], torch.Tensor], dat
                     bar.update(1)
                 if saving and step % ck_every == 0:
                     save()
+                    if kill_at and step >= kill_at and not (ckpt.parent / KILLED_MARK).exists():
+                        (ckpt.parent / KILLED_MARK).touch()
+                        os.kill(os.getpid(), signal.SIGKILL)  # fault injection (module docstring)
             except BaseException:
                 if saving:
                     save()

@@ -109,7 +109,8 @@ def run_method(cfg: Config, task: Task, method: str, c: int,
     tc = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, optimizer="adam",
                      grad_clip=cfg.grad_clip or None, log_every=max(cfg.steps // 5, 1),
                      checkpoint_every=cfg.checkpoint_every)
-    fit(net, obj.loss, task.x_train, tc, ctx=ctx, name=f"{task.name}-{method}")
+    fit(net, obj.loss, task.x_train, tc, ctx=ctx, name=f"{task.name}-{method}",
+        stateful={"objective": obj})
     pred, e_test = predict(net, task.x_test, preprocess=task.preprocess)
     y = task.y_test.numpy()
     h, big = usage_stats(pred, c)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Literal, get_args
+from typing import Any, Callable, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -97,6 +97,13 @@ class ReplayBuffer:
     def write(self, idx: torch.Tensor, x: torch.Tensor) -> None:
         self.x[idx] = x.detach()
 
+    # The chains are training state: a resumed run must continue them, not restart from noise.
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"x": self.x}
+
+    def load_state_dict(self, st: dict[str, torch.Tensor]) -> None:
+        self.x = st["x"].to(self.x.device).clone()
+
 
 def sgld(energy_fn: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, steps: int, alpha: float,
          sigma: float, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
@@ -134,6 +141,16 @@ class GEDI:
         self.lo, self.hi = lo.to(device), hi.to(device)
         self.buffer = ReplayBuffer(sgld_cfg.buffer_size, lo, hi, device) if self.gen else None
         self.last: dict[str, float] = {}
+
+    # Training state besides the network (checkpointed by suite.train.fit(stateful=...)): the SGLD
+    # chains, which a resumed run must continue, and the last batch's loss terms, reported as metrics.
+    def state_dict(self) -> dict[str, Any]:
+        return {"replay": self.buffer.state_dict() if self.buffer is not None else None, "last": dict(self.last)}
+
+    def load_state_dict(self, st: dict[str, Any]) -> None:
+        if self.buffer is not None:
+            self.buffer.load_state_dict(st["replay"])
+        self.last = dict(st["last"])
 
     def energy_fn(self, net: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
         return lambda x: energy(net(x), self.variant)

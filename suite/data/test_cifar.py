@@ -45,3 +45,23 @@ def test_truncated_batch_is_corrupt(tmp_path):
 def test_missing(tmp_path):
     with pytest.raises(DataNotFoundError, match=r"train, test, meta under .*cifar\.html"):
         cifar.load_cifar100(tmp_path)
+
+
+class _Planted:
+    """Unpickling this runs a command that writes a marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_planted_pickle_is_refused_not_run(tmp_path):
+    cifar.write_fixture_cifar10(tmp_path, n_per_batch=2)
+    marker = tmp_path / "pwned"
+    (tmp_path / "data_batch_1").write_bytes(pickle.dumps({b"data": _Planted(marker)}, protocol=2))
+    with pytest.raises(CorruptDataError, match="refusing global"):
+        cifar.load_cifar10(tmp_path)
+    assert not marker.exists()

@@ -1,4 +1,5 @@
 """Stand-ins and shared pieces: sklearn digits, manifolds, cached(), ArrayDataset.subset."""
+import pytest
 import torch
 
 from suite.data import cached, digits, manifolds
@@ -52,3 +53,54 @@ def test_subset_indexes_per_sample_extras():
     s = ds.subset([4, 1])
     assert s.x.tolist() == [4, 1] and s.extra["g"].tolist() == [14, 11] and s.extra["names"] == ["e", "b"]
     assert s.extra["meta"] == "keep"
+
+
+class _Planted:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_planted_cache_entry_is_rebuilt_never_run(tmp_path):
+    """A shared cache is writable by others: an entry holding code is deleted and rebuilt."""
+    marker = tmp_path / "pwned"
+    path = cache_path("toy", {"v": 9})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"x": _Planted(marker)}, path)
+    out = cached("toy", {"v": 9}, lambda: ArrayDataset(torch.ones(2), torch.zeros(2), DatasetRef("t", "stand-in")))
+    assert not marker.exists() and isinstance(out, ArrayDataset)
+
+
+def _tiny(which):
+    from suite.data import gsm8k, listops, manifolds, pathfinder
+
+    return {"listops": lambda: listops.procedural_listops(listops.ListOpsConfig(n=8, max_length=40)),
+            "gsm8k": lambda: gsm8k.gsm_standin(gsm8k.GSMConfig(n=5)),
+            "manifolds": lambda: manifolds.union_of_manifolds(manifolds.ManifoldConfig(k=2, n_per=5)),
+            "pathfinder": lambda: pathfinder.procedural_pathfinder(pathfinder.PathfinderConfig(n=4))}[which]
+
+
+@pytest.mark.parametrize("which", ["listops", "gsm8k", "manifolds", "pathfinder"])
+def test_every_cached_generator_reloads_safely(which):
+    """What each generator caches loads back with weights_only=True (else every run would rebuild)."""
+    from suite.data import cache
+
+    _tiny(which)()
+    files = list((cache.default_cache_dir() / "datasets").glob("*.pt"))
+    assert files, "the generator cached nothing"
+    for f in files:
+        cache.load_cached(f)
+
+
+def test_numpy_arrays_reload_safely(tmp_path):
+    import numpy as np
+
+    from suite.data import cache
+
+    obj = (np.arange(4, dtype=np.float32), np.arange(4))
+    torch.save(obj, tmp_path / "t.pt")
+    back = cache.load_cached(tmp_path / "t.pt")
+    assert np.array_equal(back[0], obj[0]) and back[1].dtype == obj[1].dtype
