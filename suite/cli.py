@@ -207,6 +207,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
         runner.resolve(spec)
     overrides = executors.ResourceOverrides(cpus=args.cpus, gpus=args.gpus, mem_gb=args.mem_gb,
                                             time_min=args.time_min, partition=args.partition)
+    if args.dry_run:  # cost before you pay: the plan, nothing submitted
+        rows = executors.plan(specs, profile=args.profile, results_root=args.results or runner.default_results_root(),
+                              overrides=overrides, force=args.force)
+        print(executors.render_plan(rows))
+        return 0
     job_ids = executors.submit(
         specs, executor=args.executor, profile=args.profile,
         results_root=args.results or runner.default_results_root(), overrides=overrides,
@@ -390,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-dirty", action="store_true")
     p.add_argument("--force", action="store_true")
     p.add_argument("--folder", type=Path, default=None, help="submitit log folder")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print jobs, GPUs, time limits and GPU-hours per resource group; submit nothing")
     p.set_defaults(fn=cmd_submit)
 
     p = sub.add_parser("status", help="state of every run folder")

@@ -434,6 +434,50 @@ def submit_runs(specs: Sequence[RunSpec], *, executor: str = "slurm", profile: s
     return out
 
 
+def plan(specs: Sequence[RunSpec], *, profile: str | Profile | None = None, results_root: Path,
+         overrides: ResourceOverrides | None = None, force: bool = False) -> list[dict[str, Any]]:
+    """What a submission would ask for, one row per resource group (the job arrays it would make):
+    reproductions, jobs, cpus/gpus per job, the time limit per job, and the GPU- and CPU-hours those
+    limits reserve (an upper bound: each reproduction's declared ``Resources`` for the scale). Runs
+    already done are counted apart (``skipped``). Submits nothing."""
+    prof = load_profile(profile) if isinstance(profile, str) else profile
+    results_root = Path(results_root).resolve()
+    groups: dict[JobResources, list[RunSpec]] = defaultdict(list)
+    skipped: list[RunSpec] = []
+    for spec in dict.fromkeys(specs):
+        if (runner.run_dir(spec, results_root) / runner.RESULT_FILE).exists() and not force:
+            skipped.append(spec)
+            continue
+        groups[resources_for(spec, prof, overrides)].append(spec)
+    rows = []
+    for res, group in groups.items():
+        hours = len(group) * res.time_min / 60
+        rows.append({"reproductions": ", ".join(sorted({s.slug for s in group})), "jobs": len(group),
+                     "cpus/job": res.cpus, "gpus/job": res.gpus, "mem_gb/job": res.mem_gb,
+                     "time_min/job": res.time_min, "partition": res.partition or "-",
+                     "gpu_hours": round(hours * res.gpus, 2), "cpu_hours": round(hours * res.cpus, 2)})
+    rows.sort(key=lambda r: (-r["gpu_hours"], -r["cpu_hours"], r["reproductions"]))
+    if skipped:
+        rows.append({"reproductions": f"(done, skipped: {len(skipped)} runs)", "jobs": 0, "cpus/job": "-",
+                     "gpus/job": "-", "mem_gb/job": "-", "time_min/job": "-", "partition": "-",
+                     "gpu_hours": 0.0, "cpu_hours": 0.0})
+    return rows
+
+
+def render_plan(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The plan as a table with a total row (GPU-hours are the reserved upper bound)."""
+    from tabulate import tabulate
+
+    total = {"reproductions": "TOTAL", "jobs": sum(r["jobs"] for r in rows),
+             "gpu_hours": round(sum(r["gpu_hours"] for r in rows), 2),
+             "cpu_hours": round(sum(r["cpu_hours"] for r in rows), 2)}
+    cols = ["reproductions", "jobs", "cpus/job", "gpus/job", "mem_gb/job", "time_min/job", "partition",
+            "gpu_hours", "cpu_hours"]
+    table = [[r.get(c, "") for c in cols] for r in [*rows, total]]
+    return (tabulate(table, headers=cols, tablefmt="github") + "\n(time limits are each reproduction's "
+            "declared Resources for the scale: the hours are what the jobs reserve, an upper bound)")
+
+
 def submit(specs: Sequence[RunSpec], *, executor: str = "slurm", profile: str | Profile | None = None,
            results_root: Path, overrides: ResourceOverrides | None = None, max_parallel: int | None = None,
            allow_dirty: bool = False, folder: Path | None = None, force: bool = False,
@@ -459,6 +503,6 @@ def array_ids(job_ids: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(j.split("_")[0] for j in job_ids))
 
 
-__all__ = ["EXECUTORS", "Profile", "ResourceOverrides", "JobResources", "RunJob", "Submitted",
+__all__ = ["plan", "render_plan", "EXECUTORS", "Profile", "ResourceOverrides", "JobResources", "RunJob", "Submitted",
            "SubmissionError", "load_profile", "list_profiles", "profile_dirs", "merge_resources",
            "resources_for", "submitit_params", "submit", "submit_runs", "array_ids", "register_extra"]

@@ -147,6 +147,28 @@ def test_one_array_per_resource_group_split_at_max(tmp_path, repros, clean_git, 
     assert all(s.skipped == "done" and s.job is None for s in again) and len(sizes) == 4
 
 
+def test_plan_counts_jobs_and_gpu_hours_submits_nothing(tmp_path, repros):
+    specs = [runner.RunSpec("_toy", "smoke", s) for s in range(3)] + [runner.RunSpec("_toy", "small", 0)]
+    rows = executors.plan(specs, results_root=tmp_path, overrides=ResourceOverrides(gpus=2, time_min=90))
+    assert sum(r["jobs"] for r in rows) == 4 and not list(tmp_path.iterdir())
+    assert sum(r["gpu_hours"] for r in rows) == 4 * 2 * 1.5
+    runner.execute(specs[0], tmp_path)  # a done run is counted apart, not planned again
+    rows = executors.plan(specs, results_root=tmp_path, overrides=ResourceOverrides(gpus=2, time_min=90))
+    assert sum(r["jobs"] for r in rows) == 3 and "skipped: 1" in rows[-1]["reproductions"]
+    text = executors.render_plan(rows)
+    total = next(line for line in text.splitlines() if "TOTAL" in line)
+    assert [c.strip() for c in total.strip("|").split("|")][-2] == "9"  # 3 jobs x 2 GPUs x 1.5 h
+
+
+def test_submit_dry_run_prints_the_plan(tmp_path, capsys):
+    from suite import cli
+
+    assert cli.main(["submit", "fasterpam", "--scale", "full", "--seeds", "0-2", "--dry-run",
+                     "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "fasterpam" in out and "TOTAL" in out and not list(tmp_path.iterdir())
+
+
 def test_dirty_tree_refused_unless_allowed(tmp_path, repros, monkeypatch):
     monkeypatch.setattr(environment, "git_state",
                         lambda: {"git_sha": "abc", "git_dirty": True, "git_diff_hash": "d1ff"})
