@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 
+from suite.config import Range
 from suite.context import RunContext
 from suite.metrics.stats import chi2_gof
 from suite.registry import reproduction
@@ -24,29 +26,29 @@ from .smc import Task, enumerate_target, posterior_estimate, smc, total_variatio
 
 @dataclass
 class AWRSConfig:
-    vocab_size: int = 400  # tokens of 1-3 characters (spec §6: 300-500)
-    corpus_size: int = 20000
-    valid_frac: float = 0.5  # fraction of valid strings in the LM's training corpus
-    corpus_seed: int = 0  # the LM is a fixed model: run seeds vary the sampling only
+    vocab_size: Annotated[int, Range(1)] = 400  # tokens of 1-3 characters (spec §6: 300-500)
+    corpus_size: Annotated[int, Range(1)] = 20000
+    valid_frac: Annotated[float, Range(0, 1)] = 0.5  # fraction of valid strings in the LM's training corpus
+    corpus_seed: Annotated[int, Range(0)] = 0  # the LM is a fixed model: run seeds vary the sampling only
     # local checks at one context (spec §6 smoke T1-T4)
     local_constraint: str = "regex"  # [a-c]+[0-9]{2,4}
     context: str = "ab1"  # valid mass ~0.54 (T1-T3)
     replacement_context: str = "a"  # valid mass ~0.11: where removing rejected tokens pays (T4)
-    n_local: int = 20000
+    n_local: Annotated[int, Range(1)] = 20000
     # global target (spec §6 small)
     smc_constraint: str = "parens"  # balanced, depth <= 3
-    max_tokens: int = 6  # including EOS: strings of <= 5 tokens
-    replicates: int = 0  # 0 = skip the SMC part
-    particles: int = 10
-    ess_threshold: float = 0.5
-    scaling_replicates: int = 1000  # LCD runs for the calls-per-token scaling claim
+    max_tokens: Annotated[int, Range(1)] = 6  # including EOS: strings of <= 5 tokens
+    replicates: Annotated[int, Range(0)] = 0  # 0 = skip the SMC part
+    particles: Annotated[int, Range(1)] = 10
+    ess_threshold: Annotated[float, Range(0, 1)] = 0.5
+    scaling_replicates: Annotated[int, Range(1)] = 1000  # LCD runs for the calls-per-token scaling claim
     # full scale (spec §5): HF model folder + patterns.csv under the data root
     model_dir: str = ""
     patterns: str = "awrs/pattern_matching/patterns.csv"
-    n_patterns: int = 402
-    full_particles: int = 5
-    full_max_tokens: int = 100
-    masking_calls_n: int = 50  # masking calls run on the counted checker to measure its cost
+    n_patterns: Annotated[int, Range(1)] = 402
+    full_particles: Annotated[int, Range(1)] = 5
+    full_max_tokens: Annotated[int, Range(1)] = 100
+    masking_calls_n: Annotated[int, Range(1)] = 50  # masking calls run on the counted checker to measure its cost
     variant: Variant = "paper"  # TEST-ONLY mutations (method.Variant); teeth of the paper claims
 
 

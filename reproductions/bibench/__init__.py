@@ -9,11 +9,13 @@ and the exact operator checks (:mod:`.checks`) that every run measures.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Annotated
 
 from reproductions.bibench.checks import complexity_checks, fda_checks, forward_checks, gradient_checks
 from reproductions.bibench.experiment import (Bench, accuracy_tracks, complexity_track, dry_run, hardware_track,
                                               load, _check_cfg)
 from reproductions.bibench.layers import ALGO_NAMES, BinaryOptions, Variant
+from suite.config import Range
 from suite.context import RunContext
 from suite.registry import reproduction
 from suite.spec import Claim, Outcome, Paper, Plot, Resources, Table
@@ -34,29 +36,29 @@ class BiBenchConfig:
     dataset: str = "digits"
     archs: tuple[str, ...] = ("digits_cnn", "digits_mlp")
     algorithms: tuple[str, ...] = ALGO_NAMES
-    fp_epochs: int = 20
-    bin_epochs: int = 15
-    batch_size: int = 128
+    fp_epochs: Annotated[int, Range(1)] = 20
+    bin_epochs: Annotated[int, Range(1)] = 15
+    batch_size: Annotated[int, Range(1)] = 128
     setting: str = "adam_1e-3_cosine"
     fp_setting: str = "adam_1e-3_cosine"
-    weight_decay: float = 0.0
-    fp_weight_decay: float = 0.0
+    weight_decay: Annotated[float, Range(0)] = 0.0
+    fp_weight_decay: Annotated[float, Range(0)] = 0.0
     augment: bool = False
-    eval_batch: int = 1000
-    checkpoint_every: int = 0
-    split_seed: int = 0
+    eval_batch: Annotated[int, Range(1)] = 1000
+    checkpoint_every: Annotated[int, Range(0)] = 0
+    split_seed: Annotated[int, Range(0)] = 0
     corruptions: tuple[str, ...] = ("gaussian_noise", "salt_pepper", "blur", "contrast")
-    severities: int = 3
-    gap_floor: float = 0.005
+    severities: Annotated[int, Range(1, 5)] = 3
+    gap_floor: Annotated[float, Range(0, open_lo=True)] = 0.005
     hyper_settings: tuple[str, ...] = ("adam_1e-3_cosine", "adam_1e-4_cosine", "sgd_1e-1_cosine", "sgd_1e-2_cosine")
-    hyper_epochs: int = 4
-    std_floor: float = 0.002
+    hyper_epochs: Annotated[int, Range(1)] = 4
+    std_floor: Annotated[float, Range(0, open_lo=True)] = 0.002
     complexity_archs: tuple[str, ...] = ("resnet18_imagenet", "resnet18", "resnet20", "vgg_small", "digits_cnn",
                                          "digits_mlp")
     binarize_downsample: bool = False
-    bench_m: int = 256
-    bench_k: int = 4096
-    bench_repeats: int = 3
+    bench_m: Annotated[int, Range(1)] = 256
+    bench_k: Annotated[int, Range(1)] = 4096
+    bench_repeats: Annotated[int, Range(1)] = 3
     xnor_act_scale: str = "position"
     dorefa_scale: str = "channel"
     fda_clip: bool = True

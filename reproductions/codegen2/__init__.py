@@ -9,10 +9,11 @@ left-to-right pass@k (unit tests, unbiased estimator) and single-line infill exa
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
+from suite.config import Range
 from suite.context import RunContext
-from suite.errors import UnknownNameError
+from suite.errors import ConfigError, UnknownNameError
 from suite.registry import reproduction
 from suite.spec import Claim, DatasetRef, Outcome, Paper, Resources
 
@@ -28,33 +29,39 @@ Variant = Literal["paper", "drop-last", "no-span-corruption", "untrained-mixture
 
 @dataclass
 class Config:
-    n_train: int = 30000
-    n_eval: int = 300
-    dim: int = 128
-    depth: int = 2
-    heads: int = 4
+    n_train: Annotated[int, Range(1)] = 30000
+    n_eval: Annotated[int, Range(1)] = 300
+    dim: Annotated[int, Range(1)] = 128
+    depth: Annotated[int, Range(1)] = 2
+    heads: Annotated[int, Range(1)] = 4
     pos_encoding: str = "rope"    # CodeGen2 is a GPT-J-style decoder with rotary embeddings (§3)
-    max_len: int = 224
-    steps: int = 400
-    batch_size: int = 32
-    lr: float = 2e-3
-    sc_prob: float = 0.5          # §3: half the sequences span-corrupted
-    span_frac: float = 0.15       # UNVERIFIED (§3): corrupted fraction
-    span_mean: float = 10.0       # UNVERIFIED: Poisson(3) BPE tokens in §3 ≈ 10 characters at our char level
-    max_spans: int = 8            # sentinels <mask_1..8> at CPU scale (paper: 16)
+    max_len: Annotated[int, Range(1)] = 224
+    steps: Annotated[int, Range(1)] = 400
+    batch_size: Annotated[int, Range(1)] = 32
+    lr: Annotated[float, Range(0, open_lo=True)] = 2e-3
+    sc_prob: Annotated[float, Range(0, 1)] = 0.5  # §3: half the sequences span-corrupted
+    span_frac: Annotated[float, Range(0, 1)] = 0.15  # UNVERIFIED (§3): corrupted fraction
+    # UNVERIFIED: Poisson(3) BPE tokens in §3 ≈ 10 characters at our char level
+    span_mean: Annotated[float, Range(0, open_lo=True)] = 10.0
+    max_spans: Annotated[int, Range(1)] = 8  # sentinels <mask_1..8> at CPU scale (paper: 16)
     models: tuple[str, ...] = ("A", "B", "C")
-    n_samples: int = 2            # samples per problem for pass@k
-    temperature: float = 0.2      # §4: 0.2 for pass@1
-    max_new: int = 96
-    max_line: int = 24
-    infill_seed: int = 1
-    roundtrip_n: int = 1000
+    n_samples: Annotated[int, Range(1)] = 2  # samples per problem for pass@k
+    temperature: Annotated[float, Range(0)] = 0.2  # §4: 0.2 for pass@1
+    max_new: Annotated[int, Range(1)] = 96
+    max_line: Annotated[int, Range(1)] = 24
+    infill_seed: Annotated[int, Range(0)] = 1
+    roundtrip_n: Annotated[int, Range(1)] = 1000
     variant: Variant = "paper"
     # full scale (§5)
     model_dir: str = ""
     humaneval: str = "humaneval/HumanEval.jsonl.gz"
-    full_samples: int = 200
-    full_batch: int = 16
+    full_samples: Annotated[int, Range(1)] = 200
+    full_batch: Annotated[int, Range(1)] = 16
+
+    def validate(self) -> None:
+        """Relations between fields, checked when the config resolves (before any run starts)."""
+        if self.dim % self.heads:
+            raise ConfigError(f"dim={self.dim} is not divisible by heads={self.heads}; change dim or heads")
 
 
 SCALES = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ from reproductions.dam_vp.data import Split, diverse_digits
 from reproductions.dam_vp.method import (PadPrompts, Prompted, Variant, active_neurons, cluster_threshold,
                                          diversity_clusters, prompt_vector, reptile_update, route,
                                          set_prompt_vector)
+from suite.config import Range
 from suite.errors import ConfigError, DataNotFoundError
 from suite.registry import reproduction
 from suite.spec import Claim, DatasetRef, Outcome, Paper, Plot, Resources, curve_metrics
@@ -32,24 +34,25 @@ class Config:
     backbone: str = "cnn"  # "cnn" (trained in the job) | "vit_b16" (weights from the data root, §5)
     weights: str = "weights/vit_b16_in1k.pt"  # under the data root; suite ViT state_dict (full scale)
     meta_prompt_file: str = ""  # under the data root; "" = meta-train with Reptile on the source tasks
-    image_size: int = 16
-    pad: int = 2  # prompt width p (paper: 30 on 224)
+    image_size: Annotated[int, Range(1)] = 16
+    pad: Annotated[int, Range(1)] = 2  # prompt width p (paper: 30 on 224)
     head: str = "own"  # "own" (backbone's 10-way head, §6) | "active" (head-missing: active neurons)
-    backbone_epochs: int = 3
-    percentile: float = 60.0  # clustering threshold = this percentile of pairwise feature distances
-    threshold: float = 0.0  # > 0: fixed distance threshold (paper: per backbone, e.g. ViT-B-1k 31)
-    cluster_n: int = 1000  # clustering on at most this many (seeded) training images
-    epochs: int = 2
-    batch_size: int = 128
-    prompt_lr: float = 1.0
-    prompt_wd: float = 0.0
-    head_lr: float = 0.1
-    meta_epochs: int = 3
-    update_step: int = 4
-    update_lr: float = 0.5
-    meta_step: float = 0.5
-    meta_batch: int = 64
-    val_frac: float = 0.1  # catalog data: validation split carved from train
+    backbone_epochs: Annotated[int, Range(1)] = 3
+    # clustering threshold = this percentile of pairwise feature distances
+    percentile: Annotated[float, Range(0, 100)] = 60.0
+    threshold: Annotated[float, Range(0)] = 0.0  # > 0: fixed distance threshold (paper: per backbone, e.g. ViT-B-1k 31)
+    cluster_n: Annotated[int, Range(1)] = 1000  # clustering on at most this many (seeded) training images
+    epochs: Annotated[int, Range(1)] = 2
+    batch_size: Annotated[int, Range(1)] = 128
+    prompt_lr: Annotated[float, Range(0, open_lo=True)] = 1.0
+    prompt_wd: Annotated[float, Range(0)] = 0.0
+    head_lr: Annotated[float, Range(0, open_lo=True)] = 0.1
+    meta_epochs: Annotated[int, Range(1)] = 3
+    update_step: Annotated[int, Range(1)] = 4
+    update_lr: Annotated[float, Range(0, open_lo=True)] = 0.5
+    meta_step: Annotated[float, Range(0, open_lo=True)] = 0.5
+    meta_batch: Annotated[int, Range(1)] = 64
+    val_frac: Annotated[float, Range(0, 1, open_hi=True)] = 0.1  # catalog data: validation split carved from train
     variant: Variant = "paper"  # broken (teeth): "reptile_sign" (meta step sign), "full_prompt" (not a pad)
 
 

@@ -9,9 +9,12 @@ passes per sequence. The §6 stub-DLLM mechanics checks run at every scale. See 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Annotated
 
 
+from suite.config import Range
 from suite.context import RunContext
+from suite.errors import ConfigError
 from suite.registry import reproduction
 from suite.spec import Claim, DatasetRef, Outcome, Paper, Plot, Resources
 
@@ -23,42 +26,50 @@ from .method import Variant
 @dataclass
 class Config:
     # answer / prompt layout (§6: character level, n = 24)
-    n: int = 24
-    prompt_len: int = 56
-    block_len: int = 24           # semi-AR block B (§3.4: 32 at full scale with n = 256)
+    n: Annotated[int, Range(1)] = 24
+    prompt_len: Annotated[int, Range(1)] = 56
+    block_len: Annotated[int, Range(1)] = 24  # semi-AR block B (§3.4: 32 at full scale with n = 256)
     # data
-    n_train: int = 20000
-    n_eval: int = 300
+    n_train: Annotated[int, Range(1)] = 20000
+    n_eval: Annotated[int, Range(1)] = 300
     # tiny DLLM (bidirectional) and auxiliary AR model (§6)
-    dim: int = 96
-    depth: int = 2
-    heads: int = 4
-    aux_dim: int = 64
-    aux_depth: int = 2
-    steps: int = 2000
-    aux_frac: float = 0.1         # auxiliary model trains 10 % of the DLLM's steps (imperfect drafts)
-    batch_size: int = 64
-    lr: float = 2e-3
-    visible_noise: float = 0.1    # our addition (README): denoising of visible tokens, makes p(x_j|x) a score
-    visible_weight: float = 1.0
+    dim: Annotated[int, Range(1)] = 96
+    depth: Annotated[int, Range(1)] = 2
+    heads: Annotated[int, Range(1)] = 4
+    aux_dim: Annotated[int, Range(1)] = 64
+    aux_depth: Annotated[int, Range(1)] = 2
+    steps: Annotated[int, Range(1)] = 2000
+    aux_frac: Annotated[float, Range(0, 1)] = 0.1  # auxiliary model trains 10 % of the DLLM's steps (imperfect drafts)
+    batch_size: Annotated[int, Range(1)] = 64
+    lr: Annotated[float, Range(0, open_lo=True)] = 2e-3
+    # our addition (README): denoising of visible tokens, makes p(x_j|x) a score
+    visible_noise: Annotated[float, Range(0, 1)] = 0.1
+    visible_weight: Annotated[float, Range(0)] = 1.0
     # decoder (§3.3-3.4; UNVERIFIED defaults)
-    tau: float = 0.9
-    tau_remask: float = 0.3
-    rhos: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
-    alphas: tuple[float, ...] = (0.3, 0.5, 0.7)
-    inj_seeds: int = 3            # injection masks averaged per ρ (§6)
+    tau: Annotated[float, Range(0, 1, open_lo=True)] = 0.9
+    tau_remask: Annotated[float, Range(0, 1)] = 0.3
+    rhos: tuple[Annotated[float, Range(0, 1)], ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    alphas: tuple[Annotated[float, Range(0, 1)], ...] = (0.3, 0.5, 0.7)
+    inj_seeds: Annotated[int, Range(1)] = 3  # injection masks averaged per ρ (§6)
     # stub mechanics (§6 smoke)
-    stub_problems: int = 64
-    stub_eps: float = 0.3
+    stub_problems: Annotated[int, Range(1)] = 64
+    stub_eps: Annotated[float, Range(0, 1)] = 0.3
     variant: Variant = "paper"    # TEST-ONLY broken variants (method.Variant); teeth of the paper claims
     # full scale (§5): folders under the data root
     dllm_dir: str = ""
     aux_dir: str = ""
     gsm8k_dir: str = "gsm8k"
-    mask_id: int = 126336
-    max_problems: int = 0         # 0 = all 1319
-    full_batch: int = 16
-    aux_max_new_tokens: int = 256
+    mask_id: Annotated[int, Range(0)] = 126336
+    max_problems: Annotated[int, Range(0)] = 0  # 0 = all 1319
+    full_batch: Annotated[int, Range(1)] = 16
+    aux_max_new_tokens: Annotated[int, Range(1)] = 256
+
+    def validate(self) -> None:
+        """Relations between fields, checked when the config resolves (before any run starts)."""
+        if self.dim % self.heads:
+            raise ConfigError(f"dim={self.dim} is not divisible by heads={self.heads}; change dim or heads")
+        if self.aux_dim % self.heads:
+            raise ConfigError(f"aux_dim={self.aux_dim} is not divisible by heads={self.heads}; change aux_dim or heads")
 
 
 SCALES = {

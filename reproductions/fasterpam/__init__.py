@@ -7,9 +7,11 @@ FastCLARA, and the Rust reference (``kmedoids`` package) from the same medoids. 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Annotated
 
 import numpy as np
 
+from suite.config import Range
 from suite.context import RunContext
 from suite.errors import ConfigError
 from suite.registry import reproduction
@@ -22,15 +24,23 @@ from .method import Variant
 
 @dataclass
 class Config:
-    n: int = 1000                      # objects (subsample size)
-    ks: tuple[int, ...] = (5, 10, 20, 40, 100)
+    n: Annotated[int, Range(1)] = 1000  # objects (subsample size)
+    ks: tuple[Annotated[int, Range(1)], ...] = (5, 10, 20, 40, 100)
     dataset: str = "digits"            # "digits" (stand-in, spec §6) | "mnist" (IDX, spec §5)
-    random_inits: int = 5              # random initialisations per k (paper: 10 seeds)
-    max_iter: int = 100                # SWAP iterations / FasterPAM passes
+    random_inits: Annotated[int, Range(1)] = 5  # random initialisations per k (paper: 10 seeds)
+    max_iter: Annotated[int, Range(1)] = 100  # SWAP iterations / FasterPAM passes
     compare_kmedoids: bool = True      # time and TD of the Rust reference from the same medoids
     clara: bool = True                 # CLARA (PAM on 5×(40+2k)) and FastCLARA (FasterPAM on 5×(80+4k))
-    extra_ns: tuple[int, ...] = ()     # further n measured without PAM (too slow there)
+    extra_ns: tuple[Annotated[int, Range(1)], ...] = ()  # further n measured without PAM (too slow there)
     variant: Variant = "correct"       # TEETH ONLY: "no-correction" / "stale-second" / "per-medoid-gains"
+
+    def validate(self) -> None:
+        """Relations between fields, checked when the config resolves (before any run starts)."""
+        if self.ks and max(self.ks) >= self.n:
+            raise ConfigError(f"ks={','.join(map(str, self.ks))} needs every k < n={self.n}; lower ks or raise n")
+        if self.ks and self.extra_ns and max(self.ks) >= min(self.extra_ns):
+            raise ConfigError(f"extra_ns={','.join(map(str, self.extra_ns))} needs every n > max(ks)={max(self.ks)}; "
+                              f"raise extra_ns or lower ks")
 
 
 SCALES = {

@@ -10,6 +10,7 @@ the same encoder at random init, hand-crafted statistics, and a GNN autoencoder 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -18,6 +19,7 @@ from reproductions.forge.data import HOW, LISTS, SUBDIR, InstanceSet, generated,
 from reproductions.forge.instance import Graph, bipartite_graph, instance_statistics
 from reproductions.forge.method import (Forge, ForgeArch, Variant, VectorQuantizer, code_perplexity, embed,
                                         forge_loss, reconstruction_losses)
+from suite.config import Range
 from suite.errors import ConfigError
 from suite.metrics.clustering import ari, clustering_accuracy, nmi
 from suite.registry import reproduction
@@ -29,25 +31,27 @@ from suite.train import TrainConfig, fit
 class Config:
     source: str = "generated"  # "generated" (CPU protocol, §6) | "disk" (MPS lists under the data root, §5)
     types: tuple[str, ...] = ("setcover", "cauction", "indset", "facility", "knapsack")
-    n_train: int = 4  # per type
-    n_test: int = 2  # per type (half at training sizes, half at the unseen larger size)
-    noise: float = 0.0  # generated data: type overlap (size jitter 2^±noise, fraction of rows/vars randomised)
-    max_nodes: int = 100_000  # skip larger graphs (§3)
-    hidden: int = 64
-    codebook: int = 128
-    dropout: float = 0.1
-    edge_dim: int = 32
-    vq_decay: float = 0.8
-    commitment: float = 0.25
-    pos_edge_weight: float = 5.0  # weight of existing edges in L_edge [UNVERIFIED: "extra weight"]
+    n_train: Annotated[int, Range(1)] = 4  # per type
+    n_test: Annotated[int, Range(1)] = 2  # per type (half at training sizes, half at the unseen larger size)
+    # generated data: type overlap (size jitter 2^±noise, fraction of rows/vars randomised)
+    noise: Annotated[float, Range(0, 1)] = 0.0
+    max_nodes: Annotated[int, Range(1)] = 100_000  # skip larger graphs (§3)
+    hidden: Annotated[int, Range(1)] = 64
+    codebook: Annotated[int, Range(1)] = 128
+    dropout: Annotated[float, Range(0, 1, open_hi=True)] = 0.1
+    edge_dim: Annotated[int, Range(1)] = 32
+    vq_decay: Annotated[float, Range(0, 1)] = 0.8
+    commitment: Annotated[float, Range(0)] = 0.25
+    pos_edge_weight: Annotated[float, Range(0)] = 5.0  # weight of existing edges in L_edge [UNVERIFIED: "extra weight"]
     edge_norm: str = "minmax"  # edge weight normalisation [UNVERIFIED]: "minmax" | "maxabs"
-    epochs: int = 1
-    steps_per_instance: int = 5
-    lr: float = 1e-3  # CPU protocol; the paper (full) uses 1e-4
-    weight_decay: float = 1e-4
+    epochs: Annotated[int, Range(1)] = 1
+    steps_per_instance: Annotated[int, Range(1)] = 5
+    lr: Annotated[float, Range(0, open_lo=True)] = 1e-3  # CPU protocol; the paper (full) uses 1e-4
+    weight_decay: Annotated[float, Range(0)] = 1e-4
     novq_baseline: bool = True
-    ablation_codebooks: tuple[int, ...] = ()  # extra pre-trainings, one per codebook size (C1 ablation)
-    kmeans_init: int = 10
+    # extra pre-trainings, one per codebook size (C1 ablation)
+    ablation_codebooks: tuple[Annotated[int, Range(1)], ...] = ()
+    kmeans_init: Annotated[int, Range(1)] = 10
     variant: Variant = "paper"  # broken (teeth): "swapped_ema" (EMA weights swapped), "untrained" (no pre-training)
 
 

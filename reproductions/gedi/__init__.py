@@ -4,6 +4,7 @@ with its ablations (no generative term = SwAV-like, no uniformity term) and JEM,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -12,6 +13,7 @@ from torch import nn
 from reproductions.gedi.data import DATASETS, Task, load_task
 from reproductions.gedi.method import (GEDI, METHODS, SGLDConfig, Variant, energy, predict, sgld,
                                        usage_stats)
+from suite.config import Range
 from suite.errors import ConfigError
 from suite.metrics.clustering import ari, clustering_accuracy, nmi
 from suite.models import MLP, resnet18
@@ -24,38 +26,40 @@ from suite.train import TrainConfig, fit
 class Config:
     datasets: tuple[str, ...] = ("moons", "circles")
     methods: tuple[str, ...] = METHODS
-    n_clusters: int = 0  # c; 0 = number of classes (spec §6: c=2 for the toy sets; c=10 via --set)
-    overcluster: int = 0  # > 0: also train gedi and no_gen with this c (spec §6 "also report c=10"); NMI vs classes
-    n_train: int = 2000
-    n_test: int = 1000
-    moons_noise: float = 0.1
-    circles_noise: float = 0.05
-    circles_factor: float = 0.5
-    max_train: int = 0  # image sets: 0 = all training images
+    n_clusters: Annotated[int, Range(0)] = 0  # c; 0 = number of classes (spec §6: c=2 for the toy sets; c=10 via --set)
+    # > 0: also train gedi and no_gen with this c (spec §6 "also report c=10"); NMI vs classes
+    overcluster: Annotated[int, Range(0)] = 0
+    n_train: Annotated[int, Range(1)] = 2000
+    n_test: Annotated[int, Range(1)] = 1000
+    moons_noise: Annotated[float, Range(0)] = 0.1
+    circles_noise: Annotated[float, Range(0)] = 0.05
+    circles_factor: Annotated[float, Range(0, 1, open_hi=True)] = 0.5
+    max_train: Annotated[int, Range(0)] = 0  # image sets: 0 = all training images
     backbone: str = "mlp"  # "mlp" (toy, spec §6) | "resnet18" (full, spec §5 [verify size])
-    hidden: tuple[int, ...] = (128, 128)  # toy MLP 2→128→128→c [verify widths]
+    hidden: tuple[Annotated[int, Range(1)], ...] = (128, 128)  # toy MLP 2→128→128→c [verify widths]
     act: str = "relu"
-    proj_dim: int = 512  # resnet18 encoder output / projector width [verify]
-    steps: int = 7000  # paper's toy budget
-    batch_size: int = 256
-    lr: float = 1e-3
-    grad_clip: float = 0.0  # 0 = off (spec §7 suggests clipping if the energy scale explodes)
-    energy_reg: float = 0.0  # not in the paper: weight of mean E² on data and samples (stabiliser, off by default)
-    tau: float = 1.0  # posterior temperature [verify]
-    w_gen: float = 1.0
-    w_inv: float = 1.0
-    w_unif: float = 1.0
+    proj_dim: Annotated[int, Range(1)] = 512  # resnet18 encoder output / projector width [verify]
+    steps: Annotated[int, Range(1)] = 7000  # paper's toy budget
+    batch_size: Annotated[int, Range(1)] = 256
+    lr: Annotated[float, Range(0, open_lo=True)] = 1e-3
+    grad_clip: Annotated[float, Range(0)] = 0.0  # 0 = off (spec §7 suggests clipping if the energy scale explodes)
+    # not in the paper: weight of mean E² on data and samples (stabiliser, off by default)
+    energy_reg: Annotated[float, Range(0)] = 0.0
+    tau: Annotated[float, Range(0, open_lo=True)] = 1.0  # posterior temperature [verify]
+    w_gen: Annotated[float, Range(0)] = 1.0
+    w_inv: Annotated[float, Range(0)] = 1.0
+    w_unif: Annotated[float, Range(0)] = 1.0
     detach: str = "none"  # which side of the invariance cross-entropy is detached [verify]: none | target
     unif_kind: str = "kl_u_p"  # KL(U‖p̄) [verify] | kl_p_u
-    jitter_sigma: float = 0.05  # toy view augmentation [verify]
-    data_noise: float = 0.0  # JEM practice: tiny Gaussian noise on data in the generative term
-    box_margin: float = 0.5  # SGLD box = data range ± margin (spec §7)
-    sgld_steps: int = 20
-    sgld_alpha: float = 0.1
-    sgld_sigma: float = 0.01
-    buffer_size: int = 2000
-    reinit: float = 0.05
-    checkpoint_every: int = 0
+    jitter_sigma: Annotated[float, Range(0)] = 0.05  # toy view augmentation [verify]
+    data_noise: Annotated[float, Range(0)] = 0.0  # JEM practice: tiny Gaussian noise on data in the generative term
+    box_margin: Annotated[float, Range(0)] = 0.5  # SGLD box = data range ± margin (spec §7)
+    sgld_steps: Annotated[int, Range(0)] = 20
+    sgld_alpha: Annotated[float, Range(0, open_lo=True)] = 0.1
+    sgld_sigma: Annotated[float, Range(0)] = 0.01
+    buffer_size: Annotated[int, Range(1)] = 2000
+    reinit: Annotated[float, Range(0, 1)] = 0.05
+    checkpoint_every: Annotated[int, Range(0)] = 0
     variant: Variant = "paper"  # test-only broken variants: "unif_sign", "energy_sign"
 
 

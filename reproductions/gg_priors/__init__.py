@@ -8,8 +8,9 @@ E4M3 / E5M2 / INT8; optionally a tiny char GPT (default vs GG init). See README.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
+from suite.config import Range
 from suite.context import RunContext
 from suite.data import digits
 from suite.errors import ConfigError
@@ -29,34 +30,45 @@ Variant = Literal["paper", "rf8-floor", "deepshape-unsorted", "gg-no-fan", "back
 
 @dataclass
 class Config:
-    hidden: tuple[int, ...] = (256, 256)     # MLP 64-256-256-10 (spec §6)
-    epochs: int = 20
-    batch_size: int = 64
-    lr: float = 1e-3
-    nus: tuple[float, ...] = (1.0, 1.5, 2.0)  # GG shapes compared with default init (2.0 = He normal)
-    xi: float = 2.0                           # ReLU gain (spec §3)
+    hidden: tuple[Annotated[int, Range(1)], ...] = (256, 256)  # MLP 64-256-256-10 (spec §6)
+    epochs: Annotated[int, Range(1)] = 20
+    batch_size: Annotated[int, Range(1)] = 64
+    lr: Annotated[float, Range(0, open_lo=True)] = 1e-3
+    # GG shapes compared with default init (2.0 = He normal)
+    nus: tuple[Annotated[float, Range(0, open_lo=True)], ...] = (1.0, 1.5, 2.0)
+    xi: Annotated[float, Range(0, open_lo=True)] = 2.0  # ReLU gain (spec §3)
     fan_mode: str = "in"                      # "in" (He-style, ours) | "out" (reference code, spec §7)
-    pipeline_nu: float = 1.0                  # GG init of the model that BackSlash / DeepShape / RF8 get
-    target_loss: float = 0.1                  # steps-to-target train loss (10-step running mean)
-    bs_lambda: float = 100.0                  # BackSlash lambda; shrink/step = lambda*nu/n (reference 2e3; README)
-    bs_c: float = 1.0
-    bs_epochs: int = 5
-    ft_epochs: int = 2
-    ft_lr: float = 1e-4
-    ds_shape_scale: float = 0.8               # DeepShape nu' = 0.8 nu, beta' = 0.6 beta (spec §3)
-    ds_std_scale: float = 0.6
-    ds_adj_minnum: int = 20                   # central range rule (reference 1000 for LLM-sized models)
-    ds_step_log2: int = 8                     # DeepShape quantisation step 2^-s (reference 13 for LLMs)
-    rate_step: float = 2.0 ** -8              # uniform step of the coding-rate metric
-    rate_steps_log2: tuple[int, ...] = (4, 6, 8, 10)
-    n_draws: int = 200_000
-    gpt_steps: int = 0                        # tiny char GPT (0 = skip)
-    gpt_context: int = 32
-    gpt_lr: float = 3e-3
-    gpt_xi: float = 1.0
+    # GG init of the model that BackSlash / DeepShape / RF8 get
+    pipeline_nu: Annotated[float, Range(0, open_lo=True)] = 1.0
+    target_loss: Annotated[float, Range(0)] = 0.1  # steps-to-target train loss (10-step running mean)
+    bs_lambda: Annotated[float, Range(0)] = 100.0  # BackSlash lambda; shrink/step = lambda*nu/n (reference 2e3; README)
+    bs_c: Annotated[float, Range(0, open_lo=True)] = 1.0
+    bs_epochs: Annotated[int, Range(1)] = 5
+    ft_epochs: Annotated[int, Range(0)] = 2
+    ft_lr: Annotated[float, Range(0, open_lo=True)] = 1e-4
+    ds_shape_scale: Annotated[float, Range(0, open_lo=True)] = 0.8  # DeepShape nu' = 0.8 nu, beta' = 0.6 beta (spec §3)
+    ds_std_scale: Annotated[float, Range(0, open_lo=True)] = 0.6
+    ds_adj_minnum: Annotated[int, Range(1)] = 20  # central range rule (reference 1000 for LLM-sized models)
+    ds_step_log2: Annotated[int, Range(0)] = 8  # DeepShape quantisation step 2^-s (reference 13 for LLMs)
+    rate_step: Annotated[float, Range(0, open_lo=True)] = 2.0 ** -8  # uniform step of the coding-rate metric
+    rate_steps_log2: tuple[Annotated[int, Range(0)], ...] = (4, 6, 8, 10)
+    n_draws: Annotated[int, Range(1)] = 200_000
+    gpt_steps: Annotated[int, Range(0)] = 0  # tiny char GPT (0 = skip)
+    gpt_context: Annotated[int, Range(1)] = 32
+    gpt_lr: Annotated[float, Range(0, open_lo=True)] = 3e-3
+    gpt_xi: Annotated[float, Range(0, open_lo=True)] = 1.0
     gpt_init_embeddings: bool = True
-    gpt_target_loss: float = 1.5               # reached after ~100 of 300 small-scale steps
+    gpt_target_loss: Annotated[float, Range(0)] = 1.5  # reached after ~100 of 300 small-scale steps
     variant: Variant = "paper"                    # TEST-ONLY broken variants (see Variant)
+
+    def validate(self) -> None:
+        """Relations between fields, checked when the config resolves (before any run starts)."""
+        if self.pipeline_nu not in self.nus:
+            raise ConfigError(f"pipeline_nu={self.pipeline_nu} must be one of nus={','.join(map(str, self.nus))}; "
+                              f"change pipeline_nu or nus")
+        if not any(nu < 2 for nu in self.nus):
+            raise ConfigError(f"nus={','.join(map(str, self.nus))} needs at least one shape < 2 (the GG-vs-default "
+                              f"claim); add one to nus")
 
 
 SCALES = {

@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Annotated, Callable, Literal
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ from reproductions.happy_cgcd.method import (CGCDNet, class_prototypes, feature_
                                              select_new_centroids, self_distillation, shared_radius, soft_entropy,
                                              supcon)
 from reproductions.happy_cgcd.stages import Protocol, build_protocol, digit_view, image_preprocess, image_view
+from suite.config import Range
 from suite.errors import ConfigError
 from suite.metrics.clustering import ari, nmi
 from suite.registry import reproduction
@@ -39,39 +40,40 @@ IMAGE_SETS = {"cifar100": ("cifar-100", 100), "tinyimagenet": ("tiny-imagenet-20
 class Config:
     dataset: str = "digits"  # digits (CPU protocol) | cifar100 | tinyimagenet
     methods: tuple[str, ...] = METHODS
-    n_old: int = 5
-    n_stages: int = 5
-    n_new: int = 1  # N_t, assumed known (head size)
-    labeled_frac: float = 0.8
-    per_new: int = 0  # images per new class per stage (0 = all)
-    per_old: int = 10
-    per_disc: int = 10
-    test_frac: float = 0.3  # digits: stratified train/test split
+    n_old: Annotated[int, Range(1)] = 5
+    n_stages: Annotated[int, Range(1)] = 5
+    n_new: Annotated[int, Range(1)] = 1  # N_t, assumed known (head size)
+    labeled_frac: Annotated[float, Range(0, 1)] = 0.8
+    per_new: Annotated[int, Range(0)] = 0  # images per new class per stage (0 = all)
+    per_old: Annotated[int, Range(0)] = 10
+    per_disc: Annotated[int, Range(0)] = 10
+    test_frac: Annotated[float, Range(0, 1, open_lo=True, open_hi=True)] = 0.3  # digits: stratified train/test split
     backbone: str = "mlp"  # mlp | vit_b16_dino
-    hidden: tuple[int, ...] = (256,)  # MLP 64→256→128
-    feat_dim: int = 128
-    proj_hidden: int = 256
-    proj_dim: int = 128
+    hidden: tuple[Annotated[int, Range(1)], ...] = (256,)  # MLP 64→256→128
+    feat_dim: Annotated[int, Range(1)] = 128
+    proj_hidden: Annotated[int, Range(1)] = 256
+    proj_dim: Annotated[int, Range(1)] = 128
     weights: str = DINO_FILE  # DINO checkpoint under the data root (vit_b16_dino only)
-    image_size: int = 224
+    image_size: Annotated[int, Range(1)] = 224
     train_last_only: bool = True  # stages ≥ 1: MLP's first layer frozen (analogue of grad_from_block=11)
-    stage0_epochs: int = 30
-    stage_epochs: int = 30
-    batch_size: int = 64
+    stage0_epochs: Annotated[int, Range(1)] = 30
+    stage_epochs: Annotated[int, Range(1)] = 30
+    batch_size: Annotated[int, Range(1)] = 64
     optimizer: str = "adam"
-    lr0: float = 1e-3
-    lr: float = 1e-3
-    weight_decay: float = 0.0
+    lr0: Annotated[float, Range(0, open_lo=True)] = 1e-3
+    lr: Annotated[float, Range(0, open_lo=True)] = 1e-3
+    weight_decay: Annotated[float, Range(0)] = 0.0
     schedule: str = "constant"
-    teacher_temp0: tuple[float, float] = (0.07, 0.04)  # stage-0 warm-up (start, end)
-    teacher_warmup_frac: float = 0.3  # of stage-0 steps (paper: 30 of 100 epochs)
-    teacher_temp: float = 0.05  # stages ≥ 1
-    nce_temp: float = 0.1  # [verify]
-    supcon_temp: float = 0.1  # [verify]
-    w_group: float = 1.0  # soft-entropy group term (CIFAR/CUB commands: 1; code default 2)
-    lambda_hap: float = 1.0
-    lambda_kd: float = 1.0
-    hap_temp: float = 0.1
+    teacher_temp0: tuple[Annotated[float, Range(0, open_lo=True)],
+                         Annotated[float, Range(0, open_lo=True)]] = (0.07, 0.04)  # stage-0 warm-up (start, end)
+    teacher_warmup_frac: Annotated[float, Range(0, 1)] = 0.3  # of stage-0 steps (paper: 30 of 100 epochs)
+    teacher_temp: Annotated[float, Range(0, open_lo=True)] = 0.05  # stages ≥ 1
+    nce_temp: Annotated[float, Range(0, open_lo=True)] = 0.1  # [verify]
+    supcon_temp: Annotated[float, Range(0, open_lo=True)] = 0.1  # [verify]
+    w_group: Annotated[float, Range(0)] = 1.0  # soft-entropy group term (CIFAR/CUB commands: 1; code default 2)
+    lambda_hap: Annotated[float, Range(0)] = 1.0
+    lambda_kd: Annotated[float, Range(0)] = 1.0
+    hap_temp: Annotated[float, Range(0, open_lo=True)] = 0.1
     variant: Variant = "paper"
 
 

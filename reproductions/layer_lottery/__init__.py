@@ -8,8 +8,9 @@ FLOPs / parameters / measured latency (C4) and corrupted-input accuracy (C5 stan
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
+from suite.config import Range
 from suite.context import RunContext
 from suite.errors import ConfigError
 from suite.registry import reproduction
@@ -30,31 +31,37 @@ Variant = Literal["paper", "wrong-copy", "grasp-sign-flipped", "mask-not-remove"
 @dataclass
 class Config:
     dataset: str = "digits"                 # "digits" (spec §6) | "cifar-10" (spec §5)
-    depth: int = 26                         # 6n+2: 26 = 4 blocks/stage (§6); 32 / 56 at full
-    width: int = 8                          # channels of stage 1 (8/16/32 at §6; 16/32/64 at full)
+    depth: Annotated[int, Range(8)] = 26  # 6n+2: 26 = 4 blocks/stage (§6); 32 / 56 at full
+    width: Annotated[int, Range(1)] = 8  # channels of stage 1 (8/16/32 at §6; 16/32/64 at full)
     shortcut: str = "A"                     # CIFAR option A (parameter-free) shortcuts
-    epochs: int = 25
-    batch_size: int = 64
-    lr: float = 0.1
-    weight_decay: float = 5e-4
+    epochs: Annotated[int, Range(1)] = 25
+    batch_size: Annotated[int, Range(1)] = 64
+    lr: Annotated[float, Range(0, open_lo=True)] = 0.1
+    weight_decay: Annotated[float, Range(0)] = 5e-4
     augment: bool = False                   # flip + crop (CIFAR only)
-    ps: tuple[int, ...] = (1, 3, 5)         # blocks removed by the init tickets
+    ps: tuple[Annotated[int, Range(1)], ...] = (1, 3, 5)  # blocks removed by the init tickets
     init_criteria: tuple[str, ...] = ("grasp", "snip", "random")  # first one gets the cost metrics
     trained_criteria: tuple[str, ...] = ("kl",)                    # Algorithm 1 (rewind to theta_0)
-    trained_ps: tuple[int, ...] = (3,)
+    trained_ps: tuple[Annotated[int, Range(1)], ...] = (3,)
     filter_criteria: tuple[str, ...] = ("grasp",)                  # C3 filter-matched tickets
-    filter_ps: tuple[int, ...] = (1,)
+    filter_ps: tuple[Annotated[int, Range(1)], ...] = (1,)
     aggregation: str = "sum"                # per-block score: "sum" | "mean" (paper leaves it open)
-    score_batches: int = 1
-    score_batch_size: int = 256
-    grasp_temperature: float = 1.0          # logits / T inside GraSP (GraSP's own code uses 200)
-    gradnorm_frac: float = 0.05             # fraction zeroed by the GraSP sign check
-    timing_reps: int = 20
-    noise_std: float = 0.3                  # C5 stand-in corruptions
-    blur_mix: float = 0.7
-    checkpoint_every: int = 0
-    max_train: int = 0                      # train on the first n training images (0 = all; smoke)
+    score_batches: Annotated[int, Range(1)] = 1
+    score_batch_size: Annotated[int, Range(1)] = 256
+    # logits / T inside GraSP (GraSP's own code uses 200)
+    grasp_temperature: Annotated[float, Range(0, open_lo=True)] = 1.0
+    gradnorm_frac: Annotated[float, Range(0, 1)] = 0.05  # fraction zeroed by the GraSP sign check
+    timing_reps: Annotated[int, Range(1)] = 20
+    noise_std: Annotated[float, Range(0)] = 0.3  # C5 stand-in corruptions
+    blur_mix: Annotated[float, Range(0, 1)] = 0.7
+    checkpoint_every: Annotated[int, Range(0)] = 0
+    max_train: Annotated[int, Range(0)] = 0  # train on the first n training images (0 = all; smoke)
     variant: Variant = "paper"                  # TEST-ONLY broken variants (see Variant)
+
+    def validate(self) -> None:
+        """Relations between fields, checked when the config resolves (before any run starts)."""
+        if (self.depth - 2) % 6:
+            raise ConfigError(f"depth={self.depth} is not 6n+2 (e.g. 14, 20, 26, 32, 56); change depth")
 
 
 SCALES = {

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass, replace
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 
+from suite.config import Range
 from suite.context import RunContext
-from suite.errors import UnknownNameError
+from suite.errors import ConfigError, UnknownNameError
 from suite.registry import reproduction
 from suite.spec import Claim, DatasetRef, Outcome, Paper, Resources
 
@@ -37,52 +38,57 @@ RL_ARMS = {"binary": ("binary", False), "dense": ("dense", False), "dense_tea": 
 @dataclass
 class Config:
     # data (§6: 2-4 constraints, 60 words)
-    n_sft: int = 1000              # cold-start set size (paper: ~2k)
-    n_eval: int = 500
-    n_rl: int = 2000               # RL prompt pool
+    n_sft: Annotated[int, Range(1)] = 1000  # cold-start set size (paper: ~2k)
+    n_eval: Annotated[int, Range(1)] = 500
+    n_rl: Annotated[int, Range(1)] = 2000  # RL prompt pool
     # policy (§6: 2 layers, d = 64)
-    dim: int = 64
-    depth: int = 2
-    heads: int = 4
+    dim: Annotated[int, Range(1)] = 64
+    depth: Annotated[int, Range(1)] = 2
+    heads: Annotated[int, Range(1)] = 4
     # base policy: knows the response format, not the constraints (stands in for the pretrained model)
-    base_steps: int = 100
+    base_steps: Annotated[int, Range(1)] = 100
     # (a) SFT (§3.3)
-    sft_steps: int = 500
-    batch_size: int = 32
-    sft_lr: float = 2e-3
-    token_ratio: float = 0.8       # ρ
-    entropy_coef: float = 0.8      # λ
+    sft_steps: Annotated[int, Range(1)] = 500
+    batch_size: Annotated[int, Range(1)] = 32
+    sft_lr: Annotated[float, Range(0, open_lo=True)] = 2e-3
+    token_ratio: Annotated[float, Range(0, 1, open_lo=True)] = 0.8  # ρ
+    entropy_coef: Annotated[float, Range(0)] = 0.8  # λ
     # (b) RL (§3.4); tiny-model lr, the rest as in the recipe
-    rl_init_steps: int = 100       # weak SFT start = base + this many plain SFT steps (§6 (b): < 10 %)
-    rl_steps: int = 100
-    rl_prompts: int = 16
-    rl_group: int = 8              # n = 8 rollouts
-    rl_temperature: float = 1.0
-    rl_lr: float = 1e-3
-    kl_coef: float = 0.001
-    clip_ratio: float = 1.0        # low = high = 1.0 (§7: do not "fix" to 0.2)
-    clip_c: float = 10.0
-    tea_alpha: float = 10.0
-    tea_ub: float = 5.0
-    tea_coef: float = 1.0          # UNVERIFIED: scale of the TEA bonus (spec: "+mean_t(w_t·H_t)")
+    rl_init_steps: Annotated[int, Range(0)] = 100  # weak SFT start = base + this many plain SFT steps (§6 (b): < 10 %)
+    rl_steps: Annotated[int, Range(1)] = 100
+    rl_prompts: Annotated[int, Range(1)] = 16
+    rl_group: Annotated[int, Range(1)] = 8  # n = 8 rollouts
+    rl_temperature: Annotated[float, Range(0, open_lo=True)] = 1.0
+    rl_lr: Annotated[float, Range(0, open_lo=True)] = 1e-3
+    kl_coef: Annotated[float, Range(0)] = 0.001
+    clip_ratio: Annotated[float, Range(0)] = 1.0  # low = high = 1.0 (§7: do not "fix" to 0.2)
+    clip_c: Annotated[float, Range(0)] = 10.0
+    tea_alpha: Annotated[float, Range(0)] = 10.0
+    tea_ub: Annotated[float, Range(0)] = 5.0
+    tea_coef: Annotated[float, Range(0)] = 1.0  # UNVERIFIED: scale of the TEA bonus (spec: "+mean_t(w_t·H_t)")
     length_term: bool = True       # cosine length term in the dense reward
-    reward_max_len: int = T.RESP_LEN  # L of the cosine term (8192 at full scale)
+    reward_max_len: Annotated[int, Range(1)] = T.RESP_LEN  # L of the cosine term (8192 at full scale)
     rl_arms: tuple[str, ...] = ("binary", "dense", "dense_tea")
-    eval_temperature: float = 1.0
+    eval_temperature: Annotated[float, Range(0)] = 1.0
     variant: Variant = "paper"
     # full scale (§5)
     model_dir: str = ""
     sft_file: str = "light_if/cold-start-2k.json"
     rl_file: str = "light_if/rl-stagte1-5k.parquet"
-    full_sft_steps: int = 375      # ≈ 3 epochs of 2k examples at batch 16
-    full_sft_batch: int = 16
-    full_sft_lr: float = 1e-5
-    full_max_tokens: int = 16384
-    full_rl_steps: int = 100
-    full_rl_prompts: int = 16
-    full_rl_lr: float = 5e-6
-    full_max_new: int = 8192
-    full_eval_prompts: int = 200
+    full_sft_steps: Annotated[int, Range(1)] = 375  # ≈ 3 epochs of 2k examples at batch 16
+    full_sft_batch: Annotated[int, Range(1)] = 16
+    full_sft_lr: Annotated[float, Range(0, open_lo=True)] = 1e-5
+    full_max_tokens: Annotated[int, Range(1)] = 16384
+    full_rl_steps: Annotated[int, Range(1)] = 100
+    full_rl_prompts: Annotated[int, Range(1)] = 16
+    full_rl_lr: Annotated[float, Range(0, open_lo=True)] = 5e-6
+    full_max_new: Annotated[int, Range(1)] = 8192
+    full_eval_prompts: Annotated[int, Range(1)] = 200
+
+    def validate(self) -> None:
+        """Relations between fields, checked when the config resolves (before any run starts)."""
+        if self.dim % self.heads:
+            raise ConfigError(f"dim={self.dim} is not divisible by heads={self.heads}; change dim or heads")
 
 
 SCALES = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Annotated, Callable
 
 from torch import nn
 
@@ -16,6 +16,7 @@ from reproductions.lottery_ticket import pruning
 from reproductions.lottery_ticket.data import DATASETS, Data, load
 from reproductions.lottery_ticket.method import (IMPResult, IMPSettings, Trial, Variant, initialise,
                                                 iterative_magnitude_pruning)
+from suite.config import Range
 from suite.context import RunContext
 from suite.errors import ConfigError, UnknownNameError
 from suite.models import conv2, conv4, conv6, lenet_300_100
@@ -45,24 +46,24 @@ class LotteryConfig:
 
     dataset: str = "digits"
     arch: str = "lenet300"
-    rounds: int = 20
-    iterations: int | None = None
-    batch_size: int = 60
-    lr: float | None = None
+    rounds: Annotated[int, Range(0)] = 20
+    iterations: Annotated[int | None, Range(1)] = None
+    batch_size: Annotated[int, Range(1)] = 60
+    lr: Annotated[float | None, Range(0, open_lo=True)] = None
     optimizer: str = "adam"
-    eval_every: int = 100
-    fc_rate: float = 0.2
-    conv_rate: float | None = None
-    output_rate: float | None = None
-    global_rate: float | None = None
-    rewind_step: int = 0
+    eval_every: Annotated[int, Range(0)] = 100
+    fc_rate: Annotated[float, Range(0, 1)] = 0.2
+    conv_rate: Annotated[float | None, Range(0, 1)] = None
+    output_rate: Annotated[float | None, Range(0, 1)] = None
+    global_rate: Annotated[float | None, Range(0, 1)] = None
+    rewind_step: Annotated[int, Range(0)] = 0
     init: str = "glorot_normal"
-    control_rounds: tuple[int, ...] = ()
+    control_rounds: tuple[Annotated[int, Range(1)], ...] = ()
     oneshot: bool = True
-    val_size: int = 5000
-    split_seed: int = 0
-    checkpoint_every: int = 0
-    log_every: int = 1000
+    val_size: Annotated[int, Range(1)] = 5000
+    split_seed: Annotated[int, Range(0)] = 0
+    checkpoint_every: Annotated[int, Range(0)] = 0
+    log_every: Annotated[int, Range(0)] = 1000
     variant: Variant = "paper"
 
 

@@ -8,7 +8,7 @@ the raw inputs); (3) cluster head := feature head; (4) MLC: maximise ΔR = R(Z) 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Annotated, Callable
 
 import numpy as np
 import torch
@@ -17,6 +17,7 @@ from reproductions.mlc import augment
 from reproductions.mlc.data import Data, load
 from reproductions.mlc.method import (MLCNet, Variant, build_net, coding_rate, encode, membership,
                                       membership_rate, mlc_objective, sinkhorn, subspace_cosines, tcr_ssl_loss)
+from suite.config import Range
 from suite.errors import ConfigError
 from suite.metrics.clustering import ari, clustering_accuracy, nmi
 from suite.registry import reproduction
@@ -29,26 +30,28 @@ class Config:
     datasets: tuple[str, ...] = ("curves", "digits")
     manifold: str = "curves"  # dataset whose metrics are aliased manifold_* ("" = none)
     real: str = "digits"  # dataset whose metrics are aliased real_*
-    n_curves_per: int = 50
-    n_digits: int = 300  # 0 = all 1,797
+    n_curves_per: Annotated[int, Range(1)] = 50
+    n_digits: Annotated[int, Range(0)] = 300  # 0 = all 1,797
     backbone: str = "mlp"  # "mlp" (CPU protocol) | "resnet18" (full) | "tiny_resnet" (tests)
-    dim: int = 32  # d of z and c
-    head_hidden: int = 256
-    eps2: float = 0.5  # ε² of MCR² [verify]
-    eta: float = 0.2  # Sinkhorn entropy weight [verify]; 0.2 calibrated on digits (README)
-    sinkhorn_iters: int = 20  # top of the spec's 5–20 range: 10 left Γ rows ~1e-2 off (README)
+    dim: Annotated[int, Range(1)] = 32  # d of z and c
+    head_hidden: Annotated[int, Range(1)] = 256
+    eps2: Annotated[float, Range(0, open_lo=True)] = 0.5  # ε² of MCR² [verify]
+    # Sinkhorn entropy weight [verify]; 0.2 calibrated on digits (README)
+    eta: Annotated[float, Range(0, open_lo=True)] = 0.2
+    sinkhorn_iters: Annotated[int, Range(1)] = 20  # top of the spec's 5–20 range: 10 left Γ rows ~1e-2 off (README)
     mask_diag: bool = False  # [verify] whether the paper masks Γ's diagonal
-    batch_size: int = 0  # 0 = full batch (CPU protocol); full protocol 1024 [verify]
-    ssl_steps: int = 30
-    ssl_lr: float = 1e-3
-    ssl_jitter: float = 0.05  # vector data: Gaussian jitter views (spec §6)
-    ssl_inv_weight: float = 20.0  # weight of the view-invariance term of the SSL init
-    mlc_steps: int = 50
-    mlc_lr: float = 1e-3
+    batch_size: Annotated[int, Range(0)] = 0  # 0 = full batch (CPU protocol); full protocol 1024 [verify]
+    ssl_steps: Annotated[int, Range(1)] = 30
+    ssl_lr: Annotated[float, Range(0, open_lo=True)] = 1e-3
+    ssl_jitter: Annotated[float, Range(0)] = 0.05  # vector data: Gaussian jitter views (spec §6)
+    ssl_inv_weight: Annotated[float, Range(0)] = 20.0  # weight of the view-invariance term of the SSL init
+    mlc_steps: Annotated[int, Range(1)] = 50
+    mlc_lr: Annotated[float, Range(0, open_lo=True)] = 1e-3
     optimizer: str = "adam"
-    readout_max_n: int = 10000  # spectral read-out on at most this many points, rest: nearest C-mean
-    subspace_rank: int = 3
-    eval_batch: int = 2048
+    # spectral read-out on at most this many points, rest: nearest C-mean
+    readout_max_n: Annotated[int, Range(1)] = 10000
+    subspace_rank: Annotated[int, Range(1)] = 3
+    eval_batch: Annotated[int, Range(1)] = 2048
     variant: Variant = "paper"  # broken variants (teeth): "row_softmax", "no_entropy", "swapped_sign"
 
 

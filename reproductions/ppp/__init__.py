@@ -11,13 +11,14 @@ import itertools
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable
+from typing import Annotated, Callable
 
 import numpy as np
 
 from reproductions.ppp import baselines
 from reproductions.ppp.data import Data, load
 from reproductions.ppp.method import PPPParams, Variant, compactness, ppp
+from suite.config import Range
 from suite.errors import ConfigError
 from suite.registry import reproduction
 from suite.spec import Claim, DatasetRef, Outcome, Paper, Plot, Resources, curve_metrics
@@ -31,24 +32,25 @@ class Config:
     datasets: tuple[str, ...] = ("blobs", "iris")
     synthetic: str = "blobs"  # dataset whose metrics are copied to syn_* (claims C1/C2)
     real: str = "iris"  # dataset whose metrics are copied to real_* (claim C1 against k-means)
-    n_blobs: int = 500
-    gmm_n: int = 100_000  # full-scale Gaussian mixtures
-    gmm_dim: int = 100
-    outer_seeds: int = 3  # repeatability: this many row permutations (spec: 3 smoke, 10 small/full)
-    k_max: int = 12  # K range of the K-selecting baselines and of the flat variant
-    scaling_ns: tuple[int, ...] = (250, 500)  # C4: PPP seconds vs n on blobs of these sizes
-    spectral_max_n: int = 3000
+    n_blobs: Annotated[int, Range(1)] = 500
+    gmm_n: Annotated[int, Range(1)] = 100_000  # full-scale Gaussian mixtures
+    gmm_dim: Annotated[int, Range(1)] = 100
+    # repeatability: this many row permutations (spec: 3 smoke, 10 small/full)
+    outer_seeds: Annotated[int, Range(1)] = 3
+    k_max: Annotated[int, Range(2)] = 12  # K range of the K-selecting baselines and of the flat variant
+    scaling_ns: tuple[Annotated[int, Range(1)], ...] = (250, 500)  # C4: PPP seconds vs n on blobs of these sizes
+    spectral_max_n: Annotated[int, Range(1)] = 3000
     baselines: bool = True
     # PPP (spec §3; UNVERIFIED thresholds, see method.PPPParams)
     variant: Variant = "divisive"  # "divisive" | "flat" | broken (teeth): "no_validation", "unstable"
-    n_init: int = 20
-    min_size: int = 20
-    gmm_dims: int = 10
-    reg_covar: float = 1e-6
-    agreement: float = 0.95
-    crisp_posterior: float = 0.9
-    crisp_fraction: float = 0.9
-    flat_score: float = 0.9
+    n_init: Annotated[int, Range(1)] = 20
+    min_size: Annotated[int, Range(1)] = 20
+    gmm_dims: Annotated[int, Range(1)] = 10
+    reg_covar: Annotated[float, Range(0)] = 1e-6
+    agreement: Annotated[float, Range(0, 1)] = 0.95
+    crisp_posterior: Annotated[float, Range(0, 1)] = 0.9
+    crisp_fraction: Annotated[float, Range(0, 1)] = 0.9
+    flat_score: Annotated[float, Range(0, 1)] = 0.9
 
 
 def params(cfg: Config) -> PPPParams:

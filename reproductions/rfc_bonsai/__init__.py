@@ -5,8 +5,9 @@ holds the paper's protocols (``colored.py``, ``camelyon.py``) and its claims. Se
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
+from suite.config import Range
 from suite.context import RunContext
 from suite.data import catalog
 from suite.data.colored import colored_digits, colored_mnist
@@ -35,35 +36,36 @@ ALL_INITS = ("rand", "erm", "bonsai", "bonsai_cf", "erm_cf", "rand_cf")
 @dataclass
 class Config:
     datasets: tuple[str, ...] = ("colored-digits",)  # first one names the record's dataset
-    hidden: int = 128                 # MLP width (paper: 390 on ColoredMNIST)
-    rounds: int = 2                   # Bonsai discovery rounds K
-    erm_steps: int = 51               # discovery round 0 (ERM), full batch
-    dro_steps: int = 501              # discovery rounds k >= 1 (max over groups)
-    synth_steps: int = 501            # synthesis (multi-head distillation)
-    irm_steps: int = 3001             # OoD stage, IRMv1
-    ood_steps: int = 1001             # OoD stage, other methods (and ERM / oracle)
-    erm_init_steps: int = 51          # ERM pre-training of the "erm" init (= round 0's budget)
-    lr: float = 5e-4
-    rho: float = 0.0011               # explicit L2 weight
+    hidden: Annotated[int, Range(1)] = 128  # MLP width (paper: 390 on ColoredMNIST)
+    rounds: Annotated[int, Range(1)] = 2  # Bonsai discovery rounds K
+    erm_steps: Annotated[int, Range(1)] = 51  # discovery round 0 (ERM), full batch
+    dro_steps: Annotated[int, Range(1)] = 501  # discovery rounds k >= 1 (max over groups)
+    synth_steps: Annotated[int, Range(1)] = 501  # synthesis (multi-head distillation)
+    irm_steps: Annotated[int, Range(1)] = 3001  # OoD stage, IRMv1
+    ood_steps: Annotated[int, Range(1)] = 1001  # OoD stage, other methods (and ERM / oracle)
+    erm_init_steps: Annotated[int, Range(1)] = 51  # ERM pre-training of the "erm" init (= round 0's budget)
+    lr: Annotated[float, Range(0, open_lo=True)] = 5e-4
+    rho: Annotated[float, Range(0)] = 0.0011  # explicit L2 weight
     methods: tuple[str, ...] = ("erm", "irm", "vrex")
     inits: tuple[str, ...] = ALL_INITS
     cf_methods: tuple[str, ...] = ()  # further methods run only on the cheap frozen-feature inits
-    lam: float = 1000.0               # penalty weight when lam_grid is False
+    lam: Annotated[float, Range(0)] = 1000.0  # penalty weight when lam_grid is False
     lam_grid: bool = False            # True: each method's grid (spec §3), report the best
     oracle: bool = True
-    subset_hidden: int = 128          # ColoredMNIST-subset block (small scale): width
+    subset_hidden: Annotated[int, Range(1)] = 128  # ColoredMNIST-subset block (small scale): width
     subset_methods: tuple[str, ...] = ("erm", "irm", "vrex")
     subset_inits: tuple[str, ...] = ("bonsai_cf", "erm_cf", "rand_cf")
     # Camelyon17 (full scale, spec §5)
-    cam_epochs: int = 5
-    cam_batch: int = 32
-    cam_lr: float = 1e-3
-    cam_weight_decay: float = 0.01
-    cam_synth_weight_decay: float = 1e-6
+    cam_epochs: Annotated[int, Range(1)] = 5
+    cam_batch: Annotated[int, Range(1)] = 32
+    cam_lr: Annotated[float, Range(0, open_lo=True)] = 1e-3
+    cam_weight_decay: Annotated[float, Range(0)] = 0.01
+    cam_synth_weight_decay: Annotated[float, Range(0)] = 1e-6
     cam_methods: tuple[str, ...] = ("erm", "irm", "vrex", "clove")
     cam_finetune_methods: tuple[str, ...] = ("erm", "vrex")
-    cam_lams: tuple[float, ...] = (0, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 25, 50, 75, 100, 250, 500, 750, 1000)
-    cam_max_per_split: int | None = None
+    cam_lams: tuple[Annotated[float, Range(0)], ...] = (0, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 25, 50, 75, 100, 250,
+                                                        500, 750, 1000)
+    cam_max_per_split: Annotated[int | None, Range(1)] = None
     variant: Variant = "paper"        # broken on purpose (teeth, ablations): see Variant above
 
 

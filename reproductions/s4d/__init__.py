@@ -16,12 +16,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import torch
 
 from reproductions.s4d import checks
 from reproductions.s4d.checks import Variant
 from reproductions.s4d.experiment import OptimConfig, accuracy, mean_loss, train_classifier
+from suite.config import Range
 from suite.models.ssm import INITS, SSMConfig, ssm_param_groups
 from reproductions.s4d.model import ModelConfig, S4DClassifier
 from reproductions.s4d.tasks import LRA_TASKS, load_lra, lra_inputs, lra_task, memory_task
@@ -55,32 +57,32 @@ class Config:
 
     task: str = "memory"
     # exactness checks (every scale)
-    check_L: int = 128
+    check_L: Annotated[int, Range(1)] = 128
     variant: Variant = "paper"
     speed: bool = False  # kernel speed H=256, N=64, L=4096: blocked vs plain recurrence and minimal kernel
     # memory task (C2)
-    seq_len: int = 1024
-    noise: float = 0.1
-    n_train: int | None = None
+    seq_len: Annotated[int, Range(1)] = 1024
+    noise: Annotated[float, Range(0)] = 0.1
+    n_train: Annotated[int | None, Range(1)] = None
     inits: tuple[str, ...] = ("lin", "inv")
     control_init: str = "lin"
-    dt_range: tuple[float, float] = (1e-3, 1e-1)
-    control_dt: tuple[float, float] = (0.5, 1.0)
-    d_model: int = 32
-    n_layers: int = 2
-    d_state: int = 64
+    dt_range: tuple[Annotated[float, Range(0, open_lo=True)], Annotated[float, Range(0, open_lo=True)]] = (1e-3, 1e-1)
+    control_dt: tuple[Annotated[float, Range(0, open_lo=True)], Annotated[float, Range(0, open_lo=True)]] = (0.5, 1.0)
+    d_model: Annotated[int, Range(1)] = 32
+    n_layers: Annotated[int, Range(1)] = 2
+    d_state: Annotated[int, Range(1)] = 64
     disc: str = "zoh"
     norm: str = "batch"
-    epochs: int = 15
-    batch_size: int = 64
-    lr: float = 0.01
-    ssm_lr: float = 1e-3
-    weight_decay: float = 0.05
+    epochs: Annotated[int, Range(1)] = 15
+    batch_size: Annotated[int, Range(1)] = 64
+    lr: Annotated[float, Range(0, open_lo=True)] = 0.01
+    ssm_lr: Annotated[float, Range(0, open_lo=True)] = 1e-3
+    weight_decay: Annotated[float, Range(0)] = 0.05
     # LRA (full)
     lra_tasks: tuple[str, ...] = ("listops", "text", "retrieval", "image", "pathfinder", "pathx")
     lra_inits: tuple[str, ...] = ("inv", "legs", "lin")
-    lra_epochs: int | None = None  # None: each task's own budget (spec §5)
-    n_ssm: int | None = 1  # (A, B) shared across channels, as the repo's LRA configs (n_ssm: 1)
+    lra_epochs: Annotated[int | None, Range(0)] = None  # None: each task's own budget (spec §5)
+    n_ssm: Annotated[int | None, Range(1)] = 1  # (A, B) shared across channels, as the repo's LRA configs (n_ssm: 1)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -90,6 +92,12 @@ class Config:
                 raise UnknownNameError(f"unknown S4D init {i!r}; use one of {INITS}")
         for t in self.lra_tasks:
             lra_task(t)
+
+    def validate(self) -> None:
+        """Relations between fields, checked when the config resolves (before any run starts)."""
+        for key, (lo, hi) in (("dt_range", self.dt_range), ("control_dt", self.control_dt)):
+            if lo > hi:
+                raise ConfigError(f"{key}={lo},{hi}: the first value (dt_min) must not exceed the second (dt_max)")
 
 
 def _acc(task: str, init: str) -> str:

@@ -16,11 +16,13 @@ The S4D layer is the shared ``suite.models.ssm``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from reproductions.self_pretraining import experiment
 from reproductions.self_pretraining.encoders import ARCHS
 from reproductions.self_pretraining.method import Variant
 from reproductions.self_pretraining.tasks import LRA_TASKS
+from suite.config import Range
 from suite.errors import ConfigError, UnknownNameError
 from suite.registry import reproduction
 from suite.spec import Claim, Outcome, Paper, Resources, Table
@@ -54,32 +56,33 @@ class Config:
     task: str = "listops"
     archs: tuple[str, ...] = ("transformer", "s4d")
     variant: Variant = "paper"
-    mask_p: float = 0.5  # released configs (spec §3)
+    mask_p: Annotated[float, Range(0, 1, open_lo=True)] = 0.5  # released configs (spec §3)
     # data (ListOps-mini, spec §6)
-    n_train: int = 4000
-    n_test: int = 1000
-    min_length: int = 32
-    max_length: int = 256
-    max_depth: int = 4
-    max_args: int = 5
+    n_train: Annotated[int, Range(1)] = 4000
+    n_test: Annotated[int, Range(1)] = 1000
+    min_length: Annotated[int, Range(1)] = 32
+    max_length: Annotated[int, Range(1)] = 256
+    max_depth: Annotated[int, Range(1)] = 4
+    max_args: Annotated[int, Range(1)] = 5
     # models (spec §6: Transformer 2 layers d=64 4 heads ff x2, learned positions; S4D 2 layers H=64)
-    d_model: int = 64
-    n_layers: int = 2
-    heads: int = 4
-    mlp_ratio: float = 2.0
-    d_state: int = 64
+    d_model: Annotated[int, Range(1)] = 64
+    n_layers: Annotated[int, Range(1)] = 2
+    heads: Annotated[int, Range(1)] = 4
+    mlp_ratio: Annotated[float, Range(0, open_lo=True)] = 2.0
+    d_state: Annotated[int, Range(1)] = 64
     # budgets: the same fine-tuning recipe for scratch and SPT
-    pretrain_steps: int = 1500
-    finetune_steps: int = 1500
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 50
-    low_data_frac: float = 0.1  # C5: fine-tune on this fraction of the labels
-    mech_tokens: int = 10000  # tokens for the mask-rate check (spec §6)
+    pretrain_steps: Annotated[int, Range(1)] = 1500
+    finetune_steps: Annotated[int, Range(1)] = 1500
+    batch_size: Annotated[int, Range(1)] = 32
+    lr: Annotated[float, Range(0, open_lo=True)] = 1e-3
+    weight_decay: Annotated[float, Range(0)] = 0.01
+    warmup_steps: Annotated[int, Range(0)] = 50
+    low_data_frac: Annotated[float, Range(0, 1, open_lo=True)] = 0.1  # C5: fine-tune on this fraction of the labels
+    mech_tokens: Annotated[int, Range(1)] = 10000  # tokens for the mask-rate check (spec §6)
     # LRA (full)
     lra_tasks: tuple[str, ...] = ("listops", "text", "retrieval", "image", "pathfinder", "pathx")
-    lra_epochs_scale: float = 1.0  # multiplies each task's pretraining and fine-tuning epochs
+    # multiplies each task's pretraining and fine-tuning epochs
+    lra_epochs_scale: Annotated[float, Range(0, open_lo=True)] = 1.0
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -92,6 +95,14 @@ class Config:
                 raise UnknownNameError(f"unknown LRA task {t!r}; use one of {tuple(LRA_TASKS)}")
         if not 0.0 < self.low_data_frac <= 1.0:
             raise ConfigError(f"low_data_frac must be in (0, 1], got {self.low_data_frac}")
+
+    def validate(self) -> None:
+        """Relations between fields, checked when the config resolves (before any run starts)."""
+        if self.min_length > self.max_length:
+            raise ConfigError(f"min_length={self.min_length} > max_length={self.max_length}; lower min_length or "
+                              f"raise max_length")
+        if "transformer" in self.archs and self.d_model % self.heads:
+            raise ConfigError(f"d_model={self.d_model} is not divisible by heads={self.heads}; change d_model or heads")
 
 
 LRA_NO_TEETH = ("full scale only (the six LRA tasks, GPU-days); teeth run at small scale, where C1 is "

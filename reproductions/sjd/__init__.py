@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 
+from suite.config import Range
 from suite.context import RunContext
+from suite.errors import ConfigError
 from suite.metrics.stats import chi2_gof
 from suite.registry import reproduction
 from suite.spec import Claim, DatasetRef, Outcome, Paper, Resources
@@ -23,33 +26,40 @@ from .stats import bigram_permutation_test, marginal_two_sample
 @dataclass
 class SJDConfig:
     # exactness part (spec §6 smoke): random peaked trigram, enumerated target
-    vocab: int = 4
-    order: int = 3
-    length: int = 6
-    window: int = 4
-    peak: float = 2.0  # logits ~ peak * N(0,1)
-    n_exact: int = 20000  # sequences per sampler for the chi-square tests
-    top_k: int = 2  # the second exactness run uses top-k + temperature processing
-    temperature: float = 0.7
+    vocab: Annotated[int, Range(1)] = 4
+    order: Annotated[int, Range(1)] = 3
+    length: Annotated[int, Range(1)] = 6
+    window: Annotated[int, Range(1)] = 4
+    peak: Annotated[float, Range(0)] = 2.0  # logits ~ peak * N(0,1)
+    n_exact: Annotated[int, Range(1)] = 20000  # sequences per sampler for the chi-square tests
+    top_k: Annotated[int, Range(0)] = 2  # the second exactness run uses top-k + temperature processing
+    temperature: Annotated[float, Range(0, open_lo=True)] = 0.7
     # image part (spec §6 small): 8x8 token images, 16 colours
     image_model: str = "none"  # none | grid_markov | transformer
-    side: int = 8
-    colours: int = 16
-    n_train_images: int = 20000
-    lm_steps: int = 1000  # transformer training steps (image_model=transformer)
-    n_images: int = 1000  # images per sampler
-    image_window: int = 16  # L (repo max_num_new_tokens)
+    side: Annotated[int, Range(1)] = 8
+    colours: Annotated[int, Range(1)] = 16
+    n_train_images: Annotated[int, Range(1)] = 20000
+    lm_steps: Annotated[int, Range(1)] = 1000  # transformer training steps (image_model=transformer)
+    n_images: Annotated[int, Range(1)] = 1000  # images per sampler
+    image_window: Annotated[int, Range(1)] = 16  # L (repo max_num_new_tokens)
     # full scale (spec §5): HF T2I model under <data_root>/<model_dir>, COCO captions
     model_dir: str = ""
     captions: str = "coco/annotations/captions_val2017.json"
-    n_prompts: int = 5000
-    image_token_lo: int = 4  # image-token id range [lo, hi) of the model (Lumina-mGPT: set from its tokenizer)
-    image_token_hi: int = 8196
-    n_image_tokens: int = 2304  # 48 x 48 tokens for 768 px (row separators not modelled, README)
-    cfg_scale: float = 3.0
-    full_top_k: int = 2000
+    n_prompts: Annotated[int, Range(1)] = 5000
+    # image-token id range [lo, hi) of the model (Lumina-mGPT: set from its tokenizer)
+    image_token_lo: Annotated[int, Range(0)] = 4
+    image_token_hi: Annotated[int, Range(1)] = 8196
+    n_image_tokens: Annotated[int, Range(1)] = 2304  # 48 x 48 tokens for 768 px (row separators not modelled, README)
+    cfg_scale: Annotated[float, Range(0)] = 3.0
+    full_top_k: Annotated[int, Range(0)] = 2000
     prompt_template: str = "Generate an image of 768x768 according to the following prompt:\n{caption}"
     variant: Variant = "paper"  # TEST-ONLY mutations of SJD: resample_from_p | onehot_residual | random_reset
+
+    def validate(self) -> None:
+        """Relations between fields, checked when the config resolves (before any run starts)."""
+        if self.image_token_lo >= self.image_token_hi:
+            raise ConfigError(f"image_token_lo={self.image_token_lo} must be < image_token_hi={self.image_token_hi}; "
+                              f"change one")
 
 
 def _exactness(cfg: SJDConfig, gen: torch.Generator, ctx: RunContext) -> dict[str, float]:

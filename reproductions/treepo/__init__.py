@@ -10,8 +10,9 @@ Full scale (spec §5): Qwen2.5-7B on the TreePO_data parquet files through the H
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
+from suite.config import Range
 from suite.context import RunContext
 from suite.errors import ConfigError, UnknownNameError
 from suite.registry import reproduction
@@ -30,58 +31,75 @@ Variant = Literal["paper", "recount", "no-fallback", "flip-adv"]
 @dataclass
 class Config:
     # task (spec §6)
-    n_train: int = 4000
-    n_test: int = 96
-    steps_min: int = 2
-    steps_max: int = 4
+    n_train: Annotated[int, Range(1)] = 4000
+    n_test: Annotated[int, Range(1)] = 96
+    steps_min: Annotated[int, Range(1)] = 2
+    steps_max: Annotated[int, Range(1)] = 4
     # policy
-    dim: int = 64
-    depth: int = 2
-    heads: int = 4
-    max_len: int = 44
-    sft_steps: int = 500
-    sft_batch: int = 64
-    sft_lr: float = 3e-3
+    dim: Annotated[int, Range(1)] = 64
+    depth: Annotated[int, Range(1)] = 2
+    heads: Annotated[int, Range(1)] = 4
+    max_len: Annotated[int, Range(1)] = 44
+    sft_steps: Annotated[int, Range(1)] = 500
+    sft_batch: Annotated[int, Range(1)] = 64
+    sft_lr: Annotated[float, Range(0, open_lo=True)] = 3e-3
     # tree (spec §6 scaled-down; repo: Ls 512, D 14, W 16, d0 ~ U{2..8})
-    seg_len: int = 4
-    max_depth: int = 8
-    width: int = 8
-    step_div: int = 2
-    first_div_min: int = 2
-    first_div_max: int = 4
+    seg_len: Annotated[int, Range(1)] = 4
+    max_depth: Annotated[int, Range(1)] = 8
+    width: Annotated[int, Range(1)] = 8
+    step_div: Annotated[int, Range(1)] = 2
+    first_div_min: Annotated[int, Range(1)] = 2
+    first_div_max: Annotated[int, Range(1)] = 4
     allocation: str = "fixed_avg"
     repetition_stop: bool = True
     # RL (spec §3/§6)
     arms: tuple[str, ...] = ("treepo", "grpo")
-    prompts_per_step: int = 16
-    updates: int = 120
-    minibatches: int = 2          # PPO mini-batches per rollout batch (repo: 512 prompts / 32)
-    lr: float = 1e-4              # repo 1e-6 for 7B; tiny model needs more
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    clip_low: float = 0.2
-    clip_high: float = 0.28
-    clip_c: float = 10.0
-    overlong_buffer: int = 4      # repo 512 of 7168 (1/14); here one segment of 32
+    prompts_per_step: Annotated[int, Range(1)] = 16
+    updates: Annotated[int, Range(1)] = 120
+    minibatches: Annotated[int, Range(1)] = 2  # PPO mini-batches per rollout batch (repo: 512 prompts / 32)
+    lr: Annotated[float, Range(0, open_lo=True)] = 1e-4  # repo 1e-6 for 7B; tiny model needs more
+    weight_decay: Annotated[float, Range(0)] = 0.1
+    grad_clip: Annotated[float, Range(0)] = 1.0
+    clip_low: Annotated[float, Range(0)] = 0.2
+    clip_high: Annotated[float, Range(0)] = 0.28
+    clip_c: Annotated[float, Range(0)] = 10.0
+    overlong_buffer: Annotated[int, Range(0)] = 4  # repo 512 of 7168 (1/14); here one segment of 32
     filter_uniform: bool = True   # DAPO dynamic sampling, filter only (no refill): README
-    eval_every: int = 20
-    eval_samples: int = 4         # avg@k at temperature 1
-    stub_prompts: int = 16
+    eval_every: Annotated[int, Range(1)] = 20
+    eval_samples: Annotated[int, Range(1)] = 4  # avg@k at temperature 1
+    stub_prompts: Annotated[int, Range(1)] = 16
     variant: Variant = "paper"
     # full scale (spec §5)
     model_dir: str = ""
     data_dir: str = "TreePO_data"
     train_files: tuple[str, ...] = ("SimpleRL-simplelr_qwen_level3to5.train.parquet", "DeepScaler.train.parquet")
     test_files: tuple[str, ...] = ("DeepScaler.aime.parquet",)
-    full_seg_len: int = 512
-    full_max_depth: int = 14
-    full_width: int = 16
-    full_first_div_max: int = 8
-    full_prompts_per_step: int = 512
-    full_mini_batch: int = 32
-    full_updates: int = 200
-    full_lr: float = 1e-6
-    full_eval_samples: int = 16
+    full_seg_len: Annotated[int, Range(1)] = 512
+    full_max_depth: Annotated[int, Range(1)] = 14
+    full_width: Annotated[int, Range(1)] = 16
+    full_first_div_max: Annotated[int, Range(1)] = 8
+    full_prompts_per_step: Annotated[int, Range(1)] = 512
+    full_mini_batch: Annotated[int, Range(1)] = 32
+    full_updates: Annotated[int, Range(1)] = 200
+    full_lr: Annotated[float, Range(0, open_lo=True)] = 1e-6
+    full_eval_samples: Annotated[int, Range(1)] = 16
+
+    def validate(self) -> None:
+        """Relations between fields, checked when the config resolves (before any run starts)."""
+        if self.steps_min > self.steps_max:
+            raise ConfigError(f"steps_min={self.steps_min} > steps_max={self.steps_max}; lower steps_min or raise "
+                              f"steps_max")
+        if not self.first_div_min <= self.first_div_max <= self.width:
+            raise ConfigError(f"need first_div_min <= first_div_max <= width, got {self.first_div_min}, "
+                              f"{self.first_div_max}, {self.width}; change one")
+        if self.full_first_div_max > self.full_width:
+            raise ConfigError(f"full_first_div_max={self.full_first_div_max} > full_width={self.full_width}; "
+                              f"lower full_first_div_max or raise full_width")
+        if self.seg_len * self.max_depth + 12 > self.max_len:
+            raise ConfigError(f"max_len={self.max_len} cannot hold prompt + seg_len*max_depth="
+                              f"{self.seg_len * self.max_depth} tokens; raise max_len or lower seg_len/max_depth")
+        if self.dim % self.heads:
+            raise ConfigError(f"dim={self.dim} is not divisible by heads={self.heads}; change dim or heads")
 
 
 SCALES = {

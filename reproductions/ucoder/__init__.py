@@ -9,13 +9,14 @@ substitution); stages 2–6 run on a tiny causal transformer pretrained on label
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 
+from suite.config import Range
 from suite.context import RunContext
-from suite.errors import UnknownNameError
+from suite.errors import ConfigError, UnknownNameError
 from suite.registry import reproduction
 from suite.spec import Claim, DatasetRef, Outcome, Paper, Resources
 
@@ -32,38 +33,43 @@ RULES = ("consensus", "random", "min_nll")
 @dataclass
 class Config:
     # base model (stand-in for the pretrained LLM, spec §6)
-    dim: int = 96
-    depth: int = 2
-    heads: int = 4
-    n_pretrain: int = 1500
-    pretrain_steps: int = 90        # calibrated: base pass@1 0.367 (seed 0; README)
-    batch: int = 64
-    lr: float = 2e-3
-    max_ops: int = 4
+    dim: Annotated[int, Range(1)] = 96
+    depth: Annotated[int, Range(1)] = 2
+    heads: Annotated[int, Range(1)] = 4
+    n_pretrain: Annotated[int, Range(1)] = 1500
+    pretrain_steps: Annotated[int, Range(1)] = 90  # calibrated: base pass@1 0.367 (seed 0; README)
+    batch: Annotated[int, Range(1)] = 64
+    lr: Annotated[float, Range(0, open_lo=True)] = 2e-3
+    max_ops: Annotated[int, Range(1)] = 4
     # IPC (spec §3; UNVERIFIED defaults recorded here)
-    rounds: int = 2                 # spec small: 3 rounds; 2 fit the CPU budget and claim (c) reads round 2
-    n_problems: int = 1500          # generated problems per round
-    n_samples: int = 16             # N candidates per problem
-    temperature: float = 1.0
-    n_tests: int = 8                # test inputs per problem (random lists: README)
-    n_hidden_tests: int = 16        # evaluation-only inputs against the hidden program
-    gamma: float = 0.3              # UNVERIFIED confidence threshold |K*|/N
+    rounds: Annotated[int, Range(1)] = 2  # spec small: 3 rounds; 2 fit the CPU budget and claim (c) reads round 2
+    n_problems: Annotated[int, Range(1)] = 1500  # generated problems per round
+    n_samples: Annotated[int, Range(1)] = 16  # N candidates per problem
+    temperature: Annotated[float, Range(0)] = 1.0
+    n_tests: Annotated[int, Range(1)] = 8  # test inputs per problem (random lists: README)
+    n_hidden_tests: Annotated[int, Range(1)] = 16  # evaluation-only inputs against the hidden program
+    gamma: Annotated[float, Range(0, 1)] = 0.3  # UNVERIFIED confidence threshold |K*|/N
     probe_rank: bool = True         # rank inside K* with the representation probe (C4)
-    st_steps: int = 100             # stage-6 SFT steps per round
-    st_lr: float = 1e-3
+    st_steps: Annotated[int, Range(1)] = 100  # stage-6 SFT steps per round
+    st_lr: Annotated[float, Range(0, open_lo=True)] = 1e-3
     rules: tuple[str, ...] = ("consensus", "random")
-    n_test: int = 300
-    max_new: int = 12
+    n_test: Annotated[int, Range(1)] = 300
+    max_new: Annotated[int, Range(1)] = 12
     # smoke mechanics (spec §6)
-    binom_problems: int = 500
-    binom_p: float = 0.3
-    binom_wrong: int = 10
+    binom_problems: Annotated[int, Range(1)] = 500
+    binom_p: Annotated[float, Range(0, 1)] = 0.3
+    binom_wrong: Annotated[int, Range(1)] = 10
     variant: Variant = "paper"
     # full scale (spec §5)
     model_dir: str = ""
     humaneval: str = "humaneval/HumanEval.jsonl.gz"
-    full_samples: int = 16
-    full_max_new: int = 384
+    full_samples: Annotated[int, Range(1)] = 16
+    full_max_new: Annotated[int, Range(1)] = 384
+
+    def validate(self) -> None:
+        """Relations between fields, checked when the config resolves (before any run starts)."""
+        if self.dim % self.heads:
+            raise ConfigError(f"dim={self.dim} is not divisible by heads={self.heads}; change dim or heads")
 
 
 SCALES = {
