@@ -57,6 +57,10 @@ class Config:
     humaneval: str = "humaneval/HumanEval.jsonl.gz"
     full_samples: Annotated[int, Range(1)] = 200
     full_batch: Annotated[int, Range(1)] = 16
+    # §4 / Codex protocol: n = 200 samples at T = 0.2 for pass@1 and at T = 0.8 for pass@100, top-p 0.95
+    full_t_low: Annotated[float, Range(0, open_lo=True)] = 0.2
+    full_t_high: Annotated[float, Range(0, open_lo=True)] = 0.8
+    full_top_p: Annotated[float, Range(0, 1, open_lo=True)] = 0.95
 
     def validate(self) -> None:
         """Relations between fields, checked when the config resolves (before any run starts)."""

@@ -54,6 +54,21 @@ def signature_program(prompt: str, body: str, entry: str, inputs: list[str]) -> 
     return f"{prompt}{body}\n\ndef __sig():\n{calls}\n__sig()\n"
 
 
+def completion_logprobs(lm: Any, prompt: str, bodies: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of log p(token | prefix) over each completion's tokens, and how many tokens that is
+    (the min-NLL baseline and the consensus tie-break, spec §4). Padding is on the right, passed per
+    call: the shared tokenizer may default to left padding (generation), which would shift the
+    completion and score prompt tokens. Both tensors on the CPU."""
+    tok = lm.tokenizer
+    enc = tok([prompt + b for b in bodies], return_tensors="pt", padding=True, padding_side="right")
+    plen = len(tok(prompt)["input_ids"])
+    ids, mask = enc["input_ids"].to(lm.device), enc["attention_mask"].to(lm.device)
+    with torch.no_grad():
+        lg = lm.logits(ids, mask).float().log_softmax(-1)
+    lp = torch.gather(lg[:, :-1], 2, ids[:, 1:, None]).squeeze(2) * mask[:, 1:]
+    return lp[:, plen - 1:].sum(1).cpu(), mask[:, plen:].sum(1).cpu()
+
+
 def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     tmp = None
     he = Path(cfg.humaneval)
@@ -73,7 +88,6 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
                                     f"{cfg.humaneval}")
         lm = load_causal_lm(Path(ctx.data_root) / cfg.model_dir, ctx.device)
         n, max_new, timeout = cfg.full_samples, cfg.full_max_new, 5.0
-    tok = lm.tokenizer
     rng = np.random.default_rng(ctx.seed)
     prec = {"consensus": [], "random": [], "min_nll": [], "greedy": []}
     kept = 0
@@ -85,14 +99,8 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
         inputs = call_inputs(p["test"])
         sigs = [tuple(sandbox_run(signature_program(p["prompt"], b, p["entry_point"], inputs), timeout).splitlines())
                 for b in bodies]
-        enc = tok([p["prompt"] + b for b in bodies], return_tensors="pt", padding=True)
-        plen = len(tok(p["prompt"])["input_ids"])
-        with torch.no_grad():
-            lg = lm.logits(enc["input_ids"], enc["attention_mask"]).float().log_softmax(-1).cpu()
-        lp = torch.gather(lg[:, :-1], 2, enc["input_ids"][:, 1:, None]).squeeze(2) * enc["attention_mask"][:, 1:]
-        lp = lp[:, plen - 1:]
-        cnt = enc["attention_mask"][:, plen:].sum(1).clamp_min(1)
-        nll, mlp = (-lp.sum(1)).numpy(), (lp.sum(1) / cnt).numpy()
+        total_lp, cnt = completion_logprobs(lm, p["prompt"], bodies)
+        nll, mlp = (-total_lp).numpy(), (total_lp / cnt.clamp_min(1)).numpy()
         pseudo_inputs = [[i] for i in range(len(inputs))]  # distinct inputs, for the degeneracy filter
         pick = "smallest" if cfg.variant == "anti-consensus" else "largest"  # TEST-ONLY variant honoured
         chosen = {"consensus": consensus(list(sigs), pseudo_inputs, mlp, cfg.gamma, pick=pick).chosen,

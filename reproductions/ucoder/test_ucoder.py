@@ -102,3 +102,27 @@ def test_untrained_probe_teeth_and_full_provenance(tmp_path) -> None:
                          [humaneval.FILE], humaneval.HOW, fixture=lambda d: humaneval.write_fixture(d / humaneval.FILE))
     assert ref.provenance == "stand-in" and "fixture" in ref.name
     assert len(humaneval.read(folder / humaneval.FILE)) == 2
+
+
+def test_completion_logprobs_score_only_completion_tokens_under_left_default(tmp_path) -> None:
+    """Issue 17: with a tokenizer that pads on the left, the min-NLL baseline counted 23 positions for
+    a 13-token completion. Scoring pads on the right per call: each completion's sum and count must
+    equal the same sequence scored alone, unpadded."""
+    pytest.importorskip("transformers")
+    import torch
+
+    from suite.models.hf import load_causal_lm, save_tiny_random_lm
+
+    from reproductions.ucoder.full import completion_logprobs
+
+    lm = load_causal_lm(save_tiny_random_lm(tmp_path / "lm", "qwen2"))
+    lm.tokenizer.padding_side = "left"  # as a generation-oriented tokenizer config would ship
+    prompt, bodies = "def f(x):\n", ["    return x", "    return x + 1  # longer completion", "  y"]
+    total, cnt = completion_logprobs(lm, prompt, bodies)
+    plen = len(lm.tokenizer(prompt)["input_ids"])
+    for i, b in enumerate(bodies):
+        ids = torch.tensor([lm.tokenizer(prompt + b)["input_ids"]])
+        lp = lm.logits(ids).float().log_softmax(-1)
+        alone = torch.gather(lp[:, :-1], 2, ids[:, 1:, None]).squeeze()[plen - 1:]
+        assert int(cnt[i]) == ids.shape[1] - plen == len(alone)
+        assert torch.allclose(total[i], alone.sum(), atol=1e-4)

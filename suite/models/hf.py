@@ -33,15 +33,17 @@ class CausalLM:
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 64, temperature: float = 0.0,
-                 top_k: int | None = None) -> list[str]:
-        """Continuations of ``prompts`` (greedy when ``temperature == 0``), prompt text removed."""
+                 top_k: int | None = None, top_p: float | None = None) -> list[str]:
+        """Continuations of ``prompts`` (greedy when ``temperature == 0``; else sampled at
+        ``temperature``, optionally truncated to the ``top_k`` tokens and/or the ``top_p`` nucleus),
+        prompt text removed."""
         tok = self.tokenizer
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
         enc = tok(list(prompts), return_tensors="pt", padding=True, padding_side="left").to(self.device)
         kw: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": tok.pad_token_id}
-        kw.update({"do_sample": True, "temperature": temperature, "top_k": top_k or 0} if temperature > 0
-                  else {"do_sample": False})
+        kw.update({"do_sample": True, "temperature": temperature, "top_k": top_k or 0, "top_p": top_p or 1.0}
+                  if temperature > 0 else {"do_sample": False})
         out = self.model.generate(**enc, **kw)
         return tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
 
@@ -61,10 +63,11 @@ def _tokenizer_class(folder: Path, tr: Any) -> Any:
 
 
 def load_causal_lm(folder: str | Path, device: str | torch.device = "cpu",
-                   dtype: torch.dtype | None = None) -> CausalLM:
+                   dtype: torch.dtype | None = None, trust_remote_code: bool = False) -> CausalLM:
     """Load ``AutoModelForCausalLM`` + ``AutoTokenizer`` from a local folder, in eval mode on ``device``.
 
-    ``dtype`` defaults to bfloat16 on CUDA and float32 on CPU.
+    ``dtype`` defaults to bfloat16 on CUDA and float32 on CPU. ``trust_remote_code`` runs the
+    modelling code shipped in the folder (CodeGen2, LLaDA need it): only for checkpoints you trust.
     """
     folder = Path(folder)
     if not (folder / "config.json").is_file():
@@ -74,11 +77,13 @@ def load_causal_lm(folder: str | Path, device: str | torch.device = "cpu",
     dev = torch.device(device)
     if dtype is None:
         dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
-    tok = _tokenizer_class(folder, tr).from_pretrained(folder, local_files_only=True)
+    tok = _tokenizer_class(folder, tr).from_pretrained(folder, local_files_only=True,
+                                                       trust_remote_code=trust_remote_code)
     from packaging.version import Version
 
     key = "dtype" if Version(tr.__version__) >= Version("4.56") else "torch_dtype"  # renamed in 4.56
-    model = tr.AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, **{key: dtype})
+    model = tr.AutoModelForCausalLM.from_pretrained(folder, local_files_only=True,
+                                                    trust_remote_code=trust_remote_code, **{key: dtype})
     model.to(dev).eval()
     return CausalLM(model, tok, dev)
 
