@@ -170,15 +170,15 @@ CLAIMS = [
           "test accuracy within 1 point", metric="ticket_test_acc_21", op=">=", ref="dense_test_acc", tol=0.01,
           scales=("small", "full")),
     Claim(id="ticket-beats-reinit-sparse", kind="paper", teeth="reset_fresh", text="A2/C3: at P_m <= 6% the winning ticket beats the same mask "
-          "randomly re-initialised by >= 1 point (calibrated, README)", metric="ticket_minus_reinit_acc_sparse",
+          "randomly re-initialised by >= 1 point (calibrated on seeds 100-102, README)", metric="ticket_minus_reinit_acc_sparse",
           op=">=", ref=0.01,
           scales=("small", "full")),
     Claim(id="ticket-beats-random-mask-sparse", kind="paper", teeth="prune_largest", text="C3: at P_m <= 6% the winning ticket beats a random mask "
-          "of the same per-layer sparsity by >= 1.5 points (calibrated, README)",
-          metric="ticket_minus_random_acc_sparse", op=">=", ref=0.015, scales=("small", "full")),
+          "of the same per-layer sparsity by >= 2 points (calibrated on seeds 100-102, README)",
+          metric="ticket_minus_random_acc_sparse", op=">=", ref=0.02, scales=("small", "full")),
     Claim(id="reinit-learns-slower-sparse", kind="paper", teeth="reset_fresh", text="C3: at P_m <= 6% the same mask randomly re-initialised "
-          "early-stops >= 1.3x later than the winning ticket (calibrated, README)",
-          metric="reinit_over_ticket_early_stop_sparse", op=">=", ref=1.3, scales=("small", "full")),
+          "early-stops >= 1.6x later than the winning ticket (calibrated on seeds 100-102, README)",
+          metric="reinit_over_ticket_early_stop_sparse", op=">=", ref=1.6, scales=("small", "full")),
     Claim(id="ticket-learns-faster", kind="paper", teeth="prune_largest", text="A3/C2: tickets at P_m 21-51% early-stop no later than the dense net",
           metric="ticket_early_stop_iter_mid", op="<=", ref="dense_early_stop_iter", scales=("small", "full")),
     Claim(id="iterative-beats-oneshot", kind="paper", no_teeth="a full-scale claim (spec §6 small does not test C4) and teeth run at small scale only; its broken variant would be prune_largest (IMP removes the largest weights, one-shot is untouched), not run at full", text="C4: iterative pruning beats one-shot pruning at the final sparsity",
