@@ -88,7 +88,7 @@ def mechanics(net: nn.Module, obj: GEDI, task: Task, n: int = 2048) -> dict[str,
     change is noise-dominated)."""
     net.eval()
     with torch.no_grad():
-        x = task.preprocess(task.x_test[:256])
+        x = task.preprocess(task.x_test[:256].to(obj.lo.device))  # the test split lives on the CPU
         logits = net(x).double()
         ref = -torch.log(torch.exp(logits - logits.max(1, keepdim=True).values).sum(1)) - logits.max(1).values
         err = float((energy(logits, obj.variant) - ref).abs().max())

@@ -186,7 +186,7 @@ def mechanics_checks(net: MLCNet, xb: torch.Tensor, plain: Callable, cfg: Config
     rows, cols = gamma.detach().sum(1), gamma.detach().sum(0)
     ds_err = float(torch.maximum((rows - 1).abs().max(), (cols - 1).abs().max()))
     r, rc = coding_rate(z, cfg.eps2), membership_rate(z, gamma, cfg.eps2)
-    zn, gn = z.detach().double().numpy(), gamma.detach().double().numpy()
+    zn, gn = z.detach().double().cpu().numpy(), gamma.detach().double().cpu().numpy()
     nn_, d = zn.shape
     r_np = 0.5 * np.linalg.slogdet(np.eye(d) + d / (nn_ * cfg.eps2) * zn.T @ zn)[1]
     rc_np = sum(np.linalg.slogdet(np.eye(d) + d / cfg.eps2 * (zn.T * gn[j]) @ zn)[1] for j in range(nn_)) / (2 * nn_)
