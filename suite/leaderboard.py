@@ -381,7 +381,9 @@ def _teeth_summary(repro: registry.Reproduction, recs: list[dict[str, Any]]) -> 
     verdicts = [teeth_verdict(repro, c, recs) for c in paper]
     bite = sum(v.endswith(teeth.OK) for v in verdicts)
     defects = sum(v.endswith(teeth.DEFECT) for v in verdicts)
-    return f"{bite}/{len(paper)} fail as they should" + (f", **{defects} still hold**" if defects else "")
+    unrun = sum(v.endswith("not run") for v in verdicts)
+    return (f"{bite}/{len(paper)} fail as they should" + (f", **{defects} still hold**" if defects else "")
+            + (f", {unrun} not run" if unrun else ""))
 
 
 def render_track(track: str, by_slug: dict[str, list[dict[str, Any]]], out_dir: Path,
