@@ -378,12 +378,16 @@ def _teeth_summary(repro: registry.Reproduction, recs: list[dict[str, Any]]) -> 
     paper = [c for c in repro.claims if c.kind == "paper"]
     if not paper:
         return "—"
+    toothless = sum(not c.teeth for c in paper)  # declared no_teeth (e.g. full-scale-only claims)
+    paper = [c for c in paper if c.teeth]
+    if not paper:
+        return f"— ({toothless} without teeth)"
     verdicts = [teeth_verdict(repro, c, recs) for c in paper]
     bite = sum(v.endswith(teeth.OK) for v in verdicts)
     defects = sum(v.endswith(teeth.DEFECT) for v in verdicts)
     unrun = sum(v.endswith("not run") for v in verdicts)
     return (f"{bite}/{len(paper)} fail as they should" + (f", **{defects} still hold**" if defects else "")
-            + (f", {unrun} not run" if unrun else ""))
+            + (f", {unrun} not run" if unrun else "") + (f"; {toothless} without teeth" if toothless else ""))
 
 
 def render_track(track: str, by_slug: dict[str, list[dict[str, Any]]], out_dir: Path,
