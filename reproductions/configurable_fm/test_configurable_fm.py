@@ -257,7 +257,8 @@ def test_full_preset_is_pinned():
 
 # ---------------------------------------------------------------- the smoke run
 def test_smoke_run_checks_hold(tmp_path):
-    rec = runner.execute(runner.RunSpec(SLUG, "smoke", 0, ()), tmp_path)
+    """The smoke preset skips MiniLM (core install); the dev install has it, so run it here too."""
+    rec = runner.execute(runner.RunSpec(SLUG, "smoke", 0, ("minilm=true",)), tmp_path)
     assert rec["status"] == "ok", rec.get("error")
     for cid, c in rec["claims"].items():
         assert c["verdict"] in ("holds", "not-expected"), (cid, c)
@@ -265,3 +266,4 @@ def test_smoke_run_checks_hold(tmp_path):
     assert m["lm_active_frac"] < m["lm_init_active_frac"]
     assert rec["dataset"]["provenance"] == "stand-in"
     assert 0 < m["minilm_active_frac"] < 1 and m["minilm_n_units_masked_per_layer"] == 77
+    assert m["minilm_hook_exact_err"] <= 1e-5 and m["minilm_mask_exact_err"] <= 1e-5

@@ -41,9 +41,12 @@ def load_model():
     """(tokenizer, model) in eval mode on CPU, loaded offline once per process."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from transformers import AutoModel, AutoTokenizer
-
-    path = model_dir()
+    path = model_dir()  # first: a missing package is a one-line error naming the install
+    try:
+        from transformers import AutoModel, AutoTokenizer
+    except ImportError:
+        raise DataNotFoundError("embedding model all-MiniLM-L6-v2 needs transformers; "
+                                "to get it: pip install 'repro-suite[embed]'") from None
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
     model = AutoModel.from_pretrained(path, local_files_only=True).eval()
     return tok, model
