@@ -370,7 +370,7 @@ def submit_runs(specs: Sequence[RunSpec], *, executor: str = "slurm", profile: s
     todo: list[Submitted] = []
     for spec in specs:
         rdir = runner.run_dir(spec, results_root)
-        if (rdir / runner.RESULT_FILE).exists() and not force:
+        if not force and runner.is_done(spec, results_root):
             out.append(Submitted(spec, rdir, None, None, skipped="done"))
             continue
         sub = Submitted(spec, rdir, resources_for(spec, prof, overrides), None)
@@ -445,7 +445,7 @@ def plan(specs: Sequence[RunSpec], *, profile: str | Profile | None = None, resu
     groups: dict[JobResources, list[RunSpec]] = defaultdict(list)
     skipped: list[RunSpec] = []
     for spec in dict.fromkeys(specs):
-        if (runner.run_dir(spec, results_root) / runner.RESULT_FILE).exists() and not force:
+        if not force and runner.is_done(spec, results_root):
             skipped.append(spec)
             continue
         groups[resources_for(spec, prof, overrides)].append(spec)

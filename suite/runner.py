@@ -76,6 +76,29 @@ def _peak_mem_mb(dev: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _reusable(result_path: Path, repro: registry.Reproduction, quiet: bool = False) -> dict[str, Any] | None:
+    """The stored record if it can stand for this run: status ok and produced by the current code
+    (same code hash). A record of older code is stale: the run is redone and the record replaced."""
+    from suite import store
+
+    done = store.read_record(result_path, quiet=quiet)
+    if done is None or done.get("status") != "ok":
+        return None
+    stored = (done.get("env") or {}).get("code_hash")
+    if stored != environment.code_hash(repro.module):
+        if not quiet:
+            store.warn(str(result_path), f"stale (made by code {stored}, the code is now "
+                                         f"{environment.code_hash(repro.module)}); running it again")
+        return None
+    return done
+
+
+def is_done(spec: RunSpec, results_root: Path) -> bool:
+    """Whether ``spec`` has a record that a rerun would return instead of running (ok, current code)."""
+    path = run_dir(spec, Path(results_root)) / RESULT_FILE
+    return path.exists() and _reusable(path, registry.get(spec.slug), quiet=True) is not None
+
+
 def _jobs(folder: Path) -> list[dict[str, Any]]:
     try:
         return json.loads((folder / JOBS_FILE).read_text())
@@ -112,10 +135,8 @@ def execute(spec: RunSpec, results_root: Path | None = None, *, device: str | No
 
     result_path = folder / RESULT_FILE
     if result_path.exists() and not force:
-        from suite import store
-
-        done = store.read_record(result_path)  # a corrupt record (warned about) is redone, not fatal
-        if done is not None and done.get("status") == "ok":
+        done = _reusable(result_path, repro)  # a corrupt or stale record is redone, not fatal
+        if done is not None:
             return done
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -126,10 +147,8 @@ def execute(spec: RunSpec, results_root: Path | None = None, *, device: str | No
         # the first one's record instead of computing it twice.
         fcntl.flock(lock, fcntl.LOCK_EX)
         if result_path.exists() and not force:
-            from suite import store
-
-            done = store.read_record(result_path, quiet=True)
-            if done is not None and done.get("status") == "ok":
+            done = _reusable(result_path, repro, quiet=True)
+            if done is not None:
                 return done
         return _execute_locked(spec, repro, cfg, h, dev, folder, data_root, show_progress)
 

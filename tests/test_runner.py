@@ -49,6 +49,22 @@ def test_same_seed_same_numbers_and_skip(tmp_path):
     assert forced["metrics"] == b["metrics"]
 
 
+def test_stale_record_is_run_again(tmp_path, monkeypatch, capsys):
+    """A record made by other code (its code hash differs) is not taken as done."""
+    first = runner.execute(runner.RunSpec("_toy", "smoke", 1), tmp_path)
+    path = tmp_path / "_toy" / "smoke" / f"{first['config_hash']}-s1" / "result.json"
+    written = path.stat().st_mtime_ns
+    runner.execute(runner.RunSpec("_toy", "smoke", 1), tmp_path)
+    assert path.stat().st_mtime_ns == written  # same code: skipped
+    monkeypatch.setattr(runner.environment, "code_hash", lambda module: "0123456789ab")
+    again = runner.execute(runner.RunSpec("_toy", "smoke", 1), tmp_path)
+    assert first["env"]["code_hash"] != "0123456789ab" == again["env"]["code_hash"]
+    assert path.stat().st_mtime_ns != written and "stale" in capsys.readouterr().err
+    written = path.stat().st_mtime_ns
+    runner.execute(runner.RunSpec("_toy", "smoke", 1), tmp_path)
+    assert path.stat().st_mtime_ns == written
+
+
 def test_failure_writes_error_json_only(tmp_path):
     rec = runner.execute(runner.RunSpec("_toy", "smoke", 0, ("fail=true",)), tmp_path)
     assert rec["status"] == "failed" and "toy failure requested" in rec["error"]
