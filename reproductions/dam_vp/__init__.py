@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reproductions.dam_vp.data import Split, diverse_digits
-from reproductions.dam_vp.method import (PadPrompts, Prompted, Variant, active_neurons, cluster_threshold,
+from reproductions.dam_vp.method import (Frozen, PadPrompts, Prompted, Variant, active_neurons, cluster_threshold,
                                          diversity_clusters, prompt_vector, reptile_update, route,
                                          set_prompt_vector)
 from suite.config import Range
@@ -77,34 +77,37 @@ def _acc(logits: torch.Tensor, y: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def _batched(fn, x: torch.Tensor, bs: int = 512, *rest: torch.Tensor) -> torch.Tensor:
-    return torch.cat([fn(x[i:i + bs], *(r[i:i + bs] for r in rest)) for i in range(0, len(x), bs)])
+def _batched(fn, x: torch.Tensor, *rest: torch.Tensor, device: torch.device, bs: int = 512) -> torch.Tensor:
+    """``fn`` over CPU-held ``x`` (and aligned ``rest``) in chunks sent to ``device``; the result on the CPU."""
+    return torch.cat([fn(x[i:i + bs].to(device), *(r[i:i + bs].to(device) for r in rest)).cpu()
+                      for i in range(0, len(x), bs)])
 
 
-def train_prompts(name: str, prompts: PadPrompts, logits_fn, tr: Split, r_tr, va: Split, r_va, te: Split, r_te,
-                  cfg: Config, ctx) -> tuple[float, list[float]]:
+def train_prompts(name: str, prompts: PadPrompts, frozen: Frozen, pre: nn.Module, tr: Split, r_tr, va: Split, r_va,
+                  te: Split, r_te, cfg: Config, ctx) -> tuple[float, list[float]]:
     """§3 optimisation: SGD momentum 0.9, cosine with warm-up of epochs/5, CE through the frozen backbone;
     model selection on val accuracy. Returns (test acc at best val, test acc per epoch)."""
-    model = Prompted(prompts, logits_fn)
+    model, dev = Prompted(prompts, frozen, pre), torch.device(ctx.device)
     per_epoch = -(-len(tr.y) // cfg.batch_size)
     tc = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.prompt_lr, optimizer="sgd", momentum=0.9,
                      weight_decay=cfg.prompt_wd, schedule="cosine", warmup_steps=per_epoch * max(cfg.epochs // 5, 0),
                      eval_every=per_epoch, log_every=per_epoch)
-    ev = lambda m: {"val": _acc(_batched(m, va.x, 512, r_va), va.y),  # noqa: E731
-                    "test": _acc(_batched(m, te.x, 512, r_te), te.y)}
+    ev = lambda m: {"val": _acc(_batched(m, va.x, r_va, device=dev), va.y),  # noqa: E731
+                    "test": _acc(_batched(m, te.x, r_te, device=dev), te.y)}
     res = fit(model, lambda m, b: F.cross_entropy(m(b[0], b[1]), b[2]), (tr.x, r_tr, tr.y), tc, ctx=ctx,
               eval_fn=ev, param_groups=[{"params": list(prompts.parameters())}], name=name)
     best = max(res.evals, key=lambda e: e["val"])  # first epoch with the best val accuracy
     return best["test"], [e["test"] for e in res.evals]
 
 
-def reptile(meta: PadPrompts, sources: dict[str, Split], feature_fn, logits_fn, cfg: Config, ctx) -> PadPrompts:
+def reptile(meta: PadPrompts, sources: dict[str, Split], frozen: Frozen, pre: nn.Module, cfg: Config,
+            ctx) -> PadPrompts:
     """Meta-prompt by Reptile (§3): each meta-epoch, for each source task, copy θ into the task's
     cluster prompts, take ``update_step`` SGD steps (lr ``update_lr``) on all clusters at once (each
     copy only sees its own cluster's loss), then θ ← θ + β·(mean_{tasks,clusters} φ − θ)."""
-    tasks = []
+    tasks, dev = [], torch.device(ctx.device)
     for name, s in sources.items():
-        u = _batched(feature_fn, s.x)
+        u = _batched(lambda x: frozen.features(pre(x)), s.x, device=dev)
         lab, protos = diversity_clusters(u, cfg.threshold or cluster_threshold(u, cfg.percentile))
         tasks.append((name, s, lab, len(protos)))
     gen = ctx.generator(77)
@@ -115,7 +118,7 @@ def reptile(meta: PadPrompts, sources: dict[str, Split], feature_fn, logits_fn, 
         for name, s, lab, m in tasks:
             inner = PadPrompts(m, c, h, w, cfg.pad)
             inner.load_from(meta)
-            model = Prompted(inner, logits_fn)
+            model = Prompted(inner, frozen, pre)
 
             def batch(step: int, s=s, lab=lab):
                 i = torch.randint(0, len(s.y), (cfg.meta_batch,), generator=gen)
@@ -124,18 +127,18 @@ def reptile(meta: PadPrompts, sources: dict[str, Split], feature_fn, logits_fn, 
             def loss(mdl, b, m=m):  # Σ_j mean CE of cluster j: gradients of copy j = its own cluster's loss
                 ce = F.cross_entropy(mdl(b[0], b[1]), b[2], reduction="none")
                 cnt = torch.bincount(b[1], minlength=m).clamp_min(1).to(ce.dtype)
-                return (torch.zeros(m, dtype=ce.dtype).index_add_(0, b[1], ce) / cnt).sum()
+                return (torch.zeros(m, dtype=ce.dtype, device=ce.device).index_add_(0, b[1], ce) / cnt).sum()
 
             fit(model, loss, batch, TrainConfig(steps=cfg.update_step, lr=cfg.update_lr, optimizer="sgd",
                                                 momentum=0.0, log_every=0), device=ctx.device)
             used = torch.unique(lab)
-            phis.append(prompt_vector(inner)[used])
+            phis.append(prompt_vector(inner).cpu()[used])  # the meta-prompt θ stays on the CPU
         set_prompt_vector(meta, reptile_update(theta, torch.cat(phis), cfg.meta_step, cfg.variant))
         ctx.log(f"dam_vp: meta-epoch {epoch + 1}/{cfg.meta_epochs}")
     return meta
 
 
-def mechanics(feature_fn, logits_fn, u_tr: torch.Tensor, protos: torch.Tensor, x: torch.Tensor, cfg: Config,
+def mechanics(feature_fn, u_tr: torch.Tensor, protos: torch.Tensor, x: torch.Tensor, cfg: Config,
               ctx) -> dict[str, float]:
     """Spec §6 smoke assertions as measurements."""
     c, h, w = x.shape[1:]
@@ -150,8 +153,9 @@ def mechanics(feature_fn, logits_fn, u_tr: torch.Tensor, protos: torch.Tensor, x
     want = theta + cfg.meta_step * (phis.mean(0) - theta)
     rep = float((reptile_update(theta, phis, cfg.meta_step, cfg.variant) - want).abs().max())
     g = ctx.generator(6)
-    idx = active_neurons(feature_fn, 10, (c, h, w), g)
-    std = feature_fn(torch.randn(512, c, h, w, generator=ctx.generator(6))).std(0)
+    dev = torch.device(ctx.device)
+    idx = active_neurons(feature_fn, 10, (c, h, w), g, device=dev)
+    std = feature_fn(torch.randn(512, c, h, w, generator=ctx.generator(6)).to(dev)).std(0).cpu()
     act = float(len(set(idx.tolist()) ^ set(torch.topk(std, 10).indices.tolist())))
     return {"border_only_err": centre, "routing_err": routing, "reptile_err": rep, "active_neuron_err": act}
 
@@ -241,53 +245,57 @@ def run(cfg: Config, ctx) -> Outcome:
         if not ctx.dry_run:  # §6: backbone trained in the job on clean digits, then frozen
             fit(net, lambda m, b: F.cross_entropy(m(b[0]), b[1]), (t.backbone_train.x, t.backbone_train.y),
                 TrainConfig(epochs=cfg.backbone_epochs, batch_size=64, lr=3e-3, log_every=0), ctx=ctx, name="backbone")
-        feature_fn = net.features
+        pre: nn.Module = nn.Identity()
     else:
         tr, va, te, n_cls, ref = _catalog_tasks(cfg, ctx)  # the loader's ref (name, provenance)
-        vit = _vit_backbone(cfg, ctx)
-        up = lambda x: F.interpolate(x, size=(cfg.image_size,) * 2, mode="bilinear", align_corners=False)  # noqa: E731
-        tr, va, te = (Split(up(s.x[:8]) if ctx.dry_run else up(s.x), s.y[:8] if ctx.dry_run else s.y,
-                            s.domain[:8] if ctx.dry_run else s.domain) for s in (tr, va, te))
-        net, feature_fn = vit, vit.features
-    net.eval()
+        net = _vit_backbone(cfg, ctx)
+        # raw 32 px images stay on the CPU; each batch is upsampled on the device (a 224 px copy of the split
+        # would not fit in memory)
+        pre = nn.Upsample(size=(cfg.image_size,) * 2, mode="bilinear", align_corners=False)
+        if ctx.dry_run:
+            tr, va, te = (Split(s.x[:8], s.y[:8], s.domain[:8]) for s in (tr, va, te))
+    dev = torch.device(ctx.device)
+    net.eval().to(dev)
     for p in net.parameters():
         p.requires_grad_(False)
-    if cfg.head == "own":
-        logits_fn = net
-    else:
-        idx = active_neurons(net, n_cls, tuple(tr.x.shape[1:]), ctx.generator(6), n=8 if ctx.dry_run else 512)
-        logits_fn = lambda x: net(x)[:, idx]  # noqa: E731
-    c, h, w = tr.x.shape[1:]
+    c, h, w = pre(tr.x[:1]).shape[1:]  # the backbone's input (= the prompt's) resolution
+    active = None
+    if cfg.head == "active":
+        active = active_neurons(net, n_cls, (c, h, w), ctx.generator(6), n=8 if ctx.dry_run else 512, device=dev)
+    frozen = Frozen(net, active).to(dev)
+    feats = lambda x: frozen.features(pre(x))  # noqa: E731  un-prompted features (routing, §7)
     sub = torch.randperm(len(tr.y), generator=ctx.generator(1))[: cfg.cluster_n]  # seeded subset (§7)
-    u_sub = _batched(feature_fn, tr.x[sub])
+    u_sub = _batched(feats, tr.x[sub], device=dev)
     thr = cfg.threshold or cluster_threshold(u_sub, cfg.percentile)
     _, protos = diversity_clusters(u_sub, thr)
     m = len(protos)
-    r_tr, r_va, r_te = (route(_batched(feature_fn, s.x), protos) for s in (tr, va, te))
+    r_tr, r_va, r_te = (route(_batched(feats, s.x, device=dev), protos) for s in (tr, va, te))
     if ctx.dry_run:
-        Prompted(PadPrompts(m, c, h, w, cfg.pad), logits_fn)(tr.x[:2], r_tr[:2])
+        Prompted(PadPrompts(m, c, h, w, cfg.pad), frozen, pre).to(dev)(tr.x[:2].to(dev), r_tr[:2].to(dev))
         return Outcome(metrics={}, dataset=ref)
-    metrics.update(mechanics(feature_fn, logits_fn, u_sub, protos, tr.x[:16], cfg, ctx))
+    metrics.update(mechanics(frozen.features, u_sub, protos, pre(tr.x[:16]), cfg, ctx))
     metrics.update({"n_clusters": float(m), "cluster_threshold": thr})
     if (te.domain >= 0).any():  # how well the clusters follow the hidden domains
         from suite.metrics.clustering import nmi
         metrics["cluster_domain_nmi"] = nmi(te.domain.numpy(), r_te.numpy())
-    metrics["noprompt_acc"] = _acc(_batched(logits_fn, te.x), te.y)
+    metrics["noprompt_acc"] = _acc(_batched(lambda x: frozen(pre(x)), te.x, device=dev), te.y)
     # head tuning: linear head on the frozen features (paper's head-tuning / linear-probe baseline)
-    f_tr, f_va, f_te = (_batched(feature_fn, s.x) for s in (tr, va, te))
+    f_tr, f_va, f_te = (_batched(feats, s.x, device=dev) for s in (tr, va, te))
     head = nn.Linear(f_tr.shape[1], n_cls)
     res = fit(head, lambda mdl, b: F.cross_entropy(mdl(b[0]), b[1]), (f_tr, tr.y),
               TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.head_lr, optimizer="sgd",
                           schedule="cosine", log_every=0, eval_every=-(-len(tr.y) // cfg.batch_size)), ctx=ctx,
-              eval_fn=lambda mdl: {"val": _acc(mdl(f_va), va.y), "test": _acc(mdl(f_te), te.y)}, name="head")
+              eval_fn=lambda mdl: {"val": _acc(_batched(mdl, f_va, device=dev), va.y),
+                                   "test": _acc(_batched(mdl, f_te, device=dev), te.y)}, name="head")
     metrics["head_tuning_acc"] = max(res.evals, key=lambda e: e["val"])["test"]
     curves = {}
     gen = ctx.generator(11)
     zeros = lambda s: torch.zeros(len(s.y), dtype=torch.long)  # noqa: E731
-    metrics["vp_acc"], curves["vp"] = train_prompts("vp", PadPrompts(1, c, h, w, cfg.pad, generator=gen), logits_fn,
-                                                    tr, zeros(tr), va, zeros(va), te, zeros(te), cfg, ctx)
+    metrics["vp_acc"], curves["vp"] = train_prompts("vp", PadPrompts(1, c, h, w, cfg.pad, generator=gen), frozen,
+                                                    pre, tr, zeros(tr), va, zeros(va), te, zeros(te), cfg, ctx)
     metrics["damvp_rand_acc"], curves["damvp_rand"] = train_prompts(
-        "damvp-rand", PadPrompts(m, c, h, w, cfg.pad, generator=gen), logits_fn, tr, r_tr, va, r_va, te, r_te, cfg, ctx)
+        "damvp-rand", PadPrompts(m, c, h, w, cfg.pad, generator=gen), frozen, pre, tr, r_tr, va, r_va, te, r_te,
+        cfg, ctx)
     meta = PadPrompts(1, c, h, w, cfg.pad, generator=gen)
     if cfg.meta_prompt_file:
         path = Path(ctx.data_root or ".") / cfg.meta_prompt_file
@@ -296,11 +304,11 @@ def run(cfg: Config, ctx) -> Outcome:
                                     f"Fru92, Veg200, Pets, EuroSAT) or set meta_prompt_file=''")
         meta.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     else:
-        meta = reptile(meta, sources, feature_fn, logits_fn, cfg, ctx)
+        meta = reptile(meta, sources, frozen, pre, cfg, ctx)
     prompts = PadPrompts(m, c, h, w, cfg.pad)
     prompts.load_from(meta)
     metrics["damvp_meta_acc"], curves["damvp_meta"] = train_prompts(
-        "damvp-meta", prompts, logits_fn, tr, r_tr, va, r_va, te, r_te, cfg, ctx)
+        "damvp-meta", prompts, frozen, pre, tr, r_tr, va, r_va, te, r_te, cfg, ctx)
     metrics["damvp_gain_over_vp"] = metrics["damvp_meta_acc"] - metrics["vp_acc"]
     metrics["damvp_rand_gain_over_vp"] = metrics["damvp_rand_acc"] - metrics["vp_acc"]
     hit = [i + 1 for i, a in enumerate(curves["damvp_meta"]) if a >= metrics["vp_acc"]]

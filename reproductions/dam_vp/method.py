@@ -78,16 +78,18 @@ def route(u: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def active_neurons(feature_fn: Callable[[torch.Tensor], torch.Tensor], n_classes: int, shape: tuple[int, ...],
-                   generator: torch.Generator, n: int = 512) -> torch.Tensor:
+                   generator: torch.Generator, n: int = 512, device: torch.device | str = "cpu") -> torch.Tensor:
     """Head-missing mode: push ``n`` N(0,1) images through the backbone, rank output dims by std, keep
-    the top ``n_classes`` (§3). Ties broken by index; always exactly ``n_classes`` distinct indices (§7)."""
-    out = feature_fn(torch.randn(n, *shape, generator=generator))
+    the top ``n_classes`` (§3). Ties broken by index; always exactly ``n_classes`` distinct indices (§7).
+    The noise is drawn on the CPU (same images on every device) and sent to ``device``; indices come back on
+    the CPU."""
+    out = feature_fn(torch.randn(n, *shape, generator=generator).to(device))
     std = out.std(0)
     if n_classes > std.numel():
         from suite.errors import ConfigError
         raise ConfigError(f"active neurons: backbone has {std.numel()} outputs < {n_classes} classes; "
                           f"use head='own' or a wider backbone")
-    return torch.argsort(std, descending=True, stable=True)[:n_classes]
+    return torch.argsort(std, descending=True, stable=True)[:n_classes].cpu()
 
 
 def reptile_update(theta: torch.Tensor, phis: torch.Tensor, beta: float, variant: str = "paper") -> torch.Tensor:
@@ -96,16 +98,34 @@ def reptile_update(theta: torch.Tensor, phis: torch.Tensor, beta: float, variant
     return theta - beta * step if variant == "reptile_sign" else theta + beta * step
 
 
-class Prompted(nn.Module):
-    """Frozen backbone behind per-cluster prompts; logits from the backbone's own head or from the
-    active-neuron dims of its feature output."""
+class Frozen(nn.Module):
+    """The frozen backbone as one registered module (so ``.to(device)`` moves all of it): logits from its
+    own head, or from its active-neuron output dims (head-missing mode, §3) kept as a buffer."""
 
-    def __init__(self, prompts: PadPrompts, logits_fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    def __init__(self, net: nn.Module, active: torch.Tensor | None = None) -> None:
         super().__init__()
-        self.prompts, self.logits_fn = prompts, logits_fn
+        self.net = net
+        self.register_buffer("active", active if active is not None else torch.empty(0, dtype=torch.long))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.features(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x)
+        return out[:, self.active] if self.active.numel() else out
+
+
+class Prompted(nn.Module):
+    """Frozen backbone behind per-cluster prompts. ``pre`` brings raw images to the backbone's input size
+    (full scale: 32 px CIFAR upsampled to 224 px per batch, never the whole split); the prompt is added
+    at the backbone's resolution (§3: pad p = 30 on 224 px)."""
+
+    def __init__(self, prompts: PadPrompts, frozen: nn.Module, pre: nn.Module | None = None) -> None:
+        super().__init__()
+        self.prompts, self.frozen, self.pre = prompts, frozen, pre if pre is not None else nn.Identity()
 
     def forward(self, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-        return self.logits_fn(self.prompts(x, r))
+        return self.frozen(self.prompts(self.pre(x), r))
 
 
 def prompt_vector(p: PadPrompts) -> torch.Tensor:

@@ -80,3 +80,18 @@ def test_smoke_claims_and_teeth(tmp_path):
 def test_unknown_variant():
     with pytest.raises(ConfigError, match="one of"):
         config.resolve(registry.get("dam_vp"), "smoke", ["variant=nope"])
+
+
+def test_the_whole_model_moves_to_the_device():
+    """Issue 16: the frozen backbone is a registered module of ``Prompted``, so ``.to(device)`` moves all
+    of it (a lambda head once left it behind on the CPU). The meta device stands in for a GPU: a parameter
+    or buffer left on the CPU makes the forward pass fail."""
+    from reproductions.dam_vp import Backbone
+    from reproductions.dam_vp.method import Frozen, Prompted
+
+    net = Backbone(16, 10).eval()
+    for active, n_out in ((None, 10), (torch.tensor([1, 3]), 2)):
+        model = Prompted(PadPrompts(2, 1, 16, 16, 2), Frozen(net, active)).to("meta")
+        assert all(t.device.type == "meta" for t in [*model.parameters(), *model.buffers()])
+        x, r = torch.zeros(4, 1, 16, 16, device="meta"), torch.zeros(4, dtype=torch.long, device="meta")
+        assert model(x, r).shape == (4, n_out)
