@@ -87,8 +87,9 @@ CLAIMS = [
           text="SWAP speed-up of FasterPAM over PAM in seconds grows at least a quarter as fast as k",
           metric="speedup_growth_s_rel", op=">=", ref=0.25, scales=("small", "full")),
     Claim(id="C4-speedup-k100", kind="paper", teeth="per-medoid-gains",
-          text="SWAP-phase wall-time speed-up of FasterPAM over PAM at k=100 is at least k/10",
-          metric="swap_speedup_s@k=100", op=">=", ref=10.0, scales=("small", "full"),
+          text="SWAP-phase wall-time speed-up of FasterPAM over PAM at k=100 is at least k/4 (bound set on "
+               "calibration seeds 100-102, README)",
+          metric="swap_speedup_s@k=100", op=">=", ref=25.0, scales=("small", "full"),
           paper=458.0, paper_note="C4: MNIST, k=100; SWAP time"),
     # Agreement with the authors' reference implementation: a check of ours, not a paper result.
     # Needs the optional `kmedoids` package; without it the metric is absent (verdict "missing").
