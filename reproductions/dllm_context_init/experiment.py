@@ -139,10 +139,10 @@ def evaluate(cfg: Any, ctx: RunContext, tok: Tokenizer, dllm_model: TransformerL
     met: dict[str, float] = {"aux_acc": accuracy(texts, golds), "aux_tokens": aux_tokens, "aux_wall_s": aux_s}
 
     def row(name: str, x0: torch.Tensor, prov: torch.Tensor, remask: bool = False, fixed_k: int = 0,
-            mix: Any = None) -> tuple[float, float, float]:
-        dc = DecodeConfig(**{**base.__dict__, "remask": remask, "fixed_k": fixed_k})
+            mix: Any = None, rule: str = "confidence") -> tuple[float, float, float]:
+        dc = DecodeConfig(**{**base.__dict__, "remask": remask, "fixed_k": fixed_k, "remask_rule": rule})
         t = time.perf_counter()
-        d = decode(dllm, x0, prov, m_id, dc, mix=mix)
+        d = decode(dllm, x0, prov, m_id, dc, mix=mix, generator=ctx.generator(7))
         wall = time.perf_counter() - t
         acc = accuracy(tok.decode_batch(d.tokens), golds)
         ctx.log("row %s: acc %.3f nfe %.2f remasked %.2f (%.1fs)", name, acc, float(d.nfe.float().mean()),
@@ -167,6 +167,10 @@ def evaluate(cfg: Any, ctx: RunContext, tok: Tokenizer, dllm_model: TransformerL
     met.update(curve_metrics("nfe_inject", "rho", cfg.rhos, curves["nfe"]))
     met.update(curve_metrics("acc_injectR", "rho", cfg.rhos, curves["acc_r"]))
     met.update(curve_metrics("nfe_injectR", "rho", cfg.rhos, curves["nfe_r"]))
+    # C2 control arm (ρ = 1): remask as many provisional tokens, but at random positions
+    x1, prov1 = inject(draft, 1.0, m_id, ctx.generator(100))
+    met["acc_injectRrand"], met["nfe_injectRrand"], _ = row("inject+R(random) rho=1", x1, prov1, remask=True,
+                                                             rule="random")
     ia, inf_ = [], []
     for alpha in cfg.alphas:
         a, f, _ = row(f"interp alpha={alpha}", empty, no_prov, mix=(draft, interp_weights(draft, alpha, m_id)))
@@ -182,6 +186,7 @@ def evaluate(cfg: Any, ctx: RunContext, tok: Tokenizer, dllm_model: TransformerL
     met["acc_inject_minus_b1"] = curves["acc"][i1] - met["acc_b1"]
     met["acc_injectR_minus_b1"] = curves["acc_r"][i1] - met["acc_b1"]
     met["acc_injectR_minus_inject"] = curves["acc_r"][i1] - curves["acc"][i1]
+    met["acc_injectR_minus_random"] = curves["acc_r"][i1] - met["acc_injectRrand"]
     met["spearman_nfe_rho"] = spearman(cfg.rhos, curves["nfe"])
     met["spearman_nfe_rho_remask"] = spearman(cfg.rhos, curves["nfe_r"])
     return met

@@ -1,9 +1,10 @@
 """Full scale (spec §5): LLaDA-8B-Instruct as the DLLM, a small instruct AR model as the auxiliary,
 GSM8K test (1319 problems) read from ``<data root>/gsm8k/test.jsonl``.
 
-``--dry-run`` builds the same pipeline on CPU with tiny randomly initialised Llama models (the
-LLaDA family is a Llama-style transformer), a character tokenizer and GSM8K fixture records, and
-decodes two problems.
+``--dry-run`` builds the same pipeline on CPU and decodes two GSM8K fixture problems: the DLLM is a tiny
+random checkpoint that ships its own modelling code (``remote_fixture``), loaded through the same
+``AutoModel`` + ``trust_remote_code`` path and chat-template prompt as LLaDA; the auxiliary model is a
+tiny random Llama loaded like the real one.
 """
 from __future__ import annotations
 
@@ -64,17 +65,34 @@ def _chat(tok: Any, question: str) -> str:
     return msg + "\n"
 
 
+def load_dllm(folder: Path, dev: Any, dtype: torch.dtype) -> tuple[Any, Any]:
+    """(model, tokenizer) of a DLLM folder that ships its own modelling code (LLaDA: AutoModel +
+    trust_remote_code, read from disk only)."""
+    import transformers
+
+    if not (folder / "config.json").is_file():
+        raise DataNotFoundError(f"no LLaDA folder at {folder}; copy GSAI-ML/LLaDA-8B-Instruct there")
+    try:
+        model = transformers.AutoModel.from_pretrained(folder, trust_remote_code=True, local_files_only=True,
+                                                       dtype=dtype).to(dev).eval()
+        tok = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=True, local_files_only=True)
+    except OSError as e:
+        raise SuiteError(f"cannot load the DLLM from {folder} ({str(e).splitlines()[0][:120]}); "
+                         f"copy the full snapshot incl. modelling code") from e
+    return model, tok
+
+
 def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     dev = ctx.device
     tmp = None
     if ctx.dry_run:
         tmp = tempfile.TemporaryDirectory(prefix="dci-dry-")
         root = Path(tmp.name)
-        specials = dict(eos="<eos>", pad="<pad>", unk="<unk>", mask="<mask>")  # LLaDA-style tokenizer roles
-        for i, role in enumerate(("dllm", "aux")):
-            save_tiny_random_lm(root / role, "llama", max_len=1024, seed=i, **specials)
-        dllm = load_causal_lm(root / "dllm", dev)
-        dllm_model, tok = dllm.model, dllm.tokenizer
+        from .remote_fixture import write_remote_code_dllm
+
+        write_remote_code_dllm(root / "dllm", seed=0)
+        save_tiny_random_lm(root / "aux", "llama", max_len=1024, seed=1, eos="<eos>", pad="<pad>", unk="<unk>")
+        dllm_model, tok = load_dllm(root / "dllm", dev, torch.float32)
         aux = load_causal_lm(root / "aux", dev)
         mask_id, n, block, n_prob = tok.mask_token_id, 16, 8, 2
     else:
@@ -82,18 +100,7 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
             raise DataNotFoundError("full scale needs --data-root (or SUITE_DATA) holding "
                                     f"{cfg.dllm_dir or '<dllm_dir>'}/, {cfg.aux_dir or '<aux_dir>'}/ (HF folders) "
                                     f"and {cfg.gsm8k_dir}/test.jsonl")
-        import transformers
-
-        folder = Path(ctx.data_root) / cfg.dllm_dir
-        if not (folder / "config.json").is_file():
-            raise DataNotFoundError(f"no LLaDA folder at {folder}; copy GSAI-ML/LLaDA-8B-Instruct there")
-        try:  # LLaDA ships its own modelling code (AutoModel + trust_remote_code)
-            dllm_model = transformers.AutoModel.from_pretrained(folder, trust_remote_code=True, local_files_only=True,
-                                                                dtype=torch.bfloat16).to(dev).eval()
-            tok = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=True, local_files_only=True)
-        except OSError as e:
-            raise SuiteError(f"cannot load the DLLM from {folder} ({str(e).splitlines()[0][:120]}); "
-                             f"copy the full snapshot incl. modelling code") from e
+        dllm_model, tok = load_dllm(Path(ctx.data_root) / cfg.dllm_dir, dev, torch.bfloat16)
         aux = load_causal_lm(Path(ctx.data_root) / cfg.aux_dir, dev)
         mask_id, n, block = cfg.mask_id, cfg.n, cfg.block_len
         n_prob = cfg.max_problems or None
@@ -141,7 +148,8 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     def row(x0: torch.Tensor, prov: torch.Tensor, **kw: Any) -> tuple[float, float, float]:
         mix = kw.pop("mix", None)
         t = time.perf_counter()
-        d = decode(dllm, x0, prov, mask_id, DecodeConfig(**{**base.__dict__, **kw}), mix=mix)
+        d = decode(dllm, x0, prov, mask_id, DecodeConfig(**{**base.__dict__, **kw}), mix=mix,
+                   generator=ctx.generator(7))
         out = tok.batch_decode(d.tokens, skip_special_tokens=True)
         return accuracy(out, golds_s), float(d.nfe.float().mean()), time.perf_counter() - t
 
@@ -156,6 +164,8 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
             cur[k].append(v)
     for k, lab in zip(cur, ("acc_inject", "nfe_inject", "acc_injectR", "nfe_injectR")):
         m.update(curve_metrics(lab, "rho", cfg.rhos, cur[k]))
+    x1, pv1 = inject(draft, 1.0, mask_id, ctx.generator(100))  # C2 control arm: random remask positions
+    m["acc_injectRrand"], m["nfe_injectRrand"], _ = row(x1, pv1, remask=True, remask_rule="random")
     ia, inf_ = [], []
     for alpha in cfg.alphas:
         a, f, _ = row(empty, no_prov, mix=(draft, interp_weights(draft, alpha, mask_id)))
@@ -169,6 +179,7 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     m["acc_inject_minus_b1"] = cur["acc"][i1] - m["acc_b1"]
     m["acc_injectR_minus_b1"] = cur["acc_r"][i1] - m["acc_b1"]
     m["acc_injectR_minus_inject"] = cur["acc_r"][i1] - cur["acc"][i1]
+    m["acc_injectR_minus_random"] = cur["acc_r"][i1] - m["acc_injectRrand"]
     m["spearman_nfe_rho"] = spearman(cfg.rhos, cur["nfe"])
     m["spearman_nfe_rho_remask"] = spearman(cfg.rhos, cur["nfe_r"])
     from .experiment import stub_checks

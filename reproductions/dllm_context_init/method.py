@@ -49,11 +49,14 @@ class DecodeConfig:
     remask: bool = False        # confidence-based remasking of provisional (injected) tokens
     tau_remask: float = 0.3
     fixed_k: int = 0            # >0: commit exactly k per pass (LLaDA low-confidence schedule, B0)
+    remask_rule: str = "confidence"  # "random": control arm, as many remasks per sequence at random positions
     variant: str = "paper"      # TEST-ONLY broken variants, see VARIANTS
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise UnknownNameError(f"unknown decoder variant {self.variant!r}; use one of {VARIANTS}")
+        if self.remask_rule not in ("confidence", "random"):
+            raise ConfigError(f"remask_rule={self.remask_rule!r}: use 'confidence' or 'random'")
         if not 0.0 < self.tau <= 1.0 or self.block_len < 1:
             raise ConfigError("DecodeConfig: need 0 < tau <= 1 and block_len >= 1")
 
@@ -102,7 +105,8 @@ def interp_weights(draft: torch.Tensor, alpha: float, mask_id: int, rho: float =
 
 @torch.no_grad()
 def decode(dllm: DLLM, x0: torch.Tensor, provisional: torch.Tensor, mask_id: int, cfg: DecodeConfig,
-           mix: Mix = None, max_passes: int | None = None, keep_trace: bool = False) -> Decoded:
+           mix: Mix = None, max_passes: int | None = None, keep_trace: bool = False,
+           generator: torch.Generator | None = None) -> Decoded:
     """Threshold decoding (§3.3) of all sequences of ``x0`` (N, n); finished sequences leave the batch.
 
     Per pass over the active sequences: probs = DLLM(x); NFE += 1; in the current block (the first
@@ -111,6 +115,8 @@ def decode(dllm: DLLM, x0: torch.Tensor, provisional: torch.Tensor, mask_id: int
     Provisional tokens are scored by the first pass that sees them (kept = verified; remasked =
     returned to the decoder), so a position is remasked at most once (R = 1) and tokens the
     decoder committed are never remasked. A sequence is done when nothing is masked or provisional.
+    ``remask_rule="random"`` is the control arm of C2: each pass remasks as many provisional tokens per
+    sequence as the confidence rule would, at uniformly random provisional positions (``generator``).
     """
     x = x0.clone()
     prov = provisional.clone() & (x != mask_id)
@@ -147,6 +153,9 @@ def decode(dllm: DLLM, x0: torch.Tensor, provisional: torch.Tensor, mask_id: int
         if cfg.remask:
             eligible = pa if cfg.variant != "remask-committed" else (~masked)
             rm = eligible & (score < cfg.tau_remask)
+            if cfg.remask_rule == "random":  # same count per sequence, positions drawn at random
+                key = torch.rand(eligible.shape, generator=generator).to(eligible.device).masked_fill(~eligible, 2.0)
+                rm = key.argsort(1).argsort(1) < rm.sum(1, keepdim=True)
             xa = torch.where(rm, torch.full_like(xa, mask_id), xa)
             remasked[active] += rm.sum(1)
         xa = torch.where(commit, pred, xa)

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 import torch
 
 from suite import config, registry
 from suite.context import for_tests
+from suite.errors import ConfigError
 from suite.models.transformer import TransformerLM
 
 from . import Config, SCALES, data as D
@@ -145,3 +147,40 @@ def test_teeth_variants_are_wired_through_run() -> None:
     m = r.run(replace(base, variant="gold-drafts"), for_tests()).metrics
     assert m["acc_inject@rho=1.0"] == 1.0
     assert r.claim("C2-no-free-accuracy").check(m, "small")["verdict"] == "fails"
+
+
+def test_random_remask_control_matches_counts_not_positions() -> None:
+    """C2's control arm: per pass, as many remasks per sequence as the confidence rule, at random
+    provisional positions. With a stub that scores wrong drafted tokens low, the confidence rule remasks
+    exactly the wrong ones (and recovers gold); the random rule remasks as many, mostly the wrong ones missed."""
+    gold = _gold(32)
+    wrong = torch.rand(gold.shape, generator=torch.Generator().manual_seed(3)) < 0.3
+    draft = torch.where(wrong, (gold + 1) % TOK.vocab_size, gold)
+    x0, prov = inject(draft, 1.0, M, torch.Generator().manual_seed(2))
+    run = lambda rule: decode(StubDLLM(gold, TOK.vocab_size, M), x0, prov, M,  # noqa: E731
+                              DecodeConfig(remask=True, remask_rule=rule), max_passes=200,
+                              generator=torch.Generator().manual_seed(5))
+    conf, rand = run("confidence"), run("random")
+    assert torch.equal(conf.remasked, (wrong & prov).sum(1)) and torch.equal(conf.tokens, gold)
+    assert torch.equal(rand.remasked, conf.remasked)  # same counts (one scoring pass, R = 1)
+    assert (rand.tokens != gold).sum() > 0  # wrong tokens left in place where random picked right ones
+    with pytest.raises(ConfigError):
+        DecodeConfig(remask_rule="nope")
+
+
+def test_dry_run_loads_the_dllm_through_remote_code(tmp_path) -> None:
+    """Issue 17: the full dry run's DLLM is a folder with its own modelling code (like LLaDA), loaded by
+    ``load_dllm`` (AutoModel + trust_remote_code) with a chat template, as the real run loads LLaDA."""
+    from .full import load_dllm
+    from .remote_fixture import write_remote_code_dllm
+
+    folder = write_remote_code_dllm(tmp_path / "dllm")
+    assert (folder / "modeling_tiny_dllm.py").exists() and '"auto_map"' in (folder / "config.json").read_text()
+    model, tok = load_dllm(folder, "cpu", torch.float32)
+    assert type(model).__module__.startswith("transformers_modules")  # the folder's own code, not a built-in class
+    assert tok.chat_template and tok.mask_token_id is not None
+    ids = torch.tensor([[1, 2, 3, tok.mask_token_id]])
+    out = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+    assert out.shape == (1, 4, len(tok))
+    emb = model.get_input_embeddings()(ids)
+    assert torch.allclose(model(inputs_embeds=emb, attention_mask=torch.ones_like(ids)).logits, out, atol=1e-6)
