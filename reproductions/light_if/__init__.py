@@ -113,8 +113,11 @@ CLAIMS = [
           paper_note="§6 (a) threshold; the paper reports entropy curves, not this ratio",
           kind="paper", teeth="esft-off"),
     Claim(id="C3-esft-acc", text="… at no more than 3 pts loss of all-constraint accuracy",
-          metric="all_sat_esft_minus_plain", op=">=", ref=-0.03, scales=("small",),
-          paper_note="§6 (a) threshold", kind="paper", teeth="esft-keep-lowest"),
+          metric="all_sat_esft_minus_plain", op=">=", ref=-0.03, scales=("full",),
+          paper_note="§6 (a) threshold", kind="paper",
+          # issue 14: at small the bound is vacuous, so the claim is full scale only (README, Negative results)
+          no_teeth="full scale only: at small, plain SFT's all-satisfied rate (3.0-3.8 %) is about the 3-pt bound "
+                   "itself, so no arm can lose more; the broken esft-keep-lowest measured -0.002, the method -0.030"),
     Claim(id="C3-dense-vs-binary", text="from a weak SFT policy, GRPO with the dense partial-credit reward "
                                         "reaches ≥ 5 pts higher all-satisfied rate than the binary reward",
           metric="all_sat_dense_minus_binary", op=">=", ref=0.05, scales=("small",),

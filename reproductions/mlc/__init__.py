@@ -250,9 +250,8 @@ def mechanics_checks(net: MLCNet, xb: torch.Tensor, plain: Callable, cfg: Config
               text="C3: MLC makes the class subspaces of Z more orthogonal than its SSL init did "
                    "(between |cos| after MLC < before)",
               metric="real_subspace_between", op="<", ref="real_ssl_subspace_between", scales=("small", "full")),
-        Claim(id="subspaces-coherent", kind="paper", teeth="swapped_sign",
-              text="C3: each cluster's subspace is stable within the cluster (|cos| > 0.7)",
-              metric="real_subspace_within", op=">", ref=0.7, scales=("small", "full")),
+        # subspaces-coherent (within |cos| > 0.7) was removed for issue 14: the SSL init already has 0.93 and
+        # no broken variant moves it below 0.7, so it measured the features, not MLC (README).
     ],
     resources={"smoke": Resources(cpus=1, mem_gb=1, time_min=2), "small": Resources(cpus=2, mem_gb=4, time_min=20),
                "full": Resources(cpus=8, gpus=1, mem_gb=64, time_min=1440)},
