@@ -9,14 +9,13 @@ uses a tiny random CodeGen model (the same architecture family) and a 2-problem 
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from suite import sandbox
 from suite.context import RunContext
 from suite.data import humaneval
 from suite.data.external import locate
@@ -32,13 +31,8 @@ def truncate(text: str) -> str:
 
 
 def executes(program: str, timeout: float = 5.0) -> bool:
-    """True when ``program`` exits 0 within ``timeout`` in an isolated interpreter (-I) in a temp dir."""
-    with tempfile.TemporaryDirectory() as d:
-        try:
-            r = subprocess.run([sys.executable, "-I", "-c", program], cwd=d, capture_output=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return False
-    return r.returncode == 0
+    """True when ``program`` exits 0 within ``timeout`` in the shared subprocess sandbox."""
+    return sandbox.passes(program, timeout)
 
 
 def run_full(cfg: Any, ctx: RunContext) -> Outcome:

@@ -4,13 +4,12 @@ consensus clustering with the confidence and degeneracy filters, the baselines' 
 for Python candidates (full scale)."""
 from __future__ import annotations
 
-import subprocess
-import sys
-import tempfile
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
+
+from suite import sandbox
 
 from .dsl import ERR
 
@@ -103,12 +102,7 @@ def fit_probe(feats: np.ndarray, labels: np.ndarray, steps: int = 300, lr: float
 
 
 def sandbox_run(code: str, timeout: float = 2.0) -> str:
-    """Run Python ``code`` in an isolated interpreter (-I) in a temp dir; stdout, ERR or TIMEOUT (the
-    child is killed). Full scale executes model-written code: run it only inside a container/VM."""
-    with tempfile.TemporaryDirectory() as d:
-        try:
-            r = subprocess.run([sys.executable, "-I", "-c", code], cwd=d, capture_output=True, timeout=timeout,
-                               text=True)
-        except subprocess.TimeoutExpired:
-            return TIMEOUT
-    return r.stdout.strip() if r.returncode == 0 else ERR
+    """Run Python ``code`` in the shared subprocess sandbox (``suite.sandbox``); stdout, ERR or TIMEOUT.
+    Full scale executes model-written code: run it only inside a container/VM."""
+    r = sandbox.run(code, timeout)
+    return TIMEOUT if r.status == "timeout" else (r.stdout.strip() if r.status == "ok" else ERR)
