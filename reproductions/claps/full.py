@@ -1,0 +1,224 @@
+"""Full scale (spec §5): ClaPS on a real task LM (Flan-T5 encoder-decoder or RoBERTa masked LM) for few-shot
+GLUE-style classification, read from disk; nothing is downloaded.
+
+Layout under the data root (``--data-root`` / ``$SUITE_DATA``):
+  <model_dir>/                         a ``save_pretrained`` folder (config.json, weights, tokenizer)
+  <data_dir>/<task>/train.jsonl        the HF dataset split exported with ``Dataset.to_json`` (one JSON per line)
+  <data_dir>/<task>/<test split>.jsonl validation.jsonl (GLUE: the test labels are hidden), test.jsonl (snli,
+                                       ag_news), validation_matched.jsonl (mnli)
+The few-shot protocol follows the official utils/fsc_datasets.py: the first ``shots`` examples per class of
+train; for GLUE tasks and ag_news the validation set is the last ``shots`` per class of that few-shot train
+set (i.e. the same examples) and the test set is the GLUE validation split.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from suite.context import RunContext
+from suite.data.external import locate
+from suite.errors import ConfigError, SuiteError
+from suite.spec import DatasetRef, Outcome
+
+from .method import (BlackBox, EMPTY, accuracy, claps, empty_prompts, greedy_search, random_prune, random_search,
+                     top_share)
+
+# official templates (rewards/text_classification_reward.py, template_id 0) and verbalizers (fsc_datasets.py)
+TEMPLATES = {
+    "sst2": " {prompt}. Sentence: {sentence_1}, Sentiment: ",
+    "rte": " {prompt}. Sentence 1: {sentence_1}, Sentence 2: {sentence_2}, Textual Entailment: ",
+    "qnli": " {prompt}. Question: {sentence_1}, Sentence: {sentence_2}, Entailment: ",
+    "mnli": " {prompt} {sentence_1} {sentence_2} Entailment: ",
+    "snli": " {prompt} {sentence_1} {sentence_2} Entailment: ",
+    "ag_news": " {prompt}. Classify the news articles into the categories of World, Sports, Business, and "
+               "Technology. {sentence_1}: ",
+}
+VERBALIZERS = {"sst2": ["negative", "positive"], "rte": ["yes", "no"], "qnli": ["yes", "no"],
+               "mnli": ["yes", "maybe", "no"], "snli": ["yes", "maybe", "no"],
+               "ag_news": ["World", "Sports", "Business", "Technology"]}
+FIELDS = {"sst2": ("sentence", "sentence"), "rte": ("sentence1", "sentence2"), "qnli": ("question", "sentence"),
+          "mnli": ("premise", "hypothesis"), "snli": ("premise", "hypothesis"), "ag_news": ("text", "text")}
+TEST_SPLIT = {"mnli": "validation_matched", "snli": "test", "ag_news": "test"}
+HOW = ("export with datasets: load_dataset('glue', task)[split].to_json(f'<data root>/glue/{task}/{split}.jsonl'); "
+       "model: AutoModel*.from_pretrained('google/flan-t5-base').save_pretrained('<data root>/models/flan-t5-base')")
+
+
+# ------------------------------------------------------------------ dry-run fixtures (published formats, tiny)
+_WORDS = ("a film that is good bad great terrible fun dull movie story acting plot and the it was not very "
+          "Sentence Sentiment negative positive yes no maybe World Sports Business Technology").split()
+
+
+def write_data_fixture(folder: Path, task: str) -> None:
+    """A few rows of each split in the HF ``to_json`` format (same field names as the real export)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    f1, f2 = FIELDS[task]
+    g = torch.Generator().manual_seed(0)
+    for split in ("train", TEST_SPLIT.get(task, "validation")):
+        with open(folder / f"{split}.jsonl", "w") as fh:
+            for i in range(24):
+                ws = [_WORDS[int(j)] for j in torch.randint(len(_WORDS), (6,), generator=g)]
+                row = {f1: " ".join(ws), f2: " ".join(reversed(ws)), "label": i % len(VERBALIZERS[task]), "idx": i}
+                fh.write(json.dumps(row) + "\n")
+
+
+def write_tiny_t5(folder: Path) -> None:
+    """A tiny random T5 with a word-level '▁' tokenizer (dry runs only; never a result)."""
+    import transformers as tr
+    from tokenizers import Tokenizer, models, pre_tokenizers, decoders
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
+    for w in _WORDS:
+        vocab.setdefault("▁" + w, len(vocab))
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Metaspace()
+    tk.decoder = decoders.Metaspace()
+    fast = tr.PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    fast.save_pretrained(folder)
+    conf = tr.T5Config(vocab_size=len(vocab), d_model=16, d_kv=8, d_ff=32, num_layers=1, num_decoder_layers=1,
+                       num_heads=2, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    torch.manual_seed(0)
+    tr.T5ForConditionalGeneration(conf).save_pretrained(folder)
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with open(path) as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def few_shot(task: str, train: list[dict], test: list[dict], shots: int) -> tuple[list, list, list]:
+    n_cls = len(VERBALIZERS[task])
+    tr = [x for c in range(n_cls) for x in [r for r in train if r["label"] == c][:shots]]
+    if task == "snli":
+        test = [r for r in test if r["label"] != -1]
+    val = [x for c in range(n_cls) for x in [r for r in tr if r["label"] == c][-shots:]]
+    return tr, val, test
+
+
+class HFTaskLM:
+    """The black box: template(prompt, example) -> verbalizer logits (Flan-T5: first decoder step;
+    RoBERTa: the mask position)."""
+
+    def __init__(self, folder: Path, task: str, device: torch.device, eval_batch_size: int) -> None:
+        import transformers as tr
+
+        cfg = json.loads((folder / "config.json").read_text())
+        self.mask_lm = "roberta" in cfg.get("model_type", "") or "bert" in cfg.get("model_type", "")
+        if self.mask_lm and task != "sst2":
+            raise ConfigError(f"task={task}: the masked-LM (RoBERTa) templates here cover sst2 only")
+        tconf = folder / "tokenizer_config.json"
+        tcls = json.loads(tconf.read_text()).get("tokenizer_class") if tconf.is_file() else None
+        tok_cls = tr.PreTrainedTokenizerFast if tcls in ("PreTrainedTokenizerFast", "TokenizersBackend") \
+            else tr.AutoTokenizer
+        self.tok = tok_cls.from_pretrained(folder, local_files_only=True)
+        cls = tr.AutoModelForMaskedLM if self.mask_lm else tr.AutoModelForSeq2SeqLM
+        self.model = cls.from_pretrained(folder, local_files_only=True).to(device).eval()
+        self.device, self.bs, self.task = device, eval_batch_size, task
+        space = "Ġ" if self.mask_lm else "▁"
+        verb = VERBALIZERS[task]
+        if self.mask_lm and task == "sst2":
+            verb = ["terrible", "great"]
+        self.space = space
+        self.verb_ids = [self.tok.convert_tokens_to_ids(space + v) for v in verb]
+        self.template = TEMPLATES[task]
+        if self.mask_lm and task == "sst2":
+            self.template = " {prompt} {sentence_1} It was " + self.tok.mask_token + "."
+        self.splits: dict[str, tuple[list[str], list[str], torch.Tensor]] = {}
+
+    def candidate_vocab(self) -> torch.Tensor:
+        """§3.1: tokenizer vocabulary minus special tokens, word-initial pieces only."""
+        special = {self.tok.unk_token, self.tok.pad_token, self.tok.sep_token, self.tok.cls_token}
+        ids = sorted(i for w, i in self.tok.get_vocab().items() if w not in special and self.space in w)
+        missing = [v for v in self.verb_ids if v not in set(ids)]
+        if missing:
+            raise SuiteError(f"verbalizer ids {missing} are not in the candidate vocabulary")
+        return torch.tensor(ids, device=self.device)
+
+    def embeddings(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model.get_input_embeddings().weight[ids].detach()
+
+    def set_split(self, name: str, rows: list[dict]) -> torch.Tensor:
+        f1, f2 = FIELDS[self.task]
+        y = torch.tensor([r["label"] for r in rows], device=self.device)
+        self.splits[name] = ([r[f1] for r in rows], [r[f2] for r in rows], y)
+        return y
+
+    def _texts(self, prompt: torch.Tensor) -> str:
+        ids = [int(i) for i in prompt.tolist() if i != EMPTY]
+        return "".join(self.tok.decode([i], skip_special_tokens=True) for i in ids)
+
+    @torch.no_grad()
+    def logits(self, prompts: torch.Tensor, split: str) -> torch.Tensor:
+        s1, s2, _ = self.splits[split]
+        out = []
+        for row in prompts:
+            p = self._texts(row)
+            texts = [self.template.format(prompt=p, sentence_1=a, sentence_2=b) for a, b in zip(s1, s2)]
+            per = []
+            for i in range(0, len(texts), self.bs):
+                enc = self.tok(texts[i:i + self.bs], return_tensors="pt", padding=True, truncation=True).to(self.device)
+                if self.mask_lm:
+                    lg = self.model(**enc).logits
+                    pos = enc["input_ids"] == self.tok.mask_token_id
+                    lg = lg[pos]
+                else:
+                    start = torch.full((enc["input_ids"].shape[0], 1), self.model.config.decoder_start_token_id,
+                                       device=self.device)
+                    lg = self.model(**enc, decoder_input_ids=start).logits[:, 0]
+                per.append(lg[:, self.verb_ids].float())
+            out.append(torch.cat(per))
+        return torch.stack(out)
+
+
+def run_full(cfg, ctx: RunContext) -> Outcome:  # noqa: ANN001
+    test_split = TEST_SPLIT.get(cfg.task, "validation")
+    data_dir, ref = locate(ctx, f"glue-{cfg.task}", f"{cfg.data_dir}/{cfg.task}",
+                           ["train.jsonl", f"{test_split}.jsonl"], HOW,
+                           fixture=lambda d: write_data_fixture(d, cfg.task))
+    # dry run without the model: a tiny random T5 fixture with the same interface
+    model_dir, _ = locate(ctx, Path(cfg.model_dir).name, cfg.model_dir, ["config.json"], HOW, fixture=write_tiny_t5)
+    lm = HFTaskLM(model_dir, cfg.task, torch.device(ctx.device), cfg.eval_batch_size)
+    tr, val, test = few_shot(cfg.task, _read_jsonl(data_dir / "train.jsonl"),
+                             _read_jsonl(data_dir / f"{test_split}.jsonl"), cfg.shots)
+    g = torch.Generator().manual_seed(cfg.data_seed)
+    batch_idx = torch.randperm(len(tr), generator=g)[:min(cfg.train_batch_size, len(tr))]  # one reward batch
+    ytr = lm.set_split("train", [tr[i] for i in batch_idx.tolist()])
+    yval, yte = lm.set_split("val", val), lm.set_split("test", test)
+    cand = lm.candidate_vocab()
+    ref = DatasetRef(f"{cfg.task}-{cfg.shots}shot", ref.provenance)
+    bb = BlackBox(lm.logits, chunk=cfg.chunk)
+    if ctx.dry_run:  # build everything and make one black-box query; no search
+        lg = bb.logits(empty_prompts(1, cfg.prompt_len, cand.device), "train")
+        assert lg.shape == (1, ytr.numel(), len(lm.verb_ids))
+        return Outcome(metrics={}, dataset=ref)
+    m: dict[str, float] = {}
+
+    def finish(arm: str, prompt: torch.Tensor, q0: int, t0: float, space: int) -> None:
+        m[f"val_acc/{arm}"] = float(accuracy(bb.logits(prompt, "val"), yval)[0])
+        m[f"seconds/{arm}"] = time.perf_counter() - t0
+        m[f"queries/{arm}"] = float(bb.queries - q0)
+        m[f"space/{arm}"] = float(space)
+        m[f"acc/{arm}"] = float(accuracy(lm.logits(prompt, "test"), yte)[0])
+        ctx.log("claps full: %s prompt %r acc %.4f", arm, lm._texts(prompt[0]), m[f"acc/{arm}"])
+
+    q0, t0 = bb.queries, time.perf_counter()
+    res = claps(bb, lm.embeddings(cand), cand, ytr, n_clusters=cfg.n_clusters, percentile=cfg.percentile,
+                length=cfg.prompt_len, kind=cfg.reward_type, kmeans_seed=cfg.kmeans_seed, variant=cfg.variant)
+    budget = bb.queries - q0
+    finish("claps", res.prompt, q0, t0, res.pruned.numel())
+    m["n_candidates"], m["n_reps"], m["n_pruned"] = float(cand.numel()), float(res.reps.numel()), float(res.pruned.numel())
+    m["top10_share"] = top_share(res.influence)
+    gen = torch.Generator().manual_seed(ctx.seed * 101 + 7)
+    q0, t0 = bb.queries, time.perf_counter()
+    pruned = random_prune(res.reps, cfg.percentile, gen)
+    prompt, _ = greedy_search(bb, pruned, ytr, cfg.prompt_len, cfg.reward_type)
+    finish("random_prune", prompt, q0, t0, pruned.numel())
+    q0, t0 = bb.queries, time.perf_counter()
+    finish("random_search", random_search(bb, cand, ytr, cfg.prompt_len, cfg.reward_type, budget, gen), q0, t0,
+           cand.numel())
+    m["gap_vs_random_prune"] = m["acc/claps"] - m["acc/random_prune"]
+    return Outcome(metrics=m, dataset=ref)
