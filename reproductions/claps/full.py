@@ -22,7 +22,7 @@ import torch
 from suite.context import RunContext
 from suite.data.external import locate
 from suite.errors import ConfigError, SuiteError
-from suite.spec import DatasetRef, Outcome
+from suite.spec import Outcome
 
 from .method import (BlackBox, EMPTY, accuracy, claps, empty_prompts, greedy_search, random_prune, random_search,
                      top_share)
@@ -189,7 +189,7 @@ def run_full(cfg, ctx: RunContext) -> Outcome:  # noqa: ANN001
     ytr = lm.set_split("train", [tr[i] for i in batch_idx.tolist()])
     yval, yte = lm.set_split("val", val), lm.set_split("test", test)
     cand = lm.candidate_vocab()
-    ref = DatasetRef(f"{cfg.task}-{cfg.shots}shot", ref.provenance)
+    ref = ref.renamed(f"{cfg.task}-{cfg.shots}shot")
     bb = BlackBox(lm.logits, chunk=cfg.chunk)
     if ctx.dry_run:  # build everything and make one black-box query; no search
         lg = bb.logits(empty_prompts(1, cfg.prompt_len, cand.device), "train")
