@@ -64,7 +64,8 @@ class Config:
     # --- full scale (spec §5): data layout under the data root (full.py)
     pool_name: str = "wizardlm"
     variant: Variant = "correct"   # TEETH ONLY: sign-flipped reward difference, uniform (no exp(q)) sampling,
-    #                                quality-inverted (p ∝ exp(-q))
+    #                                shuffled-clusters (k-means labels on the wrong items; kMQ and the
+    #                                iterative loop both use them)
 
     def validate(self) -> None:
         if self.synthetic:
@@ -105,18 +106,19 @@ CLAIMS = [
           scales=_SMALL,
           text="spec §6: the junk share of each round's new items never rises from one round to the next "
                "(largest rise <= 0)"),
-    Claim(id="C2-iterative-beats-random", kind="paper", teeth="sign-flipped", metric="acc_gain_iter_vs_random",
+    Claim(id="C2-iterative-beats-random", kind="paper", teeth="shuffled-clusters", metric="acc_gain_iter_vs_random",
           op=">=", ref=0.03, scales=_SMALL, paper=7.0, paper_note=_PAPER_GAIN,
           text="spec §6: the tiny LM trained on the iterative subset beats the one trained on a random subset of the "
                "same size (same final steps) by >= 3 pts exact match on the good families (spec's margin, kept; "
                "failed on all calibration seeds: +0.3/-0.2/-0.5 pts, README)"),
-    Claim(id="C2-iterative-nll-vs-random", kind="paper", teeth="sign-flipped", metric="nll_drop_iter_vs_random",
+    Claim(id="C2-iterative-nll-vs-random", kind="paper", teeth="shuffled-clusters", metric="nll_drop_iter_vs_random",
           op=">", ref=0.0, scales=_SMALL,
           text="the iterative model assigns the gold test answers a lower cross-entropy than the random-subset model "
                "(same size, same final steps): the low-noise read-out of spec §6's accuracy claim (README)"),
-    Claim(id="C1-kmq-beats-random", kind="paper", teeth="quality-inverted", metric="acc_gain_kmq_vs_random",
-          op=">=", ref=0.0, scales=_SMALL,
-          text="spec §6: kMQ >= random in exact match at equal budget and steps (calibration +3.0/+1.8/+3.2 pts)"),
+    # C1-kmq-beats-random (acc_gain_kmq_vs_random >= 0) was declared and WITHDRAWN: it could not fail. Its teeth
+    # quality-inverted (p ∝ exp(-q), since removed) still held (+1.25 pts, seed 0), and so did kMQ on shuffled cluster labels with p ∝ exp(-q)
+    # (63 % wrong answers vs random's 39 %: exact match 0.100 vs 0.100, seed 0): the tiny LM's exact match does
+    # not see answer quality at this scale (README). The metric is still reported in the arms table.
     Claim(id="C1-kmq-quality-weighting", kind="paper", teeth="uniform-sampling", metric="kmq_corrupt_ratio_vs_random",
           op="<=", ref=0.75, scales=_SMALL,
           text="spec §3: sampling within clusters with p ∝ exp(q) keeps <= 0.75 x random's share of wrong answers "

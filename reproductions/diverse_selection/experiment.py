@@ -167,6 +167,8 @@ def cpu_protocol(cfg: Any, ctx: RunContext, variant: str) -> dict[str, float]:
     t0 = time.perf_counter()
     cluster, _, inertia = M.kmeans(x, cfg.k, niter=cfg.niter, nredo=cfg.nredo, generator=ctx.generator(3))
     kmeans_s = time.perf_counter() - t0
+    if variant == "shuffled-clusters":  # teeth: k-means labels applied to the wrong items (an index mix-up)
+        cluster = cluster[torch.randperm(len(pool), generator=ctx.generator(4)).to(cluster.device)]
     ctx.log("diverse_selection: pool %d, K=%d, embed %.1fs, kmeans %.1fs", len(pool), cfg.k, embed_s, kmeans_s)
     out: dict[str, float] = {"embed_s": embed_s, "kmeans_s": kmeans_s, "kmeans_inertia": inertia,
                              "pool_junk_share": float((pool.kind == JUNK).float().mean())}

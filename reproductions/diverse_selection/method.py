@@ -13,7 +13,7 @@ from typing import Literal
 
 import torch
 
-Variant = Literal["correct", "sign-flipped", "uniform-sampling", "quality-inverted"]
+Variant = Literal["correct", "sign-flipped", "uniform-sampling", "shuffled-clusters"]
 
 
 # ----------------------------------------------------------------------------- embeddings
@@ -95,11 +95,9 @@ def sample_per_cluster(cluster: torch.Tensor, quota: torch.Tensor, logits: torch
 def kmq_select(cluster: torch.Tensor, k: int, budget: int, quality: torch.Tensor, generator: torch.Generator,
                *, variant: str = "correct", available: torch.Tensor | None = None) -> torch.Tensor:
     """kMQ (spec §3): per cluster min(B/K, |c|) items, without replacement, p_i ∝ exp(q_i).
-    Teeth ``uniform-sampling`` drops exp(q) (= kM-Random); ``quality-inverted`` samples ∝ exp(-q)."""
+    Teeth ``uniform-sampling`` drops exp(q) (= kM-Random)."""
     quota = torch.full((k,), budget // k, dtype=torch.long, device=cluster.device)  # repo: int(B/K), no redistribution
     logits = torch.zeros_like(quality) if variant == "uniform-sampling" else quality
-    if variant == "quality-inverted":
-        logits = -quality
     avail = torch.ones_like(cluster, dtype=torch.bool) if available is None else available
     return sample_per_cluster(cluster, quota, logits, avail, generator)
 
