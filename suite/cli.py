@@ -154,8 +154,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.overrides and len(slugs) > 1:
         raise SuiteError("--set applies to one reproduction; name exactly one")
     specs = [runner.RunSpec(s, args.scale, seed, tuple(args.overrides)) for s in slugs for seed in seeds]
+    if args.rehearse and args.dry_run:
+        raise SuiteError("--rehearse and --dry-run exclude each other: a dry run builds, a rehearsal runs")
     for spec in specs:  # validate every spec before running any (bad input -> exit 2, nothing run)
-        runner.resolve(spec)
+        runner.resolve(runner.rehearsal_spec(spec) if args.rehearse else spec)
     from suite import environment
 
     environment.pick_device(args.device)
@@ -171,7 +173,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         iterator = tqdm(specs, desc=f"suite run --scale {args.scale}", unit="run", file=sys.stderr)
     for spec in iterator:
         rec = runner.execute(spec, results_root, device=args.device, force=args.force,
-                             data_root=args.data_root, show_progress=show, dry_run=args.dry_run)
+                             data_root=args.data_root, show_progress=show, dry_run=args.dry_run,
+                             rehearse=args.rehearse)
         if args.json:
             print(json.dumps(rec, sort_keys=True))
             failed += rec.get("status") == "failed"
@@ -192,6 +195,13 @@ def _print_run(spec: Any, rec: dict[str, Any]) -> None:
         return
     if status == "failed":
         print(f"{head}: FAILED — {rec.get('error')}")
+        return
+    if status == "rehearsal":
+        resume = (rec.get("notes") or {}).get("rehearsal_resume", {})
+        verdicts = ", ".join(f"{cid}={c['verdict']}" for cid, c in sorted(rec.get("claims", {}).items()))
+        print(f"{head}: REHEARSAL ok in {rec.get('wall_s')} s (fixtures, budgets cut; never published); "
+              f"resumed from {len(resume.get('checkpoints_resumed', []))} checkpoint(s), metrics identical: "
+              f"{resume.get('metrics_identical')}; {verdicts}")
         return
     verdicts = [f"{cid}={c['verdict']}" for cid, c in sorted(rec.get("claims", {}).items())]
     print(f"{head}: ok in {rec.get('wall_s')} s; " + ", ".join(verdicts))
@@ -379,6 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if present)")
     p.add_argument("--force", action="store_true", help="rerun even if a result exists")
     p.add_argument("--dry-run", action="store_true", help="build the pipeline without training; write nothing")
+    p.add_argument("--rehearse", action="store_true",
+                   help="with --scale full: run the full path end to end on published-format fixtures with the "
+                        "budgets of reproductions/<slug>/rehearsal.toml; the record is marked rehearsal")
     p.add_argument("--json", action="store_true", help="print the result records as JSON lines")
     p.set_defaults(fn=cmd_run)
 

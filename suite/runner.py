@@ -108,13 +108,18 @@ def _jobs(folder: Path) -> list[dict[str, Any]]:
 
 def execute(spec: RunSpec, results_root: Path | None = None, *, device: str | None = None,
             force: bool = False, data_root: Path | None = None, show_progress: bool = False,
-            dry_run: bool = False) -> dict[str, Any]:
+            dry_run: bool = False, rehearse: bool = False) -> dict[str, Any]:
     """Run ``spec`` and return its result record (see DESIGN.md for the schema).
+
+    ``rehearse``: run the full-scale path on fixtures with the budgets cut (:mod:`suite.rehearsal`);
+    the record is marked ``rehearsal`` and stored under ``<results>/<slug>/rehearsal/``.
 
     Raises :class:`suite.errors.SuiteError` for bad input (unknown name, key, scale or device);
     a failure inside the reproduction is caught, stored in ``error.json`` and returned as a
     record with ``status: failed``.
     """
+    if rehearse:
+        return _rehearse(spec, results_root, device, show_progress)
     repro, cfg, h = resolve(spec)
     dev = environment.pick_device(device)
     root = Path(results_root) if results_root is not None else default_results_root()
@@ -153,8 +158,58 @@ def execute(spec: RunSpec, results_root: Path | None = None, *, device: str | No
         return _execute_locked(spec, repro, cfg, h, dev, folder, data_root, show_progress)
 
 
+def rehearsal_spec(spec: RunSpec) -> RunSpec:
+    """The full-scale spec with the reproduction's declared rehearsal budget cuts applied first."""
+    from suite import rehearsal
+
+    if spec.scale != "full":
+        raise SuiteError(f"--rehearse runs the full-scale path; use --scale full (got --scale {spec.scale})")
+    return RunSpec(spec.slug, "full", spec.seed, rehearsal.budget_overrides(spec.slug) + tuple(spec.overrides))
+
+
+def _rehearse(spec: RunSpec, results_root: Path | None, device: str | None, show_progress: bool
+              ) -> dict[str, Any]:
+    """Fixtures from a dry run, then the full path twice in one folder (the second resumes from the
+    first's checkpoints); see :mod:`suite.rehearsal`."""
+    from suite import rehearsal
+
+    spec = rehearsal_spec(spec)
+    repro, cfg, h = resolve(spec)
+    dev = environment.pick_device(device)
+    root = Path(results_root) if results_root is not None else default_results_root()
+    folder = root / spec.slug / "rehearsal" / f"{h}-s{spec.seed}"
+    work = rehearsal.scratch()
+    try:
+        with rehearsal.environment(SUITE_CACHE=str(work / "cache")):
+            empty = work / "no-data"
+            empty.mkdir()
+            ctx = RunContext(scale="full", seed=spec.seed, device=dev, run_dir=work / "dry-run",
+                             data_root=empty, dry_run=True, show_progress=show_progress)
+            seed_everything(spec.seed)
+            repro.run(cfg, ctx)  # every loader writes its published-format fixture into the private cache
+            data_root = rehearsal.gather_fixtures(work / "cache", work)
+            if folder.exists():
+                shutil.rmtree(folder)
+            folder.mkdir(parents=True)
+            first = _execute_locked(spec, repro, cfg, h, dev, folder, data_root, show_progress, rehearsal=True)
+            if first["status"] != "rehearsal":
+                return first
+            second = _execute_locked(spec, repro, cfg, h, dev, folder, data_root, show_progress, rehearsal=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if second["status"] == "rehearsal":
+        differ = sorted(k for k in set(first["metrics"]) | set(second["metrics"])
+                        if first["metrics"].get(k) != second["metrics"].get(k) and not rehearsal.is_timing(k))
+        second.setdefault("notes", {})["rehearsal_resume"] = {
+            "checkpoints_resumed": sorted(str(p.name) for p in folder.glob("checkpoint*.pt")),
+            "metrics_identical": not differ, "metrics_differing": differ[:20]}
+        atomic_write_json(folder / RESULT_FILE, second)
+    return second
+
+
 def _execute_locked(spec: RunSpec, repro: registry.Reproduction, cfg: Any, h: str, dev: torch.device,
-                    folder: Path, data_root: Path | None, show_progress: bool) -> dict[str, Any]:
+                    folder: Path, data_root: Path | None, show_progress: bool, rehearsal: bool = False
+                    ) -> dict[str, Any]:
     result_path = folder / RESULT_FILE
     ctx = RunContext(scale=spec.scale, seed=spec.seed, device=dev, run_dir=folder,
                      data_root=data_root, show_progress=show_progress)
@@ -213,7 +268,11 @@ def _execute_locked(spec: RunSpec, repro: registry.Reproduction, cfg: Any, h: st
     record["wall_s"] = round(time.perf_counter() - t0, 4)
     record["peak_mem_mb"] = round(_peak_mem_mb(dev), 1)
     record = jsonable(record)
-    if record["status"] == "ok":
+    if rehearsal:
+        from suite import rehearsal as rehearsal_mod
+
+        record = rehearsal_mod.mark(record)
+    if record["status"] in ("ok", "rehearsal"):
         atomic_write_json(result_path, record)
         (folder / ERROR_FILE).unlink(missing_ok=True)
     else:

@@ -1,0 +1,138 @@
+"""Rehearsal (issue 16): the exact full-scale code path, run end to end on tiny fixtures.
+
+``suite run <slug> --scale full --rehearse`` runs the full preset, unchanged in code, with
+
+* **budgets cut by the harness**: ``reproductions/<slug>/rehearsal.toml`` declares, in one ``[budget]``
+  table, the config fields that size the run (epochs, steps, samples, problems, rounds) and the tiny
+  value each takes in a rehearsal. They are applied as ``--set`` overrides on top of the full preset, so
+  no reproduction holds an ``if rehearse:`` branch, and the file is not part of the reproduction's
+  hashed code (declaring a cut never makes its records stale);
+* **fixtures in the published formats**: a dry run of the full path with an empty data root and a
+  private cache makes every loader write its tiny published-format fixture (the ones the data tests
+  and ``--dry-run`` use); they are gathered into one data root ``<tmp>/fixtures/rehearsal/`` marked
+  ``.complete``, so the catalog's loaders label what they read ``<name>-fixture`` (stand-in);
+* **the record marked**: status ``rehearsal``, ``"rehearsal": true``, every dataset ref relabelled
+  ``<name>-fixture`` (stand-in), stored under ``<results>/<slug>/rehearsal/``. ``suite publish`` refuses
+  it, the leaderboard and a later full run never count it;
+* **a resume**: the same run is launched a second time in the same folder, so every ``fit`` finds its
+  saved checkpoint and resumes from it; the record notes whether the metrics came out identical.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from suite.errors import ConfigError
+
+FILE = "rehearsal.toml"
+FIXTURE_SUFFIX = "-fixture"
+
+
+def _toml(path: Path) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML ({exc}); fix the file") from None
+
+
+def declaration(slug: str) -> Path:
+    from suite import registry
+
+    repro = registry.get(slug)
+    return Path(sys.modules[repro.module].__file__).parent / FILE
+
+
+def budget_overrides(slug: str) -> tuple[str, ...]:
+    """The ``key=value`` overrides that cut ``slug``'s full preset to a rehearsal (exit 2 when undeclared)."""
+    path = declaration(slug)
+    if not path.exists():
+        raise ConfigError(f"{slug} declares no rehearsal budget: write reproductions/{slug}/{FILE} with a "
+                          f"[budget] table (config field = tiny value) for every epoch/step/sample count")
+    table = _toml(path).get("budget")
+    if not isinstance(table, dict) or not table:
+        raise ConfigError(f"{path}: needs a non-empty [budget] table (config field = tiny value)")
+    out = []
+    for key, val in table.items():
+        if isinstance(val, bool):
+            val = str(val).lower()
+        out.append(f"{key}={val}")
+    return tuple(out)
+
+
+@contextlib.contextmanager
+def environment(**values: str) -> Iterator[None]:
+    """Set environment variables for the block (the fixture writers read ``$SUITE_CACHE``)."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def gather_fixtures(cache: Path, work: Path) -> Path:
+    """Copy every fixture written under ``<cache>/fixtures/*/`` into one data root
+    ``<work>/fixtures/rehearsal/`` (marked ``.complete``, so the catalog relabels what it reads)."""
+    root = work / "fixtures" / "rehearsal"
+    root.mkdir(parents=True, exist_ok=True)
+    src = cache / "fixtures"
+    for fx in sorted(src.iterdir()) if src.exists() else []:
+        if not (fx / ".complete").exists():
+            continue
+        for child in fx.iterdir():
+            if child.name == ".complete":
+                continue
+            dst = root / child.name
+            if child.is_dir():
+                shutil.copytree(child, dst, dirs_exist_ok=True)
+            else:
+                shutil.copy2(child, dst)
+    (root / ".complete").write_text("rehearsal data root: tiny fixtures, not the real datasets\n")
+    return root
+
+
+def relabel(ref: Any) -> Any:
+    """A dataset ref dict as a fixture: ``<name>-fixture``, stand-in."""
+    if not isinstance(ref, dict):
+        return ref
+    name = str(ref.get("name", "data"))
+    return {"name": name if name.endswith(FIXTURE_SUFFIX) else name + FIXTURE_SUFFIX, "provenance": "stand-in"}
+
+
+def mark(record: dict[str, Any]) -> dict[str, Any]:
+    """Turn a finished record into a rehearsal record (never published, never reused)."""
+    record["rehearsal"] = True
+    if record.get("status") == "ok":
+        record["status"] = "rehearsal"
+    if record.get("dataset") is not None:
+        record["dataset"] = relabel(record["dataset"])
+    for claim in (record.get("claims") or {}).values():
+        if isinstance(claim, dict) and "dataset" in claim:
+            claim["dataset"] = relabel(claim["dataset"])
+    return record
+
+
+_TIMING = re.compile(r"second|(^|[_/])s($|[_/@])|time|wall|throughput|per_s")
+
+
+def is_timing(metric: str) -> bool:
+    """Wall-clock metrics (seconds, throughput): expected to differ between the two passes."""
+    return bool(_TIMING.search(metric))
+
+
+def scratch() -> Path:
+    return Path(tempfile.mkdtemp(prefix="suite-rehearsal-"))

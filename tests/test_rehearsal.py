@@ -1,0 +1,78 @@
+"""`suite run <slug> --scale full --rehearse` (suite/rehearsal.py): the full path end to end on fixtures.
+
+The default run rehearses two representative reproductions (warm_start: ResNet-18 on the CIFAR-10
+fixture; mig: the annotated instruction pool in jsonl with its label embeddings); `-m slow` rehearses
+every reproduction that declares its budget cuts (reproductions/<slug>/rehearsal.toml).
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from suite import publish, registry, rehearsal, runner
+from suite.errors import ConfigError, SuiteError
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = ["warm_start", "mig"]
+DECLARED = sorted(s for s in registry.discover() if not s.startswith("_") and rehearsal.declaration(s).exists())
+
+
+def _rehearse(slug: str, tmp_path: Path) -> dict:
+    rec = runner.execute(runner.RunSpec(slug, "full", 0), tmp_path, device="cpu", rehearse=True)
+    assert rec["status"] == "rehearsal", rec.get("traceback", rec.get("error"))
+    return rec
+
+
+@pytest.mark.parametrize("slug", DEFAULT)
+def test_rehearsal_runs_the_full_path_on_fixtures(slug, tmp_path):
+    rec = _rehearse(slug, tmp_path)
+    assert rec["rehearsal"] is True and rec["scale"] == "full"
+    # the budgets were cut by the declared overrides, on top of the full preset
+    for kv in rehearsal.budget_overrides(slug):
+        assert kv in rec["overrides"]
+    # fixtures, never the paper's data
+    assert rec["dataset"]["provenance"] == "stand-in" and rec["dataset"]["name"].endswith("-fixture")
+    assert all(c["dataset"]["provenance"] == "stand-in" for c in rec["claims"].values())
+    # every claim expected at full was evaluated (from metrics the full path measured)
+    full_claims = [c.id for c in registry.get(slug).claims if "full" in c.scales]
+    assert any(rec["claims"][cid]["verdict"] in ("holds", "fails") for cid in full_claims)
+    resume = rec["notes"]["rehearsal_resume"]
+    assert resume["metrics_identical"], resume["metrics_differing"]
+    # stored apart, never reused as a full run, refused by publish
+    path = tmp_path / slug / "rehearsal" / f"{rec['config_hash']}-s0" / "result.json"
+    assert json.loads(path.read_text())["status"] == "rehearsal"
+    assert not runner.is_done(runner.RunSpec(slug, "full", 0), tmp_path)
+    assert "rehearsal" in (publish.refusal(rec, str(path), {}, allow_dirty=True) or "")
+
+
+def test_rehearse_needs_full_scale_and_a_declaration(tmp_path):
+    with pytest.raises(SuiteError, match="--scale full"):
+        runner.execute(runner.RunSpec("mig", "small", 0), tmp_path, rehearse=True)
+    undeclared = [s for s in registry.discover() if not s.startswith("_") and s not in DECLARED]
+    if undeclared:
+        with pytest.raises(ConfigError, match="rehearsal.toml"):
+            runner.execute(runner.RunSpec(undeclared[0], "full", 0), tmp_path, rehearse=True)
+    assert not any(tmp_path.iterdir())
+
+
+def test_rehearse_cli_bad_input_exits_2(tmp_path):
+    for extra in (["--scale", "small", "--rehearse"], ["--scale", "full", "--rehearse", "--dry-run"]):
+        p = subprocess.run([sys.executable, "-m", "suite.cli", "run", "mig", *extra, "--results", str(tmp_path)],
+                           cwd=ROOT, capture_output=True, text=True)
+        assert p.returncode == 2, p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())
+
+
+def test_every_declared_budget_names_config_fields():
+    for slug in DECLARED:
+        spec = runner.rehearsal_spec(runner.RunSpec(slug, "full", 0))
+        runner.resolve(spec)  # an unknown field or a bad value exits 2 here
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("slug", DECLARED)
+def test_rehearse_every_declared_reproduction(slug, tmp_path):
+    _rehearse(slug, tmp_path)
