@@ -1,8 +1,9 @@
 """`suite run <slug> --scale full --rehearse` (suite/rehearsal.py): the full path end to end on fixtures.
 
-The default run rehearses two representative reproductions (warm_start: ResNet-18 on the CIFAR-10
-fixture; mig: the annotated instruction pool in jsonl with its label embeddings); `-m slow` rehearses
-every reproduction that declares its budget cuts (reproductions/<slug>/rehearsal.toml).
+The default run rehearses three representative reproductions (warm_start: ResNet-18 on the CIFAR-10
+fixture; io_vs_es: BBH-format files and a tiny random Llama generating through transformers; mig: the
+annotated instruction pool in jsonl with its label embeddings); `-m slow` rehearses every reproduction
+that declares its budget cuts (reproductions/<slug>/rehearsal.toml).
 """
 import json
 import subprocess
@@ -15,7 +16,7 @@ from suite import publish, registry, rehearsal, runner
 from suite.errors import ConfigError, SuiteError
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT = ["warm_start", "mig"]
+DEFAULT = ["warm_start", "io_vs_es", "mig"]
 DECLARED = sorted(s for s in registry.discover() if not s.startswith("_") and rehearsal.declaration(s).exists())
 
 

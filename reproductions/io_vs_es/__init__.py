@@ -5,7 +5,8 @@ CPU scales run the optimisation machinery (IO = APE-like proposals + greedy toke
 Nearest, Diversity, Random search; IO+ES with a split budget; reuse of IO's validation outputs) against an
 explicit SIMULATED LLM (simllm.py: Bayesian program induction, spec §6). Provenance: stand-in. This is a
 mechanism test of the optimisers, NOT evidence about how real LLMs use instructions vs exemplars (README).
-Full scale (BBH + a real LLM through transformers) is declared but not implemented beyond the data check.
+Full scale (full.py): BBH from disk and a real LLM through transformers, the same arms over text (APE for IO,
+seed + ES random search, IO+ES with the split budget, reuse of IO's outputs), greedy decoding, cached generations.
 """
 from __future__ import annotations
 
@@ -47,10 +48,17 @@ class Config:
     k: Annotated[int, Range(1, 8)] = 3
     instr_len: Annotated[int, Range(1)] = 4
     n_demo: Annotated[int, Range(1)] = 3                   # APE demos per proposal
-    # --- full scale (not implemented beyond locating the data)
+    # --- full scale (full.py; spec §5): BBH and the LLMs under the data root
     synthetic: bool = True
     bbh_dir: str = "bbh"
     model_dir: str = "models/Llama-3.1-8B-Instruct"
+    optimizer_dir: str = ""                                 # IO optimizer LLM ("" = the target model itself)
+    max_tasks: Annotated[int, Range(0)] = 0                 # 0 = all 27 BBH tasks
+    max_items: Annotated[int, Range(0)] = 0                 # 0 = the whole validation / test half of each task
+    max_new: Annotated[int, Range(1)] = 256                 # tokens of a CoT response (greedy)
+    instr_max_new: Annotated[int, Range(1)] = 64            # tokens of a proposed instruction
+    opt_temperature: Annotated[float, Range(0, open_lo=True)] = 1.0   # APE samples its proposals
+    gen_batch: Annotated[int, Range(1)] = 32
     variant: Variant = "correct"   # TEETH ONLY
 
     def validate(self) -> None:
@@ -63,11 +71,14 @@ class Config:
 SCALES = {
     "smoke": {"n_tasks": 3, "budget": 8, "budget_io_share": 4, "n_val": 30, "n_test": 50},
     "small": {},
-    "full": {"synthetic": False},
+    "full": {"synthetic": False},   # m = 32, m1 = 16, k = 3, APE with 3 demos per proposal (spec §3, VERIFY)
 }
 
 _S = ("smoke", "small")
 _SM = ("small",)
+_SF = ("smoke", "small", "full")
+_FULL_ONLY = ("full scale only: BBH with a real LLM; the same comparison's teeth (wrong-outputs) run at small on "
+              "the simulated LLM")
 CLAIMS = [
     Claim(id="C1-es-rs-beats-io", kind="paper", teeth="wrong-outputs", metric="acc/es_rs", op=">=",
           ref="acc/io", scales=_SM,
@@ -86,14 +97,24 @@ CLAIMS = [
     Claim(id="trace-matters", kind="paper", teeth="no-trace", metric="trace_gain", op=">=", ref=0.02, scales=_SM,
           text="on the simulated LLM: ES-RS exemplars with the model's reasoning trace beat the same search without "
                "traces by >= 2 pt (spec §7: the paper's gains rely on exemplars carrying reasoning)"),
+    Claim(id="C1-full-es-rs-beats-io", kind="paper", no_teeth=_FULL_ONLY, metric="acc/es_rs", op=">=", ref="acc/io",
+          scales=("full",),
+          text="BBH, real LLM: seed instruction + ES random search (m=32) >= APE instruction optimisation without "
+               "exemplars (m=32), mean test accuracy over the BBH tasks (paper Table 1, PaLM 2 / Gemini)"),
+    Claim(id="C2-full-reuse-io-outputs", kind="paper", no_teeth=_FULL_ONLY, metric="acc/io_reuse", op=">=",
+          ref="acc/io", scales=("full",),
+          text="BBH, real LLM: I* plus k of IO's own correct validation responses >= I* alone"),
+    Claim(id="C3-full-io-es-synergy", kind="paper", no_teeth=_FULL_ONLY, metric="io_es_minus_best_single", op=">=",
+          ref=-0.01, scales=("full",),
+          text="BBH, real LLM: IO+ES (16/16) >= max(IO alone, ES-RS alone) - 1 pt"),
     # ---- machinery checks (spec §6 smoke)
-    Claim(id="budget-exact", kind="check", metric="budget_overrun", op="==", ref=0.0, scales=_S,
+    Claim(id="budget-exact", kind="check", metric="budget_overrun", op="==", ref=0.0, scales=_SF,
           text="no optimiser (IO, ES-RS incl. its pool evaluation, IO+ES 16/16) uses more than m evaluations"),
-    Claim(id="budget-spent", kind="check", metric="budget_underuse", op="==", ref=0.0, scales=_S,
+    Claim(id="budget-spent", kind="check", metric="budget_underuse", op="==", ref=0.0, scales=_SF,
           text="IO spends exactly m validation evaluations"),
-    Claim(id="pool-only-correct", kind="check", metric="pool_incorrect", op="==", ref=0.0, scales=_S,
+    Claim(id="pool-only-correct", kind="check", metric="pool_incorrect", op="==", ref=0.0, scales=_SF,
           text="the exemplar pool holds only validation items the model answered correctly"),
-    Claim(id="test-val-disjoint", kind="check", metric="test_val_overlap", op="==", ref=0.0, scales=_S,
+    Claim(id="test-val-disjoint", kind="check", metric="test_val_overlap", op="==", ref=0.0, scales=_SF,
           text="test and validation inputs are disjoint for every task"),
     Claim(id="rs1-equals-random", kind="check", metric="rs1_random_diff", op="==", ref=0.0, scales=_S,
           text="random search with m = 1 returns exactly Random's exemplar set"),
