@@ -259,3 +259,26 @@ def test_blocked_kernel_speed_vs_real_baselines():
           f"({sp['speedup_vs_recurrence']:.2f}x), minimal {sp['minimal_s']:.3f}s ({sp['speedup_vs_minimal']:.1f}x); "
           f"vs the faster baseline {sp['speedup']:.2f}x (claim kernel-batched-speedup asks >= 5)")
     assert sp["max_abs_diff"] < 1e-4
+
+
+def test_lra_hyperparameters_pinned_to_the_readme_table():
+    """The README's table of the official v3 LRA configs and tasks.LRA_TASKS agree value for value."""
+    from pathlib import Path
+
+    from reproductions.s4d.tasks import LRA_TASKS
+
+    text = (Path(__file__).parent / "README.md").read_text()
+    body = text.split("<!-- lra-config-table -->")[1].split("<!-- /lra-config-table -->")[0]
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in body.strip().splitlines()[2:]]
+    assert sorted(r[0] for r in rows) == sorted(LRA_TASKS)
+
+    def num(v):
+        return None if v == "-" else float(v)
+
+    for r in rows:
+        t = LRA_TASKS[r[0]]
+        ours = (t.n_layers, t.d_model, t.d_state, t.norm, str(t.prenorm).lower(), t.dropout, t.batch_size, t.lr,
+                t.weight_decay, t.epochs, t.ssm_lr, t.lr_dt, t.dt_min, t.n_ssm, t.pool, t.warmup_steps)
+        table = (int(r[2]), int(r[3]), int(r[4]), r[5], r[6], num(r[7]), int(r[8]), num(r[9]), num(r[10]), int(r[11]),
+                 num(r[12]), num(r[13]), num(r[14]), None if r[15] == "-" else int(r[15]), r[16], int(r[17]))
+        assert ours == table, f"{r[0]}: code {ours} != README {table}"
