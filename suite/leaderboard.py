@@ -11,8 +11,10 @@ every group of runs names its scale, dataset and provenance.
 from __future__ import annotations
 
 import functools
-import re
+import hashlib
+import json
 import math
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +112,54 @@ def _teeth_variant(repro: registry.Reproduction, scale: str, h: str) -> str | No
         except SuiteError:
             continue
     return None
+
+
+def assemble(repro: registry.Reproduction, recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records merged from jobs that each ran some parts of one experiment (see :class:`spec.Assembly`):
+    same scale, seed and code, configs equal but for ``split``, parts disjoint, more than one job."""
+    a = repro.assembly
+    if a is None:
+        return []
+    jobs: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for r in recs:
+        cfg = dict(r.get("config") or {})
+        if not isinstance(cfg.get(a.split), list):
+            continue
+        cfg.pop(a.split)
+        key = (r["scale"], r["seed"], (r.get("env") or {}).get("code_hash"),
+               json.dumps(cfg, sort_keys=True))
+        jobs[key].append(r)
+    out = []
+    for key, parts in sorted(jobs.items(), key=lambda kv: kv[0][:2]):
+        parts = sorted(parts, key=lambda r: r.get("started") or "")
+        seen: list[Any] = []
+        for r in parts:
+            seen += r["config"][a.split]
+        if len(parts) < 2 or len(seen) != len(set(map(json.dumps, seen))):
+            continue  # a single job, or overlapping parts: nothing to assemble
+        try:
+            preset = list(config.canonical(config.resolve(repro, parts[0]["scale"]))[a.split])
+        except SuiteError:
+            preset = []
+        order = [v for v in preset if v in seen] + sorted((v for v in seen if v not in preset), key=json.dumps)
+        merged_cfg = {**parts[0]["config"], a.split: order}
+        metrics: dict[str, Any] = {}
+        for r in parts:
+            metrics.update(r.get("metrics") or {})
+        metrics.update(a.derive(dict(metrics)))
+        refs = [r.get("dataset") or {} for r in parts]
+        prov = min((d.get("provenance", "stand-in") for d in refs), key=["paper", "paper-subset", "stand-in"][::-1].index)
+        name = "+".join(dict.fromkeys(str(d.get("name", "?")) for d in refs))
+        blob = json.dumps({"reproduction": repro.slug, "config": merged_cfg}, sort_keys=True, separators=(",", ":"))
+        out.append({
+            **parts[0], "config": merged_cfg, "config_hash": hashlib.sha256(blob.encode()).hexdigest()[:12],
+            "overrides": [], "metrics": metrics, "dataset": {"name": name, "provenance": prov},
+            "claims": {c.id: c.check(metrics, parts[0]["scale"]) for c in repro.claims},
+            "wall_s": sum(r.get("wall_s") or 0.0 for r in parts),
+            "started": max(r.get("started") or "" for r in parts),
+            "assembled_from": [r["config_hash"] for r in parts],
+        })
+    return out
 
 
 def _groups(recs: Iterable[dict[str, Any]]) -> list[tuple[tuple, list[dict[str, Any]]]]:
@@ -364,6 +414,9 @@ PREAMBLE = ("Scales: `smoke` (seconds, CPU), `small` (minutes, CPU), `full` (the
 def _group_heading(g: Group) -> str:
     seeds = ",".join(str(r["seed"]) for r in g.recs)
     notes = []
+    parts = g.recs[0].get("assembled_from")
+    if parts:
+        notes.append(f"assembled from {len(parts)} jobs per seed (configs {', '.join(f'`{h}`' for h in parts)})")
     if g.stale:
         notes.append("**stale**: recorded by older code (not counted; rerun to refresh)")
     if g.teeth:
@@ -490,6 +543,9 @@ def render(out_dir: Path, by_slug: dict[str, list[dict[str, Any]]] | None = None
     out_dir = Path(out_dir)
     if by_slug is None:
         by_slug = collect(out_dir / RECORDS)
+    repros = registry.discover()
+    by_slug = {slug: recs + (assemble(repros[slug], recs) if slug in repros else [])
+               for slug, recs in by_slug.items()}
     written = []
     for track in registry.tracks():
         written.append(atomic_write_text(out_dir / f"{track}.md",

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from suite.errors import ReproductionImportError, UnknownNameError
-from suite.spec import SCALES, Claim, Outcome, Paper, Plot, Resources, Table
+from suite.spec import SCALES, Assembly, Claim, Outcome, Paper, Plot, Resources, Table
 
 RunFn = Callable[[Any, Any], Outcome]
 
@@ -38,6 +38,7 @@ class Reproduction:
     plots: tuple[Plot, ...] = ()
     tables: tuple[Table, ...] = ()
     module: str = ""
+    assembly: Assembly | None = None
 
     def claim(self, claim_id: str) -> Claim:
         for c in self.claims:
@@ -64,6 +65,7 @@ def reproduction(
     plots: Sequence[Plot] = (),
     tables: Sequence[Table] = (),
     slug: str | None = None,
+    assembly: Assembly | None = None,
 ) -> Callable[[RunFn], RunFn]:
     """Register the decorated ``run(cfg, ctx) -> Outcome`` as a reproduction."""
 
@@ -81,8 +83,10 @@ def reproduction(
         repro = Reproduction(
             slug=name, track=track, paper=paper, config=config, scales=dict(scales),
             claims=tuple(claims), run=fn, resources=dict(resources or {}), plots=tuple(plots),
-            tables=tuple(tables), module=module,
+            tables=tuple(tables), module=module, assembly=assembly,
         )
+        if assembly is not None and assembly.split not in {f.name for f in dataclasses.fields(config)}:
+            raise TypeError(f"{name}: assembly.split={assembly.split!r} is not a config field")
         from suite import teeth
 
         problems = teeth.check_declared(repro)

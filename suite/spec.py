@@ -150,6 +150,22 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class Assembly:
+    """Parts of one experiment run as separate jobs, put back together by the leaderboard.
+
+    ``split`` names a config field whose value lists the parts (e.g. s4d's ``lra_tasks``): a run with
+    one part per job (``--set lra_tasks=listops``) is an array job on a cluster. Records of the same
+    reproduction, scale and seed, made by the same code, whose configs differ only in ``split`` and whose
+    parts do not overlap, are merged into one record (config: the union of the parts; metrics: the union
+    of theirs, then ``derive(metrics)`` adds what needs every part, e.g. an average over tasks). The
+    merged record exists only on the page; the committed records stay per job.
+    """
+
+    split: str
+    derive: Callable[[dict[str, float]], dict[str, float]]
+
+
+@dataclass(frozen=True)
 class Plot:
     """A curve for the leaderboard: y-metrics named ``<y>@<x>=<value>`` plotted against x."""
 

@@ -173,3 +173,37 @@ def test_published_pages_are_regenerated_byte_identical(tmp_path):
     publish.publish(tmp_path / "nothing", tmp_path, render_only=True)
     for page in sorted(pub.glob("*.md")):
         assert (tmp_path / page.name).read_text() == page.read_text(), f"{page.name} differs; run `suite publish --render-only`"
+
+
+def test_lra_tasks_run_as_separate_jobs_are_assembled_on_the_page(tmp_path):
+    """s4d declares Assembly(split="lra_tasks"): six one-task full records of one config and seed become one
+    group on the page (the full preset's config), whose lra-avg-* claims are computed from the six."""
+    from suite import config, environment
+    from reproductions.s4d import LRA_TASKS, lra_averages
+
+    repro = registry.get("s4d")
+    code = environment.code_hash(repro.module)
+    recs = []
+    for i, task in enumerate(LRA_TASKS):
+        cfg = config.resolve(repro, "full", [f"lra_tasks={task}"])
+        acc = {f"lra_{task}_{init}_acc_pct": 60.0 + i + d for init, d in (("inv", 2.0), ("legs", 1.0), ("lin", 0.0))}
+        recs.append({"schema": 1, "reproduction": "s4d", "scale": "full", "seed": 0, "overrides": [f"lra_tasks={task}"],
+                     "config": config.canonical(cfg), "config_hash": config.config_hash("s4d", cfg), "metrics": acc,
+                     "claims": {}, "dataset": {"name": f"lra-{task}", "provenance": "paper"},
+                     "env": {"code_hash": code, "device": "NVIDIA H100"}, "status": "ok", "wall_s": 10.0,
+                     "started": f"2026-12-05T00:0{i}:00+00:00"})
+    merged = leaderboard.assemble(repro, recs)
+    assert len(merged) == 1
+    m = merged[0]
+    assert m["config_hash"] == config.config_hash("s4d", config.resolve(repro, "full"))  # the full preset
+    assert m["metrics"]["lra_avg_inv_acc_pct"] == pytest.approx(64.5) == lra_averages(m["metrics"])["lra_avg_inv_acc_pct"]
+    assert m["claims"]["lra-avg-inv"]["verdict"] in ("holds", "fails")
+    assert m["dataset"]["provenance"] == "paper" and m["wall_s"] == 60.0
+    # five tasks only: nothing to average (the claims stay missing), overlapping parts: no assembly
+    assert "lra_avg_inv_acc_pct" not in leaderboard.assemble(repro, recs[:5])[0]["metrics"]
+    assert leaderboard.assemble(repro, recs + [dict(recs[0], started="2026-12-06")]) == []
+    leaderboard.render(tmp_path, {"s4d": recs})
+    page = (tmp_path / "lra.md").read_text()
+    assert "assembled from 6 jobs per seed" in page
+    row = next(line for line in page.split("assembled from 6 jobs")[1].splitlines() if "`lra-avg-inv`" in line)
+    assert "missing" not in row
