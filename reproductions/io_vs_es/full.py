@@ -260,7 +260,7 @@ def full_protocol(cfg: Any, ctx: Any) -> Outcome:
     folder, ref = locate(ctx, "bbh", cfg.bbh_dir, [f"{t}.json" for t in BBH_TASKS],
                          "clone https://github.com/suzgunmirac/BIG-Bench-Hard and copy bbh/*.json",
                          fixture=_bbh_fixture)
-    model_dir, _ = locate(ctx, "llm", cfg.model_dir, ["config.json"],
+    model_dir, _ = locate(ctx, "llm", cfg.model_dir, ["config.json", "tokenizer_config.json"],
                           "a transformers checkpoint (e.g. Llama-3.1-8B-Instruct) saved with save_pretrained",
                           fixture=_model_fixture)
     tasks = BBH_TASKS[:cfg.max_tasks] if cfg.max_tasks else BBH_TASKS
@@ -273,7 +273,7 @@ def full_protocol(cfg: Any, ctx: Any) -> Outcome:
     lm = load_causal_lm(model_dir, ctx.device)
     llm = TextLLM(lm, cfg.gen_batch, cfg.max_new)
     if cfg.optimizer_dir:
-        opt_dir, _ = locate(ctx, "optimizer-llm", cfg.optimizer_dir, ["config.json"],
+        opt_dir, _ = locate(ctx, "optimizer-llm", cfg.optimizer_dir, ["config.json", "tokenizer_config.json"],
                             "a transformers checkpoint for the IO optimizer LLM (spec §5: a 70B instruct model)",
                             fixture=_model_fixture)
         opt = TextLLM(load_causal_lm(opt_dir, ctx.device), cfg.gen_batch, cfg.max_new)
