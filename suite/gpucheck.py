@@ -2,10 +2,12 @@
 
 1. Every reproduction's smoke run on the device (``--device cuda``): the smoke paths share their code
    with full scale, so a tensor left on the CPU, a ``.numpy()`` of a device tensor or a module that
-   ``.to(device)`` does not reach fails here, in minutes, not after hours of a full run.
+   ``.to(device)`` does not reach fails here, in minutes, not after hours of a full run. Then every
+   reproduction that declares its rehearsal budget (``reproductions/<slug>/rehearsal.toml``) rehearses
+   its full-scale path on the device (``suite run <slug> --scale full --rehearse --device cuda``).
 2. Throughput of three full-scale configurations at the papers' batch sizes and lengths:
-   ``s4d-listops`` (S4D-Inv on LRA ListOps: 6 layers, H = 256, N = 4, batch 32, length 2048; training
-   steps/s and peak memory), ``resnet18-cifar10`` (ResNet-18, CIFAR stem, batch 128, 32x32; training
+   ``s4d-listops`` (S4D-Inv on LRA ListOps with the paper's pinned config, ``reproductions/s4d/tasks.py``:
+   8 layers, H = 128, N = 64, batch 50, length 2048; training steps/s and peak memory), ``resnet18-cifar10`` (ResNet-18, CIFAR stem, batch 128, 32x32; training
    images/s) and ``llama-decode`` (greedy decoding of a random-weight Llama-3-8B-architecture causal LM
    in bf16, batch 8, prompt 128, 128 new tokens; tokens/s).
 
@@ -33,7 +35,7 @@ from suite.io import atomic_write_json
 SCHEMA = "gpu-check/1"
 BUDGETS: dict[str, dict[str, Any]] = {
     # the papers' sizes (s4d: LRA ListOps config; resnet18: CIFAR-10 batch 128; llama: Llama-3-8B dims)
-    "full": {"steps": 20, "warmup": 3, "s4d": dict(batch=32, length=2048, d_model=256, n_layers=6, d_state=4),
+    "full": {"steps": 20, "warmup": 3, "s4d": "listops",  # the pinned ListOps config of reproductions/s4d
              "resnet": dict(batch=128), "llama": dict(hidden=4096, layers=32, heads=32, kv_heads=8, ffn=14336,
                                                        vocab=128256, batch=8, prompt=128, new=128)},
     "tiny": {"steps": 2, "warmup": 1, "s4d": dict(batch=2, length=64, d_model=16, n_layers=2, d_state=4),
@@ -68,6 +70,11 @@ def bench_s4d_listops(dev: torch.device, b: dict[str, Any]) -> dict[str, float]:
     from suite.models.ssm import SSMConfig
 
     s = b["s4d"]
+    if isinstance(s, str):  # a task name: its sizes from the pinned LRA table (never drifts from s4d's full)
+        from reproductions.s4d.tasks import lra_task
+
+        t = lra_task(s)
+        s = dict(batch=t.batch_size, length=t.seq_len, d_model=t.d_model, n_layers=t.n_layers, d_state=t.d_state)
     ssm = SSMConfig(d_state=s["d_state"], init="inv", disc="zoh", dt_min=1e-3, dt_max=0.1, lr=1e-3, lr_dt=None,
                     bidirectional=True)
     model = S4DClassifier(ModelConfig(n_classes=10, d_model=s["d_model"], n_layers=s["n_layers"], vocab=18,
@@ -143,6 +150,17 @@ def smoke_on_device(device: str, slugs: list[str], results: Path) -> dict[str, s
     return out
 
 
+def rehearse_on_device(device: str, slugs: list[str], results: Path) -> dict[str, str]:
+    """Each declared reproduction's full-scale rehearsal on ``device``, one process each."""
+    out = {}
+    for slug in slugs:
+        p = subprocess.run([sys.executable, "-m", "suite.cli", "run", slug, "--scale", "full", "--rehearse",
+                            "--device", device, "--results", str(results)], capture_output=True, text=True)
+        out[slug] = "ok" if p.returncode == 0 else (p.stderr.strip().splitlines() or ["failed"])[-1][:300]
+        print(f"gpu-check: rehearsal {slug} on {device}: {out[slug]}", flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m suite.gpucheck", description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda")
@@ -150,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("results"))
     ap.add_argument("--benches", default=",".join(BENCHES), help="comma-separated subset of " + ", ".join(BENCHES))
     ap.add_argument("--smoke", default="all", help="'all', 'none' or comma-separated reproductions")
+    ap.add_argument("--rehearse", default="all",
+                    help="'all' (every reproduction with a rehearsal.toml), 'none' or comma-separated reproductions")
     a = ap.parse_args(argv)
     unknown = [x for x in a.benches.split(",") if x and x not in BENCHES]
     if unknown:
@@ -164,6 +184,10 @@ def main(argv: list[str] | None = None) -> int:
 
     slugs = [] if a.smoke == "none" else (sorted(s for s in registry.discover() if not s.startswith("_"))
                                           if a.smoke == "all" else a.smoke.split(","))
+    from suite import rehearsal
+
+    declared = sorted(s for s in registry.discover() if not s.startswith("_") and rehearsal.declaration(s).exists())
+    rehearse = [] if a.rehearse == "none" else (declared if a.rehearse == "all" else a.rehearse.split(","))
     folder = a.out / "gpu-check"
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     env = environment.capture(dev)
@@ -173,6 +197,11 @@ def main(argv: list[str] | None = None) -> int:
         failed += sum(v != "ok" for v in smoke.values())
         atomic_write_json(folder / f"{stamp}-smoke.json", {"schema": SCHEMA, "kind": "smoke-on-device",
                                                              "device": env["device"], "env": env, "runs": smoke})
+    if rehearse:
+        reh = rehearse_on_device(a.device, rehearse, a.out)
+        failed += sum(v != "ok" for v in reh.values())
+        atomic_write_json(folder / f"{stamp}-rehearsal.json", {"schema": SCHEMA, "kind": "rehearsal-on-device",
+                                                                 "device": env["device"], "env": env, "runs": reh})
     for name in [x for x in a.benches.split(",") if x]:
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)

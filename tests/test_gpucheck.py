@@ -16,11 +16,13 @@ def _run(*args: str, tmp: Path) -> subprocess.CompletedProcess:
 
 
 def test_gpu_check_script_on_cpu(tmp_path):
-    p = _run("--device", "cpu", "--budget", "tiny", "--smoke", "ppp", tmp=tmp_path)
+    p = _run("--device", "cpu", "--budget", "tiny", "--smoke", "ppp", "--rehearse", "mig", tmp=tmp_path)
     assert p.returncode == 0, p.stdout + p.stderr
     recs = {f.name.split("-", 1)[1]: json.loads(f.read_text()) for f in (tmp_path / "gpu-check").glob("*.json")}
-    assert set(recs) == {"smoke.json", "s4d-listops.json", "resnet18-cifar10.json", "llama-decode.json"}
-    assert recs["smoke.json"]["runs"] == {"ppp": "ok"}
+    assert set(recs) == {"smoke.json", "rehearsal.json", "s4d-listops.json", "resnet18-cifar10.json",
+                         "llama-decode.json"}
+    assert recs["smoke.json"]["runs"] == {"ppp": "ok"} and recs["rehearsal.json"]["runs"] == {"mig": "ok"}
+    assert (tmp_path / "mig" / "rehearsal").is_dir()
     assert recs["s4d-listops.json"]["metrics"]["steps_per_s"] > 0 and recs["llama-decode.json"]["error"] is None
     assert all(r["device"].startswith("cpu") and "git_sha" in r["env"] for r in recs.values())
     assert (tmp_path / "ppp" / "smoke").is_dir()  # the smoke record itself, as any run's
@@ -29,5 +31,5 @@ def test_gpu_check_script_on_cpu(tmp_path):
 def test_gpu_check_bad_input(tmp_path):
     p = _run("--device", "cpu", "--benches", "nope", tmp=tmp_path)
     assert p.returncode == 2 and "unknown bench 'nope'" in p.stderr
-    p = _run("--device", "tpu", "--budget", "tiny", "--smoke", "none", tmp=tmp_path)
+    p = _run("--device", "tpu", "--budget", "tiny", "--smoke", "none", "--rehearse", "none", tmp=tmp_path)
     assert p.returncode == 2 and "use cpu, cuda or cuda:N" in p.stderr
