@@ -25,7 +25,7 @@ from reproductions.self_pretraining.tasks import LRA_TASKS
 from suite.config import Range
 from suite.errors import ConfigError, UnknownNameError
 from suite.registry import reproduction
-from suite.spec import Claim, Outcome, Paper, Resources, Table
+from suite.spec import Assembly, Claim, Outcome, Paper, Resources, Table
 
 TASKS = ("listops", "digits", "lra")
 
@@ -194,6 +194,8 @@ TABLES = (
     },
     claims=CLAIMS,
     tables=TABLES,
+    # one LRA task per job (--set lra_tasks=<task>); the leaderboard assembles the six and averages them
+    assembly=Assembly(split="lra_tasks", derive=experiment.lra_averages),
     resources={"smoke": Resources(cpus=1, mem_gb=2, time_min=2),
                "small": Resources(cpus=2, mem_gb=4, time_min=30),
                "full": Resources(cpus=8, gpus=1, mem_gb=64, time_min=4320)},

@@ -15,6 +15,8 @@ the last input column (the mask-indicator channel) of the input map, as the repo
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 
 import torch
@@ -41,10 +43,23 @@ class EncoderConfig:
     mlp_ratio: float = 2.0
     dropout: float = 0.0
     ssm: SSMConfig = field(default_factory=lambda: SSMConfig(d_state=64, init="inv", bidirectional=True))
+    positions: str = "learned"   # Transformer: "learned" or "sinusoidal" (fixed; the official LRA configs)
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise UnknownNameError(f"unknown architecture {self.arch!r}; use one of {ARCHS}")
+        if self.positions not in ("learned", "sinusoidal"):
+            raise UnknownNameError(f"unknown positions {self.positions!r}; use learned or sinusoidal")
+
+
+def sinusoids(n: int, d: int) -> torch.Tensor:
+    """PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(...) (Vaswani et al. §3.5), (n, d)."""
+    pos = torch.arange(n, dtype=torch.float32)[:, None]
+    freq = torch.exp(-math.log(10000.0) * torch.arange(0, d, 2, dtype=torch.float32) / d)
+    pe = torch.zeros(n, d)
+    pe[:, 0::2] = torch.sin(pos * freq)
+    pe[:, 1::2] = torch.cos(pos * freq[: d // 2])
+    return pe
 
 
 class TransformerEncoder(nn.Module):
@@ -58,6 +73,9 @@ class TransformerEncoder(nn.Module):
         self.lm = TransformerLM(max(cfg.vocab, 1), cfg.max_len, cfg.d_model, cfg.n_layers, cfg.heads,
                                 cfg.mlp_ratio, cfg.dropout, causal=False, tie_embeddings=False)
         self.lm.head = nn.Identity()  # the LM head is replaced by our decoders
+        if cfg.positions == "sinusoidal":  # the official configs' `position` encoder: fixed sin/cos, added
+            self.lm.pos_emb.weight.data.copy_(sinusoids(cfg.max_len, cfg.d_model))
+            self.lm.pos_emb.weight.requires_grad_(False)
         if cfg.vocab <= 0:
             self.lm.tok_emb = nn.Linear(cfg.d_input, cfg.d_model, bias=False)  # type: ignore[assignment]
 

@@ -1,6 +1,7 @@
 """Invariants of self-pretraining (spec §6 smoke assertions) and the teeth of its claims."""
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -209,3 +210,43 @@ def test_full_pipeline_trains_on_release_format_fixtures(tmp_path, monkeypatch):
         for arch in ("transformer", "s4d"):
             for mode in ("scratch", "spt"):
                 assert 0.0 <= m[f"lra_{t}_{arch}_{mode}_acc_pct"] <= 100.0
+
+
+def test_lra_hyperparameters_pinned_to_the_readme_table():
+    """The README's table of the official LRA configs and experiment.LRA_HP agree value for value."""
+    from pathlib import Path
+
+    from reproductions.self_pretraining.experiment import LRA_HP
+
+    text = (Path(__file__).parent / "README.md").read_text()
+    body = text.split("<!-- spt-config-table -->")[1].split("<!-- /spt-config-table -->")[0]
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in body.strip().splitlines()[2:]]
+    assert sorted((r[0], r[1]) for r in rows) == sorted(LRA_HP)
+    sched = {"const": "constant", "cos": "cosine"}
+    for r in rows:
+        hp = LRA_HP[(r[0], r[1])]
+        same = lambda v, ft: ft if v == "=" else v  # noqa: E731
+        table = dict(d_model=int(r[2]), n_layers=int(r[3]), batch_size=int(r[6]), lr=float(r[7]),
+                     weight_decay=float(r[8]), ft_epochs=int(r[9]), warmup_steps=int(r[10]), schedule=sched[r[11]],
+                     pre_epochs=int(r[12]), pre_batch=int(same(r[13], r[6])), pre_warmup=int(same(r[14], r[10])),
+                     pre_schedule=sched[same(r[15], r[11])])
+        ours = dict(d_model=hp.d_model, n_layers=hp.n_layers, batch_size=hp.batch_size, lr=hp.lr,
+                    weight_decay=hp.weight_decay, ft_epochs=hp.ft_epochs, warmup_steps=hp.warmup_steps,
+                    schedule=hp.schedule, pre_epochs=hp.pre_epochs, pre_batch=hp.pre_batch_size or hp.batch_size,
+                    pre_warmup=hp.warmup_steps if hp.pre_warmup_steps is None else hp.pre_warmup_steps,
+                    pre_schedule=hp.pre_schedule or hp.schedule)
+        if r[0] == "transformer":
+            table.update(heads=int(r[4]), ff=float(r[5]), positions="sinusoidal")
+            ours.update(heads=hp.heads, ff=float(hp.mlp_ratio), positions=hp.positions)
+        else:
+            table.update(ssm_lr=float(r[16]), lr_dt=None if r[17] == "-" else float(r[17]))
+            ours.update(ssm_lr=hp.ssm_lr, lr_dt=hp.lr_dt)
+        assert ours == table, f"{r[0]} {r[1]}: code {ours} != README {table}"
+
+
+def test_sinusoidal_positions_are_fixed():
+    from reproductions.self_pretraining.encoders import EncoderConfig, TransformerEncoder, sinusoids
+
+    enc = TransformerEncoder(EncoderConfig(vocab=10, max_len=16, d_model=8, n_layers=1, heads=2, positions="sinusoidal"))
+    assert torch.equal(enc.lm.pos_emb.weight, sinusoids(16, 8)) and not enc.lm.pos_emb.weight.requires_grad
+    assert sinusoids(4, 6)[1, 0] == pytest.approx(math.sin(1.0)) and sinusoids(4, 6)[1, 1] == pytest.approx(math.cos(1.0))
