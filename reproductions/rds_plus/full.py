@@ -177,16 +177,18 @@ def write_selection(pool_path: Path, idx: torch.Tensor, out: Path) -> None:
 # --------------------------------------------------------------------------- the run
 
 def _model(cfg: Any, ctx: RunContext, scratch: Path) -> tuple[Any, str]:
+    """The LM whose hidden states embed the data (a ``save_pretrained`` folder under the data root, or an
+    absolute path); without it, in a dry run or a rehearsal, a tiny random Llama written as a fixture."""
     from suite.models.hf import load_causal_lm, save_tiny_random_lm
 
-    if ctx.dry_run:
-        return load_causal_lm(save_tiny_random_lm(scratch / "model", "llama"), ctx.device), "tiny-random-llama"
-    if not cfg.model_dir.startswith("/") and ctx.data_root is None and not os.environ.get("SUITE_DATA"):
-        raise DataNotFoundError(f"full scale needs --data-root (or SUITE_DATA) holding {cfg.model_dir}/ "
-                                f"(a save_pretrained folder of meta-llama/Llama-2-7b-hf)")
-    root = Path(ctx.data_root or os.environ.get("SUITE_DATA", "."))
-    folder = Path(cfg.model_dir) if cfg.model_dir.startswith("/") else root / cfg.model_dir
-    return load_causal_lm(folder, ctx.device, DTYPES[cfg.full_dtype]), str(folder)
+    if cfg.model_dir.startswith("/"):
+        folder = Path(cfg.model_dir)
+    else:
+        folder, _ = locate(ctx, "rds-lm", cfg.model_dir, ["config.json", "tokenizer_config.json"],
+                           "a save_pretrained folder of meta-llama/Llama-2-7b-hf",
+                           fixture=lambda d: save_tiny_random_lm(d, "llama"))
+    name = "tiny-random-llama (fixture)" if "fixtures" in folder.parts else str(folder)
+    return load_causal_lm(folder, ctx.device, DTYPES[cfg.full_dtype]), name
 
 
 def run_full(cfg: Any, ctx: RunContext) -> Outcome:

@@ -148,13 +148,15 @@ def validate_text_mapping(c: dict, n: int, used: list[str]) -> bool:
 
 
 def _write_fixture(folder: Path) -> None:
-    """Dry runs without the LLM: a stub folder in the layout (never loaded; no LLM call in a dry run)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps({"note": "dry-run fixture, not a model"}))
+    """Dry runs and rehearsals without the LLM: a tiny random Llama saved like a checkpoint (stand-in)."""
+    from suite.models.hf import save_tiny_random_lm
+
+    save_tiny_random_lm(folder, "llama", max_len=4096)
 
 
 def full_protocol(cfg: Any, ctx: RunContext) -> Outcome:
-    folder, ref = locate(ctx, NAME, cfg.generator_dir, ["config.json"], HOW, fixture=_write_fixture)
+    folder, ref = locate(ctx, NAME, cfg.generator_dir, ["config.json", "tokenizer_config.json"], HOW,
+                         fixture=_write_fixture)
     if ctx.dry_run:  # builds the pipeline; no LLM is loaded or called
         LLMTree(None, cfg, random.Random(ctx.seed))
         return Outcome(metrics={}, dataset=ref)
