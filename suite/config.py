@@ -184,6 +184,10 @@ def canonical(cfg: Any) -> dict[str, Any]:
 
 def config_hash(slug: str, cfg: Any) -> str:
     """12 hex digits of sha256 over the reproduction name and the canonical resolved config."""
-    blob = json.dumps({"reproduction": slug, "config": canonical(cfg)}, sort_keys=True,
-                      separators=(",", ":"))
+    return hash_canonical(slug, canonical(cfg))
+
+
+def hash_canonical(slug: str, config: dict[str, Any]) -> str:
+    """:func:`config_hash` of a config already in canonical form (e.g. one read from a record)."""
+    blob = json.dumps({"reproduction": slug, "config": config}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]

@@ -11,7 +11,6 @@ every group of runs names its scale, dataset and provenance.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import math
 import re
@@ -25,7 +24,7 @@ from tabulate import tabulate as _tabulate
 from suite import config, environment, registry, store, teeth
 from suite.errors import SuiteError
 from suite.io import atomic_write_bytes, atomic_write_text
-from suite.spec import SCALES, Claim
+from suite.spec import SCALES, Claim, DatasetRef
 
 SCALE_RANK = {"full": 0, "small": 1, "smoke": 2}
 RECORDS = "records"
@@ -147,13 +146,11 @@ def assemble(repro: registry.Reproduction, recs: list[dict[str, Any]]) -> list[d
         for r in parts:
             metrics.update(r.get("metrics") or {})
         metrics.update(a.derive(dict(metrics)))
-        refs = [r.get("dataset") or {} for r in parts]
-        prov = min((d.get("provenance", "stand-in") for d in refs), key=["paper", "paper-subset", "stand-in"][::-1].index)
-        name = "+".join(dict.fromkeys(str(d.get("name", "?")) for d in refs))
-        blob = json.dumps({"reproduction": repro.slug, "config": merged_cfg}, sort_keys=True, separators=(",", ":"))
+        ref = DatasetRef.combine(*(DatasetRef(str(d.get("name", "?")), d.get("provenance", "stand-in"))
+                                   for d in (r.get("dataset") or {} for r in parts)))
         out.append({
-            **parts[0], "config": merged_cfg, "config_hash": hashlib.sha256(blob.encode()).hexdigest()[:12],
-            "overrides": [], "metrics": metrics, "dataset": {"name": name, "provenance": prov},
+            **parts[0], "config": merged_cfg, "config_hash": config.hash_canonical(repro.slug, merged_cfg),
+            "overrides": [], "metrics": metrics, "dataset": ref.as_dict(),
             "claims": {c.id: c.check(metrics, parts[0]["scale"]) for c in repro.claims},
             "wall_s": sum(r.get("wall_s") or 0.0 for r in parts),
             "started": max(r.get("started") or "" for r in parts),

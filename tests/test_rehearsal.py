@@ -70,10 +70,13 @@ def test_rehearse_cli_bad_input_exits_2(tmp_path):
 def test_every_declared_budget_names_config_fields():
     for slug in DECLARED:
         spec = runner.rehearsal_spec(runner.RunSpec(slug, "full", 0))
-        runner.resolve(spec)  # an unknown field or a bad value exits 2 here
+        _, cfg, _ = runner.resolve(spec)  # an unknown field or a bad value raises here
+        cut = [kv.split("=", 1)[0] for kv in rehearsal.budget_overrides(slug)]
+        assert cut and all(hasattr(cfg, k) for k in cut), slug
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("slug", DECLARED)
 def test_rehearse_every_declared_reproduction(slug, tmp_path):
-    _rehearse(slug, tmp_path)
+    rec = _rehearse(slug, tmp_path)
+    assert rec["rehearsal"] is True and rec["dataset"]["provenance"] == "stand-in"
