@@ -297,15 +297,9 @@ def full_protocol(cfg: Any, ctx: Any) -> Outcome:
         for key, v in chk.items():
             checks[key] = max(checks[key], v)
         ctx.log("io_vs_es full: %s %s", t, {arm: round(v, 3) for arm, v in a.items()})
-    out: dict[str, float] = {}
-    for arm in FULL_ARMS:
-        out[f"acc/{arm}"] = sum(acc[arm]) / len(acc[arm])
-        out[f"queries/{arm}"] = calls[arm] / len(tasks)
-        out[f"seconds/{arm}"] = sec[arm]
-    out["io_es_minus_best_single"] = out["acc/io_es"] - max(out["acc/io"], out["acc/es_rs"])
-    out["io_gain_over_seed"] = out["acc/io"] - out["acc/seed"]
-    out["rs_gain_over_random"] = out["acc/es_rs"] - out["acc/es_random"]
-    out["trace_gain"] = out["acc/es_rs"] - out["acc/es_rs_notrace"]
+    from .experiment import summarise
+
+    out = summarise(FULL_ARMS, acc, calls, sec, len(tasks))
     out["n_tasks"] = float(len(tasks))
     out.update(checks)
     return Outcome(metrics=out, dataset=ref)
