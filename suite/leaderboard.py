@@ -146,8 +146,7 @@ def assemble(repro: registry.Reproduction, recs: list[dict[str, Any]]) -> list[d
         for r in parts:
             metrics.update(r.get("metrics") or {})
         metrics.update(a.derive(dict(metrics)))
-        ref = DatasetRef.combine(*(DatasetRef(str(d.get("name", "?")), d.get("provenance", "stand-in"))
-                                   for d in (r.get("dataset") or {} for r in parts)))
+        ref = DatasetRef.combine(*(DatasetRef.from_record(r.get("dataset")) for r in parts))
         out.append({
             **parts[0], "config": merged_cfg, "config_hash": config.hash_canonical(repro.slug, merged_cfg),
             "overrides": [], "metrics": metrics, "dataset": ref.as_dict(),

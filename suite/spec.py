@@ -54,6 +54,13 @@ class DatasetRef:
         prov = min((r.provenance for r in refs), key=PROVENANCES[::-1].index)
         return DatasetRef(name or "+".join(dict.fromkeys(r.name for r in refs)), prov)
 
+    @staticmethod
+    def from_record(d: dict[str, Any] | None) -> "DatasetRef":
+        """The ref a stored record's ``dataset`` field holds (the loader set it when the run read
+        the data); a record without one counts as stand-in."""
+        d = d or {}
+        return DatasetRef(str(d.get("name", "?")), d.get("provenance", "stand-in"))
+
     def renamed(self, name: str) -> "DatasetRef":
         """The same provenance under another name (e.g. a derived view of the loader's data)."""
         return DatasetRef(name, self.provenance)
