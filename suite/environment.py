@@ -51,8 +51,16 @@ HARNESS_ONLY = {f"suite/{m}.py" for m in (
     "environment", "executors", "leaderboard", "publish", "status", "index", "cli", "rehearsal")}
 
 
-def _suite_imports(path: Path) -> set[Path]:
-    """``suite`` modules a source file imports (static, from its ``import`` statements)."""
+def _package_files(pkg_dir: Path) -> list[Path]:
+    """A reproduction package's source files, tests excluded."""
+    return [f for f in sorted(pkg_dir.rglob("*.py"))
+            if not f.name.startswith("test_") and "__pycache__" not in f.parts]
+
+
+def _code_imports(path: Path) -> set[Path]:
+    """Source files a file's ``import`` statements run (static): ``suite`` modules, and the whole
+    package of another reproduction it imports (importing any module of it runs its ``__init__``,
+    which imports the rest; a benchmark that calls other papers' selectors depends on their code)."""
     import ast
 
     out: set[Path] = set()
@@ -68,13 +76,18 @@ def _suite_imports(path: Path) -> set[Path]:
             names.append(node.module)
             names += [f"{node.module}.{a.name}" for a in node.names]
     for name in names:
+        parts = name.split(".")
+        if parts[0] == "reproductions" and len(parts) > 1:
+            pkg = REPO_ROOT / "reproductions" / parts[1]
+            if (pkg / "__init__.py").exists():
+                out.update(_package_files(pkg))
+            continue
         if name != "suite" and not name.startswith("suite."):
             continue
-        base = REPO_ROOT.joinpath(*name.split("."))
+        base = REPO_ROOT.joinpath(*parts)
         for cand in (base.with_suffix(".py"), base / "__init__.py"):
             if cand.exists():
                 out.add(cand)
-        parts = name.split(".")
         for i in range(1, len(parts)):  # importing suite.data.x runs suite/data/__init__.py
             init = REPO_ROOT.joinpath(*parts[:i], "__init__.py")
             if init.exists():
@@ -88,13 +101,13 @@ def _rel(f: Path) -> str:
 
 @functools.lru_cache(maxsize=None)
 def code_files(module: str) -> tuple[Path, ...]:
-    """The source files that compute a reproduction's metrics: its package (tests excluded) and
-    every ``suite`` module it imports, transitively, less the harness vocabulary (HARNESS_ONLY)."""
+    """The source files that compute a reproduction's metrics: its package (tests excluded), every
+    ``suite`` module and every other reproduction's package it imports, transitively, less the harness
+    vocabulary (HARNESS_ONLY)."""
     pkg_files: list[Path] = []
     if module.startswith("reproductions."):
         pkg_dir = REPO_ROOT.joinpath(*module.split(".")[:2])
-        pkg_files = [f for f in sorted(pkg_dir.rglob("*.py"))
-                     if not f.name.startswith("test_") and "__pycache__" not in f.parts]
+        pkg_files = _package_files(pkg_dir)
     seen: set[Path] = set()
     todo = list(pkg_files)
     while todo:
@@ -104,7 +117,7 @@ def code_files(module: str) -> tuple[Path, ...]:
         seen.add(f)
         if _rel(f) in HARNESS_ONLY:
             continue  # the walk stops at the harness
-        todo += [g for g in _suite_imports(f) if g not in seen]
+        todo += [g for g in _code_imports(f) if g not in seen]
     keep = [f for f in seen if _rel(f) not in HARNESS_ONLY
             and not f.name.startswith("test_")]
     return tuple(sorted(keep))

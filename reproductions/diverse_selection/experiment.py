@@ -61,7 +61,7 @@ def _acc(model: Any, test: Pool, ctx: RunContext) -> float:
 
 
 @torch.no_grad()
-def _nll(model: Any, test: Pool, ctx: RunContext) -> float:
+def answer_nll(model: Any, test: Pool, ctx: RunContext) -> float:
     """Teacher-forced cross-entropy (nats per answer token, eos included) of the gold test answers: a
     less noisy read-out than exact match when the tiny LM solves few items (README)."""
     was = model.training
@@ -76,10 +76,11 @@ def _nll(model: Any, test: Pool, ctx: RunContext) -> float:
 
 
 def iterative(cfg: Any, pool: Pool, cluster: torch.Tensor, ctx: RunContext, test: Pool | None, variant: str
-              ) -> dict[str, float]:
+              ) -> tuple[dict[str, float], torch.Tensor]:
     """Spec §3 loop. Round 0: kM-Random with B/R (B/(R K) per cluster); round r: decode the selected
     items with M_{r-1}, s_i = RM(gold) - RM(y_hat), softmax cluster weights, Multinomial(b_r, w), add
-    random unselected items; M_r is trained from scratch on all of S (the scripts retrain, spec §7)."""
+    random unselected items; M_r is trained from scratch on all of S (the scripts retrain, spec §7).
+    Returns the metrics and the selected pool indices (CPU)."""
     gen = ctx.generator(11)
     rm_gen = ctx.generator(12)
     n, k, R = len(pool), cfg.k, cfg.rounds
@@ -128,12 +129,12 @@ def iterative(cfg: Any, pool: Pool, cluster: torch.Tensor, ctx: RunContext, test
                 "iterative_corrupt_rate": float((~sub.correct).float().mean())})
     if test is not None and model is not None and cfg.sft_steps > 0:
         out["iterative_acc"] = _acc(model, test, ctx)
-        out["iterative_nll"] = _nll(model, test, ctx)
+        out["iterative_nll"] = answer_nll(model, test, ctx)
     shares = [out[f"iter_junk_share_r{r}"] for r in range(R)]
     out["junk_share_first"], out["junk_share_last"] = shares[0], shares[-1]
     out["junk_share_max_rise"] = max([b - a for a, b in zip(shares, shares[1:])] or [0.0])
     out["iter_dup_total"] = sum(out[f"iter_dup_r{r}"] for r in range(R))
-    return out
+    return out, sidx
 
 
 def _junk_clusters(cluster: torch.Tensor, junk: torch.Tensor, k: int) -> torch.Tensor:
@@ -152,7 +153,7 @@ def one_shot(cfg: Any, pool: Pool, arm: str, idx: torch.Tensor, secs: float, ctx
     if test is not None and cfg.sft_steps > 0:
         model, cost = train_sft(sub.instructions, sub.answers, _sft(cfg, cfg.sft_steps), device=ctx.device,
                                 seed=ctx.seed + cfg.rounds - 1, ctx=ctx, name=f"sft-{arm}")
-        row.update(acc=_acc(model, test, ctx), nll=_nll(model, test, ctx), sft_steps=cost["steps"],
+        row.update(acc=_acc(model, test, ctx), nll=answer_nll(model, test, ctx), sft_steps=cost["steps"],
                    sft_s=cost["seconds"])
     return {f"{arm}_{k}": v for k, v in row.items()}
 
@@ -179,7 +180,7 @@ def cpu_protocol(cfg: Any, ctx: RunContext, variant: str) -> dict[str, float]:
     t0 = time.perf_counter()
     kmq = M.kmq_select(cluster, cfg.k, cfg.budget, q, ctx.generator(21), variant=variant)
     kmq_s = time.perf_counter() - t0 + embed_s + kmeans_s
-    it = iterative(cfg, pool, cluster, ctx, test, variant)
+    it, _ = iterative(cfg, pool, cluster, ctx, test, variant)
     it["iterative_select_s"] += embed_s + kmeans_s
     out.update(it)
     size = int(it["iterative_size"])  # random at equal budget: as many items as the iterative subset
