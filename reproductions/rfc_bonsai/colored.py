@@ -124,9 +124,10 @@ def _run_one(bases: dict[str, Classifier], init: str, method: str, cfg: OodTrain
              test: EnvData, ctx: Any, name: str) -> float:
     if init in FROZEN:  # frozen featurizer: train the head on precomputed features (same optimum, cheaper)
         base = bases[FROZEN[init]]
-        with torch.no_grad():
-            base.featurizer.eval()
-            f_train, f_test = base.featurizer(train.x), base.featurizer(test.x)
+        base.featurizer.eval()
+        # features computed on the model's device in chunks, kept on the host like the splits they replace
+        # (the whole host split fed to a GPU featurizer crashed: found by the rehearsal's device check)
+        f_train, f_test = (B.predict_logits(base.featurizer, d.x).cpu() for d in (train, test))
         model = LinearOnFeatures(copy.deepcopy(base.head))
         train_ood(model, train.with_x(f_train), method, cfg, ctx=ctx, name=name)
         return worst_env_accuracy(model, test.with_x(f_test))

@@ -196,7 +196,7 @@ def synthesize(make_model: MakeModel, x: torch.Tensor, y: torch.Tensor, found: B
     t_all = targets.t().contiguous()  # (N, K)
 
     def loss_fn(m: nn.Module, j: torch.Tensor | None) -> torch.Tensor:
-        sel = idx if j is None else idx[j]
+        sel = idx if j is None else idx[j.to(idx.device)]  # fit puts the drawn positions on the device
         logits = m(x[sel.to(x.device)].to(_device(m)))  # (B, K)
         bce = F.binary_cross_entropy_with_logits(logits, t_all[sel.to(t_all.device)].to(logits.device))  # mean over heads and examples
         return bce + cfg.rho * l2_term(p for p in m.parameters() if p.requires_grad)

@@ -78,7 +78,9 @@ def env_accuracies(model: nn.Module, data: EnvData, batch: int = 4096) -> torch.
     """Accuracy of the thresholded logit (logit > 0 <=> class 1) in each environment, (n_envs,)."""
     was = model.training
     model.eval()
-    logits = torch.cat([model(data.x[i:i + batch]).reshape(-1) for i in range(0, len(data), batch)])
+    dev = next(model.parameters()).device  # chunks go to the model's device, logits come back to the data's
+    logits = torch.cat([model(data.x[i:i + batch].to(dev)).reshape(-1)
+                        for i in range(0, len(data), batch)]).to(data.y.device)
     model.train(was)
     correct = ((logits > 0).float() == data.y).float()
     return env_means(correct, data.env, data.n_envs)
