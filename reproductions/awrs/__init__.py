@@ -190,5 +190,5 @@ def run(cfg: AWRSConfig, ctx: RunContext) -> Outcome:
     if ctx.scale == "full" or cfg.model_dir:
         # the record's dataset is the loader's (patterns.csv); every synthetic metric says where it came from
         return Outcome(metrics={**metrics, **full.metrics}, dataset=full.dataset,
-                       metric_datasets={k: synthetic for k in metrics})
+                       metric_datasets={k: synthetic for k in metrics}, notes=full.notes)
     return Outcome(metrics=metrics, dataset=synthetic)

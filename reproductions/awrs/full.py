@@ -48,6 +48,35 @@ def write_fixture(folder: Path) -> None:
     (folder / "patterns.csv").write_text("regex\n[a-c]+[0-9]{2,4}\n")
 
 
+# Llama-3.1-Instruct's chat format (header / end-of-turn tokens), kept to what ``encode`` uses
+_CHAT = ("{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n{{ m['content'] }}<|eot_id|>"
+         "{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}")
+
+
+def write_model_fixture(folder: Path) -> None:
+    """A tiny random Llama with a chat template and Llama-3's header / end-of-turn tokens, saved like an
+    Instruct checkpoint (dry runs and rehearsals without the model; stand-in)."""
+    from transformers import PreTrainedTokenizerFast
+
+    from suite.models.hf import save_tiny_random_lm
+
+    save_tiny_random_lm(folder, "llama", extra_tokens=("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"))
+    tok = PreTrainedTokenizerFast.from_pretrained(folder, local_files_only=True)
+    tok.chat_template = _CHAT
+    tok.save_pretrained(folder)
+
+
+def locate_model(cfg: Any, ctx: RunContext) -> tuple[Path, str]:
+    """The LM's ``save_pretrained`` folder under the data root (or an absolute path); without it, in a dry run
+    or a rehearsal, a tiny random Llama written as its fixture."""
+    if cfg.model_dir.startswith("/"):
+        return Path(cfg.model_dir), cfg.model_dir
+    folder, _ = locate(ctx, "awrs-lm", cfg.model_dir, ["config.json", "tokenizer_config.json"],
+                       f"hf download meta-llama/Llama-3.1-8B-Instruct --local-dir <data root>/{cfg.model_dir}",
+                       fixture=write_model_fixture)
+    return folder, "tiny-random-llama (fixture)" if "fixtures" in folder.parts else str(folder)
+
+
 def read_patterns(path: Path, n: int) -> list[str]:
     if not path.is_file():
         raise DataNotFoundError(f"patterns not found at {path}; {HOW}")
@@ -106,31 +135,20 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     folder, ref = locate(ctx, "awrs-pattern-matching", str(pat_file.parent), [pat_file.name], HOW,
                          fixture=write_fixture)
     patterns = read_patterns(folder / pat_file.name, cfg.n_patterns)
-    if ctx.dry_run:
-        import transformers
+    from suite.models.hf import load_causal_lm
 
-        conf = transformers.LlamaConfig(vocab_size=48, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                        num_attention_heads=2, num_key_value_heads=2)
-        model = transformers.LlamaForCausalLM(conf).eval()
-        vocab_strs = [chr(ord("a") + i % 26) if i < 26 else str(i % 10) for i in range(47)] + ["<eos>"]
-        eos_id, particles, max_tokens = 47, 2, 6
-        patterns = patterns[:1]
-        encode = lambda s: [i % 47 for i in s.encode()][:32]  # noqa: E731
-        dev = torch.device("cpu")
-    else:
-        if ctx.data_root is None:
-            raise DataNotFoundError(f"full scale needs --data-root (or SUITE_DATA) holding {cfg.model_dir}/ and {cfg.patterns}")
-        from suite.models.hf import load_causal_lm
+    model_dir, model_name = locate_model(cfg, ctx)
+    lm = load_causal_lm(model_dir, ctx.device)
+    model, tok, dev = lm.model, lm.tokenizer, lm.device
+    vocab_strs = [tok.decode([i]) for i in range(len(tok))]  # byte-boundary tokens: see README
+    eos_id = tok.convert_tokens_to_ids("<|eot_id|>") if "<|eot_id|>" in tok.get_vocab() else tok.eos_token_id
+    particles, max_tokens = cfg.full_particles, cfg.full_max_tokens
+    if ctx.dry_run:  # builds the pipeline: one pattern, a few tokens
+        particles, max_tokens, patterns = 2, 6, patterns[:1]
 
-        lm = load_causal_lm(Path(ctx.data_root) / cfg.model_dir, ctx.device)
-        model, tok, dev = lm.model, lm.tokenizer, lm.device
-        vocab_strs = [tok.decode([i]) for i in range(len(tok))]  # byte-boundary tokens: see README
-        eos_id = tok.convert_tokens_to_ids("<|eot_id|>") if "<|eot_id|>" in tok.get_vocab() else tok.eos_token_id
-        particles, max_tokens = cfg.full_particles, cfg.full_max_tokens
-
-        def encode(s: str) -> list[int]:
-            out = tok.apply_chat_template([{"role": "user", "content": s}], add_generation_prompt=True)
-            return list(out["input_ids"] if hasattr(out, "keys") else out)
+    def encode(s: str) -> list[int]:
+        out = tok.apply_chat_template([{"role": "user", "content": s}], add_generation_prompt=True)
+        return list(out["input_ids"] if hasattr(out, "keys") else out)
     order = [i for i in range(len(vocab_strs)) if i != eos_id] + [eos_id]  # EOS last (awrs_reference)
     strs = [vocab_strs[i] for i in order[:-1]]
     perm = torch.tensor(order)
@@ -165,4 +183,4 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
         m[f"full_{k}_calls_per_token"] = calls[k] / max(toks[k], 1)
         m[f"full_{k}_seconds_per_instance"] = wall[k] / len(patterns)
     m["full_vocab_size"] = float(len(vocab_strs))  # what full-vocabulary masking checks per token
-    return Outcome(metrics=m, dataset=ref)
+    return Outcome(metrics=m, dataset=ref, notes={"model": model_name})

@@ -66,7 +66,7 @@ def write_data_fixture(folder: Path, task: str) -> None:
 
 
 def write_tiny_t5(folder: Path) -> None:
-    """A tiny random T5 with a word-level '▁' tokenizer (dry runs only; never a result)."""
+    """A tiny random T5 with a word-level '▁' tokenizer (dry runs and rehearsals; never a result)."""
     import transformers as tr
     from tokenizers import Tokenizer, models, pre_tokenizers, decoders
 
@@ -179,8 +179,10 @@ def run_full(cfg, ctx: RunContext) -> Outcome:  # noqa: ANN001
     data_dir, ref = locate(ctx, f"glue-{cfg.task}", f"{cfg.data_dir}/{cfg.task}",
                            ["train.jsonl", f"{test_split}.jsonl"], HOW,
                            fixture=lambda d: write_data_fixture(d, cfg.task))
-    # dry run without the model: a tiny random T5 fixture with the same interface
-    model_dir, _ = locate(ctx, Path(cfg.model_dir).name, cfg.model_dir, ["config.json"], HOW, fixture=write_tiny_t5)
+    # located like a paper file; without it (dry run, rehearsal) a tiny random T5 fixture with the same interface
+    model_dir, _ = locate(ctx, Path(cfg.model_dir).name, cfg.model_dir, ["config.json", "tokenizer_config.json"], HOW,
+                          fixture=write_tiny_t5)
+    model_name = "tiny-random-t5 (fixture)" if "fixtures" in model_dir.parts else str(model_dir)
     lm = HFTaskLM(model_dir, cfg.task, torch.device(ctx.device), cfg.eval_batch_size)
     tr, val, test = few_shot(cfg.task, _read_jsonl(data_dir / "train.jsonl"),
                              _read_jsonl(data_dir / f"{test_split}.jsonl"), cfg.shots)
@@ -221,4 +223,4 @@ def run_full(cfg, ctx: RunContext) -> Outcome:  # noqa: ANN001
     finish("random_search", random_search(bb, cand, ytr, cfg.prompt_len, cfg.reward_type, budget, gen), q0, t0,
            cand.numel())
     m["gap_vs_random_prune"] = m["acc/claps"] - m["acc/random_prune"]
-    return Outcome(metrics=m, dataset=ref)
+    return Outcome(metrics=m, dataset=ref, notes={"model": model_name})

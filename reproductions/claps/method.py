@@ -183,6 +183,12 @@ def claps(bb: BlackBox, emb: torch.Tensor, vocab: torch.Tensor, labels: torch.Te
         pruned = reps
     else:
         pruned = prune_top_percentile(reps, infl, percentile, least=variant == "least-influential")
+        if pruned.numel() == 0 and reps.numel() > 0:
+            # §3.3 keeps the top (100 - percentile) % of the representatives by influence; when every influence
+            # ties at the cutoff the strict '>' keeps none, so keep that many by rank (ties: vocabulary order)
+            k = max(1, math.ceil(reps.numel() * (100 - percentile) / 100))
+            rank = torch.sort(infl.double(), descending=variant != "least-influential", stable=True).indices
+            pruned = reps[rank[:k].to(reps.device)]
     prompt, trace = greedy_search(bb, pruned, labels, length, kind, argmin=variant == "greedy-argmin")
     return ClapsResult(prompt, reps, infl, pruned, trace)
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -237,24 +236,27 @@ def rl_stage(lm: CausalLM, items: list[tuple[str, dict]], kind: str, gcfg: GRPOC
     lm.model.eval()
 
 
+def locate_model(cfg: Any, ctx: RunContext) -> tuple[Path, str]:
+    """The policy's ``save_pretrained`` folder under the data root (or an absolute path); without it, in a
+    dry run or a rehearsal, a tiny random Qwen3 with a ``</think>`` token written as its fixture."""
+    if cfg.model_dir.startswith("/"):
+        return Path(cfg.model_dir), cfg.model_dir
+    folder, _ = locate(ctx, "light-if-lm", cfg.model_dir, ["config.json", "tokenizer_config.json"],
+                       f"hf download Qwen/Qwen3-1.7B --local-dir <data root>/{cfg.model_dir}",
+                       fixture=lambda d: save_tiny_random_lm(d, "qwen3", extra_tokens=("</think>",)))
+    return folder, "tiny-random-qwen3 (fixture)" if "fixtures" in folder.parts else str(folder)
+
+
 # --------------------------------------------------------------------------- the run
 
 def run_full(cfg: Any, ctx: RunContext) -> Outcome:
-    tmp = None
     sft_path, rl_path, ref = locate_data(cfg, ctx)  # provenance from the locator, never typed here
+    model_dir, model_name = locate_model(cfg, ctx)
     if ctx.dry_run:
-        tmp = tempfile.TemporaryDirectory(prefix="lif-dry-")
-        root = Path(tmp.name)
-        save_tiny_random_lm(root / "model", "qwen3", extra_tokens=("</think>",))
-        model_dir = root / "model"
         steps_sft, steps_rl, n_eval, max_new = 1, 1, 2, 8
         cfg = copy.copy(cfg)
         cfg.full_sft_batch, cfg.full_rl_prompts, cfg.full_max_new = 2, 1, max_new
     else:
-        if ctx.data_root is None:
-            raise DataNotFoundError(f"full scale needs --data-root (or SUITE_DATA) holding {cfg.model_dir}/, "
-                                    f"{cfg.sft_file} and {cfg.rl_file}")
-        model_dir = Path(ctx.data_root) / cfg.model_dir
         steps_sft, steps_rl, n_eval = cfg.full_sft_steps, cfg.full_rl_steps, cfg.full_eval_prompts
     pairs = read_cold_start(sft_path)
     items = read_rl(rl_path)
@@ -284,7 +286,5 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
         m.update({f"{k}_rl_{arm}": v for k, v in evaluate(lm, held, cfg).items()})
         del lm
     m["all_sat_dense_tea_minus_binary"] = m["all_sat_rl_dense_tea"] - m["all_sat_rl_binary"]
-    if tmp is not None:
-        tmp.cleanup()
-    return Outcome(metrics=m, dataset=ref, notes={"model_dir": str(cfg.model_dir), "sft_examples": len(pairs),
-                                                  "rl_prompts": len(items)})
+    return Outcome(metrics=m, dataset=ref, notes={"model_dir": str(cfg.model_dir), "model": model_name,
+                                                  "sft_examples": len(pairs), "rl_prompts": len(items)})

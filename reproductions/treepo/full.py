@@ -12,7 +12,6 @@ a character tokenizer and a 2-record fixture parquet in the published schema.
 from __future__ import annotations
 
 import re
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -130,25 +129,29 @@ class _Logits(torch.nn.Module):
         return self.model(input_ids=tokens, attention_mask=key_mask.long()).logits
 
 
+def _model_dir(cfg: Any, ctx: RunContext) -> tuple[Path, str]:
+    """The policy's ``save_pretrained`` folder under the data root (or an absolute path); without it, in a dry
+    run or a rehearsal, a tiny random Qwen2 written as its fixture."""
+    if cfg.model_dir.startswith("/"):
+        return Path(cfg.model_dir), cfg.model_dir
+    folder, _ = locate(ctx, "treepo-lm", cfg.model_dir, ["config.json", "tokenizer_config.json"],
+                       "a save_pretrained folder of Qwen/Qwen2.5-7B (hf download Qwen/Qwen2.5-7B --local-dir "
+                       f"<data root>/{cfg.model_dir})",
+                       fixture=lambda d: save_tiny_random_lm(d, "qwen2", max_len=512))
+    return folder, "tiny-random-qwen2 (fixture)" if "fixtures" in folder.parts else str(folder)
+
+
 def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     from . import rl_setup  # the declaration module builds the shared RL setup
 
-    tmp = None
     names = tuple(cfg.train_files) + tuple(cfg.test_files)
     # provenance comes from the locator: "paper" only when the parquet files are under the data root
     data, ref = locate(ctx, "TreePO_data", cfg.data_dir, names, HOW, fixture=lambda f: write_fixture(f, names))
+    model_dir, model_name = _model_dir(cfg, ctx)
     if ctx.dry_run:
-        tmp = tempfile.TemporaryDirectory(prefix="treepo-dry-")
-        root = Path(tmp.name)
-        save_tiny_random_lm(root / "model", "qwen2", max_len=512)
-        model_dir = root / "model"
         tree = TreeConfig(seg_len=4, max_depth=3, width=4, first_div_max=2, max_response=12)
         kw: dict[str, Any] = {"prompts_per_step": 2, "updates": 1, "minibatches": 1, "eval_samples": 2}
     else:
-        if ctx.data_root is None:
-            raise DataNotFoundError(f"full scale needs --data-root (or SUITE_DATA) holding {cfg.model_dir}/ and "
-                                    f"{cfg.data_dir}/")
-        model_dir = Path(ctx.data_root) / cfg.model_dir
         tree = TreeConfig(seg_len=cfg.full_seg_len, max_depth=cfg.full_max_depth, width=cfg.full_width,
                           first_div_max=cfg.full_first_div_max, max_response=cfg.full_seg_len * cfg.full_max_depth,
                           allocation=cfg.allocation)
@@ -189,6 +192,4 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
               evaluate=evaluate, eos=eos, boxed=has_box)
     runs = {arm: train_arm(arm, model, train, env, setup, ctx) for arm in cfg.arms}
     m = summarize(runs, setup)
-    if tmp is not None:
-        tmp.cleanup()
-    return Outcome(metrics=m, dataset=ref, notes={"model_dir": str(cfg.model_dir)})
+    return Outcome(metrics=m, dataset=ref, notes={"model_dir": str(cfg.model_dir), "model": model_name})
