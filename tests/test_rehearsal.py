@@ -39,6 +39,8 @@ def test_rehearsal_runs_the_full_path_on_fixtures(slug, tmp_path):
     # every claim expected at full was evaluated (from metrics the full path measured)
     full_claims = [c.id for c in registry.get(slug).claims if "full" in c.scales]
     assert any(rec["claims"][cid]["verdict"] in ("holds", "fails") for cid in full_claims)
+    # both passes ran on the simulated second device: a tensor left on the host would have raised
+    assert rec["notes"]["device_check"].startswith("cpu:1")
     resume = rec["notes"]["rehearsal_resume"]
     assert resume["metrics_identical"], resume["metrics_differing"]
     # stored apart, never reused as a full run, refused by publish
@@ -75,8 +77,24 @@ def test_every_declared_budget_names_config_fields():
         assert cut and all(hasattr(cfg, k) for k in cut), slug
 
 
+# Full paths that would crash on a GPU: the rehearsal's device check (suite/devicecheck.py) raises where CUDA
+# would. Each is a real bug, listed until fixed (a fix changes the reproduction's code and stales its records,
+# so it is rerun with it). The test fails both ways: a listed bug that no longer raises must leave this list.
+DEVICE_BUGS: dict[str, str] = {
+    "gg_priors": "experiment.acc_pct feeds the host test split to the device MLP (experiment.py:92)",
+    "localist_llm": "experiment.eval_pointer feeds host token chunks to the device model (experiment.py:122)",
+    "semantic_calibration": "mechanics: the PCE groups g_ev stay on the host while the confidences are on the "
+                            "device (experiment.py:68 -> method.pce scatter_add)",
+}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("slug", DECLARED)
 def test_rehearse_every_declared_reproduction(slug, tmp_path):
+    if slug in DEVICE_BUGS:
+        rec = runner.execute(runner.RunSpec(slug, "full", 0), tmp_path, device="cpu", rehearse=True)
+        assert rec["status"] != "rehearsal" and "DeviceMixError" in (rec.get("error") or ""), \
+            f"{slug} rehearses cleanly now: remove it from DEVICE_BUGS"
+        return
     rec = _rehearse(slug, tmp_path)
     assert rec["rehearsal"] is True and rec["dataset"]["provenance"] == "stand-in"
