@@ -22,7 +22,8 @@ from reproductions.dam_vp.method import (Frozen, PadPrompts, Prompted, Variant, 
                                          diversity_clusters, prompt_vector, reptile_update, route,
                                          set_prompt_vector)
 from suite.config import Range
-from suite.errors import ConfigError, DataNotFoundError
+from suite.data.external import locate
+from suite.errors import ConfigError
 from suite.registry import reproduction
 from suite.spec import Claim, DatasetRef, Outcome, Paper, Plot, Resources, curve_metrics
 from suite.train import TrainConfig, fit
@@ -178,18 +179,56 @@ def _catalog_tasks(cfg: Config, ctx) -> tuple[Split, Split, Split, int, DatasetR
             Split(xe, ye, none(len(ye))), int(max(yt.max(), ye.max())) + 1, sp["train"].ref)
 
 
-def _vit_backbone(cfg: Config, ctx) -> nn.Module:
-    """ViT-B/16 (suite ViT) at 224 px with IN-1k weights from the data root; random in a dry run."""
+VIT_HOW = "convert timm vit_base_patch16_224 (IN-1k) to a suite ViT state_dict (suite.models.ViT) and put it there"
+META_HOW = ("meta-train it (Reptile on SUN397, STL-10, Fru92, Veg200, Pets, EuroSAT) and torch.save the PadPrompts "
+            "state_dict there, or set meta_prompt_file=''")
+
+
+def _file(ctx, name: str, rel: str, how: str, write) -> Path:
+    """``rel`` under the data root (or an absolute path), located like a paper file; without it, in a dry run or
+    a rehearsal, ``write(path)`` makes the fixture."""
+    if rel.startswith("/"):
+        return Path(rel)
+    f = Path(rel)
+    folder, _ = locate(ctx, name, str(f.parent), [f.name], how, fixture=lambda d: write(d / f.name))
+    return folder / f.name
+
+
+def write_vit_fixture(path: Path, image_size: int) -> None:
+    """A tiny random suite ViT of the ViT-B/16 family (patch 16, 64-wide head, 1000 classes), saved as the
+    state_dict the full path loads (dry runs and rehearsals; stand-in)."""
     from suite.models import ViT
 
-    net = ViT(image_size=224, patch_size=16, in_channels=3, num_classes=1000, dim=768, depth=12, heads=12)
-    path = Path(ctx.data_root) / cfg.weights if ctx.data_root else None
-    if path is not None and path.exists():
-        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    elif not ctx.dry_run:
-        raise DataNotFoundError(f"backbone weights {cfg.weights} not found under the data root; convert timm "
-                                f"vit_base_patch16_224 (IN-1k) to a suite ViT state_dict and put it there")
-    return net
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    torch.save(ViT(image_size=image_size, patch_size=16, num_classes=1000, dim=64, depth=2, heads=1).state_dict(),
+               path)
+
+
+def write_meta_prompt_fixture(path: Path, chw: tuple[int, int, int], pad: int) -> None:
+    """A random meta-prompt: the state_dict of one pad prompter (PadPrompts(1, C, H, W, p)), as loaded below."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(PadPrompts(1, *chw, pad, generator=torch.Generator().manual_seed(0)).state_dict(), path)
+
+
+def _vit_backbone(cfg: Config, ctx) -> tuple[nn.Module, str]:
+    """ViT-B/16 (suite ViT) with IN-1k weights from the data root; its shape is read from the state_dict
+    (heads = width / 64, ViT's head width), so the tiny random fixture of a dry run or rehearsal loads alike."""
+    from suite.models import ViT
+
+    path = _file(ctx, "vit-b16-in1k", cfg.weights, VIT_HOW, lambda f: write_vit_fixture(f, cfg.image_size))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    dim, _, patch, _ = state["patch.weight"].shape
+    side = round((state["pos"].shape[1] - 1) ** 0.5) * patch
+    if side != cfg.image_size:
+        raise ConfigError(f"{path} is a ViT for {side} px images, image_size={cfg.image_size}; set image_size={side}")
+    depth = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
+    net = ViT(image_size=side, patch_size=patch, in_channels=state["patch.weight"].shape[1],
+              num_classes=state["head.weight"].shape[0], dim=dim, depth=depth, heads=max(1, dim // 64),
+              mlp_ratio=state["blocks.0.mlp.fc1.weight"].shape[0] / dim)
+    net.load_state_dict(state)
+    name = f"tiny-random-vit-{dim}d (fixture)" if "fixtures" in path.parts else str(path)
+    return net, name
 
 
 @reproduction(
@@ -237,6 +276,7 @@ def run(cfg: Config, ctx) -> Outcome:
         raise ConfigError(f"head={cfg.head!r} is unknown; use 'own' or 'active'")
     metrics: dict[str, float] = {}
     sources: dict[str, Split] = {}
+    notes: dict[str, str] = {}
     if cfg.data == "digits":
         t = diverse_digits(ctx.seed, cfg.image_size)
         tr, va, te, n_cls, sources = t.train, t.val, t.test, 10, t.sources
@@ -248,7 +288,7 @@ def run(cfg: Config, ctx) -> Outcome:
         pre: nn.Module = nn.Identity()
     else:
         tr, va, te, n_cls, ref = _catalog_tasks(cfg, ctx)  # the loader's ref (name, provenance)
-        net = _vit_backbone(cfg, ctx)
+        net, notes["backbone"] = _vit_backbone(cfg, ctx)
         # raw 32 px images stay on the CPU; each batch is upsampled on the device (a 224 px copy of the split
         # would not fit in memory)
         pre = nn.Upsample(size=(cfg.image_size,) * 2, mode="bilinear", align_corners=False)
@@ -270,6 +310,11 @@ def run(cfg: Config, ctx) -> Outcome:
     _, protos = diversity_clusters(u_sub, thr)
     m = len(protos)
     r_tr, r_va, r_te = (route(_batched(feats, s.x, device=dev), protos) for s in (tr, va, te))
+    meta_path = None
+    if cfg.meta_prompt_file:  # located before a dry run returns, so a dry run writes its fixture
+        meta_path = _file(ctx, "dam-vp-meta-prompt", cfg.meta_prompt_file, META_HOW,
+                          lambda f: write_meta_prompt_fixture(f, (c, h, w), cfg.pad))
+        notes["meta_prompt"] = "random meta-prompt (fixture)" if "fixtures" in meta_path.parts else str(meta_path)
     if ctx.dry_run:
         Prompted(PadPrompts(m, c, h, w, cfg.pad), frozen, pre).to(dev)(tr.x[:2].to(dev), r_tr[:2].to(dev))
         return Outcome(metrics={}, dataset=ref)
@@ -297,12 +342,8 @@ def run(cfg: Config, ctx) -> Outcome:
         "damvp-rand", PadPrompts(m, c, h, w, cfg.pad, generator=gen), frozen, pre, tr, r_tr, va, r_va, te, r_te,
         cfg, ctx)
     meta = PadPrompts(1, c, h, w, cfg.pad, generator=gen)
-    if cfg.meta_prompt_file:
-        path = Path(ctx.data_root or ".") / cfg.meta_prompt_file
-        if not path.exists():
-            raise DataNotFoundError(f"meta-prompt {path} not found; meta-train it (Reptile on SUN397, STL-10, "
-                                    f"Fru92, Veg200, Pets, EuroSAT) or set meta_prompt_file=''")
-        meta.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    if meta_path is not None:
+        meta.load_state_dict(torch.load(meta_path, map_location="cpu", weights_only=True))
     else:
         meta = reptile(meta, sources, frozen, pre, cfg, ctx)
     prompts = PadPrompts(m, c, h, w, cfg.pad)
@@ -317,4 +358,4 @@ def run(cfg: Config, ctx) -> Outcome:
     metrics["rand_epochs_to_vp_frac"] = (hit[0] if hit else 2 * cfg.epochs) / cfg.epochs
     for k, v in curves.items():
         metrics.update(curve_metrics(f"{k}_test_acc", "epoch", range(1, len(v) + 1), v))
-    return Outcome(metrics=metrics, dataset=ref)
+    return Outcome(metrics=metrics, dataset=ref, notes=notes)
