@@ -89,7 +89,8 @@ def mlp(cfg: Any) -> nn.Module:
 @torch.no_grad()
 def acc_pct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()
-    return 100.0 * float((model(x).argmax(-1) == y).float().mean())
+    dev = next(model.parameters()).device  # the split stays on the host; the model may be on a GPU
+    return 100.0 * float((model(x.to(dev)).argmax(-1).cpu() == y.cpu()).float().mean())
 
 
 def train_mlp(model: nn.Module, cfg: Any, data: tuple[torch.Tensor, torch.Tensor], ctx: RunContext, name: str,
@@ -293,6 +294,6 @@ def gpt_runs(cfg: Any, ctx: RunContext) -> dict[str, float]:
         res = fit(net, lambda mdl, b: mdl.loss(b), batch, tc, ctx=ctx, name=f"gpt-{name}")
         net.eval()
         with torch.no_grad():
-            out[f"gpt_val_loss_{name}"] = float(net.loss(val))
+            out[f"gpt_val_loss_{name}"] = float(net.loss(val.to(ctx.device)))
         out[f"gpt_steps_to_target_{name}"] = steps_to(res, cfg.gpt_target_loss)
     return out
