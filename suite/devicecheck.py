@@ -170,7 +170,7 @@ class DeviceCheck(TorchFunctionMode):
             return out
         if name == "numpy" and on_device(args[0]):
             raise DeviceMixError("`.numpy()` on a device tensor (CUDA cannot): call `.cpu()` first")
-        if name == "cpu" or name in _TO_HOST:
+        if name in _TO_HOST:
             out = func(*args, **kwargs)
             return tree_map(lambda t: _mark(t, False) if isinstance(t, torch.Tensor) else t, out)
         target = _target_device(func, args, kwargs)

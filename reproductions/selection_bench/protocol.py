@@ -68,16 +68,11 @@ def selector_configs(cfg: Any) -> dict[str, Any]:
     }
 
 
-def _entropy_bits(counts: torch.Tensor) -> float:
-    p = counts[counts > 0].double() / counts.sum()
-    return float(-(p * p.log2()).sum())
-
-
 def subset_row(pool: Pool, idx: torch.Tensor, n_families: int) -> dict[str, float]:
     """What a selection holds, before any training."""
     sub = pool.subset(idx)
     fam = torch.bincount(sub.family.clamp(min=0), minlength=n_families)
-    return {"size": float(idx.numel()), "family_entropy": _entropy_bits(fam),
+    return {"size": float(idx.numel()), "family_entropy": MIGM.entropy_bits(fam),
             "families_covered": float((fam > 0).sum()),
             "junk_share": float((sub.kind == JUNK).float().mean()),
             "dup_share": float((sub.kind == DUPLICATE).float().mean()),
