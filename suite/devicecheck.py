@@ -172,6 +172,8 @@ class DeviceCheck(TorchFunctionMode):
             raise DeviceMixError("`.numpy()` on a device tensor (CUDA cannot): call `.cpu()` first")
         if name in _TO_HOST:
             out = func(*args, **kwargs)
+            if isinstance(out, torch.Tensor) and args and out is args[0]:
+                out = out.view_as(out)  # .cpu() returned self: unmark a new object, not the device tensor
             return tree_map(lambda t: _mark(t, False) if isinstance(t, torch.Tensor) else t, out)
         target = _target_device(func, args, kwargs)
         if target is not None:

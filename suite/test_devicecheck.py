@@ -60,6 +60,7 @@ def test_what_cuda_allows_passes():
         host = torch.empty(5, 3)
         host.copy_(a)  # cross-device copy
         assert not on_device(host) and not on_device(a.cpu()) and not on_device(a.to("cpu"))
+        assert on_device(a), "copying a device tensor to the host must leave the tensor itself on the device"
         assert float(a.sum()) == pytest.approx(float(host.sum()))
         assert isinstance(a.tolist(), list) and isinstance(a[0, 0].item(), float)
 

@@ -80,11 +80,7 @@ def test_every_declared_budget_names_config_fields():
 # Full paths that would crash on a GPU: the rehearsal's device check (suite/devicecheck.py) raises where CUDA
 # would. Each is a real bug, listed until fixed (a fix changes the reproduction's code and stales its records,
 # so it is rerun with it). The test fails both ways: a listed bug that no longer raises must leave this list.
-DEVICE_BUGS: dict[str, str] = {
-    "localist_llm": "experiment.eval_pointer feeds host token chunks to the device model (experiment.py:122)",
-    "semantic_calibration": "mechanics: the PCE groups g_ev stay on the host while the confidences are on the "
-                            "device (experiment.py:68 -> method.pce scatter_add)",
-}
+DEVICE_BUGS: dict[str, str] = {}  # none today: localist_llm and layer_lottery were fixed in session 9
 
 
 @pytest.mark.slow

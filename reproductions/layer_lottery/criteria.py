@@ -172,6 +172,7 @@ def inner_filter_importance(net: nn.Module, scores: dict[nn.Parameter, torch.Ten
 
 def select_filters(importances: list[torch.Tensor], n_filters: int) -> dict[int, list[int]]:
     """The ``n_filters`` globally least important inner filters, keeping >= 1 filter per block."""
+    importances = [s.detach().cpu() for s in importances]  # a few hundred scores: rank them on the host
     blk = torch.cat([torch.full((len(s),), i) for i, s in enumerate(importances)])
     fil = torch.cat([torch.arange(len(s)) for s in importances])
     val = torch.cat([s.double() for s in importances])

@@ -33,7 +33,7 @@ def counted_macs(net: nn.Module, input_shape: Sequence[int]) -> int:
     net.eval()
     try:
         with torch.no_grad():
-            net(torch.zeros(1, *input_shape))
+            net(torch.zeros(1, *input_shape, device=next(net.parameters()).device))
     finally:
         for h in hooks:
             h.remove()

@@ -132,8 +132,9 @@ def measure(cfg: Any, data: Data, ctx: RunContext) -> dict[str, float]:
 
     # ---- mechanics (§6 smoke) on the initial network
     m.update(removal_checks(dense, data.hw, data.in_channels, ctx.generator(21), cfg.variant))
+    dense.to(dev)  # before the first use of a (device) score batch
     m["grasp_hvp_fd_rel_err"] = hvp_fd_check(dense, batches[0])
-    gscores = C.grasp_scores(dense.to(dev), batches, 1.0, grasp_sign)
+    gscores = C.grasp_scores(dense, batches, 1.0, grasp_sign)
     hi = C.grad_norm_after_removal(dense, batches, gscores, cfg.gradnorm_frac, highest=True)
     lo = C.grad_norm_after_removal(dense, batches, gscores, cfg.gradnorm_frac, highest=False)
     m["grasp_gradnorm_high_over_low"] = hi / lo

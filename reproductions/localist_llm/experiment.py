@@ -117,8 +117,9 @@ def eval_pointer(model: M.LocalistLM, data: tuple[torch.Tensor, ...], lam: float
     tokens, blk, ans = data
     sums: dict[str, float] = {}
     n = tokens.shape[0]
+    dev = next(model.parameters()).device  # the split stays on the host; each chunk goes to the model
     for s in range(0, n, chunk):
-        tb, bb, ab = tokens[s:s + chunk], blk[s:s + chunk], ans[s:s + chunk]
+        tb, bb, ab = (t[s:s + chunk].to(dev) for t in (tokens, blk, ans))
         logits, alphas = model(tb, bb, bb, lam, margin, cfg.tau0, variant, last_only=True)
         st = M.attention_stats(alphas, bb, bb, query_pos=tb.shape[1] - 1)
         st["acc"] = float((logits.argmax(-1) == ab).float().mean())
