@@ -126,7 +126,7 @@ def mark(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-_TIMING = re.compile(r"second|(^|[_/])s($|[_/@])|time|wall|throughput|per_s")
+_TIMING = re.compile(r"second|(^|[_/])m?s($|[_/@])|time|wall|throughput|per_s|latency|speedup")
 
 
 def is_timing(metric: str) -> bool:

@@ -93,3 +93,9 @@ def test_rehearse_every_declared_reproduction(slug, tmp_path):
         return
     rec = _rehearse(slug, tmp_path)
     assert rec["rehearsal"] is True and rec["dataset"]["provenance"] == "stand-in"
+
+
+def test_timing_metrics_are_recognised_and_others_are_not():
+    timing = ["wall_s", "latency_s", "hw_t_float_ms", "hw_latency_ratio", "step_speedup@p=3", "tokens_per_s"]
+    assert all(rehearsal.is_timing(m) for m in timing)
+    assert not any(rehearsal.is_timing(m) for m in ["mse", "loss", "msa_acc", "acc_dense", "ece_ts"])
