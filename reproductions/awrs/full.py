@@ -17,6 +17,7 @@ import torch
 from suite.context import RunContext
 from suite.errors import CorruptDataError, DataNotFoundError
 from suite.data.external import locate
+from suite.models.locate import locate_model
 from suite.spec import Outcome
 
 from .method import awrs_reference, gumbel
@@ -66,15 +67,12 @@ def write_model_fixture(folder: Path) -> None:
     tok.save_pretrained(folder)
 
 
-def locate_model(cfg: Any, ctx: RunContext) -> tuple[Path, str]:
+def _model_dir(cfg: Any, ctx: RunContext) -> tuple[Path, str]:
     """The LM's ``save_pretrained`` folder under the data root (or an absolute path); without it, in a dry run
     or a rehearsal, a tiny random Llama written as its fixture."""
-    if cfg.model_dir.startswith("/"):
-        return Path(cfg.model_dir), cfg.model_dir
-    folder, _ = locate(ctx, "awrs-lm", cfg.model_dir, ["config.json", "tokenizer_config.json"],
-                       f"hf download meta-llama/Llama-3.1-8B-Instruct --local-dir <data root>/{cfg.model_dir}",
-                       fixture=write_model_fixture)
-    return folder, "tiny-random-llama (fixture)" if "fixtures" in folder.parts else str(folder)
+    return locate_model(ctx, "awrs-lm", cfg.model_dir,
+                        f"hf download meta-llama/Llama-3.1-8B-Instruct --local-dir <data root>/{cfg.model_dir}",
+                        write_model_fixture, "tiny-random-llama")
 
 
 def read_patterns(path: Path, n: int) -> list[str]:
@@ -137,7 +135,7 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     patterns = read_patterns(folder / pat_file.name, cfg.n_patterns)
     from suite.models.hf import load_causal_lm
 
-    model_dir, model_name = locate_model(cfg, ctx)
+    model_dir, model_name = _model_dir(cfg, ctx)
     lm = load_causal_lm(model_dir, ctx.device)
     model, tok, dev = lm.model, lm.tokenizer, lm.device
     vocab_strs = [tok.decode([i]) for i in range(len(tok))]  # byte-boundary tokens: see README

@@ -21,6 +21,7 @@ import torch
 
 from suite.context import RunContext
 from suite.data.external import locate
+from suite.models.locate import locate_model
 from suite.errors import ConfigError, SuiteError
 from suite.spec import Outcome
 
@@ -180,9 +181,8 @@ def run_full(cfg, ctx: RunContext) -> Outcome:  # noqa: ANN001
                            ["train.jsonl", f"{test_split}.jsonl"], HOW,
                            fixture=lambda d: write_data_fixture(d, cfg.task))
     # located like a paper file; without it (dry run, rehearsal) a tiny random T5 fixture with the same interface
-    model_dir, _ = locate(ctx, Path(cfg.model_dir).name, cfg.model_dir, ["config.json", "tokenizer_config.json"], HOW,
-                          fixture=write_tiny_t5)
-    model_name = "tiny-random-t5 (fixture)" if "fixtures" in model_dir.parts else str(model_dir)
+    model_dir, model_name = locate_model(ctx, Path(cfg.model_dir).name, cfg.model_dir, HOW, write_tiny_t5,
+                                         "tiny-random-t5")
     lm = HFTaskLM(model_dir, cfg.task, torch.device(ctx.device), cfg.eval_batch_size)
     tr, val, test = few_shot(cfg.task, _read_jsonl(data_dir / "train.jsonl"),
                              _read_jsonl(data_dir / f"{test_split}.jsonl"), cfg.shots)

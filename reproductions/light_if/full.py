@@ -27,6 +27,7 @@ from suite.context import RunContext
 from suite.data.external import locate
 from suite.errors import CorruptDataError, DataNotFoundError
 from suite.models.hf import CausalLM, load_causal_lm, save_tiny_random_lm
+from suite.models.locate import locate_model
 from suite.spec import DatasetRef, Outcome
 from suite.train import TrainConfig, fit
 
@@ -236,22 +237,19 @@ def rl_stage(lm: CausalLM, items: list[tuple[str, dict]], kind: str, gcfg: GRPOC
     lm.model.eval()
 
 
-def locate_model(cfg: Any, ctx: RunContext) -> tuple[Path, str]:
+def _model_dir(cfg: Any, ctx: RunContext) -> tuple[Path, str]:
     """The policy's ``save_pretrained`` folder under the data root (or an absolute path); without it, in a
     dry run or a rehearsal, a tiny random Qwen3 with a ``</think>`` token written as its fixture."""
-    if cfg.model_dir.startswith("/"):
-        return Path(cfg.model_dir), cfg.model_dir
-    folder, _ = locate(ctx, "light-if-lm", cfg.model_dir, ["config.json", "tokenizer_config.json"],
-                       f"hf download Qwen/Qwen3-1.7B --local-dir <data root>/{cfg.model_dir}",
-                       fixture=lambda d: save_tiny_random_lm(d, "qwen3", extra_tokens=("</think>",)))
-    return folder, "tiny-random-qwen3 (fixture)" if "fixtures" in folder.parts else str(folder)
+    return locate_model(ctx, "light-if-lm", cfg.model_dir,
+                        f"hf download Qwen/Qwen3-1.7B --local-dir <data root>/{cfg.model_dir}",
+                        lambda d: save_tiny_random_lm(d, "qwen3", extra_tokens=("</think>",)), "tiny-random-qwen3")
 
 
 # --------------------------------------------------------------------------- the run
 
 def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     sft_path, rl_path, ref = locate_data(cfg, ctx)  # provenance from the locator, never typed here
-    model_dir, model_name = locate_model(cfg, ctx)
+    model_dir, model_name = _model_dir(cfg, ctx)
     if ctx.dry_run:
         steps_sft, steps_rl, n_eval, max_new = 1, 1, 2, 8
         cfg = copy.copy(cfg)

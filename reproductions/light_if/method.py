@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from suite.errors import ConfigError, UnknownNameError
+from suite.rl import dual_clip_surrogate, group_advantage
 
 REWARDS = ("dense", "binary")
 
@@ -121,10 +122,10 @@ def compute_score(sat: torch.Tensor, active: torch.Tensor, credit: torch.Tensor,
 
 # --------------------------------------------------------------------------- GRPO + TEA (§3.4)
 
-def grpo_advantage(scores: torch.Tensor, group: int, eps: float = 1e-6) -> torch.Tensor:
-    """(r - mean_g) / (std_g + eps) within consecutive groups of ``group`` rollouts (unbiased std)."""
-    s = scores.view(-1, group).float()
-    return ((s - s.mean(1, keepdim=True)) / (s.std(1, keepdim=True) + eps)).reshape(-1)
+def grpo_advantage(scores: torch.Tensor, group: int) -> torch.Tensor:
+    """GRPO advantages of consecutive groups of ``group`` rollouts (``suite.rl.group_advantage``, unbiased std)."""
+    ids = torch.arange(len(scores), device=scores.device) // group
+    return group_advantage(scores, ids).float()
 
 
 def tea_weights(adv: torch.Tensor, logp: torch.Tensor, mask: torch.Tensor, alpha: float = 10.0,
@@ -174,11 +175,7 @@ def grpo_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, a
     logp = token_logprob(logits, targets)
     old_logp = logp.detach() if old_logp is None else old_logp
     a = adv[:, None].expand_as(logp)
-    ratio = (logp - old_logp).clamp(-20, 20).exp()
-    pg1 = -a * ratio
-    pg2 = -a * ratio.clamp(1 - cfg.clip_low, 1 + cfg.clip_high)
-    pg = torch.maximum(pg1, pg2)
-    pg = torch.where(a < 0, torch.minimum(pg, -a * cfg.clip_c), pg)  # dual clip
+    pg = dual_clip_surrogate(logp, old_logp, a, cfg.clip_low, cfg.clip_high, cfg.clip_c)
     loss = (pg * m).sum() / n
     info: dict[str, float] = {"pg": float(loss.detach())}
     need_h = cfg.entropy_coef > 0 or cfg.tea

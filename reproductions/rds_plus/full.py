@@ -41,6 +41,7 @@ from suite.context import RunContext
 from suite.data.external import locate
 from suite.errors import DataNotFoundError
 from suite.io import atomic_torch_save
+from suite.models.locate import locate_model
 from suite.spec import DatasetRef, Outcome
 
 from . import method as M
@@ -181,13 +182,8 @@ def _model(cfg: Any, ctx: RunContext, scratch: Path) -> tuple[Any, str]:
     absolute path); without it, in a dry run or a rehearsal, a tiny random Llama written as a fixture."""
     from suite.models.hf import load_causal_lm, save_tiny_random_lm
 
-    if cfg.model_dir.startswith("/"):
-        folder = Path(cfg.model_dir)
-    else:
-        folder, _ = locate(ctx, "rds-lm", cfg.model_dir, ["config.json", "tokenizer_config.json"],
-                           "a save_pretrained folder of meta-llama/Llama-2-7b-hf",
-                           fixture=lambda d: save_tiny_random_lm(d, "llama"))
-    name = "tiny-random-llama (fixture)" if "fixtures" in folder.parts else str(folder)
+    folder, name = locate_model(ctx, "rds-lm", cfg.model_dir, "a save_pretrained folder of meta-llama/Llama-2-7b-hf",
+                                lambda d: save_tiny_random_lm(d, "llama"), "tiny-random-llama")
     return load_causal_lm(folder, ctx.device, DTYPES[cfg.full_dtype]), name
 
 

@@ -22,6 +22,7 @@ import torch
 from suite.context import RunContext
 from suite.errors import CorruptDataError, DataNotFoundError, SuiteError
 from suite.models.hf import load_causal_lm, save_tiny_random_lm
+from suite.models.locate import locate_model
 from suite.data.external import locate
 from suite.spec import Outcome
 
@@ -132,13 +133,10 @@ class _Logits(torch.nn.Module):
 def _model_dir(cfg: Any, ctx: RunContext) -> tuple[Path, str]:
     """The policy's ``save_pretrained`` folder under the data root (or an absolute path); without it, in a dry
     run or a rehearsal, a tiny random Qwen2 written as its fixture."""
-    if cfg.model_dir.startswith("/"):
-        return Path(cfg.model_dir), cfg.model_dir
-    folder, _ = locate(ctx, "treepo-lm", cfg.model_dir, ["config.json", "tokenizer_config.json"],
-                       "a save_pretrained folder of Qwen/Qwen2.5-7B (hf download Qwen/Qwen2.5-7B --local-dir "
-                       f"<data root>/{cfg.model_dir})",
-                       fixture=lambda d: save_tiny_random_lm(d, "qwen2", max_len=512))
-    return folder, "tiny-random-qwen2 (fixture)" if "fixtures" in folder.parts else str(folder)
+    return locate_model(ctx, "treepo-lm", cfg.model_dir,
+                        "a save_pretrained folder of Qwen/Qwen2.5-7B (hf download Qwen/Qwen2.5-7B --local-dir "
+                        f"<data root>/{cfg.model_dir})",
+                        lambda d: save_tiny_random_lm(d, "qwen2", max_len=512), "tiny-random-qwen2")
 
 
 def run_full(cfg: Any, ctx: RunContext) -> Outcome:

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from suite.errors import ConfigError, UnknownNameError
+from suite.rl import dual_clip_surrogate, group_advantage
 
 # leaf status (spec §3 classification)
 ACTIVE, FINISHED, EARLY_STOP, REPETITION, TRUNCATED, MAX_DEPTH = range(6)
@@ -236,16 +237,10 @@ def tree_advantage(indices: list[tuple[int, ...]], rewards: np.ndarray, strategy
 
 
 def group_baseline(groups: np.ndarray, rewards: np.ndarray, std_norm: bool) -> np.ndarray:
-    """REINFORCE++-baseline (r − group mean; ``std_norm=False``) or GRPO ((r − mean)/(std + 1e-6),
-    unbiased std as in verl; ``std_norm=True``)."""
-    r = np.asarray(rewards, dtype=np.float64)
-    g = np.unique(groups, return_inverse=True)[1]
-    cnt = np.bincount(g)
-    mean = np.bincount(g, weights=r)[g] / cnt[g]
-    if not std_norm:
-        return r - mean
-    var = (np.bincount(g, weights=r * r)[g] - cnt[g] * mean ** 2) / np.maximum(cnt[g] - 1, 1)
-    return (r - mean) / (np.sqrt(np.maximum(var, 0.0)) + 1e-6)
+    """REINFORCE++-baseline (r - group mean; ``std_norm=False``) or GRPO (``std_norm=True``) on numpy arrays
+    (``suite.rl.group_advantage``)."""
+    return group_advantage(torch.from_numpy(np.asarray(rewards, dtype=np.float64)),
+                           torch.from_numpy(np.asarray(groups)), std_norm).numpy()
 
 
 def whiten(adv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -271,13 +266,9 @@ def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
 
 def ppo_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
              clip_low: float = 0.2, clip_high: float = 0.28, clip_c: float = 10.0) -> torch.Tensor:
-    """§3 PPO clip-higher with dual clip (c = 10), token-mean aggregation over the mini-batch."""
-    ratio = torch.exp(logp - old_logp)
-    l1 = -adv * ratio
-    l2 = -adv * ratio.clamp(1 - clip_low, 1 + clip_high)
-    clipped = torch.maximum(l1, l2)
-    dual = torch.minimum(-adv * clip_c, clipped)
-    loss = torch.where(adv < 0, dual, clipped)
+    """§3 PPO clip-higher with dual clip (c = 10) (``suite.rl.dual_clip_surrogate``), token-mean aggregation
+    over the mini-batch."""
+    loss = dual_clip_surrogate(logp, old_logp, adv, clip_low, clip_high, clip_c)
     m = mask.float()
     return (loss * m).sum() / m.sum().clamp_min(1.0)
 
