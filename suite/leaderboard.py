@@ -456,7 +456,9 @@ def render_track(track: str, by_slug: dict[str, list[dict[str, Any]]], out_dir: 
             expected = [c for c in repro.claims if c.kind == "paper" and best.scale in c.scales]
             held = sum(_holds(c, best.recs) for c in expected)
             summary.append([f"[{repro.slug}](#{repro.slug})", repro.paper.title, best.scale,
-                            f"{best.dataset} ({best.provenance})", f"{held}/{len(expected)}",
+                            f"{best.dataset} ({best.provenance})",
+                            f"{held}/{len(expected)}" if expected else
+                            ("— (checks only)" if not n_paper else f"— (none expected at {best.scale})"),
                             _teeth_summary(repro, recs), mechanics(repro, best)])
             for c in (c for c in repro.claims if c.kind == "paper" and (c.paper is not None or c.paper_note)):
                 m, sd, n = mean_std([r["metrics"].get(c.metric) for r in best.recs])

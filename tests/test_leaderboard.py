@@ -207,3 +207,15 @@ def test_lra_tasks_run_as_separate_jobs_are_assembled_on_the_page(tmp_path):
     assert "assembled from 6 jobs per seed" in page
     row = next(line for line in page.split("assembled from 6 jobs")[1].splitlines() if "`lra-avg-inv`" in line)
     assert "missing" not in row
+
+
+def test_an_entry_with_checks_only_reads_checks_only_not_zero_of_zero(tmp_path):
+    import dataclasses
+
+    bench = dataclasses.replace(TOY, claims=tuple(c for c in TOY.claims if c.kind == "check"))
+    with registry.temporarily(bench):
+        res = tmp_path / "res"
+        runner.execute(runner.RunSpec("_toy", "small", 0), res)
+        leaderboard.build(res, tmp_path / "lb")
+    index = (tmp_path / "lb" / "README.md").read_text() + (tmp_path / "lb" / "_toytrack.md").read_text()
+    assert "— (checks only)" in index and "| 0/0 " not in index
