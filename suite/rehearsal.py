@@ -129,9 +129,19 @@ def mark(record: dict[str, Any]) -> dict[str, Any]:
 _TIMING = re.compile(r"second|(^|[_/])m?s($|[_/@])|time|wall|throughput|per_s|latency|speedup")
 
 
-def is_timing(metric: str) -> bool:
-    """Wall-clock metrics (seconds, throughput): expected to differ between the two passes."""
-    return bool(_TIMING.search(metric))
+def is_timing(metric: str, declared: frozenset[str] = frozenset()) -> bool:
+    """Wall-clock metrics (seconds, throughput): expected to differ between the two passes. ``declared``:
+    further metric names a reproduction lists as ``timing = [...]`` in its rehearsal.toml."""
+    return metric in declared or bool(_TIMING.search(metric))
+
+
+def declared_timing(slug: str) -> frozenset[str]:
+    """The ``timing = [...]`` metric names of ``slug``'s rehearsal.toml (timings whose names the pattern misses)."""
+    path = declaration(slug)
+    names = _toml(path).get("timing", []) if path.exists() else []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"{path}: `timing` must be a list of metric names")
+    return frozenset(names)
 
 
 def scratch() -> Path:

@@ -211,8 +211,9 @@ def _rehearse(spec: RunSpec, results_root: Path | None, device: str | None, show
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if second["status"] == "rehearsal":
+        timing = rehearsal.declared_timing(spec.slug)
         differ = sorted(k for k in set(first["metrics"]) | set(second["metrics"])
-                        if first["metrics"].get(k) != second["metrics"].get(k) and not rehearsal.is_timing(k))
+                        if first["metrics"].get(k) != second["metrics"].get(k) and not rehearsal.is_timing(k, timing))
         second.setdefault("notes", {})["device_check"] = (
             f"{run_dev} simulated on the CPU for the first pass (suite/devicecheck.py); the resume pass unchecked"
             if checked else "none (ran on the device itself)")

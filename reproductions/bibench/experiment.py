@@ -88,6 +88,39 @@ class Trained:
     corrupt_acc: dict[str, float] = field(default_factory=dict)
     wall_s: float = 0.0
     steps: int = 0
+    step_s: float = float("nan")  # seconds per training step (OM_train's T), resumed runs included
+
+
+class StepClock:
+    """Seconds spent in the training steps of one ``fit``, carried in its checkpoint (``fit(stateful=...)``).
+
+    OM_train's T is a time per step: a run resumed after a preemption (or a rehearsal's second pass) must
+    report the steps it trained before the interruption, not the seconds it took to reload a finished
+    checkpoint. Checkpoint saves and reloads fall outside the measured intervals.
+    """
+
+    def __init__(self) -> None:
+        self.seconds, self.steps, self._mark = 0.0, 0, time.perf_counter()
+
+    def tick(self) -> None:
+        now = time.perf_counter()
+        self.seconds += now - self._mark
+        self.steps += 1
+        self._mark = now
+
+    def restart(self) -> None:
+        self._mark = time.perf_counter()
+
+    @property
+    def per_step(self) -> float:
+        return self.seconds / self.steps if self.steps else float("nan")
+
+    def state_dict(self) -> dict[str, float]:
+        return {"seconds": self.seconds, "steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.seconds, self.steps = float(state["seconds"]), int(state["steps"])
+        self.restart()
 
 
 class Bench:
@@ -114,8 +147,10 @@ class Bench:
         spe = math.ceil(len(self.ytr) / cfg.batch_size)
         update_epoch(model, 0, epochs)
         state = {"epoch": 0}
+        clock = StepClock()
 
         def on_step(st: Any) -> None:  # BiBench model_params_update hook, once per epoch
+            clock.tick()
             e = st.step // spe
             if e != state["epoch"] and e < epochs:
                 state["epoch"] = e
@@ -128,9 +163,11 @@ class Bench:
             return F.cross_entropy(m(x), b[1])
 
         t0 = time.perf_counter()
-        res = fit(model, loss_fn, (self.xtr, self.ytr), tc, ctx=self.ctx, on_step=on_step, name=name)
+        clock.restart()
+        res = fit(model, loss_fn, (self.xtr, self.ytr), tc, ctx=self.ctx, on_step=on_step, name=name,
+                  stateful={"step_clock": clock})
         wall = time.perf_counter() - t0
-        return Trained(self.evaluate(model, self.xte), wall_s=wall, steps=res.total_steps)
+        return Trained(self.evaluate(model, self.xte), wall_s=wall, steps=res.total_steps, step_s=clock.per_step)
 
     @torch.no_grad()
     def predict(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -154,6 +191,15 @@ class Bench:
     def robustness(self, model: nn.Module) -> dict[str, float]:
         """Accuracy per corruption, averaged over severities (CIFAR-10-C files stack the 5 severities)."""
         return {k: sum(self.evaluate(model, x) for x in xs) / len(xs) for k, xs in self.corrupted_sets().items()}
+
+
+def ratio(num: float, den: float) -> float:
+    """``num / den`` for the accuracy ratios A_bi / A_fp of the overall metrics (spec §4). An FP model at 0 %
+    accuracy (a diverged run, a tiny fixture) gives inf when the binarized model scores above 0 (it is
+    infinitely better than FP) and nan for 0 / 0 (no ratio defined; ``quadratic_mean`` skips it)."""
+    if den == 0:
+        return float("nan") if num == 0 else math.copysign(float("inf"), num)
+    return num / den
 
 
 def quadratic_mean(xs: list[float]) -> float:
@@ -201,33 +247,33 @@ def accuracy_tracks(bench: Bench, cfg: Any, ctx: Any) -> dict[str, float]:
             bm = binarize(fp, algo, bench.opts, cfg.binarize_downsample)
             tb = bench.train(bm, f"{arch}-{algo}", cfg.bin_epochs)
             m[f"acc/{arch}/{algo}"] = tb.acc
-            ratios[algo].append(tb.acc / t.acc)
+            ratios[algo].append(ratio(tb.acc, t.acc))
             ctx.log("bibench: %s %s acc %.4f (%.1fs)", arch, algo, tb.acc, tb.wall_s)
             if arch == main:
-                time_per_step[algo] = tb.wall_s / max(1, tb.steps)
+                time_per_step[algo] = tb.step_s
                 rob = bench.robustness(bm)
                 gaps[algo] = {k: tb.acc - v for k, v in rob.items()}
                 m.update({f"corrupt_acc/{k}/{algo}": v for k, v in rob.items()})
         if arch == main:
-            time_per_step["fp"] = t.wall_s / max(1, t.steps)
+            time_per_step["fp"] = t.step_s
     fp_acc = m[f"acc/{main}/fp"]
     accs = {a: m[f"acc/{main}/{a}"] for a in cfg.algorithms}
     m["acc/fp"] = fp_acc
     for a in cfg.algorithms:
         m[f"acc/{a}"] = accs[a]
-        m[f"om_task/{a}"] = accs[a] / fp_acc  # one learning task here: OM_task = ratio
+        m[f"om_task/{a}"] = ratio(accs[a], fp_acc)  # one learning task here: OM_task = ratio
         m[f"om_arch/{a}"] = quadratic_mean(ratios[a])  # quadratic mean over the architectures run
         # robustness: G_fp / G_bi per corruption, gaps floored at cfg.gap_floor (README)
         rs = [max(gaps["fp"][k], cfg.gap_floor) / max(gaps[a][k], cfg.gap_floor) for k in cfg.corruptions]
         m[f"om_robust/{a}"] = quadratic_mean(rs)
-        m[f"time_ratio/{a}"] = time_per_step["fp"] / time_per_step[a]
+        m[f"time_ratio/{a}"] = ratio(time_per_step["fp"], time_per_step[a])
     m["acc_bi_max"] = max(accs.values())
     m["acc_bi_min"] = min(accs.values())
     soft = [accs[a] for a in cfg.algorithms if ALGORITHMS[a].soft]
     m["acc_soft_group_mean"] = sum(soft) / len(soft) if soft else float("nan")
     for arch in cfg.archs:  # per-family accuracy ratio (architecture track)
         fam = FAMILY.get(arch, arch)
-        vals = [m[f"acc/{arch}/{a}"] / m[f"acc/{arch}/fp"] for a in cfg.algorithms]
+        vals = [ratio(m[f"acc/{arch}/{a}"], m[f"acc/{arch}/fp"]) for a in cfg.algorithms]
         m[f"ratio_mean/{fam}/{arch}"] = sum(vals) / len(vals)
     m.update(_plot_points(m, cfg))
     if cfg.hyper_settings:
@@ -269,7 +315,7 @@ def training_consumption(bench: Bench, cfg: Any, ctx: Any, time_per_step: dict[s
     for a in cfg.algorithms:
         m[f"hyper_std/{a}"] = sd[a]
         std_ratio = max(sd["fp"], cfg.std_floor) / max(sd[a], cfg.std_floor)
-        time_ratio = time_per_step["fp"] / time_per_step[a]
+        time_ratio = ratio(time_per_step["fp"], time_per_step[a])
         m[f"om_train/{a}"] = math.sqrt((time_ratio ** 2 + std_ratio ** 2) / 2)
         m[f"om_train@algo={algo_index(a)}"] = m[f"om_train/{a}"]
     return m

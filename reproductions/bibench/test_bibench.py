@@ -299,3 +299,22 @@ def test_small_scale_assertions_spec6():
     m = out.metrics
     assert m["acc_bi_max"] <= m["acc/fp"] and m["acc_bi_min"] > 0.5
     assert m["acc_soft_group_mean"] >= m["acc/bnn"]
+
+
+def test_accuracy_ratio_with_an_fp_model_at_zero():
+    """A_bi / A_fp never raises: FP at 0 % gives inf (binarized above 0) or nan (0 / 0, skipped by the mean)."""
+    from reproductions.bibench.experiment import quadratic_mean, ratio
+    assert ratio(0.5, 0.25) == 2.0
+    assert ratio(0.1, 0.0) == math.inf and math.isnan(ratio(0.0, 0.0))
+    assert quadratic_mean([ratio(0.0, 0.0), 3.0, 4.0]) == math.sqrt(12.5)
+
+
+def test_step_clock_travels_in_the_checkpoint():
+    """OM_train's time per step survives a resume: the clock's state is restored, not restarted at zero."""
+    from reproductions.bibench.experiment import StepClock
+    a = StepClock()
+    a.tick()
+    a.tick()
+    b = StepClock()
+    b.load_state_dict(a.state_dict())
+    assert b.steps == 2 and b.per_step == a.per_step > 0

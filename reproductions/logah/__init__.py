@@ -23,11 +23,15 @@ from .experiment import arch_set, finetune, mean_abs_cos, mechanism_metrics, tra
 from .method import GHN, MLP, Variant, make_arch
 
 Pos = Annotated[int, Range(1)]
+# input width of the target MLPs per dataset (flattened): the decoder must predict the first layer's
+# (width, d_in) weight, so K (the largest tensor side it can predict) must cover d_in as well
+INPUT_DIMS = {"digits": 64, "cifar10": 3 * 32 * 32}
 
 
 @dataclass
 class Config:
     # --- LoGAH-mini (spec §6): d=32, r=16, L=2 Graphormer layers; K = max tensor side predicted
+    # (full: the paper's image-model value 2048*16, which covers the 3072-wide flattened CIFAR-10 input)
     d: Annotated[int, Range(4)] = 32
     r: Annotated[int, Range(1)] = 16
     layers: Annotated[int, Range(1)] = 2
@@ -60,15 +64,18 @@ class Config:
             raise ConfigError(f"r={self.r} must be <= K={self.K}")
         if max(self.target_widths) > self.K:
             raise ConfigError(f"target width {max(self.target_widths)} > K={self.K}: the decoder cannot reach it")
-        if self.dataset not in ("digits", "cifar10"):
+        if self.dataset not in INPUT_DIMS:
             raise ConfigError(f"dataset={self.dataset!r}: use digits or cifar10")
+        if INPUT_DIMS[self.dataset] > self.K:
+            raise ConfigError(f"{self.dataset} inputs are {INPUT_DIMS[self.dataset]}-wide > K={self.K}: the decoder "
+                              f"cannot predict the first layer; set K >= {INPUT_DIMS[self.dataset]}")
 
 
 SCALES = {
     "smoke": {"n_archs": 20, "ghn_steps": 30, "meta_batch": 2, "target_widths": (128,), "ft_steps": 5,
               "ghn3_baseline": False},
     "small": {},
-    "full": {"dataset": "cifar10", "d": 64, "r": 32, "layers": 3, "heads": 8, "K": 2048, "n_archs": 1000,
+    "full": {"dataset": "cifar10", "d": 64, "r": 32, "layers": 3, "heads": 8, "K": 2048 * 16, "n_archs": 1000,
              "train_widths": tuple(range(128, 513, 32)), "train_depths": (3, 4, 5, 6, 7, 8, 9),
              "meta_batch": 1, "ghn_steps": 235_000, "ghn_lr": 3e-4, "batch_size": 64,
              "target_widths": (768, 1024, 2048), "target_depth": 6, "ft_steps": 78_200, "ft_lr": 0.1},

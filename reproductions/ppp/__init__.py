@@ -153,13 +153,14 @@ def scaling(cfg: Config, log: Callable[[str], None]) -> dict[str, float]:
 
 
 def _mnist_root(cfg: Config, ctx) -> Path | None:
+    """The MNIST IDX folder (``<data root>/mnist``) when a dataset needs it; in a dry run without the files,
+    the published-format fixture written into the cache by ``locate`` (so a rehearsal's data root holds it)."""
     if not any(n.startswith("mnist") for n in cfg.datasets):
         return None
-    root = Path(ctx.data_root) / "mnist" if ctx.data_root is not None else None
-    if ctx.dry_run and (root is None or not root.exists()):
-        from suite.data import mnist
+    from suite.data import mnist
+    from suite.data.external import locate
 
-        root = mnist.write_fixture(Path(ctx.run_dir) / "fixture-mnist")
+    root, _ = locate(ctx, mnist.NAME, mnist.SUBDIR, mnist.FILES, mnist.HOW, fixture=mnist.write_fixture)
     return root
 
 

@@ -99,6 +99,23 @@ def _gmm_space(x: np.ndarray, p: int) -> np.ndarray:
     return PCA(n_components=p, svd_solver="full").fit_transform(x)
 
 
+def _valid_precisions(prec: np.ndarray) -> bool:
+    """What GaussianMixture's ``precisions_init`` check demands: every matrix symmetric and positive-definite."""
+    return all(np.allclose(p, p.T) and np.linalg.eigvalsh(p).min() > 0 for p in prec)
+
+
+def _clipped_precisions(covs: np.ndarray, floor: float) -> np.ndarray:
+    """Inverses of the symmetrised covariances with eigenvalues floored at ``floor``.
+
+    Used only when the plain inverse is not symmetric positive-definite in floating point: a k-means
+    side with fewer points than GMM dimensions has a rank-deficient covariance (e.g. a node of 21 points
+    split 2 / 19 in 10 PCA dimensions), and ``reg_covar`` alone leaves it too ill-conditioned to invert.
+    """
+    w, v = np.linalg.eigh((covs + covs.transpose(0, 2, 1)) / 2)
+    prec = (v / np.maximum(w, max(floor, 1e-12))[:, None, :]) @ v.transpose(0, 2, 1)
+    return (prec + prec.transpose(0, 2, 1)) / 2
+
+
 def validate_split(z: np.ndarray, labels: np.ndarray, prm: PPPParams) -> tuple[bool, dict[str, float], np.ndarray]:
     """GMM check of a two-way k-means split (spec §3 ``validate_split``).
 
@@ -115,6 +132,8 @@ def validate_split(z: np.ndarray, labels: np.ndarray, prm: PPPParams) -> tuple[b
         prec = np.linalg.inv(covs)
     except np.linalg.LinAlgError:
         prec = np.linalg.pinv(covs)
+    if not _valid_precisions(prec):
+        prec = _clipped_precisions(covs, prm.reg_covar)
     g2 = GaussianMixture(2, covariance_type="full", reg_covar=prm.reg_covar, random_state=0, means_init=means,
                          weights_init=weights, precisions_init=prec).fit(z)
     post = g2.predict_proba(z)

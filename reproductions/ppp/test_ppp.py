@@ -8,7 +8,8 @@ import pytest
 
 from reproductions.ppp import Config, evaluate_dataset, run
 from reproductions.ppp.data import blobs
-from reproductions.ppp.method import PPPParams, canonical_labels, compactness, ppp, validate_split
+from reproductions.ppp.method import (PPPParams, _valid_precisions, canonical_labels, compactness, ppp,
+                                      validate_split)
 from suite import config, registry
 from suite.context import for_tests
 from suite.errors import ConfigError
@@ -105,3 +106,15 @@ def test_claim_kinds_and_teeth():
     assert all(c.kind in ("paper", "check") for c in r.claims)
     assert all(c.teeth or c.no_teeth for c in r.claims if c.kind == "paper")
     assert teeth.check_declared(r) == []
+
+
+def test_validate_split_with_a_side_smaller_than_the_gmm_dims():
+    """A k-means side with fewer points than GMM dimensions (2 of 21 points in 10-d) has a rank-deficient
+    covariance: the GMM's initial precisions are floored instead of failing sklearn's positive-definite check."""
+    rng = np.random.default_rng(0)
+    z = np.concatenate([rng.normal(0, 1, (19, 10)), rng.normal(8, 100, (2, 10))])
+    lab = np.array([0] * 19 + [1] * 2)
+    covs = np.stack([np.cov(z[lab == c], rowvar=False) + 1e-6 * np.eye(10) for c in (0, 1)])
+    assert not _valid_precisions(np.linalg.inv(covs))  # the plain inverse fails sklearn's check here
+    ok, st, maxp = validate_split(z, lab, PPPParams())
+    assert len(maxp) == 21 and np.isfinite(st["bic2"])
