@@ -15,7 +15,6 @@ tasks.py (data), experiment.py (training with suite.train.fit), checks.py (exact
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated
 
 import torch
@@ -26,7 +25,7 @@ from reproductions.s4d.experiment import OptimConfig, accuracy, mean_loss, train
 from suite.config import Range
 from suite.models.ssm import INITS, SSMConfig, ssm_param_groups
 from reproductions.s4d.model import ModelConfig, S4DClassifier
-from reproductions.s4d.tasks import LRA_TASKS, load_lra, lra_inputs, lra_task, memory_task
+from reproductions.s4d.tasks import LRA_TASKS, head, lra_inputs, lra_task, memory_task, open_lra
 from suite.errors import ConfigError, UnknownNameError
 from suite.registry import reproduction
 from suite.spec import Assembly, Claim, DatasetRef, Outcome, Paper, Resources
@@ -82,6 +81,9 @@ class Config:
     lra_tasks: tuple[str, ...] = ("listops", "text", "retrieval", "image", "pathfinder", "pathx")
     lra_inits: tuple[str, ...] = ("inv", "legs", "lin")
     lra_epochs: Annotated[int | None, Range(0)] = None  # None: each task's own budget (spec §5)
+    lra_max_train: Annotated[int | None, Range(1)] = None  # first N training examples per task (None: all)
+    lra_max_eval: Annotated[int | None, Range(1)] = None  # first N val / test examples per task (None: all)
+    workers: Annotated[int, Range(0)] = 4  # DataLoader processes reading Text/Retrieval/Path-X from disk (CUDA)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -245,18 +247,20 @@ def _run_lra(cfg: Config, ctx) -> tuple[dict[str, float], DatasetRef]:
     refs: list[DatasetRef] = []
     for task_name in cfg.lra_tasks:
         t = lra_task(task_name)
-        root = ctx.data_root
-        fixture = ctx.dry_run and (root is None or not (Path(root) / t.folder).exists())
-        if fixture:
-            root = Path(ctx.run_dir) / "fixture-data"
-        splits = load_lra(task_name, root, fixture=fixture)  # fixture splits come back as stand-ins
+        # under the data root; a dry run without it writes the fixture there (stand-in), Text / Retrieval /
+        # Path-X as DiskSplits streamed from disk
+        splits = open_lra(task_name, ctx)
         refs.append(splits["train"].ref)
         tr, va, te = splits["train"], splits["val"], splits["test"]
+        if cfg.lra_max_train is not None:  # sample-count budgets (None: the whole split, the paper)
+            tr = tr.subset(torch.arange(min(cfg.lra_max_train, len(tr))))
+        if cfg.lra_max_eval is not None:
+            va, te = (s.subset(torch.arange(min(cfg.lra_max_eval, len(s)))) for s in (va, te))
         epochs = cfg.lra_epochs or t.epochs
         per_epoch = -(-len(tr) // t.batch_size)
         opt = OptimConfig(epochs=epochs, batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay,
                           warmup_frac=min(1.0, t.warmup_steps / max(1, epochs * per_epoch)),
-                          eval_every=per_epoch, checkpoint_every=per_epoch)
+                          eval_every=per_epoch, checkpoint_every=per_epoch, workers=cfg.workers)
 
         def prep(x: torch.Tensor, t=t) -> torch.Tensor:
             return lra_inputs(x, t)
@@ -268,7 +272,7 @@ def _run_lra(cfg: Config, ctx) -> tuple[dict[str, float], DatasetRef]:
                 optimizer(groups, TrainConfig(steps=1, optimizer="adamw", lr=t.lr, weight_decay=t.weight_decay))
                 if k == 0:  # shapes check on the first 1024 positions (a full-length CPU pass takes minutes)
                     with torch.no_grad():
-                        out = model.eval()(prep(tr.x[:2, ..., :1024]))
+                        out = model.eval()(prep(head(tr, 2)[..., :1024]))
                     if out.shape != (min(2, len(tr)), t.n_classes):
                         raise ConfigError(f"LRA {task_name}: model output {tuple(out.shape)} has the wrong shape")
                 continue

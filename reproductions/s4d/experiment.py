@@ -4,19 +4,25 @@ Optimiser (§3 / repo configs): AdamW; the SSM parameters (log_dt, A, B) get the
 weight decay (:func:`suite.models.ssm.ssm_param_groups`); cosine schedule with 10% warmup.
 Model selection as in the S4 code: the test accuracy at the evaluation with the best validation
 accuracy (when ``eval_every`` > 0; otherwise the final model).
+
+A split is an in-memory ``ArrayDataset`` or, for the full-length LRA Text / Retrieval / Path-X, a
+``DiskSplit`` read per batch: training draws its batches through ``suite.data.stream.EpochLoader``
+(a ``stream.loader``: reader processes and pinned memory on CUDA), evaluation reads batch by batch.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from suite.models.ssm import ssm_param_groups
+from suite.data import stream
 from suite.data.base import ArrayDataset
-from suite.train import TrainConfig, fit
+from suite.data.stream import DiskSplit
+from suite.train import DATA_ORDER_OFFSET, TrainConfig, fit
 
 Prep = Callable[[torch.Tensor], torch.Tensor]
 
@@ -31,39 +37,52 @@ class OptimConfig:
     grad_clip: float | None = None
     eval_every: int = 0  # steps; 0 = only at the end
     checkpoint_every: int = 0
+    workers: int = 0  # reader processes of a DiskSplit on CUDA
+
+
+Split = ArrayDataset | DiskSplit
+
+
+def _batches(ds: Split, batch: int, n: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(x, y) of the first ``n`` (default all) examples of ``ds`` in order, ``batch`` at a time."""
+    if isinstance(ds, DiskSplit):
+        yield from stream.batches(ds, batch, n)
+        return
+    stop = len(ds) if n is None else min(n, len(ds))
+    for i in range(0, stop, batch):
+        yield ds.x[i:min(i + batch, stop)], ds.y[i:min(i + batch, stop)]
 
 
 @torch.no_grad()
-def mean_loss(model: nn.Module, ds: ArrayDataset, prep: Prep, n: int = 512, batch: int = 256,
+def mean_loss(model: nn.Module, ds: Split, prep: Prep, n: int = 512, batch: int = 256,
               device: torch.device | str = "cpu") -> float:
     """Cross-entropy of the first ``n`` examples of ``ds`` in eval mode."""
     was = model.training
     model.eval()
     total, count = 0.0, 0
-    for i in range(0, min(n, len(ds)), batch):
-        j = min(i + batch, n, len(ds))
-        x, y = prep(ds.x[i:j].to(device)), ds.y[i:j].to(device)
+    for xb, yb in _batches(ds, batch, n):
+        x, y = prep(xb.to(device)), yb.to(device)
         total += float(F.cross_entropy(model(x), y, reduction="sum"))
-        count += j - i
+        count += len(yb)
     model.train(was)
     return total / max(1, count)
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, ds: ArrayDataset, prep: Prep, batch: int = 256,
+def accuracy(model: nn.Module, ds: Split, prep: Prep, batch: int = 256,
              device: torch.device | str = "cpu") -> float:
     """Fraction of correct argmax predictions on ``ds`` (in chunks of ``batch``)."""
     was = model.training
     model.eval()
     correct = 0
-    for i in range(0, len(ds), batch):
-        x = prep(ds.x[i:i + batch].to(device))
-        correct += int((model(x).argmax(-1) == ds.y[i:i + batch].to(device)).sum())
+    for xb, yb in _batches(ds, batch):
+        x = prep(xb.to(device))
+        correct += int((model(x).argmax(-1) == yb.to(device)).sum())
     model.train(was)
     return correct / max(1, len(ds))
 
 
-def train_classifier(model: nn.Module, train: ArrayDataset, val: ArrayDataset, test: ArrayDataset,
+def train_classifier(model: nn.Module, train: Split, val: Split, test: Split,
                      opt: OptimConfig, ctx: Any, prep: Prep, name: str) -> dict[str, Any]:
     """Train with AdamW + SSM groups; returns val/test accuracy (test at the best val eval) and the
     train loss (first 512 examples, eval mode) before and after training."""
@@ -84,7 +103,12 @@ def train_classifier(model: nn.Module, train: ArrayDataset, val: ArrayDataset, t
 
     model.to(dev)
     loss_before = mean_loss(model, train, prep, device=dev)
-    res = fit(model, loss_fn, (train.x, train.y), tcfg, ctx=ctx, eval_fn=eval_fn, param_groups=groups, name=name)
+    if isinstance(train, DiskSplit):  # read from disk per batch; the order from the fit's data-order stream
+        gen = ctx.generator(DATA_ORDER_OFFSET)
+        data: Any = stream.EpochLoader(train, opt.batch_size, gen, **stream.loader_options(dev, opt.workers))
+        res = fit(model, loss_fn, data, tcfg, ctx=ctx, eval_fn=eval_fn, param_groups=groups, name=name, generator=gen)
+    else:
+        res = fit(model, loss_fn, (train.x, train.y), tcfg, ctx=ctx, eval_fn=eval_fn, param_groups=groups, name=name)
     best = max(res.evals, key=lambda e: (e["val_acc"], e["step"])) if res.evals else {}
     return {"val_acc": best.get("val_acc", float("nan")), "test_acc": best.get("test_acc", float("nan")),
             "final_test_acc": res.final_eval.get("test_acc", float("nan")),

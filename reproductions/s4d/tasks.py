@@ -5,7 +5,11 @@
 - :data:`LRA_TASKS` — per-task data location and the repo's hyper-parameters (configs
   ``configs/experiment/lra/s4-*.yaml`` as summarised by the spec §5).
 - :func:`load_lra` — the task's splits from the LRA release formats through ``suite.data.lra``;
-  with ``fixture=True`` tiny files in the same formats are written first (dry runs without data).
+  with ``fixture=True`` tiny files in the same formats are written first (tests).
+- :func:`open_lra` — the full path's loader: the task's folder under the data root (the catalog, or
+  ``suite.data.external.locate`` for Path-X; a dry run writes the published-format fixture in the
+  data-root layout, which the rehearsal gathers), Text / Retrieval / Path-X streamed from disk
+  (``suite.data.lra_stream``: DiskSplits read per batch, never a whole split as one tensor).
 """
 from __future__ import annotations
 
@@ -14,9 +18,10 @@ from pathlib import Path
 
 import torch
 
-from suite.data import cifar, digits, listops
+from suite.data import catalog, cifar, digits, listops, lra_stream, stream
 from suite.data import lra as lra_data
 from suite.data.base import BYTE_VOCAB, ArrayDataset, Splits
+from suite.data.stream import DiskSplit
 from suite.errors import ConfigError, UnknownNameError
 from suite.spec import DatasetRef
 
@@ -89,7 +94,7 @@ LRA_TASKS: dict[str, LRATask] = {t.name: t for t in (
             weight_decay=0.03, pool="last", lr_dt=1e-3, warmup_steps=2500),
     # Path-X: the file sets lr 0.001 and 50,000 warmup steps, with a comment that the S4D paper used 5e-4 and
     # one epoch of warmup (10,000 steps at batch 16): we run the paper's values (README)
-    LRATask("pathx", "lra_release/pathfinder128", 16384, 2, 0, False, 6, 256, 64, 16, 5e-4, 50, dt_min=1e-4,
+    LRATask("pathx", lra_stream.PATHX_DIR, 16384, 2, 0, False, 6, 256, 64, 16, 5e-4, 50, dt_min=1e-4,
             prenorm=True, lr_dt=5e-4, ssm_lr=5e-4, warmup_steps=10_000),
 )}
 
@@ -120,12 +125,30 @@ def _val_from_train(train: ArrayDataset, frac: float = 0.1, seed: int = 42) -> t
     return train.subset(perm[n_val:]), train.subset(perm[:n_val])
 
 
+def _read(name: str, folder: Path, cache: bool = True) -> Splits:
+    """In-memory train/val/test splits of task ``name`` from its folder (the release formats)."""
+    task = lra_task(name)
+    if name == "listops":
+        return lra_data.load_listops(folder, max_len=task.seq_len)
+    if name == "text":
+        s = lra_data.load_text(folder, max_len=task.seq_len)
+        return {"train": s["train"], "val": s["test"], "test": s["test"]}
+    if name == "retrieval":
+        return lra_data.load_retrieval(folder, max_len=task.seq_len)
+    if name == "image":
+        s = lra_data.load_image(folder)
+        tr, va = _val_from_train(s["train"])
+        return {"train": tr, "val": va, "test": s["test"]}
+    return lra_data.load_pathfinder(folder, cache=cache)
+
+
 def load_lra(name: str, data_root: Path | None, fixture: bool = False) -> Splits:
-    """train/val/test splits of LRA task ``name`` read from ``data_root`` in the release formats.
+    """train/val/test splits of LRA task ``name`` read from ``data_root`` in the release formats, in memory.
 
     Text has no validation split (IMDB): the test split doubles as validation, as in the S4 code;
     Image holds out 10% of CIFAR-10 train (seed 42). ``fixture=True`` writes tiny files in the same
-    formats under ``data_root`` first (dry runs; provenance then says stand-in).
+    formats under ``data_root`` first (tests; provenance then says stand-in). The full run reads
+    through :func:`open_lra`.
     """
     task = lra_task(name)
     if data_root is None:
@@ -134,24 +157,51 @@ def load_lra(name: str, data_root: Path | None, fixture: bool = False) -> Splits
     root = Path(data_root)
     if fixture:
         _write_fixture(task, root)
-    folder = root / task.folder
-    if name == "listops":
-        out = lra_data.load_listops(folder, max_len=task.seq_len)
-    elif name == "text":
-        s = lra_data.load_text(folder, max_len=task.seq_len)
-        out = {"train": s["train"], "val": s["test"], "test": s["test"]}
-    elif name == "retrieval":
-        out = lra_data.load_retrieval(folder, max_len=task.seq_len)
-    elif name == "image":
-        s = lra_data.load_image(root / task.folder)
-        tr, va = _val_from_train(s["train"])
-        out = {"train": tr, "val": va, "test": s["test"]}
-    else:
-        out = lra_data.load_pathfinder(folder, cache=not fixture)
+    out = _read(name, root / task.folder, cache=not fixture)
     if fixture:
         out = {k: ArrayDataset(v.x, v.y, DatasetRef(f"{v.ref.name}-fixture", "stand-in"), v.extra)
                for k, v in out.items()}
     return out
+
+
+CATALOG = {"listops": "lra-listops", "text": "lra-text", "retrieval": "lra-retrieval", "image": "lra-image",
+           "pathfinder": "lra-pathfinder"}
+STREAMED = ("text", "retrieval", "pathx")  # larger than memory at full length: DiskSplits
+
+
+def open_lra(name: str, ctx) -> dict[str, ArrayDataset | DiskSplit]:
+    """train/val/test of LRA task ``name`` for the full run: found under the data root (in a dry run
+    without it, the published-format fixture is written in the data-root layout and labelled
+    ``<name>-fixture``, stand-in). Text, Retrieval and Path-X come back as DiskSplits (encoded once
+    into the cache, read per batch); ListOps, Image and Pathfinder-32 are small and in memory.
+    Same splits and values as :func:`load_lra`."""
+    task = lra_task(name)
+    if name == "pathx":
+        folder, ref = lra_stream.locate_pathx(ctx)
+        fixture = ref.provenance != "paper" or catalog.is_fixture(folder)
+    else:
+        folder = catalog.paper_root(ctx, CATALOG[name])
+        fixture = catalog.is_fixture(folder)
+    out: dict[str, ArrayDataset | DiskSplit]
+    if name == "text":
+        s = lra_stream.text_splits(folder, max_len=task.seq_len)
+        out = {"train": s["train"], "val": s["test"], "test": s["test"]}
+    elif name == "retrieval":
+        out = dict(lra_stream.retrieval_splits(folder, max_len=task.seq_len))
+    elif name == "pathx":
+        out = dict(lra_stream.pathfinder_splits(folder, name="lra-pathx"))
+    else:
+        out = dict(_read(name, folder, cache=not fixture))
+    if fixture:
+        for v in out.values():
+            if not v.ref.name.endswith("-fixture"):
+                v.ref = DatasetRef(f"{v.ref.name}-fixture", "stand-in")
+    return out
+
+
+def head(ds: ArrayDataset | DiskSplit, n: int) -> torch.Tensor:
+    """The inputs of the first ``n`` examples (in memory or read from disk)."""
+    return stream.head(ds, n)[0] if isinstance(ds, DiskSplit) else ds.x[:n]
 
 
 def lra_inputs(x: torch.Tensor, task: LRATask) -> torch.Tensor:
@@ -161,4 +211,4 @@ def lra_inputs(x: torch.Tensor, task: LRATask) -> torch.Tensor:
     return x.float() / 127.5 - 1.0
 
 
-__all__ = ["memory_task", "LRATask", "LRA_TASKS", "lra_task", "load_lra", "lra_inputs"]
+__all__ = ["memory_task", "LRATask", "LRA_TASKS", "lra_task", "load_lra", "open_lra", "head", "lra_inputs"]

@@ -209,6 +209,59 @@ def test_lra_tasks_read_release_formats(name, tmp_path):
     assert out.shape == (2, task.n_classes)
 
 
+@pytest.mark.parametrize("name", ["text", "retrieval", "pathx", "listops"])
+def test_full_path_finds_data_root_fixtures_and_streams_the_long_tasks(name, tmp_path, monkeypatch):
+    """open_lra (the full run): a dry run writes the fixture in the data-root layout (not the run folder);
+    Text / Retrieval / Path-X come back as DiskSplits with the in-memory loader's values."""
+    import numpy as np
+
+    from reproductions.s4d.tasks import CATALOG, _read, open_lra
+    from suite.context import for_tests
+    from suite.data import catalog, lra_stream
+    from suite.data.stream import DiskSplit
+
+    monkeypatch.setenv("SUITE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("SUITE_DATA", raising=False)
+    ctx = for_tests("full", dry_run=True, tmp=tmp_path / "run")
+    sp = open_lra(name, ctx)
+    assert not (tmp_path / "run" / "fixture-data").exists()
+    assert all(v.ref.provenance == "stand-in" and v.ref.name.endswith("-fixture") for v in sp.values())
+    folder = lra_stream.locate_pathx(ctx)[0] if name == "pathx" else catalog.paper_root(ctx, CATALOG[name])
+    assert folder.is_relative_to(tmp_path / "cache")
+    want = _read("pathfinder" if name == "pathx" else name, folder, cache=False)
+    for s in ("train", "val", "test"):
+        if name == "listops":
+            assert not isinstance(sp[s], DiskSplit) and torch.equal(sp[s].x, want[s].x)
+            continue
+        assert isinstance(sp[s], DiskSplit) and isinstance(sp[s].x, np.memmap)
+        x, y = sp[s][np.arange(len(sp[s]))]
+        assert torch.equal(x, want[s].x) and torch.equal(y, want[s].y)
+
+
+def test_training_on_a_streamed_split_runs_and_resumes(tmp_path, monkeypatch):
+    """train_classifier on a DiskSplit (the full path's Text): batches through stream.loader, batch-wise
+    evaluation; a second call resumes from the checkpoint with the same result."""
+    from reproductions.s4d.experiment import OptimConfig, train_classifier
+    from suite.context import for_tests
+    from suite.data import lra as lra_data, lra_stream
+
+    monkeypatch.setenv("SUITE_CACHE", str(tmp_path / "cache"))
+    lra_data.write_fixture_text(tmp_path / "imdb", n=6)
+    sp = lra_stream.text_splits(tmp_path / "imdb", max_len=64)
+    task = LRA_TASKS["text"]
+    out = []
+    for _ in range(2):
+        mcfg = ModelConfig(n_classes=2, d_model=8, n_layers=1, vocab=task.vocab,
+                           ssm=SSMConfig(d_state=4, bidirectional=True))
+        model = S4DClassifier(mcfg, generator=torch.Generator().manual_seed(0))
+        ctx = for_tests("full", 0, tmp=tmp_path / "run")
+        out.append(train_classifier(model, sp["train"], sp["test"], sp["test"],
+                                    OptimConfig(epochs=2, batch_size=4, eval_every=3, checkpoint_every=3), ctx,
+                                    lambda x: lra_inputs(x, task), name="t"))
+    assert out[0]["steps"] == 6 and 0.0 <= out[0]["test_acc"] <= 1.0
+    assert out[1]["test_acc"] == out[0]["test_acc"] and out[1]["train_loss_after"] == out[0]["train_loss_after"]
+
+
 def test_lra_missing_data_names_the_fix(tmp_path):
     from suite.errors import DataNotFoundError
 

@@ -83,6 +83,9 @@ class Config:
     lra_tasks: tuple[str, ...] = ("listops", "text", "retrieval", "image", "pathfinder", "pathx")
     # multiplies each task's pretraining and fine-tuning epochs
     lra_epochs_scale: Annotated[float, Range(0, open_lo=True)] = 1.0
+    lra_max_train: Annotated[int | None, Range(1)] = None  # first N training examples per task (None: all)
+    lra_max_test: Annotated[int | None, Range(1)] = None  # first N test examples per task (None: all)
+    workers: Annotated[int, Range(0)] = 4  # DataLoader processes reading Text/Retrieval/Path-X from disk (CUDA)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:

@@ -2,16 +2,17 @@
 small, C1/C5) and the LRA tasks (§5, full)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from suite.models.ssm import SSMConfig, ssm_param_groups
 from reproductions.self_pretraining.encoders import EncoderConfig, PretrainModel, build_encoder
 from reproductions.self_pretraining.masking import IGNORE, mask_pixels, mask_tokens
-from reproductions.self_pretraining.method import (PhaseConfig, crop_pad, denoising_loss, encoder_config, finetune,
-                                                   make_classifier, pretrain)
+from reproductions.self_pretraining.method import (PhaseConfig, _head, crop_pad, denoising_loss, encoder_config,
+                                                   finetune, make_classifier, pretrain)
 from reproductions.self_pretraining.tasks import LRA_TASKS, PAD_ID, TaskData, listops_mini, load_lra, sdigits
+from suite.data.stream import DiskSplit
 from suite.errors import ConfigError
 from suite.spec import DatasetRef
 from suite.train import TrainConfig, optimizer
@@ -158,19 +159,20 @@ def _lra_encoder_cfg(arch: str, hp: LRAHP, task: str) -> EncoderConfig:
                          mlp_ratio=hp.mlp_ratio, dropout=hp.dropout, ssm=ssm, positions=hp.positions)
 
 
-def _phase(hp: LRAHP, epochs: float, scale: float, n_train: int, pretraining: bool = False) -> PhaseConfig:
+def _phase(hp: LRAHP, epochs: float, scale: float, n_train: int, pretraining: bool = False,
+           workers: int = 0) -> PhaseConfig:
     batch = (hp.pre_batch_size if pretraining and hp.pre_batch_size else hp.batch_size)
     warmup = hp.pre_warmup_steps if pretraining and hp.pre_warmup_steps is not None else hp.warmup_steps
     schedule = hp.pre_schedule if pretraining and hp.pre_schedule else hp.schedule
     per_epoch = -(-n_train // batch)  # checkpoint once per epoch (preemptible jobs resume)
     return PhaseConfig(steps=None, epochs=max(1, int(round(epochs * scale))), batch_size=batch, lr=hp.lr,
                        weight_decay=hp.weight_decay, warmup_steps=warmup, schedule=schedule,
-                       checkpoint_every=per_epoch)
+                       checkpoint_every=per_epoch, workers=workers)
 
 
 def _dry_check(task: TaskData, arch: str, ec: EncoderConfig, hp: LRAHP, cfg, seed: int) -> None:
     """Build the whole pipeline without training: pretraining model and loss, transfer, classifier."""
-    crop = task.x_train[:2, ..., :DRY_LEN]
+    crop = _head(task.x_train, 2)[..., :DRY_LEN]  # a streamed split: read from disk, as the model reads it
     small = TaskData(task.name, crop, task.y_train[:2], crop, task.y_train[:2], task.n_classes, task.kind, task.vocab,
                      task.mask_id, task.dual, task.ref)
     pt = encoder_config(small, ec, pretraining=True)
@@ -205,11 +207,23 @@ def lra_averages(m: dict[str, float]) -> dict[str, float]:
     return out
 
 
+def _first(x, y: torch.Tensor, n: int | None):
+    """The first ``n`` examples (None: all), in memory or still on disk."""
+    if n is None or n >= len(y):
+        return x, y
+    idx = torch.arange(n)
+    return (x.subset(idx) if isinstance(x, DiskSplit) else x[idx]), y[idx]
+
+
 def run_lra(cfg, ctx) -> tuple[dict[str, float], DatasetRef]:
     m: dict[str, float] = {}
     refs: list[DatasetRef] = []
     for t in cfg.lra_tasks:
         task = load_lra(t, ctx)
+        if cfg.lra_max_train is not None or cfg.lra_max_test is not None:  # sample-count budgets
+            (xtr, ytr), (xte, yte) = (_first(task.x_train, task.y_train, cfg.lra_max_train),
+                                      _first(task.x_test, task.y_test, cfg.lra_max_test))
+            task = replace(task, x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
         refs.append(task.ref)
         for k, arch in enumerate(cfg.archs):
             hp = LRA_HP[(arch, t)]
@@ -219,8 +233,8 @@ def run_lra(cfg, ctx) -> tuple[dict[str, float], DatasetRef]:
                 _dry_check(task, arch, ec, hp, cfg, seed_pt)
                 continue
             n_pre = len(task.y_train) * (2 if task.dual else 1)
-            pre = _phase(hp, hp.pre_epochs, cfg.lra_epochs_scale, n_pre, pretraining=True)
-            ft = _phase(hp, hp.ft_epochs, cfg.lra_epochs_scale, len(task.y_train))
+            pre = _phase(hp, hp.pre_epochs, cfg.lra_epochs_scale, n_pre, pretraining=True, workers=cfg.workers)
+            ft = _phase(hp, hp.ft_epochs, cfg.lra_epochs_scale, len(task.y_train), workers=cfg.workers)
             enc, st = pretrain(task, ec, pre, cfg.mask_p, ctx, f"lra-{t}-{arch}-pretrain", seed_pt, cfg.variant)
             m[f"lra_{t}_{arch}_mlm_loss_after"] = st["loss_after"]
             for mode in ("scratch", "spt"):

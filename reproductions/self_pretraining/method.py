@@ -14,8 +14,9 @@ TrainConfig, same minibatch order, same head init) from a random encoder (§7 "f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -23,10 +24,12 @@ from suite.models.ssm import ssm_param_groups
 from reproductions.self_pretraining.encoders import (Classifier, EncoderConfig, PretrainModel, build_encoder,
                                                      encoder_diff, transfer_encoder)
 from reproductions.self_pretraining.masking import mask_pixels, mask_tokens, masked_ce, masked_l1
-from reproductions.self_pretraining.tasks import PAD_ID, TaskData
+from reproductions.self_pretraining.tasks import PAD_ID, TaskData, model_input
+from suite.data import stream
+from suite.data.stream import DiskSplit
 from suite.errors import UnknownNameError
 from suite.metrics import accuracy
-from suite.train import TrainConfig, fit
+from suite.train import DATA_ORDER_OFFSET, TrainConfig, fit
 
 Variant = Literal["paper", "loss_all_positions", "reinit_encoder"]
 VARIANTS = get_args(Variant)
@@ -46,6 +49,7 @@ class PhaseConfig:
     schedule: str = "constant"
     grad_clip: float | None = 1.0
     checkpoint_every: int = 0  # steps (0: no checkpoints); full scale: once per epoch
+    workers: int = 0  # reader processes of a split streamed from disk (on CUDA)
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(steps=self.steps, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
@@ -69,15 +73,41 @@ def encoder_config(task: TaskData, base: EncoderConfig, pretraining: bool) -> En
                             "max_len": max(base.max_len, task.seq_len)})
 
 
-def _pretrain_inputs(task: TaskData) -> torch.Tensor:
+def _pretrain_inputs(task: TaskData) -> torch.Tensor | DiskSplit:
     x = task.x_train  # training split only (spec §7)
+    if isinstance(x, DiskSplit):
+        if not task.dual:
+            return x
+        docs = x.x.reshape(-1, x.x.shape[-1])  # both documents of a pair: a view of the same file
+        rows = np.stack([2 * x.rows, 2 * x.rows + 1], 1).reshape(-1)
+        return DiskSplit(docs, x.y.repeat_interleave(2), x.ref, rows=rows)
     return x.reshape(-1, x.shape[-1]) if task.dual else x  # both documents of a pair
+
+
+def _head(x: torch.Tensor | DiskSplit, n: int) -> torch.Tensor:
+    """The first ``n`` inputs (a DiskSplit's read from disk, as the model reads them)."""
+    return model_input(stream.head(x, n)[0]) if isinstance(x, DiskSplit) else x[:n]
+
+
+def _fit_data(data: Any, ph: PhaseConfig, ctx) -> tuple[Any, torch.Generator | None]:
+    """What ``fit`` draws batches from: in-memory tensors as they are; a DiskSplit through a
+    ``stream.loader`` (workers, pinned memory on CUDA) ordered by the fit's data-order generator."""
+    if not isinstance(data, DiskSplit):
+        return data, None
+    gen = ctx.generator(DATA_ORDER_OFFSET)
+    return stream.EpochLoader(data, ph.batch_size, gen, **stream.loader_options(ctx.device, ph.workers)), gen
+
+
+def _clean(b: Any) -> torch.Tensor:
+    """The inputs of a pretraining batch: a tensor, or the x of a streamed (x, y) batch."""
+    return b[0] if isinstance(b, (tuple, list)) else b
 
 
 def denoising_loss(model: PretrainModel, x: torch.Tensor, task: TaskData, p: float,
                    variant: str = "paper", generator: torch.Generator | None = None) -> torch.Tensor:
     """Masked-LM CE (tokens) or masked L1 (pixels) of one batch of clean inputs ``x`` (§3 stage 1)."""
     all_pos = variant == "loss_all_positions"
+    x = model_input(x)
     if task.kind == "tokens":
         x = crop_pad(x)
         inp, tgt, _ = mask_tokens(x, p, task.mask_id, PAD_ID, generator, loss_on_all_positions=all_pos)
@@ -97,7 +127,7 @@ def pretrain(task: TaskData, enc_cfg: EncoderConfig, ph: PhaseConfig, p: float, 
     enc = build_encoder(encoder_config(task, enc_cfg, pretraining=True), seed)
     model = PretrainModel(enc, task.vocab if task.kind == "tokens" else 1).to(ctx.device)
     x = _pretrain_inputs(task)
-    probe = x[:eval_n].to(ctx.device)
+    probe = _head(x, eval_n).to(ctx.device)
 
     def probe_loss() -> float:
         model.eval()
@@ -107,24 +137,30 @@ def pretrain(task: TaskData, enc_cfg: EncoderConfig, ph: PhaseConfig, p: float, 
         return v
 
     before = probe_loss()
-    res = fit(model, lambda m, b: denoising_loss(m, b, task, p, variant), x, ph.train_config(),
-              ctx=ctx, param_groups=_groups(model, ph), name=name)
+    data, gen = _fit_data(x, ph, ctx)
+    res = fit(model, lambda m, b: denoising_loss(m, _clean(b), task, p, variant), data, ph.train_config(),
+              ctx=ctx, param_groups=_groups(model, ph), name=name, generator=gen)
     after = probe_loss()
     ctx.log("%s: masked loss %.4f -> %.4f (%d steps)", name, before, after, res.step)
     return enc, {"loss_before": before, "loss_after": after, "steps": float(res.step)}
 
 
 @torch.no_grad()
-def evaluate(model: Classifier, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
-    """Test accuracy, batched."""
+def evaluate(model: Classifier, x: torch.Tensor | DiskSplit, y: torch.Tensor, batch_size: int = 256) -> float:
+    """Test accuracy, batched (a DiskSplit read batch by batch)."""
     model.eval()
     dev = next(model.parameters()).device
-    preds = [model(_prep(x[i:i + batch_size].to(dev), model)).argmax(-1).cpu() for i in range(0, len(x), batch_size)]
+    if isinstance(x, DiskSplit):
+        chunks = (xb for xb, _ in stream.batches(x, batch_size))
+    else:
+        chunks = (x[i:i + batch_size] for i in range(0, len(x), batch_size))
+    preds = [model(_prep(xb.to(dev), model)).argmax(-1).cpu() for xb in chunks]
     model.train()
     return accuracy(torch.cat(preds), y)
 
 
 def _prep(x: torch.Tensor, model: Classifier) -> torch.Tensor:
+    x = model_input(x)
     if model.encoder.cfg.vocab > 0:
         return crop_pad(x)
     return x.unsqueeze(-1)
@@ -151,10 +187,11 @@ def finetune(clf: Classifier, task: TaskData, ph: PhaseConfig, ctx, name: str,
     """Stage 2 (identical for scratch and SPT): CE on labels, then test accuracy."""
     x, y = task.x_train, task.y_train
     if train_idx is not None:
-        x, y = x[train_idx], y[train_idx]
+        x, y = (x.subset(train_idx) if isinstance(x, DiskSplit) else x[train_idx]), y[train_idx]
     ce = nn.CrossEntropyLoss()
-    res = fit(clf, lambda m, b: ce(m(_prep(b[0], m)), b[1]), (x, y), ph.train_config(), ctx=ctx,
-              param_groups=_groups(clf, ph), name=name)
+    data, gen = _fit_data(x, ph, ctx) if isinstance(x, DiskSplit) else ((x, y), None)
+    res = fit(clf, lambda m, b: ce(m(_prep(b[0], m)), b[1]), data, ph.train_config(), ctx=ctx,
+              param_groups=_groups(clf, ph), name=name, generator=gen)
     acc = evaluate(clf, task.x_test, task.y_test, batch_size=max(ph.batch_size, 256 if task.seq_len <= 256 else 0))
     last = res.history[-1]["loss"] if res.history else float("nan")
     ctx.log("%s: test acc %.4f (final train loss %.4f)", name, acc, last)

@@ -3,7 +3,10 @@
 CPU (spec §6): ListOps-mini from the procedural generator of ``suite.data.listops`` (ops MAX, MIN,
 MED, SM, max depth 4, max args 5) and "sDigits" (scikit-learn's 8x8 digits as 64 tokens, pixel
 value 0..16 -> id 1..17). Full (§5): the LRA tasks read from the LRA release formats through
-``suite.data`` (fixtures in the same formats in a dry run without the data).
+``suite.data`` (fixtures in the same formats, written in the data-root layout, in a dry run without
+the data). Text, Retrieval and Path-X stream from disk at full length (``suite.data.lra_stream``):
+their ``x_train``/``x_test`` are DiskSplits of int16 byte ids / uint8 pixels read per batch, and
+:func:`model_input` turns a batch into what the models read (long ids, pixels in [0, 1]).
 
 Token ids: 0 is ``<pad>``; ``<mask>`` is one id past the task's vocabulary (pad and mask differ,
 spec §7). Pixel tasks carry values in [0, 1] and no ids.
@@ -11,16 +14,14 @@ spec §7). Pixel tasks carry values in [0, 1] and no ids.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-from suite.data import digits, listops
-from suite.data import lra as lra_data
+from suite.data import catalog, digits, listops, lra_stream
 from suite.data.base import BYTE_VOCAB
-from suite.context import default_data_root
 from suite.data.catalog import load_dataset
-from suite.errors import ConfigError, DataNotFoundError, UnknownNameError
+from suite.data.stream import DiskSplit
+from suite.errors import ConfigError, UnknownNameError
 from suite.spec import DatasetRef
 
 PAD_ID = 0
@@ -29,12 +30,14 @@ PAD_ID = 0
 @dataclass
 class TaskData:
     """Inputs/labels of one classification task. ``kind``: 'tokens' (ids, ``vocab`` includes pad
-    and ``<mask>`` = ``mask_id``) or 'pixels' (float values, (N, L)); ``dual``: x is (N, 2, L)."""
+    and ``<mask>`` = ``mask_id``) or 'pixels' (float values, (N, L)); ``dual``: x is (N, 2, L).
+    ``x_train``/``x_test`` are tensors, or DiskSplits read per batch (full-length LRA Text,
+    Retrieval, Path-X; a batch goes through :func:`model_input`)."""
 
     name: str
-    x_train: torch.Tensor
+    x_train: torch.Tensor | DiskSplit
     y_train: torch.Tensor
-    x_test: torch.Tensor
+    x_test: torch.Tensor | DiskSplit
     y_test: torch.Tensor
     n_classes: int
     kind: str
@@ -45,7 +48,8 @@ class TaskData:
 
     @property
     def seq_len(self) -> int:
-        return int(self.x_train.shape[-1])
+        x = self.x_train.x if isinstance(self.x_train, DiskSplit) else self.x_train
+        return int(x.shape[-1])
 
     @property
     def pad_id(self) -> int | None:
@@ -106,25 +110,36 @@ LRA_TASKS: dict[str, LRASpec] = {t.name: t for t in (
     LRASpec("pathfinder", "lra-pathfinder", 1024, 2, "pixels"),
     LRASpec("pathx", "", 16384, 2, "pixels"),
 )}
-PATHX_DIR = "lra_release/pathfinder128"
+PATHX_DIR = lra_stream.PATHX_DIR
+STREAMED = ("text", "retrieval", "pathx")  # larger than memory at full length: DiskSplits
 
 
-def _pathx(ctx) -> dict:
-    base = ctx.data_root if ctx.data_root is not None else default_data_root()
-    root = Path(base) / PATHX_DIR if base is not None else None
-    if root is None or not (root / "curv_contour_length_14").exists():
-        if not ctx.dry_run:
-            raise DataNotFoundError(f"dataset lra-pathx: expected {PATHX_DIR}/curv_contour_length_14/"
-                                    f"{{metadata,imgs}} under the data root; {lra_data.LRA_HOW}")
-        root = Path(ctx.run_dir) / "fixture-data" / PATHX_DIR
-        lra_data.write_fixture_pathfinder(root, n_files=2, per_file=5, side=128)
-        s = lra_data.load_pathfinder(root, cache=False)
-        for v in s.values():  # a fixture written here is never the paper's data
-            v.ref = DatasetRef("lra-pathx-fixture", "stand-in")
-        return s
-    s = lra_data.load_pathfinder(root)
-    for v in s.values():  # the Pathfinder loader's ref (its provenance) under Path-X's name
-        v.ref = v.ref.renamed("lra-pathx")
+def model_input(x: torch.Tensor) -> torch.Tensor:
+    """A batch as the models read it: streamed int16 byte ids -> long, streamed uint8 pixels -> float
+    in [0, 1] (what the in-memory loaders hold already: those tensors pass unchanged)."""
+    if x.dtype == torch.uint8:
+        return x.float() / 255.0
+    if x.dtype in (torch.int16, torch.int32):
+        return x.long()
+    return x
+
+
+def _streamed(name: str, ctx) -> dict[str, DiskSplit]:
+    """Text / Retrieval / Path-X splits on disk, from the data root (a dry run without it writes the
+    published-format fixture in the data-root layout: catalog, or ``external.locate`` for Path-X)."""
+    t = LRA_TASKS[name]
+    if name == "pathx":
+        folder, ref = lra_stream.locate_pathx(ctx)
+        fixture = ref.provenance != "paper" or catalog.is_fixture(folder)
+        s = lra_stream.pathfinder_splits(folder, name="lra-pathx")  # the Pathfinder rules, named Path-X
+    else:
+        folder = catalog.paper_root(ctx, t.dataset)
+        fixture = catalog.is_fixture(folder)
+        read = lra_stream.text_splits if name == "text" else lra_stream.retrieval_splits
+        s = read(folder, max_len=t.seq_len)
+    if fixture:  # a fixture is never the paper's data
+        for v in s.values():
+            v.ref = DatasetRef(f"{v.ref.name}-fixture", "stand-in")
     return s
 
 
@@ -135,23 +150,26 @@ def load_lra(name: str, ctx) -> TaskData:
     if name not in LRA_TASKS:
         raise UnknownNameError(f"unknown LRA task {name!r}; use one of {tuple(LRA_TASKS)}")
     t = LRA_TASKS[name]
-    if name == "pathx":
-        s = _pathx(ctx)
-    elif name == "listops":
-        s = load_dataset(ctx, t.dataset, max_len=t.seq_len)
-    elif name in ("text", "retrieval"):
+    if name in STREAMED:
+        s = _streamed(name, ctx)
+        tr, te = s["train"], s["test"]
+        if t.kind == "tokens":
+            return TaskData(name, tr, tr.labels, te, te.labels, t.n_classes, "tokens", BYTE_VOCAB + 1, BYTE_VOCAB,
+                            t.dual, tr.ref)
+        return TaskData(name, tr, tr.labels, te, te.labels, t.n_classes, "pixels", 0, None, False, tr.ref)
+    if name == "listops":
         s = load_dataset(ctx, t.dataset, max_len=t.seq_len)
     else:
         s = load_dataset(ctx, t.dataset)
     tr, te = s["train"], s["test"]
     ref = tr.ref  # set by the loader (catalog fixtures come back as "<name>-fixture", stand-in)
     if t.kind == "tokens":
-        base = len(listops.VOCAB) if name == "listops" else BYTE_VOCAB
-        return _token_task(name, tr.x, tr.y, te.x, te.y, t.n_classes, base, t.dual, ref)
+        return _token_task(name, tr.x, tr.y, te.x, te.y, t.n_classes, len(listops.VOCAB), t.dual, ref)
     if tr.x.dim() != 2:
         raise ConfigError(f"LRA {name}: expected pixel sequences (N, L), got {tuple(tr.x.shape)}")
     return TaskData(name, tr.x.float() / 255.0, tr.y.long(), te.x.float() / 255.0, te.y.long(), t.n_classes,
                     "pixels", 0, None, False, ref)
 
 
-__all__ = ["TaskData", "PAD_ID", "listops_mini", "sdigits", "LRASpec", "LRA_TASKS", "load_lra"]
+__all__ = ["TaskData", "PAD_ID", "listops_mini", "sdigits", "LRASpec", "LRA_TASKS", "STREAMED", "model_input",
+           "load_lra"]

@@ -198,13 +198,18 @@ def test_full_pipeline_trains_on_release_format_fixtures(tmp_path, monkeypatch):
     root = tmp_path / "data"
     lra_data.write_fixture_listops(root / lra_data.LISTOPS_DIR)
     lra_data.write_fixture_retrieval(root / lra_data.RETRIEVAL_DIR)
+    lra_data.write_fixture_text(root / lra_data.IMDB_DIR)
     lra_data.write_fixture_pathfinder(root / lra_data.PATHFINDER_DIR, per_file=6)
     tiny = experiment.LRAHP(8, 1, 2, 8, 1e-3, 1, 1, d_state=4, warmup_steps=0)
     monkeypatch.setattr(experiment, "LRA_HP", {k: tiny for k in experiment.LRA_HP})
     ctx = for_tests("full", 0, tmp=tmp_path / "run", data_root=root)
-    cfg = Config(task="lra", lra_tasks=("listops", "retrieval", "pathfinder"))
+    cfg = Config(task="lra", lra_tasks=("listops", "retrieval", "text", "pathfinder"))
     torch.manual_seed(0)
     m, ref = experiment.run_lra(cfg, ctx)
+    from suite.data.stream import DiskSplit
+    from reproductions.self_pretraining.tasks import load_lra
+
+    assert isinstance(load_lra("text", ctx).x_train, DiskSplit)  # streamed from disk, read per batch
     assert ref.provenance == "paper"  # read from the release formats, not a fixture fallback
     for t in cfg.lra_tasks:
         for arch in ("transformer", "s4d"):

@@ -16,7 +16,7 @@ import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -123,9 +123,7 @@ class DiskSplit(Dataset):
     def __getitem__(self, idx: Any) -> tuple[torch.Tensor, ...]:
         pos = np.atleast_1d(np.asarray(idx, dtype=np.int64))
         r = self.rows[pos]
-        order = np.argsort(r, kind="stable")  # read the file in order, hand back the sampler's order
-        block = np.asarray(self.x[r[order]])
-        xb = torch.from_numpy(block[np.argsort(order, kind="stable")])
+        xb = torch.from_numpy(np.asarray(self.x[r]))  # one copy: the batch's rows, in the sampler's order
         if self.channels_first:
             xb = xb.permute(0, 3, 1, 2).contiguous()
         rt = torch.from_numpy(r)
@@ -139,3 +137,47 @@ def loader(split: DiskSplit, batch_size: int, *, shuffle: bool = False, generato
     sampler = RandomSampler(split, generator=generator) if shuffle else SequentialSampler(split)
     return DataLoader(split, sampler=BatchSampler(sampler, batch_size, drop_last), batch_size=None,
                       num_workers=workers, pin_memory=pin_memory, persistent_workers=workers > 0)
+
+
+def head(split: DiskSplit, n: int) -> tuple[torch.Tensor, ...]:
+    """The first ``n`` rows of ``split`` as one batch, read from disk."""
+    return split[np.arange(min(n, len(split)))]
+
+
+def batches(split: DiskSplit, batch_size: int, n: int | None = None) -> Iterator[tuple[torch.Tensor, ...]]:
+    """The first ``n`` (default all) rows of ``split`` in order, ``batch_size`` rows per read (evaluation)."""
+    stop = len(split) if n is None else min(n, len(split))
+    for i in range(0, stop, batch_size):
+        yield split[np.arange(i, min(i + batch_size, stop))]
+
+
+class EpochLoader:
+    """Shuffled batches ``(x, y)`` of a DiskSplit for :func:`suite.train.fit`, read by a
+    :func:`loader` (``workers`` processes, pinned memory for a CUDA device).
+
+    Each pass builds a fresh loader whose order is drawn from ``generator`` only: ``fit`` finds the
+    generator as ``.generator``, saves its state at every epoch start and restores it on resume, so a
+    resumed epoch replays the same batches. (The DataLoader's worker base seed is drawn from the
+    global RNG when an iterator starts: that draw is isolated, so a resume does not shift dropout or
+    masking randomness.)"""
+
+    def __init__(self, split: DiskSplit, batch_size: int, generator: torch.Generator, workers: int = 0,
+                 pin_memory: bool = False, shuffle: bool = True) -> None:
+        self.split, self.batch_size, self.generator = split, int(batch_size), generator
+        self.workers, self.pin_memory, self.shuffle = int(workers), bool(pin_memory), shuffle
+
+    def __len__(self) -> int:
+        return -(-len(self.split) // self.batch_size)
+
+    def __iter__(self) -> Iterator[Any]:
+        dl = loader(self.split, self.batch_size, shuffle=self.shuffle, generator=self.generator,
+                    workers=self.workers, pin_memory=self.pin_memory)
+        with torch.random.fork_rng(devices=[]):
+            return iter(dl)
+
+
+def loader_options(device: Any, workers: int) -> dict[str, Any]:
+    """``workers`` and ``pin_memory`` for a run on ``device``: reader processes and pinned host
+    memory on CUDA; on a CPU the main process reads (no copy to overlap)."""
+    cuda = torch.device(device).type == "cuda"
+    return {"workers": int(workers) if cuda else 0, "pin_memory": cuda}
