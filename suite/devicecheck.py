@@ -188,7 +188,8 @@ class DeviceCheck(TorchFunctionMode):
                     out = out.view_as(out)  # .to() returned self: a new object carries the new mark
                 return tree_map(lambda t: _mark(t, flag) if isinstance(t, torch.Tensor) else t, out)
             return out
-        flat, _ = tree_flatten((args, kwargs))
+        # deepcopy's memo dict holds every tensor copied so far: scanning it made a model's copy quadratic
+        flat, _ = tree_flatten((args[:1] if name == "__deepcopy__" else args, kwargs))
         tensors = [t for t in flat if isinstance(t, torch.Tensor)]
         dev = [t for t in tensors if on_device(t)]
         if dev and name not in _ALLOWED_MIX:

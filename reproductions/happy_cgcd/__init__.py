@@ -6,19 +6,19 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Callable, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from reproductions.happy_cgcd.backbone import DINO_FILE, build_backbone
+from reproductions.happy_cgcd.backbone import DINO_FILE, build_backbone, dino_weights
 from reproductions.happy_cgcd.method import (CGCDNet, class_prototypes, feature_kd, hap_loss, hap_probs, hardness,
                                              info_nce, kmeans_centroids, mean_probs, memax, old_new_accuracy,
                                              select_new_centroids, self_distillation, shared_radius, soft_entropy,
                                              supcon)
 from reproductions.happy_cgcd.stages import Protocol, build_protocol, digit_view, image_preprocess, image_view
+from reproductions.happy_cgcd.streaming import batches, fit_data, take, tiny_splits
 from suite.config import Range
 from suite.errors import ConfigError
 from suite.metrics.clustering import ari, nmi
@@ -101,12 +101,14 @@ def load_protocol(cfg: Config, ctx) -> tuple[Protocol, Views, tuple[int, ...], D
         from suite.data import load_dataset
 
         name, k = IMAGE_SETS[cfg.dataset]
-        sp = load_dataset(ctx, name)
+        # TinyImageNet (100,000 train images) streams from disk; CIFAR-100 (150 MB as uint8) is held in memory
+        sp = tiny_splits(ctx) if cfg.dataset == "tinyimagenet" else load_dataset(ctx, name)
         tr = sp["train"]
         te = sp["val"] if "val" in sp else sp["test"]
         if ctx.dry_run:  # fixtures hold a few images per class: keep the protocol's shape, not its counts
             kw.update(per_new=0, per_old=1, per_disc=1)
-        proto = build_protocol(tr.x, tr.y, te.x, te.y, n_classes=k, **kw)
+        xs = (tr, te) if cfg.dataset == "tinyimagenet" else (tr.x, te.x)  # on-disk splits, or tensors
+        proto = build_protocol(xs[0], tr.y, xs[1], te.y, n_classes=k, **kw)
         return proto, Views(image_preprocess(cfg.image_size), image_view), (3, cfg.image_size, cfg.image_size), \
             DatasetRef.combine(tr.ref, te.ref)
     raise ConfigError(f"dataset={cfg.dataset!r} is unknown; use digits, cifar100 or tinyimagenet")
@@ -118,14 +120,14 @@ def _train_cfg(cfg: Config, epochs: int, lr: float) -> TrainConfig:
 
 
 @torch.no_grad()
-def encode(net: CGCDNet, x: torch.Tensor, pre: Callable, batch: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
-    """(normalised features, cosine logits) on CPU, eval mode."""
+def encode(net: CGCDNet, x, pre: Callable, batch: int = 512) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001
+    """(normalised features, cosine logits) on CPU, eval mode; ``x`` a tensor or an on-disk split."""
     was = net.training
     net.eval()
     dev = next(net.parameters()).device
     fs, cs = [], []
-    for i in range(0, len(x), batch):
-        f, _, c = net(pre(x[i:i + batch].to(dev)))
+    for xb in batches(x, batch, dev):
+        f, _, c = net(pre(xb.to(dev, non_blocking=True)))
         fs.append(f.float().cpu())
         cs.append(c.float().cpu())
     net.train(was)
@@ -135,7 +137,7 @@ def encode(net: CGCDNet, x: torch.Tensor, pre: Callable, batch: int = 512) -> tu
 def evaluate(net: CGCDNet, proto: Protocol, seen: list[int], views: Views) -> dict[str, float]:
     """All/Old/New ACC (one Hungarian map), NMI, ARI on the test images of the seen classes."""
     keep = torch.isin(proto.y_test, torch.as_tensor(seen))
-    _, logits = encode(net, proto.x_test[keep], views.pre)
+    _, logits = encode(net, take(proto.x_test, keep), views.pre)
     y, pred = proto.y_test[keep].numpy(), logits.argmax(1).numpy()
     out = old_new_accuracy(y, pred, set(range(proto.n_old)))
     out.update({"nmi": nmi(y, pred), "ari": ari(y, pred)})
@@ -163,7 +165,7 @@ def train_stage0(cfg: Config, net: CGCDNet, proto: Protocol, views: Views, ctx) 
         return 0.65 * cluster + 0.35 * ce + 0.65 * info_nce([z1, z2], cfg.nce_temp) + \
             0.35 * supcon([z1, z2], yb, cfg.supcon_temp)
 
-    fit(net, loss, (s0.x, s0.y), tc, ctx=ctx, name="stage0")
+    fit(net, loss, fit_data(s0.x, s0.y, cfg.batch_size, ctx), tc, ctx=ctx, name="stage0")
 
 
 def run_continual(cfg: Config, method: str, net0: CGCDNet, proto: Protocol, views: Views, protos0: torch.Tensor,
@@ -210,7 +212,8 @@ def run_continual(cfg: Config, method: str, net0: CGCDNet, proto: Protocol, view
         p_dev, l_dev = protos.to(dev), proto_labels.to(dev)
         lam_hap = 0.0 if (method == "happy" and cfg.variant == "no_hap") else cfg.lambda_hap  # no_hap: broken
 
-        def loss(m: CGCDNet, xb: torch.Tensor) -> torch.Tensor:
+        def loss(m: CGCDNet, xb: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
+            xb = xb[0] if isinstance(xb, (tuple, list)) else xb  # streamed batches carry labels: unused here
             x = views.pre(xb)
             v = torch.cat([views.aug(x), views.aug(x)])
             f, z, c = m(v)
@@ -225,7 +228,8 @@ def run_continual(cfg: Config, method: str, net0: CGCDNet, proto: Protocol, view
                     + lam_hap * hap_loss(m.head, p_dev, l_dev, radius, len(xb), probs)
                     + cfg.lambda_kd * feature_kd(f, f_old))
 
-        fit(net, loss, st.x, _train_cfg(cfg, cfg.stage_epochs, cfg.lr), ctx=ctx, name=f"{method}-stage{st.index}")
+        fit(net, loss, fit_data(st.x, None, cfg.batch_size, ctx), _train_cfg(cfg, cfg.stage_epochs, cfg.lr), ctx=ctx,
+            name=f"{method}-stage{st.index}")
         # store prototypes of the classes discovered at this stage (pseudo-labels = head argmax)
         feats, logits = encode(net, st.x, views.pre)
         pseudo = logits.argmax(1)
@@ -253,12 +257,12 @@ def summarise(per: dict[str, float], s0_old: float, n_stages: int) -> dict[str, 
 
 def dry_build(cfg: Config, net: CGCDNet, proto: Protocol, views: Views) -> None:
     """Build the full pipeline without training: one stage-0 and one stage-1 loss evaluation."""
-    xb = proto.stages[0].x[:4]
+    xb = next(batches(proto.stages[0].x, 4, "cpu"))
     (_, z1, c1), (_, z2, c2) = net(views.aug(views.pre(xb))), net(views.aug(views.pre(xb)))
     self_distillation([c1, c2], 0.07) + info_nce([z1, z2], cfg.nce_temp) + supcon([z1, z2], proto.stages[0].y[:4],
                                                                                    cfg.supcon_temp)
     net.head.grow(torch.randn(cfg.n_new, net.head.weight.shape[1]))
-    _, _, c = net(views.pre(proto.stages[1].x[:4]))
+    _, _, c = net(views.pre(next(batches(proto.stages[1].x, 4, "cpu"))))
     soft_entropy(mean_probs([c]), cfg.n_old, cfg.w_group)
 
 
@@ -320,7 +324,7 @@ def run(cfg: Config, ctx) -> Outcome:  # noqa: ANN001
     if not cfg.methods or any(m not in METHODS for m in cfg.methods):
         raise ConfigError(f"methods={cfg.methods} invalid; use a subset of {METHODS}")
     proto, views, shape, ref = load_protocol(cfg, ctx)
-    weights = Path(ctx.data_root) / cfg.weights if ctx.data_root is not None else None
+    weights = dino_weights(ctx, cfg.weights) if cfg.backbone == "vit_b16_dino" else None
     backbone, fdim, wdesc = build_backbone(cfg.backbone, int(np.prod(shape)), cfg.hidden, cfg.feat_dim,
                                            cfg.image_size, weights, ctx.dry_run)
     net = CGCDNet(backbone, fdim, cfg.n_old, cfg.proj_dim, cfg.proj_hidden)

@@ -77,6 +77,34 @@ def load_dino(model: ViTFeatures, path: Path) -> None:
                                f"{unexpected[:3]}); use the DINO ViT-B/16 backbone checkpoint")
 
 
+def write_dino_fixture(folder: Path, file: str = Path(DINO_FILE).name, image_size: int = 224) -> None:
+    """A stand-in for ``dino_vitbase16_pretrain.pth`` in its published format: a plain state dict with DINO's
+    (timm) key names and ViT-B/16 shapes at 224 px (``pos_embed`` (1, 197, 768), ...), random values.
+    Every tensor is a view into one shared random buffer (torch.save stores a shared storage once), so the
+    file is ~10 MB instead of the checkpoint's 343 MB; loading copies the values out as from the real file."""
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in ViT(image_size=image_size, patch_size=16, num_classes=1, dim=768, depth=12,
+                                              heads=12).state_dict().items() if not k.startswith("head.")}
+    back = {v: k for k, v in _RENAME.items()}
+    g = torch.Generator().manual_seed(0)
+    spare = 1 << 16
+    store = torch.randn(max(s.numel() for s in shapes.values()) + spare, generator=g) * 0.02
+    offsets = torch.randint(spare, (len(shapes),), generator=g).tolist()
+    state = {back.get(k, k): store[o:o + s.numel()].view(s) for (k, s), o in zip(shapes.items(), offsets)}
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(state, folder / file)
+
+
+def dino_weights(ctx, weights: str) -> Path:  # noqa: ANN001
+    """The DINO checkpoint ``<data root>/<weights>`` (a published-format stand-in in dry runs and rehearsals)."""
+    from suite.data.external import locate
+
+    rel = Path(weights)
+    folder, _ = locate(ctx, "dino-vitb16", str(rel.parent), [rel.name], DINO_HOW,
+                       fixture=lambda f: write_dino_fixture(f, rel.name))
+    return folder / rel.name
+
+
 def build_backbone(name: str, in_dim: int, hidden: tuple[int, ...], feat_dim: int, image_size: int,
                    weights: Path | None, dry_run: bool) -> tuple[nn.Module, int, str]:
     """(backbone, feature dim, description of the weights used)."""
@@ -87,7 +115,5 @@ def build_backbone(name: str, in_dim: int, hidden: tuple[int, ...], feat_dim: in
         if weights is not None and weights.exists():
             load_dino(m, weights)
             return m, 768, f"DINO ViT-B/16 from {weights}"
-        if dry_run:
-            return m, 768, "RANDOM ViT-B/16 (dry run: DINO weights absent)"
         raise DataNotFoundError(f"DINO weights not found at {weights}; {DINO_HOW}")
     raise DataNotFoundError(f"unknown backbone {name!r}; use 'mlp' or 'vit_b16_dino'")

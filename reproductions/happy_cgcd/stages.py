@@ -9,7 +9,7 @@ not stored (rehearsal-free). Test after stage t: the test images of all classes 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ from suite.errors import ConfigError
 @dataclass
 class Stage:
     index: int
-    x: torch.Tensor
+    x: Any  # torch.Tensor, or a DiskSplit (full scale, streamed from disk) whose labels are y's relabelling
     y: torch.Tensor  # true labels (used for stage 0 supervision and for nothing else at t ≥ 1)
     new_classes: list[int]  # classes introduced at this stage (all stage-0 classes at t = 0)
     seen: list[int]  # classes seen after this stage, in head order
@@ -31,7 +31,7 @@ class Stage:
 @dataclass
 class Protocol:
     stages: list[Stage]
-    x_test: torch.Tensor
+    x_test: Any  # torch.Tensor or DiskSplit
     y_test: torch.Tensor
     order: list[int]  # class order; head index i ↔ class order[i]
     n_old: int
@@ -44,21 +44,25 @@ def remap(y: torch.Tensor, order: list[int]) -> torch.Tensor:
     return lut[y]
 
 
-def build_protocol(x_tr: torch.Tensor, y_tr: torch.Tensor, x_te: torch.Tensor, y_te: torch.Tensor, *,
+def build_protocol(x_tr: Any, y_tr: torch.Tensor, x_te: Any, y_te: torch.Tensor, *,
                    n_classes: int, n_old: int, n_stages: int, n_new: int, labeled_frac: float, per_new: int,
                    per_old: int, per_disc: int, seed: int) -> Protocol:
-    """Seeded class order and per-stage index draws (vectorised per class; no sample loops)."""
+    """Seeded class order and per-stage index draws (vectorised per class; no sample loops). ``x_tr`` /
+    ``x_te``: tensors, or on-disk splits (their stages are lazy subsets, labelled in head order)."""
+    from reproductions.happy_cgcd.streaming import relabel, take
+
     if n_old + n_stages * n_new > n_classes:
         raise ConfigError(f"{n_old} old + {n_stages}×{n_new} new classes exceed the {n_classes} classes; "
                           f"lower n_stages or n_new")
     rng = np.random.default_rng(seed)
     order = [int(c) for c in rng.permutation(n_classes)]
     y_r, y_te_r = remap(y_tr, order), remap(y_te, order)
+    x_tr, x_te = relabel(x_tr, y_r), relabel(x_te, y_te_r)
     by_class = [np.flatnonzero(y_r.numpy() == c) for c in range(n_classes)]
     by_class = [rng.permutation(ix) for ix in by_class]
     n_lab = [int(round(labeled_frac * len(by_class[c]))) for c in range(n_old)]
     stage0 = np.concatenate([by_class[c][: n_lab[c]] for c in range(n_old)])
-    stages = [Stage(0, x_tr[stage0], y_r[stage0], list(range(n_old)), list(range(n_old)))]
+    stages = [Stage(0, take(x_tr, stage0), y_r[stage0], list(range(n_old)), list(range(n_old)))]
     for t in range(1, n_stages + 1):
         new = list(range(n_old + (t - 1) * n_new, n_old + t * n_new))
         parts = [by_class[c][: per_new] if per_new else by_class[c] for c in new]
@@ -68,9 +72,9 @@ def build_protocol(x_tr: torch.Tensor, y_tr: torch.Tensor, x_te: torch.Tensor, y
         for c in range(n_old, n_old + (t - 1) * n_new):
             parts.append(rng.choice(by_class[c], min(per_disc, len(by_class[c])), replace=False))
         idx = rng.permutation(np.concatenate(parts))
-        stages.append(Stage(t, x_tr[idx], y_r[idx], new, list(range(n_old + t * n_new))))
+        stages.append(Stage(t, take(x_tr, idx), y_r[idx], new, list(range(n_old + t * n_new))))
     keep = y_te_r < n_old + n_stages * n_new
-    return Protocol(stages, x_te[keep], y_te_r[keep], order, n_old)
+    return Protocol(stages, take(x_te, keep), y_te_r[keep], order, n_old)
 
 
 def digit_view(x: torch.Tensor, shift: int = 1, noise: float = 0.1) -> torch.Tensor:

@@ -134,3 +134,58 @@ def test_paper_claims_name_teeth():
     assert all(c.kind in ("paper", "check") for c in r.claims)
     assert all(c.teeth for c in r.claims if c.kind == "paper")
     assert teeth.check_declared(r) == []
+
+
+def test_tinyimagenet_streams_from_disk_in_the_in_memory_order(tmp_path, monkeypatch):
+    """Issue 16: the full-scale TinyImageNet path reads batches from a memory map; its stages, training batches
+    and encoding batches hold the rows the in-memory loader gives (encoding in the same order)."""
+    import tracemalloc
+
+    import numpy as np
+
+    from reproductions.happy_cgcd import streaming as S
+    from suite.context import for_tests
+    from suite.data import tinyimagenet
+
+    monkeypatch.setenv("SUITE_CACHE", str(tmp_path / "cache"))
+    root = tinyimagenet.write_fixture(tmp_path / "data" / tinyimagenet.SUBDIR, n_classes=6, n_train=10, n_val=3)
+    ctx = for_tests("full", 0, data_root=tmp_path / "data")
+    mem, disk = tinyimagenet.load(root, cache=False), S.tiny_splits(ctx)
+    assert disk["train"].ref.provenance == "paper"
+    for s in ("train", "val"):
+        assert isinstance(disk[s].x, np.memmap) and torch.equal(disk[s].y, mem[s].y)
+        assert torch.equal(torch.cat(list(S.batches(disk[s], 7, "cpu"))), mem[s].x)
+    kw = dict(n_classes=6, n_old=2, n_stages=2, n_new=2, labeled_frac=0.8, per_new=0, per_old=3, per_disc=2, seed=0)
+    pm = build_protocol(mem["train"].x, mem["train"].y, mem["val"].x, mem["val"].y, **kw)
+    pd = build_protocol(disk["train"], disk["train"].y, disk["val"], disk["val"].y, **kw)
+    assert torch.equal(torch.cat(list(S.batches(pd.x_test, 5, "cpu"))), pm.x_test)
+    for a, b in zip(pm.stages, pd.stages):
+        assert isinstance(b.x, S.DiskSplit) and torch.equal(a.y, b.y) and torch.equal(b.x.labels, b.y)
+        # shuffled training batches read from disk: every row of the stage once per epoch, with its label
+        got = list(S.fit_data(b.x, b.y, 4, ctx))
+        xs, ys = torch.cat([g[0] for g in got]), torch.cat([g[1] for g in got])
+        assert len(got) == -(-len(a.y) // 4) and torch.equal(ys.sort().values, a.y.sort().values)
+        rows = {bytes(r.numpy().tobytes()) for r in a.x}
+        assert all(bytes(r.numpy().tobytes()) in rows for r in xs)
+    split = disk["train"]
+    tracemalloc.start()
+    n = sum(len(b) for b in S.batches(split, 4, "cpu"))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert n == len(split) and peak < split.x.nbytes / 4, f"read peak {peak} of a {split.x.nbytes}-byte split"
+
+
+def test_dino_fixture_has_the_published_keys_and_loads(tmp_path):
+    from reproductions.happy_cgcd.backbone import ViTFeatures, load_dino, write_dino_fixture
+
+    write_dino_fixture(tmp_path)
+    path = tmp_path / "dino_vitbase16_pretrain.pth"
+    assert path.stat().st_size < 20e6
+    state = torch.load(path, weights_only=True)
+    assert state["pos_embed"].shape == (1, 197, 768) and "patch_embed.proj.weight" in state
+    assert "blocks.11.attn.qkv.weight" in state and "cls_token" in state
+    m = ViTFeatures(32)
+    load_dino(m, path)  # interpolates the 14x14 positional grid to 2x2
+    mine = m.vit.state_dict()
+    assert torch.equal(mine["blocks.3.norm1.weight"], state["blocks.3.norm1.weight"])
+    assert torch.equal(mine["patch.weight"], state["patch_embed.proj.weight"]) and mine["pos"].shape == (1, 5, 768)

@@ -14,24 +14,17 @@ from typing import Any
 
 import torch
 
-from suite.data import catalog
 from suite.ood import EnvData
 from suite.ood import bonsai as B
 from suite.ood.net import Classifier, LinearOnFeatures, xavier_init_
 from suite.ood.training import OodTrainConfig, train_ood
 from suite.spec import DatasetRef
 
+from . import camelyon_stream as S
 from .densenet import densenet121_features
 
 SPLITS = ("train", "id_val", "val", "test")
-
-
-def hospital_envs(ds: Any) -> EnvData:
-    """A WILDS split as EnvData with the hospital (centre) as environment id (0..n_hospitals-1)."""
-    hosp = ds.extra["hospital"]
-    ids = torch.unique(hosp)
-    env = torch.searchsorted(ids, hosp)
-    return EnvData(ds.x, ds.y.float(), env, len(ids))
+EVAL_BATCH = 256
 
 
 def _make(seed: int):
@@ -43,15 +36,17 @@ def _make(seed: int):
     return make
 
 
-@torch.no_grad()
-def _acc(model: torch.nn.Module, data: EnvData) -> float:
-    logits = B.predict_logits(model, data.x, batch=256)[:, 0].cpu()
-    return float(((logits > 0).float() == data.y.cpu()).float().mean())
+def _acc(model: torch.nn.Module, batches: Any, y: torch.Tensor) -> float:
+    """Accuracy of the thresholded logit over ``batches`` (a split's DataLoader, or in-memory features)."""
+    logits = S.predict(model, batches)[:, 0]
+    return float(((logits > 0).float() == y.cpu()).float().mean())
 
 
 def run_camelyon(cfg: Any, ctx: Any) -> tuple[DatasetRef, dict[str, float]]:
-    splits = catalog.load_dataset(ctx, "camelyon17", max_per_split=cfg.cam_max_per_split)
-    data = {s: hospital_envs(splits[s]) for s in SPLITS}
+    # every split stays on disk (memory-mapped uint8 patches): training draws read their rows per step
+    # (S.Rows), every full pass (featurising, evaluation) reads batches through a DataLoader (S.loader)
+    splits = S.load_splits(ctx, SPLITS, max_per_split=cfg.cam_max_per_split)
+    data = {s: S.env_data(splits[s]) for s in SPLITS}
     ref = splits["train"].ref
     train = data["train"]
     steps = max(1, cfg.cam_epochs * len(train) // cfg.cam_batch)
@@ -65,9 +60,10 @@ def run_camelyon(cfg: Any, ctx: Any) -> tuple[DatasetRef, dict[str, float]]:
                                          weight_decay=wd, batch_per_env=per_env)
     if ctx.dry_run:  # build the networks and the optimiser stage on fixture-sized data, no training
         net = make(1, 0).to(ctx.device)
+        xb = next(iter(S.loader(splits["train"], 2, ctx.device)))[0]
         with torch.no_grad():
             net.eval()
-            net(train.x[:2].to(ctx.device))
+            net(xb.to(ctx.device))
         ctx.log("camelyon17: %d train patches, %d steps/stage, DenseNet-121 %d features (dry run)",
                 len(train), steps, net.featurizer.out_dim)
         return ref, {}
@@ -76,23 +72,26 @@ def run_camelyon(cfg: Any, ctx: Any) -> tuple[DatasetRef, dict[str, float]]:
     found = B.run_bonsai(make, train.x, train.y, bcfg, ctx=ctx, gen=gen, prefix="cam-bonsai")
     erm_model = found.models[0]  # round 0 = ERM for cam_epochs: the ERM baseline and the ERM init
     runs: dict[tuple[str, str], list[tuple[float, dict[str, float]]]] = {}
-    evals = {s: data[s] for s in ("id_val", "val", "test")}
+    eval_splits = ("id_val", "val", "test")
+    loaders = {s: S.loader(splits[s], EVAL_BATCH, ctx.device) for s in SPLITS}  # one per split, reused
 
     def record(method: str, init: str, lam: float, model: torch.nn.Module, feats: dict[str, EnvData] | None) -> None:
-        src = feats if feats is not None else evals
-        runs.setdefault((method, init), []).append((lam, {s: _acc(model, src[s]) for s in src}))
+        if feats is None:  # the whole network: images streamed from disk
+            accs = {s: _acc(model, loaders[s], data[s].y) for s in eval_splits}
+        else:  # a head on precomputed (in-memory) features
+            accs = {s: _acc(model, [(f,) for f in feats[s].x.split(EVAL_BATCH)], feats[s].y) for s in eval_splits}
+        runs.setdefault((method, init), []).append((lam, accs))
 
     record("erm", "rand", 0.0, erm_model, None)
-    # frozen Bonsai features (cf): features once, then the head only
+    # frozen Bonsai features (cf): features once (1024 floats per patch, on the host), then the head only
     base = B.downstream_init(found.synth, freeze=True)
-    with torch.no_grad():
-        fx = {s: d.with_x(B.predict_logits(base.featurizer, d.x, batch=256)) for s, d in data.items()}
+    fx = {s: d.with_x(S.predict(base.featurizer, loaders[s])) for s, d in data.items()}
     for method in cfg.cam_methods:
         for lam in (cfg.cam_lams if method != "erm" else (0.0,)):
             head = LinearOnFeatures(copy.deepcopy(base.head))
             train_ood(head, fx["train"], method, ood(lam, cfg.cam_weight_decay), ctx=ctx, gen=gen,
                       name=f"cam-{method}-bonsai_cf-{lam:g}")
-            record(method, "bonsai_cf", lam, head, {s: fx[s] for s in evals})
+            record(method, "bonsai_cf", lam, head, fx)
     for method in cfg.cam_finetune_methods:  # fine-tune everything from the Bonsai init
         for lam in (cfg.cam_lams if method != "erm" else (0.0,)):
             model = B.downstream_init(found.synth)

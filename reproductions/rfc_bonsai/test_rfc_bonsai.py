@@ -68,15 +68,54 @@ def test_mnist_subset_missing_is_one_line_error(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_camelyon_pipeline_trains_on_fixture():
-    from suite.data import catalog
+def test_camelyon_pipeline_trains_on_fixture(tmp_path, monkeypatch):
+    from suite.data import camelyon17
     from reproductions.rfc_bonsai import Config
     from reproductions.rfc_bonsai.camelyon import run_camelyon
 
-    root = catalog.paper_root(None, "camelyon17", dry_run=True)
+    monkeypatch.setenv("SUITE_CACHE", str(tmp_path / "cache"))
+    camelyon17.write_fixture(tmp_path / "data" / camelyon17.SUBDIR)  # the published layout under a data root
     cfg = Config(cam_epochs=1, cam_batch=6, cam_lams=(0, 10.0))
-    ref, m = run_camelyon(cfg, for_tests("full", 0, data_root=root.parent))
+    ref, m = run_camelyon(cfg, for_tests("full", 0, data_root=tmp_path / "data"))
     assert ref.provenance == "paper"
     for key in ("test_acc/erm/rand/iid_val", "test_acc/vrex/bonsai_cf/ood_val", "test_acc/vrex/bonsai/iid_val",
                 "test_acc/irm/erm/ood_val", "test_acc/clove/bonsai_cf/iid_val"):
         assert 0.0 <= m[f"camelyon17/{key}"] <= 1.0
+
+
+def test_camelyon_streams_the_wilds_splits_from_disk(tmp_path, monkeypatch):
+    """Issue 16: the full-scale loader reads batches from a memory map; they equal the in-memory loader's rows."""
+    import tracemalloc
+
+    import numpy as np
+
+    from suite.data import camelyon17, stream
+    from reproductions.rfc_bonsai import camelyon_stream as S
+
+    monkeypatch.setenv("SUITE_CACHE", str(tmp_path / "cache"))
+    root = camelyon17.write_fixture(tmp_path / "data" / camelyon17.SUBDIR, per_center=24)
+    ctx = for_tests("full", 0, data_root=tmp_path / "data")
+    mem = camelyon17.load(root, cache=False)
+    disk = S.load_splits(ctx)
+    assert disk["train"].ref.provenance == "paper" and len(disk["train"]) == 3 * 23
+    for s in camelyon17.SPLITS:
+        split = disk[s]
+        assert isinstance(split.x, np.memmap) and not isinstance(split.x, torch.Tensor)
+        xs, ys, envs = zip(*S.loader(split, 8, "cpu"))
+        hosp = mem[s].extra["hospital"]
+        assert torch.equal(torch.cat(xs), mem[s].x) and torch.equal(torch.cat(ys), mem[s].y)
+        assert torch.equal(torch.cat(envs), torch.searchsorted(torch.unique(hosp), hosp))
+    # the OoD helpers' random draws (x[idx], with repeats) and slices read the same rows
+    rows = S.env_data(disk["train"]).x
+    idx = torch.tensor([5, 0, 5, 68])
+    assert torch.equal(rows[idx], mem["train"].x[idx]) and torch.equal(rows[3:9], mem["train"].x[3:9])
+    # the seeded max_per_split subset is the in-memory loader's
+    a, b = camelyon17.load(root, max_per_split=7, cache=False), S.load_splits(ctx, max_per_split=7)
+    assert all(torch.equal(a[s].x, b[s][np.arange(len(b[s]))][0]) for s in camelyon17.SPLITS)
+    # reading every batch holds one batch, never the split
+    split = disk["train"]
+    tracemalloc.start()
+    n = sum(len(b[0]) for b in stream.loader(split, 4, shuffle=True, generator=torch.Generator().manual_seed(0)))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert n == len(split) and peak < split.x.nbytes / 4, f"read peak {peak} of a {split.x.nbytes}-byte split"
