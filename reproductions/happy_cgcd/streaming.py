@@ -14,10 +14,10 @@ from typing import Any, Iterator
 
 import torch
 
-from suite.data import catalog, stream, tinyimagenet
+from suite.data import stream, tinyimagenet
 from suite.data.base import not_found_message
+from suite.data.external import locate
 from suite.errors import DataNotFoundError
-from suite.spec import DatasetRef
 from suite.train import DATA_ORDER_OFFSET
 
 DiskSplit = stream.DiskSplit
@@ -25,11 +25,9 @@ DiskSplit = stream.DiskSplit
 
 def tiny_splits(ctx: Any) -> dict[str, DiskSplit]:
     """TinyImageNet-200 train / val as on-disk splits (labels = sorted-wnid index, as the in-memory loader)."""
-    root = catalog.paper_root(ctx, tinyimagenet.NAME)
+    root, ref = locate(ctx, tinyimagenet.NAME, tinyimagenet.SUBDIR, tinyimagenet.FILES, tinyimagenet.HOW,
+                       fixture=tinyimagenet.write_fixture)  # the data layer's ref (a fixture is a stand-in)
     _, parts = tinyimagenet.index(root)
-    ref = DatasetRef(tinyimagenet.NAME, catalog.get(tinyimagenet.NAME).provenance)
-    if catalog.is_fixture(root):
-        ref = DatasetRef(f"{tinyimagenet.NAME}-fixture", "stand-in")
     out = {}
     for s, (rel, y) in parts.items():
         try:

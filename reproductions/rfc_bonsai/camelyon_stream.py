@@ -25,12 +25,11 @@ import numpy as np
 import torch
 
 from suite.data import camelyon17 as C
-from suite.data import catalog
 from suite.data import stream
 from suite.data.base import not_found_message
+from suite.data.external import locate
 from suite.errors import DataNotFoundError
 from suite.ood import EnvData
-from suite.spec import DatasetRef
 
 SIZE = (96, 96)
 
@@ -38,12 +37,9 @@ SIZE = (96, 96)
 def load_splits(ctx: Any, splits: tuple[str, ...] = C.SPLITS, max_per_split: int | None = None,
                 seed: int = 0) -> dict[str, stream.DiskSplit]:
     """The requested WILDS splits as on-disk splits (rows, labels, hospital ids as :func:`C.load` gives them)."""
-    root = catalog.paper_root(ctx, C.NAME)
+    root, ref = locate(ctx, C.NAME, C.SUBDIR, C.FILES, C.HOW, fixture=C.write_fixture)  # ref: the data layer's
     df = C.read_metadata(root)
     rng = np.random.default_rng(seed)  # the same draws as suite.data.camelyon17.load's max_per_split subset
-    ref = DatasetRef(C.NAME, catalog.get(C.NAME).provenance)
-    if catalog.is_fixture(root):
-        ref = DatasetRef(f"{C.NAME}-fixture", "stand-in")
     out: dict[str, stream.DiskSplit] = {}
     for s in splits:
         idx = np.flatnonzero(df["wilds_split"].to_numpy() == s)
