@@ -7,7 +7,6 @@ other runs have gone on.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -156,6 +155,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     specs = [runner.RunSpec(s, args.scale, seed, tuple(args.overrides)) for s in slugs for seed in seeds]
     if args.rehearse and args.dry_run:
         raise SuiteError("--rehearse and --dry-run exclude each other: a dry run builds, a rehearsal runs")
+    if args.jobs < 1:
+        raise SuiteError(f"--jobs must be >= 1, got {args.jobs}")
     for spec in specs:  # validate every spec before running any (bad input -> exit 2, nothing run)
         runner.resolve(runner.rehearsal_spec(spec) if args.rehearse else spec)
     from suite import environment
@@ -166,21 +167,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         writable_results(results_root)
     failed = 0
     show = not args.json and sys.stderr.isatty()
-    iterator: Any = specs
+    bar: Any = None
     if len(specs) > 1 and not args.json:
         from tqdm import tqdm
 
-        iterator = tqdm(specs, desc=f"suite run --scale {args.scale}", unit="run", file=sys.stderr)
-    for spec in iterator:
-        rec = runner.execute(spec, results_root, device=args.device, force=args.force,
-                             data_root=args.data_root, show_progress=show, dry_run=args.dry_run,
-                             rehearse=args.rehearse)
+        bar = tqdm(total=len(specs), desc=f"suite run --scale {args.scale}", unit="run", file=sys.stderr)
+    runs = runner.execute_many(specs, results_root, jobs=args.jobs, device=args.device, force=args.force,
+                               data_root=args.data_root, show_progress=show and args.jobs == 1,
+                               dry_run=args.dry_run, rehearse=args.rehearse)
+    for spec, rec in runs:
+        if bar is not None:
+            bar.update()
         if args.json:
             print(json.dumps(rec, sort_keys=True))
             failed += rec.get("status") == "failed"
             continue
         _print_run(spec, rec)
         failed += rec.get("status") == "failed"
+    if bar is not None:
+        bar.close()
     if failed:
         print(f"suite: {failed} of {len(specs)} runs failed; see error.json in their run folders",
               file=sys.stderr)
@@ -392,6 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rehearse", action="store_true",
                    help="with --scale full: run the full path end to end on published-format fixtures with the "
                         "budgets of reproductions/<slug>/rehearsal.toml; the record is marked rehearsal")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs at once, each in its own process with cpu_count/jobs torch threads (default 1)")
     p.add_argument("--json", action="store_true", help="print the result records as JSON lines")
     p.set_defaults(fn=cmd_run)
 

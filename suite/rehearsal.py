@@ -14,6 +14,9 @@
 * **the record marked**: status ``rehearsal``, ``"rehearsal": true``, every dataset ref relabelled
   ``<name>-fixture`` (stand-in), stored under ``<results>/<slug>/rehearsal/``. ``suite publish`` refuses
   it, the leaderboard and a later full run never count it;
+* **model fixtures**: a full path that reads a pretrained folder from ``<data root>/<cfg.field>`` without
+  :func:`suite.models.locate.locate_model` gets a tiny random model of the same family there, written by
+  the function its rehearsal.toml names in a ``[models]`` table (``field = {writer = "module:fn", ...}``);
 * **a resume**: the same run is launched a second time in the same folder, so every ``fit`` finds its
   saved checkpoint and resumes from it; the record notes whether the metrics came out identical.
 """
@@ -103,6 +106,37 @@ def gather_fixtures(cache: Path, work: Path) -> Path:
                 shutil.copy2(child, dst)
     (root / ".complete").write_text("rehearsal data root: tiny fixtures, not the real datasets\n")
     return root
+
+
+def model_fixtures(slug: str) -> dict[str, dict[str, Any]]:
+    """The ``[models]`` table of ``slug``'s rehearsal.toml: ``<config field> = {writer = "module:function",
+    <keyword arguments>}``. For full paths that load a pretrained folder from ``<data root>/<field value>``
+    without a :func:`suite.models.locate.locate_model` fixture (new code uses ``locate_model``)."""
+    path = declaration(slug)
+    table = _toml(path).get("models", {}) if path.exists() else {}
+    if not isinstance(table, dict) or not all(isinstance(v, dict) and isinstance(v.get("writer"), str)
+                                              and ":" in v["writer"] for v in table.values()):
+        raise ConfigError(f"{path}: [models] entries must read <config field> = "
+                          f'{{writer = "module:function", ...keyword arguments}}')
+    return table
+
+
+def write_models(slug: str, cfg: Any, data_root: Path) -> list[str]:
+    """Write each declared model fixture at ``<data_root>/<cfg.field>`` (the path the full preset reads);
+    returns the folders written, relative to the data root."""
+    import importlib
+
+    written = []
+    for field, entry in model_fixtures(slug).items():
+        rel = getattr(cfg, field, None)
+        if not isinstance(rel, str) or not rel or rel.startswith("/"):
+            raise ConfigError(f"rehearsal.toml [models]: {slug}'s full preset sets {field} = {rel!r}; a model "
+                              f"fixture needs a folder relative to the data root")
+        module, fn = entry["writer"].split(":", 1)
+        kwargs = {k: v for k, v in entry.items() if k != "writer"}
+        getattr(importlib.import_module(module), fn)(data_root / rel, **kwargs)
+        written.append(rel)
+    return written
 
 
 def relabel(ref: Any) -> Any:

@@ -20,7 +20,7 @@ import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -160,6 +160,38 @@ def execute(spec: RunSpec, results_root: Path | None = None, *, device: str | No
         return _execute_locked(spec, repro, cfg, h, dev, folder, data_root, show_progress)
 
 
+def _execute_in_worker(spec: RunSpec, results_root: Path | None, threads: int, kwargs: dict[str, Any]
+                       ) -> dict[str, Any]:
+    torch.set_num_threads(threads)
+    return execute(spec, results_root, **kwargs)
+
+
+def execute_many(specs: list[RunSpec], results_root: Path | None = None, *, jobs: int = 1,
+                 **kwargs: Any) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
+    """:func:`execute` each spec, yielding ``(spec, record)`` as runs finish. ``jobs > 1`` runs that
+    many at once, each in a fresh process with ``cpu_count // jobs`` torch threads (runs write to
+    separate folders; environment changes such as a rehearsal's private cache stay in their process).
+    A :class:`SuiteError` raised inside a run stops the others and is re-raised."""
+    if jobs < 1:
+        raise SuiteError(f"--jobs must be >= 1, got {jobs}")
+    if jobs == 1 or len(specs) <= 1:
+        for spec in specs:
+            yield spec, execute(spec, results_root, **kwargs)
+        return
+    import concurrent.futures as cf
+    import multiprocessing
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    pool = cf.ProcessPoolExecutor(max_workers=min(jobs, len(specs)), max_tasks_per_child=1,
+                                  mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = {pool.submit(_execute_in_worker, spec, results_root, threads, kwargs): spec for spec in specs}
+        for fut in cf.as_completed(futures):
+            yield futures[fut], fut.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def rehearsal_spec(spec: RunSpec) -> RunSpec:
     """The full-scale spec with the reproduction's declared rehearsal budget cuts applied first."""
     from suite import rehearsal
@@ -195,6 +227,7 @@ def _rehearse(spec: RunSpec, results_root: Path | None, device: str | None, show
             seed_everything(spec.seed)
             repro.run(cfg, ctx)  # every loader writes its published-format fixture into the private cache
             data_root = rehearsal.gather_fixtures(work / "cache", work)
+            rehearsal.write_models(spec.slug, cfg, data_root)
             if folder.exists():
                 shutil.rmtree(folder)
             folder.mkdir(parents=True)

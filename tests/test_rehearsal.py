@@ -105,3 +105,27 @@ def test_a_declared_timing_metric_is_not_compared_between_passes():
     assert "ppp_per_point_cost_ratio" in rehearsal.declared_timing("ppp")
     assert rehearsal.is_timing("ppp_per_point_cost_ratio", rehearsal.declared_timing("ppp"))
     assert not rehearsal.is_timing("ppp_per_point_cost_ratio")
+
+
+def test_declared_model_fixtures_are_written_where_the_full_preset_reads(tmp_path):
+    """rehearsal.toml [models]: the harness writes a tiny model at <data root>/<cfg.field>; bad entries exit 2."""
+    _, cfg, _ = runner.resolve(runner.rehearsal_spec(runner.RunSpec("codegen2", "full", 0)))
+    assert rehearsal.write_models("codegen2", cfg, tmp_path) == [cfg.model_dir]
+    assert (tmp_path / cfg.model_dir / "config.json").exists()
+    for slug in DECLARED:  # every declared entry names a config field of the full preset
+        _, c, _ = runner.resolve(runner.rehearsal_spec(runner.RunSpec(slug, "full", 0)))
+        assert all(hasattr(c, f) for f in rehearsal.model_fixtures(slug)), slug
+
+
+def test_a_model_fixture_never_overwrites_an_absolute_path(tmp_path, monkeypatch):
+    import dataclasses
+
+    _, cfg, _ = runner.resolve(runner.RunSpec("codegen2", "full", 0))
+    with pytest.raises(ConfigError, match="relative to the data root"):
+        rehearsal.write_models("codegen2", dataclasses.replace(cfg, model_dir=str(tmp_path / "real")), tmp_path)
+    bad = tmp_path / "rehearsal.toml"
+    bad.write_text('[budget]\nsteps = 1\n[models]\nmodel_dir = "not a table"\n')
+    monkeypatch.setattr(rehearsal, "declaration", lambda slug: bad)
+    with pytest.raises(ConfigError, match=r"\[models\]"):
+        rehearsal.model_fixtures("codegen2")
+    assert not (tmp_path / "real").exists()

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from suite import registry, runner
+from suite import registry, rehearsal, runner
 from suite.errors import SuiteError, UnknownNameError
 from tests.toy import TOY
 
@@ -153,3 +153,18 @@ def _run_toy(root, q):
     with temporarily(TOY):
         q.put(runner.execute(runner.RunSpec("_toy", "small", 0, ("n=200000",)), root)["started"] +
               str(runner.execute(runner.RunSpec("_toy", "small", 0, ("n=200000",)), root)["wall_s"]))
+
+
+def test_jobs_run_in_separate_processes_with_the_same_records(tmp_path):
+    """`suite run --jobs 2`: runs finish in their own processes and store what a sequential run stores."""
+    specs = [runner.RunSpec("io_vs_es", "smoke", s) for s in (0, 1)]
+    par = dict(runner.execute_many(specs, tmp_path / "par", jobs=2))
+    seq = dict(runner.execute_many(specs, tmp_path / "seq", jobs=1))
+    assert set(par) == set(specs)
+    for spec in specs:
+        assert par[spec]["status"] == "ok"
+        same = {k: v for k, v in par[spec]["metrics"].items() if not rehearsal.is_timing(k)}
+        assert same and same == {k: v for k, v in seq[spec]["metrics"].items() if not rehearsal.is_timing(k)}
+        assert runner.is_done(spec, tmp_path / "par")
+    with pytest.raises(SuiteError, match="--jobs"):
+        list(runner.execute_many(specs, tmp_path, jobs=0))
