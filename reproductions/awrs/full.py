@@ -1,5 +1,9 @@
 """Full scale (spec §5), pattern-matching domain: Llama-3.1-8B-Instruct + regex constraints.
 
+On the same prompts, in the same run, with one random stream per method: AWRS-SMC and the paper's baselines
+base LM, LCD, sample-rerank and twisted SMC (spec §4, :mod:`.samplers`); full-vocabulary masking counted and
+timed at each prompt (spec §4 runtime comparison); and, at the first prompt, the exactness of one AWRS call
+and the unbiasedness of its weight on the real LM (spec §2 C1, C3).
 The constraint is a black box here, so AWRS runs in its sequential form (:func:`awrs_reference`,
 one particle at a time, checks counted); LM logits are batched over particles (no KV cache).
 Correct = full regex match; accuracy = Σ_i w̄_i · correct(s_i) over the weighted posterior.
@@ -10,7 +14,7 @@ import csv
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -18,9 +22,11 @@ from suite.context import RunContext
 from suite.errors import CorruptDataError, DataNotFoundError
 from suite.data.external import locate
 from suite.models.locate import locate_model
+from suite.metrics.stats import chi2_gof
 from suite.spec import Outcome
 
-from .method import awrs_reference, gumbel
+from .method import awrs_reference, gumbel, masking_reference
+from .samplers import Method, methods, paired_bootstrap, run_instance
 
 
 class RegexChecker:
@@ -85,49 +91,31 @@ def read_patterns(path: Path, n: int) -> list[str]:
     return [r["regex"] for r in rows][:n]
 
 
-def _smc_instance(next_logits: Callable[[list[list[int]]], torch.Tensor], strs: list[str], eos_pos: int,
-                  pattern: str, particles: int, max_tokens: int, gen: torch.Generator,
-                  proper: bool, ess: float = 0.5) -> tuple[float, int, int]:
-    """One AWRS-SMC (or LCD when ``proper=False``) run; (accuracy, checks, tokens).
-
-    ``next_logits(seqs)``: LM log-probs (n, |strs| + 1) after each generated sequence (EOS last)."""
+def local_exactness(logp: torch.Tensor, strs: list[str], pattern: str, draws: int,
+                    gen: torch.Generator) -> dict[str, float]:
+    """Spec §2 C1 and C3 on the real LM at one context (a prompt, nothing generated yet): ``draws`` AWRS
+    calls against the exact ℓ(x) ∝ p(x) · 1[x valid] and Z_ℓ = Σ_valid p(x), the validity of every token
+    read from the checker once."""
     chk = RegexChecker(pattern)
-    seqs: list[list[int]] = [[] for _ in range(particles)]
-    texts, done = [""] * particles, [False] * particles
-    logw = torch.zeros(particles, dtype=torch.float64)
-    tokens = 0
-    for _ in range(max_tokens):
-        act = [i for i in range(particles) if not done[i] and math.isfinite(float(logw[i]))]
-        if not act:
-            break
-        lg = next_logits([seqs[i] for i in act]).double()
-        for j, i in enumerate(act):  # the constraint is a black box: AWRS is sequential per particle
-            v = lg.shape[1] + 1
-            tok, lw, _ = awrs_reference(lg[j], texts[i], strs, chk, gumbel((v - 1,), gen), gumbel((v - 1,), gen), proper)
-            if tok is None:
-                logw[i] = -math.inf
-                continue
-            tokens += 1
-            logw[i] += lw if proper else 0.0
-            if tok == eos_pos:
-                done[i] = True
-            else:
-                seqs[i].append(tok)
-                texts[i] += strs[tok]
-        if proper and particles > 1 and torch.isfinite(logw).any():
-            w = torch.softmax(logw, 0)
-            if 1.0 / float((w ** 2).sum()) < ess * particles:
-                idx = torch.multinomial(w.float(), particles, replacement=True, generator=gen).tolist()
-                seqs, texts, done = [list(seqs[k]) for k in idx], [texts[k] for k in idx], [done[k] for k in idx]
-                logw = torch.zeros(particles, dtype=torch.float64)
-    fin = torch.tensor([d and chk.rx.fullmatch(t) is not None for d, t in zip(done, texts)])
-    logw = torch.where(torch.tensor(done), logw, torch.full_like(logw, -math.inf))
-    acc = float((torch.softmax(logw, 0) * fin).sum()) if torch.isfinite(logw).any() else 0.0
-    return acc, chk.calls, tokens
+    valid = torch.tensor([chk.prefix(s) for s in strs] + [chk.complete("")])
+    ell = logp.exp() * valid  # exact, unnormalised ℓ
+    z = float(ell.sum())
+    out = {"full_local_valid_mass": z}
+    if z <= 0:  # no valid token at this context: nothing to test
+        return {**out, "full_local_chi2_p_value": math.nan, "full_local_weight_z_score": math.nan}
+    n = len(strs) + 1
+    chk = RegexChecker(pattern)
+    res = [awrs_reference(logp, "", strs, chk, gumbel((n,), gen), gumbel((n,), gen)) for _ in range(draws)]
+    tok = torch.tensor([t for t, _, _ in res])
+    w = torch.tensor([lw for _, lw, _ in res], dtype=torch.float64).exp()
+    out["full_local_chi2_p_value"] = chi2_gof(tok, ell)
+    out["full_local_weight_mean"] = float(w.mean())
+    out["full_local_weight_z_score"] = abs(float(w.mean()) - z) / max(float(w.std()) / math.sqrt(draws), 1e-12)
+    out["full_local_awrs_calls_per_draw"] = chk.calls / draws
+    return out
 
 
 def run_full(cfg: Any, ctx: RunContext) -> Outcome:
-    gen = ctx.generator(7)
     # the pattern-matching benchmark (§5): its ref (paper, or a stand-in fixture in a dry run) comes from the loader
     pat_file = Path(cfg.patterns)
     folder, ref = locate(ctx, "awrs-pattern-matching", str(pat_file.parent), [pat_file.name], HOW,
@@ -140,9 +128,12 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     model, tok, dev = lm.model, lm.tokenizer, lm.device
     vocab_strs = [tok.decode([i]) for i in range(len(tok))]  # byte-boundary tokens: see README
     eos_id = tok.convert_tokens_to_ids("<|eot_id|>") if "<|eot_id|>" in tok.get_vocab() else tok.eos_token_id
-    particles, max_tokens = cfg.full_particles, cfg.full_max_tokens
-    if ctx.dry_run:  # builds the pipeline: one pattern, a few tokens
-        particles, max_tokens, patterns = 2, 6, patterns[:1]
+    ms = methods(cfg.full_particles, cfg.full_ess_threshold, cfg.full_rerank_samples, cfg.full_twisted_particles,
+                 cfg.full_twisted_ess)
+    max_tokens, local_draws, boot = cfg.full_max_tokens, cfg.full_local_draws, cfg.full_bootstrap
+    if ctx.dry_run:  # builds the pipeline: one pattern, a few tokens, two particles per method
+        ms = tuple(Method(m.name, m.proposal, min(m.particles, 2), m.ess, m.critic) for m in ms)
+        max_tokens, local_draws, boot, patterns = 6, min(local_draws, 10), min(boot, 100), patterns[:1]
 
     def encode(s: str) -> list[int]:
         out = tok.apply_chat_template([{"role": "user", "content": s}], add_generation_prompt=True)
@@ -151,11 +142,17 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     strs = [vocab_strs[i] for i in order[:-1]]
     perm = torch.tensor(order)
 
-    res: dict[str, list[float]] = {"awrs_smc": [], "lcd": []}
-    calls = {k: 0 for k in res}
-    toks = {k: 0 for k in res}
-    wall = {k: 0.0 for k in res}
-    for pat in ctx.progress(patterns, desc="patterns"):
+    # one random stream per method (and for masking / the local test): a method's draws do not depend on
+    # which other methods ran; every method sees the same prompts
+    gens = {m.name: ctx.generator(7 + k) for k, m in enumerate(ms)}
+    g_mask, g_local, g_boot = ctx.generator(101), ctx.generator(102), ctx.generator(103)
+    acc: dict[str, list[float]] = {m.name: [] for m in ms}
+    calls = {m.name: 0 for m in ms}
+    toks = {m.name: 0 for m in ms}
+    wall = {m.name: 0.0 for m in ms}
+    spent = {m.name: 0.0 for m in ms}
+    mask_calls, mask_s, local = 0, 0.0, {}
+    for k, pat in enumerate(ctx.progress(patterns, desc="patterns")):
         prompt = list(encode(f"Generate a string that fully matches the regular expression {pat}. "
                              f"Output only the string."))
 
@@ -168,17 +165,46 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
             logits = model(input_ids=ids, attention_mask=mask).logits[:, -1].float().cpu()
             return torch.log_softmax(logits[:, : len(vocab_strs)], 1)[:, perm]
 
-        for k, (m, proper) in {"awrs_smc": (particles, True), "lcd": (1, False)}.items():
+        # full-vocabulary masking at the prompt (spec §4: timed for the runtime comparison), counted
+        logp0 = next_logits([[]])[0].double()
+        chk = RegexChecker(pat)
+        t0 = time.perf_counter()
+        masking_reference(logp0, "", strs, chk, g_mask)
+        mask_s += time.perf_counter() - t0
+        mask_calls += chk.calls
+        if k == 0:
+            local = local_exactness(logp0, strs, pat, local_draws, g_local)
+        rx = RegexChecker(pat).rx
+        correct = lambda text: rx.fullmatch(text) is not None  # noqa: E731 (correct = full regex match)
+        for m in ms:
             t0 = time.perf_counter()
-            a, c, n = _smc_instance(next_logits, strs, len(strs), pat, m, max_tokens, gen, proper)
-            wall[k] += time.perf_counter() - t0
-            res[k].append(a)
-            calls[k] += c
-            toks[k] += n
-    m = {}
-    for k in res:
-        m[f"full_{k}_accuracy"] = sum(res[k]) / len(res[k])
-        m[f"full_{k}_calls_per_token"] = calls[k] / max(toks[k], 1)
-        m[f"full_{k}_seconds_per_instance"] = wall[k] / len(patterns)
-    m["full_vocab_size"] = float(len(vocab_strs))  # what full-vocabulary masking checks per token
-    return Outcome(metrics=m, dataset=ref, notes={"model": model_name})
+            r = run_instance(next_logits, strs, RegexChecker(pat), correct, m, max_tokens, gens[m.name])
+            wall[m.name] += time.perf_counter() - t0
+            acc[m.name].append(r.accuracy)
+            calls[m.name] += r.calls
+            toks[m.name] += r.tokens
+            spent[m.name] += r.sampler_s
+    out: dict[str, float] = {}
+    for m in ms:
+        out[f"full_{m.name}_accuracy"] = sum(acc[m.name]) / len(acc[m.name])
+        out[f"full_{m.name}_calls_per_token"] = calls[m.name] / max(toks[m.name], 1)
+        out[f"full_{m.name}_seconds_per_instance"] = wall[m.name] / len(patterns)
+        out[f"full_{m.name}_sampler_seconds_per_token"] = spent[m.name] / max(toks[m.name], 1)
+    # C4: AWRS-SMC against each baseline, paired over instances, 95 % bootstrap CI (spec §4)
+    a = torch.tensor(acc["awrs_smc"], dtype=torch.float64)
+    for m in ms:
+        if m.name != "awrs_smc":
+            d, lo, hi = paired_bootstrap(a, torch.tensor(acc[m.name], dtype=torch.float64), boot, g_boot)
+            out.update({f"full_awrs_smc_minus_{m.name}_accuracy": d, f"full_awrs_smc_minus_{m.name}_ci_low": lo,
+                        f"full_awrs_smc_minus_{m.name}_ci_high": hi})
+    # C2: constraint checks and sampler time per token, AWRS-SMC vs full-vocabulary masking (both counted)
+    out["full_masking_calls_per_token"] = mask_calls / len(patterns)
+    out["full_masking_seconds_per_token"] = mask_s / len(patterns)
+    out["full_awrs_calls_over_masking"] = out["full_awrs_smc_calls_per_token"] / out["full_masking_calls_per_token"]
+    out["full_awrs_over_masking_seconds"] = (out["full_awrs_smc_sampler_seconds_per_token"]
+                                             / max(out["full_masking_seconds_per_token"], 1e-12))
+    out.update(local)
+    out["full_vocab_size"] = float(len(vocab_strs))
+    out["full_n_patterns"] = float(len(patterns))
+    ctx.log("full: " + ", ".join(f"{k}={v:.4g}" for k, v in out.items()))
+    return Outcome(metrics=out, dataset=ref, notes={"model": model_name})

@@ -123,7 +123,8 @@ def masking_reference(logw: torch.Tensor, ctx_text: str, tokens: list[str], chec
     every token the LM gives mass is checked (``prefix``; EOS, last, with ``complete``), then the draw
     is exact from the masked distribution. Its cost is what ``checker.calls`` counts."""
     eos = len(tokens)
-    ok = torch.tensor([bool(torch.isfinite(logw[v])) and
+    finite = torch.isfinite(logw).tolist()
+    ok = torch.tensor([finite[v] and
                        (checker.complete(ctx_text) if v == eos else checker.prefix(ctx_text + tokens[v]))
                        for v in range(eos + 1)])
     if not ok.any():

@@ -15,6 +15,7 @@ from . import AWRSConfig, run
 from .constraints import Checker, make, parens_dfa, regex_dfa, token_table
 from .lm import BigramLM, corpus
 from .method import awrs_batch, awrs_reference, gumbel, masking_batch, masking_reference, with_replacement_batch
+from .samplers import Method, ess, methods, paired_bootstrap, resample, run_instance
 from .smc import Task, enumerate_target, posterior_estimate, smc, total_variation
 
 
@@ -154,3 +155,171 @@ def test_teeth_no_round2_fails_the_weight_claim():
     out = run(AWRSConfig(variant="no_round2", n_local=5000, corpus_size=4000), for_tests("smoke"))
     c = registry.get("awrs").claim("unbiased-weight")
     assert c.check(out.metrics, "smoke")["verdict"] == "fails"
+
+
+# --- full-scale samplers (samplers.py): the paper's baselines on a tiny random LM (issue 17) ---------------------
+TINY = ["a", "b", "c", "1", "2", "x", "ab", "12"]  # token strings; EOS is column len(TINY)
+TINY_MAX = 4  # tokens incl. EOS
+
+
+def _tiny_lm(seed: int = 0):
+    """A random bigram LM over TINY + EOS, tilted towards [a-c]+[0-9]{2,4} so that ~10 % of its mass is valid."""
+    v = len(TINY)
+    t = torch.randn(v + 1, v + 1, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    letters, digits = [0, 1, 2, 6], [3, 4, 7]
+    t[v, letters] += 1.5
+    for i in letters:
+        t[i, digits] += 1.5
+    for i in digits:
+        t[i, digits] += 0.5
+        t[i, v] += 1.5
+    logp = torch.log_softmax(t, 1)
+    return lambda seqs: logp[[s[-1] if s else v for s in seqs]]
+
+
+def _tiny_texts(lm, max_tokens: int = TINY_MAX) -> dict[str, float]:
+    """Exact P(text, finished within max_tokens) by enumeration of token sequences."""
+    v, out, frontier = len(TINY), {}, [([], 0.0)]
+    for t in range(max_tokens):
+        nxt = []
+        for seq, lp in frontier:
+            row = lm([seq])[0]
+            text = "".join(TINY[i] for i in seq)
+            out[text] = out.get(text, 0.0) + math.exp(lp + float(row[v]))
+            if t < max_tokens - 1:
+                nxt += [(seq + [i], lp + float(row[i])) for i in range(v)]
+        frontier = nxt
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    lm, dfa = _tiny_lm(), regex_dfa()
+    ok = lambda s: dfa.run(s) in dfa.accept  # noqa: E731
+    texts = _tiny_texts(lm)
+    valid = {s: p for s, p in texts.items() if ok(s)}
+    q = sum(valid.values())  # P(finished and valid) under the LM
+    keys = sorted(valid)
+    pi = torch.tensor([valid[k] / q for k in keys], dtype=torch.float64)  # global target π ∝ p · 1[s ∈ L]
+    return {"lm": lm, "dfa": dfa, "ok": ok, "texts": texts, "q": q, "keys": keys, "pi": pi}
+
+
+def _runs(tiny, method: Method, n: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    return [run_instance(tiny["lm"], TINY, Checker(tiny["dfa"]), tiny["ok"], method, TINY_MAX, g) for _ in range(n)], g
+
+
+def _pick(tiny, runs, g) -> torch.Tensor:
+    """One string per run drawn from its weighted posterior (runs with positive weight), as an index into keys."""
+    return torch.tensor([tiny["keys"].index(r.texts[int(torch.multinomial(r.weights.float(), 1, generator=g))])
+                         for r in runs if r.weights.sum() > 0])
+
+
+def _posterior_only_on_valid(tiny, r) -> bool:
+    return all(not w or (d and tiny["ok"](t)) for t, d, w in zip(r.texts, r.finished, r.weights.tolist()))
+
+
+def test_method_table_matches_the_paper_settings():
+    """spec §4 / scripts/pattern_matching.sh: base LM 1, LCD 1, sample-rerank 10, twisted SMC 10 (ESS 0.9),
+    AWRS-SMC 5 (ESS 0.5)."""
+    m = {x.name: x for x in methods()}
+    assert (m["base_lm"].proposal, m["base_lm"].particles, m["base_lm"].critic) == ("lm", 1, "none")
+    assert (m["lcd"].proposal, m["lcd"].particles) == ("lcd", 1)
+    assert (m["sample_rerank"].proposal, m["sample_rerank"].particles, m["sample_rerank"].ess,
+            m["sample_rerank"].critic) == ("lm", 10, 0.0, "end")
+    assert (m["twisted_smc"].proposal, m["twisted_smc"].particles, m["twisted_smc"].ess,
+            m["twisted_smc"].critic) == ("lm", 10, 0.9, "twist")
+    assert (m["awrs_smc"].proposal, m["awrs_smc"].particles, m["awrs_smc"].ess) == ("awrs", 5, 0.5)
+
+
+def test_base_lm_samples_the_lm_and_ignores_the_constraint(tiny):
+    """Base LM: strings are exact LM samples (valid or not), no constraint call, accuracy = P(valid)."""
+    runs, _ = _runs(tiny, Method("base_lm", "lm", 1), 2000, 10)
+    assert all(r.calls == 0 for r in runs)
+    texts = sorted(tiny["texts"])
+    codes = torch.tensor([texts.index(r.texts[0]) if r.finished[0] else len(texts) for r in runs])
+    probs = torch.tensor([tiny["texts"][t] for t in texts] + [1 - sum(tiny["texts"].values())], dtype=torch.float64)
+    assert chi2_gof(codes, probs) > 1e-3  # the LM's own distribution over strings (and unfinished)
+    assert sum(r.finished[0] and not tiny["ok"](r.texts[0]) for r in runs) > 100  # invalid strings come out
+    acc = torch.tensor([r.accuracy for r in runs])
+    assert abs(float(acc.mean()) - tiny["q"]) < 4 * math.sqrt(tiny["q"] * (1 - tiny["q"]) / len(runs))
+
+
+def test_sample_rerank_returns_only_valid_samples(tiny):
+    """Sample-rerank: weight 1[s ∈ L] at the end, so all posterior mass sits on the valid samples (uniformly:
+    the proposal is the LM) whenever one exists, accuracy is P(some sample valid), and a draw from the posterior
+    is an exact draw from π."""
+    n = 5
+    runs, g = _runs(tiny, Method("sample_rerank", "lm", n, critic="end"), 1200, 11)
+    for r in runs:
+        good = [d and tiny["ok"](t) for t, d in zip(r.texts, r.finished)]
+        assert r.calls == sum(r.finished)  # one complete() per finished sample
+        if any(good):
+            assert r.accuracy == pytest.approx(1.0)
+            assert torch.allclose(r.weights, torch.tensor(good, dtype=torch.float64) / sum(good))
+        else:
+            assert r.accuracy == 0.0 and float(r.weights.sum()) == 0.0
+    expect = 1 - (1 - tiny["q"]) ** n
+    acc = torch.tensor([r.accuracy for r in runs])
+    assert abs(float(acc.mean()) - expect) < 4 * math.sqrt(expect * (1 - expect) / len(runs))
+    assert chi2_gof(_pick(tiny, runs, g), tiny["pi"]) > 1e-3
+
+
+def test_twisted_smc_weights_and_resampling(tiny):
+    """Twisted SMC: one prefix check per token (complete at EOS) kills invalid particles; resampling at ESS < 0.9 M
+    refills the population from the live ones, so it succeeds far more often than the same sampler without
+    resampling (= rerank with early kill: 1 - (1 - q)^M); weight only on valid strings; consistent for π."""
+    m = 5
+    tw, _ = _runs(tiny, Method("twisted_smc", "lm", m, 0.9, "twist"), 600, 12)
+    flat, _ = _runs(tiny, Method("no_resampling", "lm", m, 0.0, "twist"), 600, 13)
+    for r in tw + flat:
+        assert r.calls == r.tokens and _posterior_only_on_valid(tiny, r)
+    a_tw = float(torch.tensor([r.accuracy for r in tw]).mean())
+    a_flat = float(torch.tensor([r.accuracy for r in flat]).mean())
+    expect = 1 - (1 - tiny["q"]) ** m
+    se = math.sqrt(expect * (1 - expect) / 600)
+    assert abs(a_flat - expect) < 4 * se and a_tw > expect + 6 * se
+    big, g = _runs(tiny, Method("twisted_smc", "lm", 20, 0.9, "twist"), 300, 14)
+    assert chi2_gof(_pick(tiny, big, g), tiny["pi"]) > 1e-3
+
+
+def test_awrs_samplers_put_weight_on_valid_strings_only(tiny):
+    for method in (Method("lcd", "lcd", 1), Method("awrs_smc", "awrs", 5, 0.5)):
+        runs, _ = _runs(tiny, method, 40, 15)
+        assert all(_posterior_only_on_valid(tiny, r) for r in runs)
+        assert any(r.accuracy > 0 for r in runs)
+
+
+def test_resample_and_ess():
+    g = torch.Generator().manual_seed(16)
+    logw = torch.log(torch.tensor([0.0, 1.0, 3.0, 0.0], dtype=torch.float64))
+    idx = torch.cat([resample(logw, g) for _ in range(2000)])
+    assert not ((idx == 0) | (idx == 3)).any()  # dead particles are never ancestors
+    assert chi2_gof(idx, torch.tensor([0.0, 1.0, 3.0, 0.0])) > 1e-3  # ancestors drawn ∝ weights
+    assert ess(torch.zeros(7, dtype=torch.float64)) == pytest.approx(7.0) and ess(logw) == pytest.approx(1.6)
+    assert ess(torch.full((3,), -math.inf)) == 0.0
+
+
+def test_paired_bootstrap():
+    g = torch.Generator().manual_seed(17)
+    b = torch.rand(200, generator=g, dtype=torch.float64)
+    d, lo, hi = paired_bootstrap(b + 0.1, b, 2000, g)  # paired: a constant shift has a zero-width CI
+    assert d == pytest.approx(0.1) and lo == pytest.approx(0.1) and hi == pytest.approx(0.1)
+    d, lo, hi = paired_bootstrap(torch.rand(200, generator=g, dtype=torch.float64), b, 2000, g)
+    assert lo < d < hi and hi - lo < 0.25
+
+
+def test_full_preset_matches_the_official_table():
+    """The README's full-preset table ("ours" column: `field` = value) is the resolved full config."""
+    from pathlib import Path
+
+    from suite import config
+
+    cfg = config.resolve(registry.get("awrs"), "full")
+    rows = [r for r in (Path(__file__).parent / "README.md").read_text().splitlines()
+            if r.startswith("| ") and r.count("|") == 5 and "` = " in r.split("|")[4]]
+    assert len(rows) >= 8
+    for r in rows:
+        field, value = r.split("|")[4].strip().split(" = ")
+        got = getattr(cfg, field.strip("`"))
+        assert str(got) == value.strip() or (isinstance(got, (int, float)) and float(value) == got), r
