@@ -1,101 +1,199 @@
 """Full scale (spec §5): a Hugging Face T2I model (Lumina-mGPT / Emu3 / LlamaGen folder) decodes
-image tokens for MS-COCO val2017 captions with AR, Jacobi and SJD at batch 1."""
+image tokens for MS-COCO val2017 captions with AR, Jacobi and SJD at batch 1, with a KV cache; the
+tokens are decoded to pixels by the model's VQGAN and scored with FID (against the captions' COCO
+images) and CLIP-Score (C3)."""
 from __future__ import annotations
 
 import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from suite.context import RunContext
-from suite.errors import ConfigError, CorruptDataError, DataNotFoundError
-from suite.models.hf import load_causal_lm, tiny_random_lm
 from suite.data.external import locate
-from suite.spec import DatasetRef, Outcome
+from suite.errors import ConfigError, CorruptDataError, DataNotFoundError
+from suite.models.hf import load_causal_lm
+from suite.models.locate import locate_model
+from suite.spec import Outcome
 
 from .method import ar_sample, sjd_sample
 from .models import HFProbModel
+from .quality import ClipScorer, InceptionFeatures, frechet_distance, resize_299
 from .stats import bigram_permutation_test, marginal_two_sample
-
+from . import quality, vq
 
 HOW = "put captions_val2017.json there (from annotations_trainval2017.zip of MS-COCO 2017)"
+HOW_IMAGES = "unzip val2017.zip of MS-COCO 2017 there (000000000139.jpg, ...)"
+SAMPLERS = ("ar", "sjd", "jacobi")
+FIXTURE_IMAGES = 4
+DRY_PROMPTS, DRY_TOKENS = 2, 16  # a dry run builds the pipeline on this many prompts / image tokens
+FIXTURE_VOCAB = 8200  # covers Lumina-mGPT's default image-id range [4, 8196)
+
+_FIXTURE_CAPTIONS = ["a cat sitting on a red couch", "two dogs running on a beach",
+                     "a bowl of fruit on a wooden table", "a red bus parked on a city street"]
 
 
 def write_fixture(folder: Path) -> None:
-    """One image with one caption in the COCO captions format (dry runs only)."""
+    """Four images with one caption each in the COCO captions format (dry runs only)."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "captions_val2017.json").write_text(json.dumps(
-        {"annotations": [{"image_id": 1, "id": 1, "caption": "a cat sitting on a red couch"}]}))
+    ids = range(1, FIXTURE_IMAGES + 1)
+    (folder / "captions_val2017.json").write_text(json.dumps({
+        "images": [{"id": i, "file_name": f"{i:012d}.jpg", "height": 24, "width": 32} for i in ids],
+        "annotations": [{"image_id": i, "id": 10 * i, "caption": c} for i, c in zip(ids, _FIXTURE_CAPTIONS)]}))
 
 
-def coco_captions(path: Path, n: int) -> list[str]:
-    """One caption per image (the first by annotation id), images in id order (spec §5)."""
+def write_images_fixture(folder: Path, names: Sequence[str] = ()) -> None:
+    """Small random JPEGs named like the captions fixture's images, and ``names`` (dry runs only)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(0)
+    for name in dict.fromkeys([f"{i:012d}.jpg" for i in range(1, FIXTURE_IMAGES + 1)] + list(names)):
+        px = torch.randint(0, 256, (24, 32, 3), generator=g, dtype=torch.uint8)
+        Image.fromarray(px.numpy()).save(folder / name)
+
+
+def write_model_fixture(folder: Path) -> None:
+    """A tiny random Llama whose vocabulary covers the default image-id range (dry runs; stand-in)."""
+    from suite.models.hf import tiny_char_tokenizer, tiny_random_lm
+
+    tok = tiny_char_tokenizer()
+    model = tiny_random_lm("llama", FIXTURE_VOCAB, 4096, 0, tok.eos_token_id, tok.pad_token_id)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+
+
+def coco_captions(path: Path, n: int) -> list[tuple[str, str]]:
+    """``(image file name, caption)``: one caption per image (the first by annotation id), images in id
+    order (spec §5)."""
     if not path.is_file():
         raise DataNotFoundError(f"COCO captions not found at {path}; put captions_val2017.json under "
                                 f"<data_root>/coco/annotations/ (from annotations_trainval2017.zip)")
     try:
-        anns = json.loads(path.read_text())["annotations"]
-    except (json.JSONDecodeError, KeyError) as err:
-        raise CorruptDataError(f"{path} is not a COCO captions file ({err}); re-extract annotations_trainval2017.zip") from None
+        data = json.loads(path.read_text())
+        anns = data["annotations"]
+        names = {int(im["id"]): im["file_name"] for im in data.get("images", [])}
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise CorruptDataError(f"{path} is not a COCO captions file ({err}); "
+                               f"re-extract annotations_trainval2017.zip") from None
     first: dict[int, tuple[int, str]] = {}
     for a in anns:  # file parsing, once
         img, aid = int(a["image_id"]), int(a["id"])
         if img not in first or aid < first[img][0]:
             first[img] = (aid, a["caption"].strip())
-    return [first[k][1] for k in sorted(first)][:n]
+    return [(names.get(k, f"{k:012d}.jpg"), first[k][1]) for k in sorted(first)][:n]
+
+
+def read_image(path: Path, device: torch.device) -> torch.Tensor:
+    """A COCO image as uint8 (1, 3, H, W) on ``device`` (RGB)."""
+    from PIL import Image
+
+    if not path.is_file():
+        raise DataNotFoundError(f"COCO image {path} missing; {HOW_IMAGES}")
+    with Image.open(path) as im:
+        arr = np.asarray(im.convert("RGB"))
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)[None].to(device)
+
+
+def _ids(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.replace(",", " ").split()]
+    except ValueError:
+        raise ConfigError(f"image_prefix_ids={text!r}: give token ids separated by commas, e.g. 8197,8804") from None
 
 
 def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     gen = ctx.generator()
-    # COCO val2017 captions (§5): the ref (paper, or a stand-in fixture in a dry run) comes from the loader
+    dev = ctx.device
+    # COCO val2017 captions and images (§5): the ref (paper, or a stand-in fixture in a dry run) comes from the loader
     cap_file = Path(cfg.captions)
     folder, ref = locate(ctx, "coco-val2017-captions", str(cap_file.parent), [cap_file.name], HOW,
                          fixture=write_fixture)
-    captions = coco_captions(folder / cap_file.name, cfg.n_prompts if not ctx.dry_run else 1)
-    if ctx.dry_run:
-        model, lo, hi, n_tok = tiny_random_lm("llama", 96, max_len=512), 32, 96, 16
-        encode = lambda s: torch.tensor([[1] + [3 + (b % 28) for b in s.encode()]])  # noqa: E731
-    else:
-        if ctx.data_root is None:
-            raise DataNotFoundError("full scale needs --data-root (or SUITE_DATA) holding "
-                                    f"{cfg.model_dir}/ (HF folder) and {cfg.captions}")
+    n_prompts = min(cfg.n_prompts, DRY_PROMPTS) if ctx.dry_run else cfg.n_prompts
+    items = coco_captions(folder / cap_file.name, n_prompts)
+    img_dir, _ = locate(ctx, "coco-val2017-images", cfg.coco_images, [items[0][0]], HOW_IMAGES,
+                        fixture=lambda f: write_images_fixture(f, [n for n, _ in items]))
+    # pretrained folders: the AR model, its VQGAN, the FID Inception and CLIP (tiny random fixtures in a dry run)
+    model_dir, model_name = locate_model(
+        ctx, "sjd-t2i-model", cfg.model_dir,
+        f"hf download Alpha-VLLM/Lumina-mGPT-7B-768 --local-dir <data root>/{cfg.model_dir}",
+        write_model_fixture, "tiny-random-llama")
+    vq_dir, _ = locate_model(ctx, "sjd-vqgan", cfg.vq_dir, "copy Chameleon's tokenizer/vqgan.yaml and vqgan.ckpt "
+                             "(Lumina-mGPT ckpts/chameleon/tokenizer/) there", vq.write_fixture, "tiny-random-vqgan",
+                             files=vq.FILES)
+    inc_dir, _ = locate_model(ctx, "fid-inception", cfg.inception_dir, f"put {quality.INCEPTION_FILE} (clean-fid's "
+                              "FID Inception TorchScript) there", quality.write_inception_fixture,
+                              "tiny-random-inception", files=(quality.INCEPTION_FILE,))
+    clip_dir, _ = locate_model(ctx, "clip-score-model", cfg.clip_dir,
+                               f"hf download openai/clip-vit-base-patch16 --local-dir <data root>/{cfg.clip_dir}",
+                               quality.write_clip_fixture, "tiny-random-clip")
 
-        lm = load_causal_lm(Path(ctx.data_root) / cfg.model_dir, ctx.device)
-        model, lo, hi, n_tok = lm.model, cfg.image_token_lo, cfg.image_token_hi, cfg.n_image_tokens
-        encode = lambda s: lm.tokenizer(s, return_tensors="pt")["input_ids"]  # noqa: E731
+    lm = load_causal_lm(model_dir, dev)
+    lo, hi = cfg.image_token_lo, cfg.image_token_hi
+    n_tok = min(cfg.n_image_tokens, DRY_TOKENS) if ctx.dry_run else cfg.n_image_tokens
     side = int(math.isqrt(n_tok))
     if side * side != n_tok:
         raise ConfigError(f"n_image_tokens={n_tok} is not a square grid; set it to side*side")
+    n_vocab = lm.model.get_output_embeddings().weight.shape[0]
+    if hi > n_vocab:
+        raise ConfigError(f"image_token_hi={hi} exceeds the model's vocabulary ({n_vocab} at {model_dir}); "
+                          f"set the image-id range from its tokenizer")
+    decoder = vq.load_vq_decoder(vq_dir, dev)
+    codes = vq.code_map(cfg.image_codes, lo, hi, lm.tokenizer).to(dev)
+    if int(codes.max()) >= decoder.n_embed:
+        raise ConfigError(f"image codes reach {int(codes.max())} but the VQGAN at {vq_dir} has {decoder.n_embed}; "
+                          f"check image_token_lo/hi and image_codes")
+    inception = InceptionFeatures(inc_dir, dev)
+    clip = ClipScorer(clip_dir, dev)
+    prefix = _ids(cfg.image_prefix_ids)
+
+    def encode(s: str) -> torch.Tensor:
+        return lm.tokenizer(s, return_tensors="pt")["input_ids"][0]
+
     uncond = encode(cfg.prompt_template.format(caption=""))
-    toks: dict[str, list[torch.Tensor]] = {"ar": [], "sjd": [], "jacobi": []}
-    nfe = {k: 0 for k in toks}
-    wall = {k: 0.0 for k in toks}
-    for cap in ctx.progress(captions, desc="prompts"):
-        pm = HFProbModel(model, encode(cfg.prompt_template.format(caption=cap)), uncond, lo, hi,
-                         cfg.cfg_scale, cfg.full_top_k)
-        for name in toks:
+    toks: dict[str, list[torch.Tensor]] = {k: [] for k in SAMPLERS}
+    feats: dict[str, list[torch.Tensor]] = {k: [] for k in (*SAMPLERS, "real")}
+    clips: dict[str, list[torch.Tensor]] = {k: [] for k in SAMPLERS}
+    nfe = {k: 0 for k in SAMPLERS}
+    fwd = {k: 0 for k in SAMPLERS}
+    wall = {k: 0.0 for k in SAMPLERS}
+    for file_name, cap in ctx.progress(items, desc="prompts"):
+        pm = HFProbModel(lm.model, encode(cfg.prompt_template.format(caption=cap)), uncond, lo, hi,
+                         cfg.cfg_scale, cfg.full_top_k, kv_cache=cfg.kv_cache, prefix_ids=prefix,
+                         row_len=side, row_end_id=cfg.row_end_id)
+        text = clip.text(cap)
+        feats["real"].append(inception(resize_299(read_image(img_dir / file_name, dev))))
+        for name in SAMPLERS:
+            pm.reset()  # each sampler pays its own prefill
+            before = pm.tokens_forwarded
             t0 = time.perf_counter()
             dec = (ar_sample(pm, n_tok, 1, gen) if name == "ar" else
                    sjd_sample(pm, n_tok, cfg.image_window, 1, gen, jacobi=name == "jacobi", variant=cfg.variant))
             wall[name] += time.perf_counter() - t0
             nfe[name] += int(dec.nfe.sum())
+            fwd[name] += pm.tokens_forwarded - before
             toks[name].append(dec.tokens)
-    n = len(captions) * n_tok
-    m = {f"image_{k}_step_compression": n / max(v, 1) for k, v in nfe.items()}
+            img = resize_299(decoder(codes[dec.tokens.to(dev)].reshape(1, side, side)))
+            feats[name].append(inception(img))
+            clips[name].append(clip.score(img, text))
+    n_img = len(items)
+    m: dict[str, float] = {}
+    for k in SAMPLERS:
+        m[f"image_{k}_step_compression"] = n_img * n_tok / max(nfe[k], 1)
+        m[f"image_{k}_tokens_forwarded_per_image"] = fwd[k] / n_img
+        m[f"image_{k}_wall_s"] = wall[k]
+        m[f"image_{k}_fid"] = frechet_distance(torch.cat(feats[k]).numpy(), torch.cat(feats["real"]).numpy())
+        m[f"image_{k}_clip_score"] = float(torch.cat(clips[k]).mean())
     m["image_sjd_over_jacobi_compression"] = m["image_sjd_step_compression"] / m["image_jacobi_step_compression"]
     m["image_sjd_latency_speedup"] = wall["ar"] / max(wall["sjd"], 1e-9)
+    m["image_sjd_minus_ar_fid"] = m["image_sjd_fid"] - m["image_ar_fid"]
+    m["image_sjd_minus_ar_clip_score"] = m["image_sjd_clip_score"] - m["image_ar_clip_score"]
     a, s = torch.cat(toks["ar"]), torch.cat(toks["sjd"])
     m["image_marginal_p_value"] = marginal_two_sample(a, s, hi - lo)
     m["image_bigram_p_value"] = bigram_permutation_test(a, s, hi - lo, side, gen=gen)
-    if ctx.dry_run:
-        return Outcome(metrics=m, dataset=ref)
-    from . import _exactness
-
-    # the exactness block runs on the enumerated trigram (generated here), not on COCO: its claims say so
-    exact = _exactness(cfg, gen, ctx)
-    m.update(exact)
-    return Outcome(metrics=m, dataset=ref,
-                   metric_datasets={k: DatasetRef("trigram-enumerated", "stand-in") for k in exact})
+    ctx.log("full: " + ", ".join(f"{k}={v:.4g}" for k, v in m.items()))
+    return Outcome(metrics=m, dataset=ref, notes={"model": model_name})

@@ -6,8 +6,11 @@ next-token distribution p(x_{t+1} | seq[:, :t+1]) (top-k / temperature / CFG app
 Rows are independent chains: each keeps its own accepted length and its own window, so a batch of
 B rows is B batch-size-1 decodes run side by side (spec §7: no shared acceptance length).
 
-A forward pass over ``[prefix, window]`` recomputes the prefix (no KV cache); the number of passes
-(NFE), the paper's step-compression denominator, is the same as with a cache.
+``model(seq, start)`` may return only the rows ``start .. T-1`` (the samplers never read earlier
+ones), which lets a model keep a KV cache of the accepted prefix and forward only the new tokens
+(:class:`~reproductions.sjd.models.HFProbModel` at full scale). The small models compute every
+row and slice. The number of passes (NFE), the paper's step-compression denominator, is the same
+with or without a cache.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ class ProbModel(Protocol):
     vocab: int  # output vocabulary V (image tokens)
     bos: int  # start token id (input only)
 
-    def __call__(self, seq: torch.Tensor) -> torch.Tensor: ...
+    def __call__(self, seq: torch.Tensor, start: int = 0) -> torch.Tensor: ...
 
 
 @dataclass
@@ -51,7 +54,7 @@ def ar_sample(model: ProbModel, n_tokens: int, batch: int, gen: torch.Generator)
     """Ancestral (token-by-token) sampling: one forward pass per token."""
     seq = torch.full((batch, 1), model.bos, dtype=torch.long)
     for _ in range(n_tokens):
-        p = model(seq)[:, -1]
+        p = model(seq, seq.shape[1] - 1)[:, -1]
         seq = torch.cat([seq, _multinomial(p, gen)[:, None]], dim=1)
     return Decoded(seq[:, 1:], torch.full((batch,), n_tokens, dtype=torch.long))
 
@@ -105,8 +108,9 @@ def sjd_sample(model: ProbModel, n_tokens: int, window: int, batch: int, gen: to
         width = int(a.max()) + L + 1
         seq = buf[rows, :width].clone()
         seq.scatter_(1, a[:, None] + 1 + ar_L, y)  # one pass over [x_{1:a}, y_1..y_L] (Alg. 1)
-        probs = model(seq)
-        P = probs.gather(1, (a[:, None] + torch.arange(L + 1))[:, :, None].expand(b, L + 1, V))  # (b, L+1, V)
+        lo = int(a.min())  # rows before the earliest window are never read (a KV cache skips them)
+        probs = model(seq, lo)
+        P = probs.gather(1, (a[:, None] - lo + torch.arange(L + 1))[:, :, None].expand(b, L + 1, V))  # (b, L+1, V)
         nfe[rows] += 1
         if q.dtype != P.dtype:
             q, qr = q.to(P.dtype), qr.to(P.dtype)

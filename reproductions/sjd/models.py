@@ -8,7 +8,8 @@ Every model returns *processed* probabilities: top-k and temperature applied onc
 """
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from typing import Any, Sequence
 
 import torch
 
@@ -41,11 +42,11 @@ class NGramModel:
         logits = peak * torch.randn((vocab + 1,) * (order - 1) + (vocab,), generator=gen, dtype=torch.float64)
         return cls(process(logits, top_k, temperature))
 
-    def __call__(self, seq: torch.Tensor) -> torch.Tensor:
+    def __call__(self, seq: torch.Tensor, start: int = 0) -> torch.Tensor:
         pad = torch.full((seq.shape[0], self.order - 2), self.bos, dtype=torch.long)
         s = torch.cat([pad, seq], 1)
         ctx = [s[:, i:i + seq.shape[1]] for i in range(self.order - 1)]
-        return self.table[tuple(ctx)]
+        return self.table[tuple(ctx)][:, start:]
 
 
 def blob_stripe_images(n: int, side: int, colours: int, gen: torch.Generator) -> torch.Tensor:
@@ -90,13 +91,13 @@ class GridMarkovModel:
         logits = (counts.reshape(vocab + 1, vocab + 1, vocab) + alpha).log()
         return cls(process(logits, top_k, temperature), side)
 
-    def __call__(self, seq: torch.Tensor) -> torch.Tensor:
+    def __call__(self, seq: torch.Tensor, start: int = 0) -> torch.Tensor:
         b, t = seq.shape  # output column j predicts image token j
         j = torch.arange(t)
         left = torch.where(j % self.side > 0, seq[:, j.clamp(max=t - 1)], self.bos)
         up_col = (j - self.side + 1).clamp(min=0)
         up = torch.where(j >= self.side, seq[:, up_col], self.bos)
-        return self.table[left, up]
+        return self.table[left, up][:, start:]
 
 
 class LMProbModel:
@@ -106,38 +107,107 @@ class LMProbModel:
         self.lm, self.vocab, self.bos, self.top_k, self.temperature = lm, vocab, vocab, top_k, temperature
 
     @torch.no_grad()
-    def __call__(self, seq: torch.Tensor) -> torch.Tensor:
+    def __call__(self, seq: torch.Tensor, start: int = 0) -> torch.Tensor:
         dev = next(self.lm.parameters()).device
         logits = self.lm(seq.to(dev))[..., : self.vocab].float()
-        return process(logits, self.top_k, self.temperature).cpu()
+        return process(logits, self.top_k, self.temperature).cpu()[:, start:]
 
 
 class HFProbModel:
-    """A Hugging Face causal LM decoding image tokens ``[lo, hi)`` after a text prompt, with CFG.
+    """A Hugging Face causal LM decoding image tokens ``[lo, hi)`` after a text prompt, with CFG and a KV cache.
 
     CFG (§3): logits = u + s * (c - u) from a conditional (prompt) and an unconditional branch that
-    receive the same image tokens (the batch is doubled, pitfall §7); then top-k and temperature.
-    Batch size 1 (the paper's latency protocol); ``seq[:, 0]`` stands for the prompt.
+    receive the same image tokens (pitfall §7); then top-k and temperature. Batch size 1 (the paper's
+    protocol); ``seq[:, 0]`` stands for the prompt, ``seq[:, 1:]`` are image-token offsets (id - lo).
+
+    The model's own sequence per branch is ``prompt + prefix_ids + image ids``, with ``row_end_id``
+    inserted after every ``row_len`` image tokens (Lumina-mGPT's row separators) when both are set;
+    those inserted tokens are fixed, so the image-token distribution the samplers see is unchanged.
+
+    KV cache (``kv_cache=True``): each branch keeps the keys/values of the model tokens it has seen.
+    A call keeps the longest cached prefix that agrees with the new sequence (and lies before the
+    first position whose logits are asked for), crops the rest, and forwards only the new tokens.
+    For SJD this is Alg. 1's bookkeeping: the accepted prefix x_{1:a} stays cached, the rejected
+    window drafts after the first mismatch are cut (the repo's ``delete_false_key_value``), and the
+    next pass forwards only [resampled token, new window]. Keys/values at a position depend on the
+    tokens up to it only (causal attention), so cached and uncached passes give the same logits.
+    ``tokens_forwarded`` counts model-token computations summed over branches.
     """
 
     def __init__(self, model: Any, prompt_ids: torch.Tensor, uncond_ids: torch.Tensor, lo: int, hi: int,
-                 cfg_scale: float = 3.0, top_k: int = 2000, temperature: float = 1.0) -> None:
+                 cfg_scale: float = 3.0, top_k: int = 2000, temperature: float = 1.0, *, kv_cache: bool = True,
+                 prefix_ids: Sequence[int] = (), row_len: int = 0, row_end_id: int = -1) -> None:
         self.model, self.lo, self.hi = model, lo, hi
         self.vocab, self.bos = hi - lo, hi - lo
-        self.prompt_ids, self.uncond_ids = prompt_ids.long(), uncond_ids.long()
+        pre = torch.tensor(list(prefix_ids), dtype=torch.long)
+        self.branches = [torch.cat([prompt_ids.long().reshape(-1), pre])]
+        if cfg_scale != 1.0:
+            self.branches.append(torch.cat([uncond_ids.long().reshape(-1), pre]))
         self.cfg_scale, self.top_k, self.temperature = cfg_scale, top_k, temperature
+        self.kv_cache = kv_cache
+        self.row_len, self.row_end_id = (row_len, row_end_id) if row_len > 0 and row_end_id >= 0 else (0, -1)
+        self.tokens_forwarded = 0
+        # the cache argument was renamed past_key_values -> cache in transformers 5
+        self._cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the cache (each sampler pays its own prefill)."""
+        self._cache: list[Any] = [None] * len(self.branches)
+        self._cached: list[torch.Tensor] = [torch.zeros(0, dtype=torch.long) for _ in self.branches]
+
+    def _model_ids(self, prompt: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
+        """``prompt + image ids`` (1-D) with a row-end token after every complete row."""
+        ids = img + self.lo
+        if self.row_len:
+            n = ids.numel()
+            pos = torch.arange(n) + torch.arange(n) // self.row_len  # image token j sits at j + j // row_len
+            out = torch.full((n + n // self.row_len,), self.row_end_id, dtype=torch.long)
+            out[pos] = ids
+            ids = out
+        return torch.cat([prompt, ids])
+
+    def _logit_pos(self, prompt_len: int, t: torch.Tensor) -> torch.Tensor:
+        """Model position whose logits predict image token ``t``."""
+        return prompt_len - 1 + t + (t // self.row_len if self.row_len else 0)
+
+    def _branch_logits(self, b: int, img: torch.Tensor, start: int) -> torch.Tensor:
+        dev = next(self.model.parameters()).device
+        prompt = self.branches[b]
+        ids = self._model_ids(prompt, img)
+        want = self._logit_pos(prompt.numel(), torch.arange(start, img.numel() + 1))
+        need = int(want[0])  # inputs from here on must be forwarded
+        keep, past = 0, None
+        if self.kv_cache and self._cache[b] is not None:
+            old = self._cached[b]
+            n = min(old.numel(), ids.numel())
+            diff = torch.nonzero(old[:n] != ids[:n])
+            common = int(diff[0, 0]) if diff.numel() else n
+            keep = min(common, need)
+            if keep > 0:
+                past = self._cache[b]
+                cut = past.get_seq_length() - keep
+                if cut > 0:
+                    past.crop(-cut)  # roll back rejected drafts (pitfall §7)
+        out = self.model(input_ids=ids[keep:][None].to(dev), use_cache=self.kv_cache, **{self._cache_kw: past})
+        self.tokens_forwarded += ids.numel() - keep
+        if self.kv_cache:
+            self._cache[b] = out["cache"] if "cache" in out else out["past_key_values"]
+            self._cached[b] = ids
+        z = out.logits[0, (want - keep).to(dev), self.lo:self.hi]
+        return z if z.dtype == torch.float64 else z.float()  # CFG and processing in float32 (bf16 models)
 
     @torch.no_grad()
-    def __call__(self, seq: torch.Tensor) -> torch.Tensor:
-        dev = next(self.model.parameters()).device
-        img = seq[:, 1:] + self.lo
-        cond = torch.cat([self.prompt_ids.expand(seq.shape[0], -1), img], 1)
-        unc = torch.cat([self.uncond_ids.expand(seq.shape[0], -1), img], 1)
-        c = self.model(input_ids=cond.to(dev)).logits[:, self.prompt_ids.shape[-1] - 1:, self.lo:self.hi]
-        if self.cfg_scale != 1.0:
-            u = self.model(input_ids=unc.to(dev)).logits[:, self.uncond_ids.shape[-1] - 1:, self.lo:self.hi]
+    def __call__(self, seq: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Processed probabilities (1, T - start, V) for image tokens ``start .. T-1`` of ``seq`` (1, T)."""
+        if seq.shape[0] != 1:
+            raise ValueError("HFProbModel decodes at batch size 1 (spec §5, pitfall §7)")
+        img = seq[0, 1:]
+        c = self._branch_logits(0, img, start)
+        if len(self.branches) > 1:
+            u = self._branch_logits(1, img, start)
             c = u + self.cfg_scale * (c - u)
-        return process(c.float(), self.top_k, self.temperature).cpu()
+        return process(c, self.top_k, self.temperature).cpu()[None]
 
 
 def train_image_lm(images: torch.Tensor, vocab: int, max_len: int, steps: int, ctx: Any, dim: int = 64,
