@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from reproductions.happy_cgcd.backbone import DINO_FILE, build_backbone, dino_weights
+from reproductions.happy_cgcd.fixtures import write_cifar100_fixture
 from reproductions.happy_cgcd.method import (CGCDNet, class_prototypes, feature_kd, hap_loss, hap_probs, hardness,
                                              info_nce, kmeans_centroids, mean_probs, memax, old_new_accuracy,
                                              select_new_centroids, self_distillation, shared_radius, soft_entropy,
@@ -64,6 +65,7 @@ class Config:
     lr: Annotated[float, Range(0, open_lo=True)] = 1e-3
     weight_decay: Annotated[float, Range(0)] = 0.0
     schedule: str = "constant"
+    checkpoint_every: Annotated[int, Range(0)] = 0  # fit saves every n steps (0: never); full: preemptible jobs resume
     teacher_temp0: tuple[Annotated[float, Range(0, open_lo=True)],
                          Annotated[float, Range(0, open_lo=True)]] = (0.07, 0.04)  # stage-0 warm-up (start, end)
     teacher_warmup_frac: Annotated[float, Range(0, 1)] = 0.3  # of stage-0 steps (paper: 30 of 100 epochs)
@@ -83,6 +85,19 @@ class Views:
     aug: Callable[[torch.Tensor], torch.Tensor]
 
 
+def cifar100_splits(ctx):  # noqa: ANN001, ANN201
+    """CIFAR-100 train / test from ``<data root>/cifar-100-python`` through the catalog's loader (which sets the
+    provenance, ``cifar-100-fixture`` for a fixture). In a dry run / rehearsal without the data, ``locate`` writes
+    :func:`~reproductions.happy_cgcd.fixtures.write_cifar100_fixture` (every class present, published format):
+    the catalog's 40-image fixture leaves most of the 100 classes empty."""
+    from suite.data import cifar, load_dataset
+    from suite.data.external import locate
+
+    folder, _ = locate(ctx, "cifar-100", cifar.C100_DIR, cifar.C100_FILES, cifar.HOW100,
+                       fixture=write_cifar100_fixture)
+    return load_dataset(folder.parent, "cifar-100")
+
+
 def load_protocol(cfg: Config, ctx) -> tuple[Protocol, Views, tuple[int, ...], DatasetRef]:  # noqa: ANN001
     """Stage splits, views, input shape, and the dataset ref its loader set."""
     kw = dict(n_old=cfg.n_old, n_stages=cfg.n_stages, n_new=cfg.n_new, labeled_frac=cfg.labeled_frac,
@@ -98,11 +113,9 @@ def load_protocol(cfg: Config, ctx) -> tuple[Protocol, Views, tuple[int, ...], D
         proto = build_protocol(x[itr], y[itr], x[ite], y[ite], n_classes=10, **kw)
         return proto, Views(lambda v: v, digit_view), (1, 8, 8), digits.load()["train"].ref
     if cfg.dataset in IMAGE_SETS:
-        from suite.data import load_dataset
-
-        name, k = IMAGE_SETS[cfg.dataset]
+        _, k = IMAGE_SETS[cfg.dataset]
         # TinyImageNet (100,000 train images) streams from disk; CIFAR-100 (150 MB as uint8) is held in memory
-        sp = tiny_splits(ctx) if cfg.dataset == "tinyimagenet" else load_dataset(ctx, name)
+        sp = tiny_splits(ctx) if cfg.dataset == "tinyimagenet" else cifar100_splits(ctx)
         tr = sp["train"]
         te = sp["val"] if "val" in sp else sp["test"]
         if ctx.dry_run:  # fixtures hold a few images per class: keep the protocol's shape, not its counts
@@ -116,7 +129,8 @@ def load_protocol(cfg: Config, ctx) -> tuple[Protocol, Views, tuple[int, ...], D
 
 def _train_cfg(cfg: Config, epochs: int, lr: float) -> TrainConfig:
     return TrainConfig(epochs=epochs, batch_size=cfg.batch_size, lr=lr, optimizer=cfg.optimizer,
-                       weight_decay=cfg.weight_decay, schedule=cfg.schedule, min_lr_ratio=1e-3, log_every=50)
+                       weight_decay=cfg.weight_decay, schedule=cfg.schedule, min_lr_ratio=1e-3, log_every=50,
+                       checkpoint_every=cfg.checkpoint_every)
 
 
 @torch.no_grad()
@@ -280,7 +294,7 @@ def dry_build(cfg: Config, net: CGCDNet, proto: Protocol, views: Views) -> None:
                  "per_new": 400, "per_old": 25, "per_disc": 25, "backbone": "vit_b16_dino", "feat_dim": 768,
                  "proj_hidden": 2048, "proj_dim": 256, "stage0_epochs": 100, "stage_epochs": 30, "batch_size": 128,
                  "optimizer": "sgd", "lr0": 0.1, "lr": 0.01, "weight_decay": 5e-5, "schedule": "cosine",
-                 "train_last_only": False},
+                 "train_last_only": False, "checkpoint_every": 500},
     },
     claims=[
         Claim(id="head-grows", kind="check", text="the head grows to |seen| + N_t classes after every stage",

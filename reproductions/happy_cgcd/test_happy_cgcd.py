@@ -189,3 +189,31 @@ def test_dino_fixture_has_the_published_keys_and_loads(tmp_path):
     mine = m.vit.state_dict()
     assert torch.equal(mine["blocks.3.norm1.weight"], state["blocks.3.norm1.weight"])
     assert torch.equal(mine["patch.weight"], state["patch_embed.proj.weight"]) and mine["pos"].shape == (1, 5, 768)
+
+
+def test_cifar100_fixture_is_the_published_format_with_every_class(tmp_path, monkeypatch):
+    """The full path's CIFAR-100 fixture (dry run / rehearsal): read by the catalog's loader, every class present,
+    labelled a fixture; with the data under the data root the same function reads it with the loader's ref."""
+    import pickle
+
+    from reproductions.happy_cgcd import cifar100_splits
+    from reproductions.happy_cgcd.fixtures import write_cifar100_fixture
+    from suite.data import cifar
+    from suite.errors import DataNotFoundError
+
+    monkeypatch.setenv("SUITE_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "empty").mkdir()
+    sp = cifar100_splits(for_tests("full", 0, data_root=tmp_path / "empty", dry_run=True))
+    for split, per in (("train", 3), ("test", 1)):
+        assert torch.equal(torch.bincount(sp[split].y, minlength=100), torch.full((100,), per))
+        assert sp[split].x.dtype == torch.uint8 and sp[split].x.shape == (100 * per, 3, 32, 32)
+        assert sp[split].ref.name == "cifar-100-fixture" and sp[split].ref.provenance == "stand-in"
+    root = write_cifar100_fixture(tmp_path / "data" / cifar.C100_DIR, per_class_train=1, per_class_test=1)
+    with open(root / "train", "rb") as fh:
+        d = pickle.load(fh, encoding="bytes")
+    assert set(d) == {b"filenames", b"batch_label", b"fine_labels", b"coarse_labels", b"data"}
+    assert d[b"data"].shape == (100, 3072) and d[b"data"].dtype == np.uint8
+    real = cifar100_splits(for_tests("full", 0, data_root=tmp_path / "data"))
+    assert real["train"].ref.provenance == "paper" and len(real["train"].y) == 100
+    with pytest.raises(DataNotFoundError, match="cifar-100-python"):
+        cifar100_splits(for_tests("full", 0, data_root=tmp_path / "empty"))
