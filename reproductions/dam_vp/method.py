@@ -77,19 +77,33 @@ def route(u: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def active_neurons(feature_fn: Callable[[torch.Tensor], torch.Tensor], n_classes: int, shape: tuple[int, ...],
+def active_neurons(feature_fn: Callable[[torch.Tensor], torch.Tensor], n_classes: int | None, shape: tuple[int, ...],
                    generator: torch.Generator, n: int = 512, device: torch.device | str = "cpu") -> torch.Tensor:
     """Head-missing mode: push ``n`` N(0,1) images through the backbone, rank output dims by std, keep
-    the top ``n_classes`` (§3). Ties broken by index; always exactly ``n_classes`` distinct indices (§7).
+    the top ``n_classes`` (§3; ``None``: the whole ranking, whose first k are the active neurons of a k-class
+    task). Ties broken by index; always exactly ``n_classes`` distinct indices (§7).
     The noise is drawn on the CPU (same images on every device) and sent to ``device``; indices come back on
     the CPU."""
     out = feature_fn(torch.randn(n, *shape, generator=generator).to(device))
     std = out.std(0)
-    if n_classes > std.numel():
+    return take_active(torch.argsort(std, descending=True, stable=True).cpu(), n_classes)
+
+
+def take_active(ranking: torch.Tensor, n_classes: int | None) -> torch.Tensor:
+    """The first ``n_classes`` of a neuron ranking (a clear error when the backbone has fewer outputs)."""
+    if n_classes is None:
+        return ranking
+    if n_classes > ranking.numel():
         from suite.errors import ConfigError
-        raise ConfigError(f"active neurons: backbone has {std.numel()} outputs < {n_classes} classes; "
+        raise ConfigError(f"active neurons: backbone has {ranking.numel()} outputs < {n_classes} classes; "
                           f"use head='own' or a wider backbone")
-    return torch.argsort(std, descending=True, stable=True)[:n_classes].cpu()
+    return ranking[:n_classes]
+
+
+def logit_dims(ranking: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """The feature dims read as the logits of an ``n_classes`` task, class k = the k-th smallest index among the
+    top-``n_classes`` (official adapter.py / meta_hf.py ``rep2logit``: ``torch.unique(indices[:num_classes])``)."""
+    return take_active(ranking, n_classes).sort().values
 
 
 def reptile_update(theta: torch.Tensor, phis: torch.Tensor, beta: float, variant: str = "paper") -> torch.Tensor:
@@ -100,7 +114,8 @@ def reptile_update(theta: torch.Tensor, phis: torch.Tensor, beta: float, variant
 
 class Frozen(nn.Module):
     """The frozen backbone as one registered module (so ``.to(device)`` moves all of it): logits from its
-    own head, or from its active-neuron output dims (head-missing mode, §3) kept as a buffer."""
+    own head, or (head-missing mode, §3) the active-neuron dims of its output features, the classifier
+    discarded (official ``discard_classifier`` + ``forward_features``), indices kept as a buffer."""
 
     def __init__(self, net: nn.Module, active: torch.Tensor | None = None) -> None:
         super().__init__()
@@ -111,14 +126,16 @@ class Frozen(nn.Module):
         return self.net.features(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.net(x)
-        return out[:, self.active] if self.active.numel() else out
+        if self.active.numel():  # head-missing: the classifier is discarded, logits = active feature dims (§3)
+            return self.net.features(x)[:, self.active]
+        return self.net(x)
 
 
 class Prompted(nn.Module):
-    """Frozen backbone behind per-cluster prompts. ``pre`` brings raw images to the backbone's input size
-    (full scale: 32 px CIFAR upsampled to 224 px per batch, never the whole split); the prompt is added
-    at the backbone's resolution (§3: pad p = 30 on 224 px)."""
+    """Frozen backbone behind per-cluster prompts. ``pre`` brings raw images to the backbone's input
+    (full scale: ``images.InputTransform``, per batch on the device: uint8 → resize + centre crop to 224 px
+    → ImageNet mean/std); the prompt is added after it, at the backbone's resolution and in normalised
+    space (§3: pad p = 30 on 224 px; official adapter.py adds the prompter to the normalised batch)."""
 
     def __init__(self, prompts: PadPrompts, frozen: nn.Module, pre: nn.Module | None = None) -> None:
         super().__init__()
