@@ -1,6 +1,7 @@
 """Data of the two protocols: sklearn digits as 1x8x8 images split 1150/287/360 (spec §6) and
-CIFAR-10 from its python pickle batches (spec §5), plus flip+crop augmentation and the procedural
-corruptions used for the robustness report (C5 stand-in: Gaussian noise and blur)."""
+CIFAR-10 from its python pickle batches (spec §5); the shifted test sets of the robustness study
+(C5, Table 5): CIFAR-10-C and CIFAR-10.2 read from disk at full scale (spec §5), procedural Gaussian
+noise and blur of the test split at smoke/small (spec §6 stand-in)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from suite.context import RunContext
-from suite.data import load_dataset
-from suite.data.base import seeded_perm
+from suite.data import cifar10c, load_dataset
+from suite.data.base import ArrayDataset, seeded_perm
 from suite.data.digits import NAME as DIGITS_NAME, load_digits_arrays
 from suite.errors import UnknownNameError
 from suite.spec import DatasetRef
@@ -62,6 +63,27 @@ def load(name: str, ctx: RunContext, split_seed: int = 0, n_val: int = 287, n_te
         return Data(xtr[: len(ytr) - n_hold], ytr[: len(ytr) - n_hold], xtr[len(ytr) - n_hold:],
                     ytr[len(ytr) - n_hold:], xte, yte, splits["train"].ref)
     raise UnknownNameError(f"unknown dataset {name!r}; use 'digits' (CPU protocol) or 'cifar-10' (full)")
+
+
+def cifar_normalize(x01: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1] (N, 3, H, W) standardised with the CIFAR-10 statistics, as ``load`` does."""
+    mean = torch.tensor(CIFAR_MEAN, device=x01.device).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR_STD, device=x01.device).view(1, 3, 1, 1)
+    return (x01 - mean) / std
+
+
+@dataclass
+class Shifted:
+    """The shifted test sets of Table 5: CIFAR-10-C (memory-mapped; severities read batch by batch) and
+    the CIFAR-10.2 test split (2,000 images, uint8 (N, 3, 32, 32))."""
+    c10c: cifar10c.CifarC
+    c102: ArrayDataset
+
+
+def load_shifted(ctx: RunContext, corruptions: tuple[str, ...]) -> Shifted:
+    """CIFAR-10-C (``<data root>/CIFAR-10-C``) and CIFAR-10.2 (``<data root>/cifar-10.2``) through the
+    data layer's locator: every header checked before any training starts, provenance from the locator."""
+    return Shifted(cifar10c.locate_cifar10c(ctx, corruptions), cifar10c.locate_cifar102(ctx, "test"))
 
 
 def corrupt(x: torch.Tensor, kind: str, strength: float, generator: torch.Generator) -> torch.Tensor:

@@ -10,6 +10,7 @@ from torch import nn
 
 from suite import config, registry
 from suite.context import for_tests
+from suite.data import cifar10c
 from suite.errors import ConfigError
 from suite.models import CifarResNet
 
@@ -232,3 +233,69 @@ def test_small_scale_claims_seed0():
     m = run(Config(**SCALES["small"]), for_tests("small", 0)).metrics
     for c in CLAIMS:
         assert c.check(m, "small")["verdict"] == "holds", (c.id, c.check(m, "small"))
+
+
+# --------------------------------------------------------------------------- C5 on CIFAR-10-C / CIFAR-10.2 (full)
+
+class _SeverityProbe(nn.Module):
+    """Undoes the CIFAR standardisation and predicts class (pixel value // 40): on the coded CIFAR-10-C
+    files below that is the severity the image was read from (or a constant class when ``const``)."""
+
+    def __init__(self, const: int | None = None):
+        super().__init__()
+        self.const = const
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from reproductions.layer_lottery.data import CIFAR_MEAN, CIFAR_STD
+        x01 = x * torch.tensor(CIFAR_STD).view(1, 3, 1, 1) + torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
+        cls = (x01.mean((1, 2, 3)) * 255).round().long() // 40 if self.const is None else \
+            torch.full((len(x),), self.const, dtype=torch.long)
+        return nn.functional.one_hot(cls % 10, 10).float()
+
+
+def test_shifted_accuracy_reads_each_severity_and_cifar102(tmp_path):
+    import numpy as np
+    from types import SimpleNamespace
+
+    from reproductions.layer_lottery.data import Shifted, cifar_normalize
+    from reproductions.layer_lottery.experiment import robustness_metrics, shifted_accuracy
+
+    root = tmp_path / "CIFAR-10-C"
+    root.mkdir()
+    for k, c in enumerate(("fog", "snow")):  # image i of severity s: every pixel = 40 s + 10 k + i
+        v = np.array([40 * s + 10 * k + i for s in range(1, 6) for i in range(4)], dtype=np.uint8)
+        np.save(root / f"{c}.npy", np.broadcast_to(v[:, None, None, None], (20, 32, 32, 3)).copy())
+    np.save(root / "labels.npy", np.tile(np.array([1, 2, 3, 1], dtype=np.uint8), 5))
+    c102 = cifar10c.load_cifar102(cifar10c.write_fixture_cifar102(tmp_path / "c102") / "cifar102_test.npz")
+    shifted = Shifted(cifar10c.open_cifar10c(root, ("fog", "snow")), c102)
+    cfg = SimpleNamespace(c10c_corruptions=("fog", "snow"), c10c_severities=(1, 2, 3, 4, 5))
+    dense, ticket = _SeverityProbe(), _SeverityProbe(const=1)
+    acc = shifted_accuracy(cfg, shifted, dense, {2: ticket}, "cpu")
+    # the probe predicts the severity: labels [1, 2, 3, 1] -> 50 / 25 / 25 / 0 / 0 %
+    assert [acc[0][("fog", s)] for s in range(1, 6)] == [50.0, 25.0, 25.0, 0.0, 0.0]
+    assert acc[0][("snow", 3)] == 25.0 and all(acc[2][(c, s)] == 50.0 for c in ("fog", "snow") for s in range(1, 6))
+    want = 100.0 * float((dense(cifar_normalize(c102.x.float() / 255)).argmax(-1) == c102.y).float().mean())
+    assert acc[0]["c102"] == pytest.approx(want)
+    m = robustness_metrics(cfg, "grasp", acc)
+    assert m["acc_c10c_dense"] == pytest.approx(20.0) and m["acc_c10c_dense@s=1"] == 50.0
+    assert m["acc_c10c_fog_dense"] == pytest.approx(20.0)
+    assert m["grasp_c10c_minus_dense@p=2"] == pytest.approx(30.0) and m["grasp_c10c_s1_minus_dense@p=2"] == 0.0
+    assert m["grasp_c10c_best_minus_dense"] == pytest.approx(30.0)
+    assert m["grasp_c102_best_minus_dense"] == pytest.approx(acc[2]["c102"] - acc[0]["c102"])
+
+
+def test_full_scale_reads_the_shifted_sets_and_smoke_small_stay_procedural(tmp_path, monkeypatch):
+    monkeypatch.setenv("SUITE_CACHE", str(tmp_path / "cache"))
+    repro = registry.get("layer_lottery")
+    assert config.resolve(repro, "full").robustness == "cifar-10-c"
+    assert config.resolve(repro, "full").c10c_corruptions == cifar10c.CORRUPTIONS  # the benchmark's 15
+    assert config.resolve(repro, "smoke").robustness == config.resolve(repro, "small").robustness == "procedural"
+    with pytest.raises(ConfigError, match="set dataset=cifar-10 or robustness=procedural"):
+        config.resolve(repro, "small", ["robustness=cifar-10-c"])
+    with pytest.raises(ConfigError, match="unknown CIFAR-10-C corruption"):
+        config.resolve(repro, "full", ["c10c_corruptions=[fog,rain]"])
+    # a dry run of the full path locates both sets (fixtures: stand-in) before anything is trained
+    ctx = for_tests("full", 0, dry_run=True, data_root=tmp_path / "empty")
+    run(config.resolve(repro, "full"), ctx)
+    assert any((p / "CIFAR-10-C" / "labels.npy").exists() for p in (tmp_path / "cache" / "fixtures").iterdir())
+    assert any((p / "cifar-10.2" / "cifar102_test.npz").exists() for p in (tmp_path / "cache" / "fixtures").iterdir())
