@@ -4,14 +4,17 @@ files (verl schema: ``prompt`` = chat list, ``data_source``, ``reward_model.grou
 :func:`tree_rollout` with a Hugging Face segment sampler (Ls = 512, D = 14, W = 16, d0 ~ U{2..8});
 the PPO update is the same ``suite.train.fit`` loop as the CPU scales.
 
+Outcome reward (spec §3 r_i; README "Full-scale reward"): the official scorer, in :mod:`.reward` (the stop-word
+cut of ``verl/utils/reward_score/math_verify_timeout.py``, Qwen-Math's ``extract_answer`` and ``strip_string``, then
+Math-Verify's ``parse`` and symbolic comparison), scored 1 / 0 as the spec says (official +1 / -1).
+
 Deviations: no vLLM (HF ``generate`` per segment, so wall time is not the paper's GPU-hours; decoded
-tokens are counted as a prefix-cached engine decodes them), boxed-answer check by normalised string
-match instead of the Qwen-Math toolkit, single device. ``--dry-run`` uses a tiny random Qwen2 model,
-a character tokenizer and a 2-record fixture parquet in the published schema.
+tokens are counted as a prefix-cached engine decodes them), single device.
+``--dry-run`` uses a tiny random Qwen2 model, a character tokenizer and a 2-record fixture parquet in the
+published schema.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,11 +30,11 @@ from suite.data.external import locate
 from suite.spec import Outcome
 
 from .experiment import Env, summarize, train_arm
-from .method import FINISHED, Rollout, TreeConfig, overlong_penalty, tree_rollout
+from .method import Rollout, TreeConfig, overlong_penalty, tree_rollout
+from .reward import answer_correct, has_closed_box, require_math_verify
 
 COLUMNS = ("prompt", "reward_model")
 HOW = "hf download m-a-p/TreePO_data --repo-type dataset --local-dir <data root>/TreePO_data"
-_BOX = re.compile(r"\\boxed\{")
 
 
 def read_parquet(path: Path) -> list[dict]:
@@ -52,6 +55,8 @@ def read_parquet(path: Path) -> list[dict]:
     out = []
     for p, rm in zip(df["prompt"], df["reward_model"]):
         gt = rm.get("ground_truth") if isinstance(rm, dict) else None
+        if isinstance(gt, (list, tuple, np.ndarray)):  # several truths: the official reward reads the last
+            gt = gt[-1] if len(gt) else None
         if gt is None:
             raise CorruptDataError(f"{path}: a record has no reward_model.ground_truth; re-download TreePO_data")
         out.append({"prompt": [dict(m) for m in p], "answer": str(gt)})
@@ -74,23 +79,6 @@ def write_fixture(folder: Path, names: tuple[str, ...]) -> Path:
         pd.DataFrame(recs).to_parquet(tmp)
         tmp.replace(folder / n)
     return folder
-
-
-def boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` (balanced braces)."""
-    starts = [m.end() for m in _BOX.finditer(text)]
-    if not starts:
-        return None
-    i, depth = starts[-1], 1
-    for j in range(i, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[j], 0)
-        if depth == 0:
-            return text[i:j]
-    return None
-
-
-def _norm(s: str) -> str:
-    return re.sub(r"\s+|\\!|\\,|\$|\\text\{[^}]*\}|\.$", "", s).replace("\\dfrac", "\\frac")
 
 
 class HFSampler:
@@ -142,6 +130,7 @@ def _model_dir(cfg: Any, ctx: RunContext) -> tuple[Path, str]:
 def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     from . import rl_setup  # the declaration module builds the shared RL setup
 
+    require_math_verify()  # the reward's checker: a one-line error naming the install before any work
     names = tuple(cfg.train_files) + tuple(cfg.test_files)
     # provenance comes from the locator: "paper" only when the parquet files are under the data root
     data, ref = locate(ctx, "TreePO_data", cfg.data_dir, names, HOW, fixture=lambda f: write_fixture(f, names))
@@ -172,12 +161,13 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
 
     def reward(ro: Rollout, recs: list[dict]) -> tuple[np.ndarray, np.ndarray]:
         texts = tok.batch_decode([p.response for p in ro.leaves], skip_special_tokens=True)
-        ok = np.array([float(p.status == FINISHED and (b := boxed(t)) is not None
-                             and _norm(b) == _norm(recs[p.prompt]["answer"])) for p, t in zip(ro.leaves, texts)])
+        # every leaf is scored on its text, whatever its status, as the official reward manager does
+        ok = np.array([float(answer_correct(t, recs[p.prompt]["answer"])) for p, t in zip(ro.leaves, texts)])
         lens = np.array([len(p.response) for p in ro.leaves])
         return ok, ok + overlong_penalty(lens, tree.max_response, min(cfg.full_seg_len, tree.max_response // 4))
 
-    has_box = lambda ids: boxed(tok.decode(ids, skip_special_tokens=True)) is not None  # noqa: E731
+    # the rollout's "has a boxed answer" test, as the official rollout's extract_last_boxed (reward.has_closed_box)
+    has_box = lambda ids: has_closed_box(tok.decode(ids, skip_special_tokens=True))  # noqa: E731
 
     def evaluate(m: torch.nn.Module) -> float:
         k = setup.eval_samples
