@@ -8,15 +8,20 @@
    acc + point + cosine length term (flagged sum, §7), TEA entropy bonus; a binary-reward arm too.
 3. Every model is scored on held-out RL prompts: all-constraints-satisfied rate, mean partial credit
    and the mean token entropy of its own samples (the checkers of ``checkers.py``).
+4. IFEval (spec §2 C1, §4; ``ifeval.py``): the base model (the paper's Qwen3 baseline), both cold-start
+   models and both RL models answer IFEval's ``input_data.jsonl`` in thinking mode (greedy, as
+   lm-eval's IFEval task), scored prompt-/instruction-level strict and loose by lm-eval's IFEval checker.
+   The full claims read these numbers.
 
 ``--dry-run`` builds all of it with a tiny random Qwen3 model, a character tokenizer and fixture
 files, and takes one step of each stage. Not implemented: gradient accumulation (one micro-batch
-per step), ZeRO-3, the stage-2 curriculum and the four public benchmarks (README).
+per step), ZeRO-3, the stage-2 curriculum, and CFBench, IFBench and SuperCLUE-CPIF (README).
 """
 from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +36,7 @@ from suite.models.locate import locate_model
 from suite.spec import DatasetRef, Outcome
 from suite.train import TrainConfig, fit
 
+from . import ifeval as IF
 from .checkers import score_text
 from .method import EntropySFT, GRPOConfig, cosine_length_reward, grpo_advantage, grpo_loss, \
     sft_loss, token_entropy, token_logprob
@@ -184,13 +190,13 @@ def sample(lm: CausalLM, prompts: list[str], max_new: int) -> tuple[torch.Tensor
 
 
 def rewards(texts: list[str], lengths: torch.Tensor, items: list[tuple[str, dict]], kind: str,
-            max_len: int) -> dict[str, torch.Tensor]:
+            max_len: int, point_sign: float = 1.0) -> dict[str, torch.Tensor]:
     parsed = [score_text(t, q, s) for t, (q, s) in zip(texts, items)]
     think = torch.tensor([p[0] for p in parsed], dtype=torch.float32)
     acc = torch.tensor([p[1] for p in parsed])
     point = torch.tensor([p[2] for p in parsed])
     r_len = cosine_length_reward(lengths.cpu(), acc + point, max_len) * think
-    score = acc if kind == "binary" else acc + point + r_len  # §7: flagged combination
+    score = acc if kind == "binary" else acc + point_sign * point + r_len  # §7: flagged combination
     return {"score": score, "acc": acc, "point": point}
 
 
@@ -221,7 +227,8 @@ def rl_stage(lm: CausalLM, items: list[tuple[str, dict]], kind: str, gcfg: GRPOC
     def loss_fn(model: Any, idx: torch.Tensor) -> torch.Tensor:
         rows = [items[int(i)] for i in idx.repeat_interleave(8)]
         out, att, w, texts = sample(lm, [q for q, _ in rows], cfg.full_max_new)
-        r = rewards(texts, att[:, w:].sum(1), rows, kind, cfg.full_max_new)
+        r = rewards(texts, att[:, w:].sum(1), rows, kind, cfg.full_max_new,
+                    -1.0 if cfg.variant == "point-sign-flipped" else 1.0)  # TEST-ONLY variant
         adv = grpo_advantage(r["score"], 8).to(out.device)
         x, y, am = out[:, :-1], out[:, 1:], att[:, :-1].long()
         mask = att[:, 1:] & (torch.arange(y.shape[1], device=y.device)[None] >= w - 1)
@@ -237,6 +244,64 @@ def rl_stage(lm: CausalLM, items: list[tuple[str, dict]], kind: str, gcfg: GRPOC
     lm.model.eval()
 
 
+@torch.no_grad()
+def greedy_generations(lm: CausalLM, prompts: list[str], max_new: int, batch: int) -> list[str]:
+    """Greedy chat-template generations (thinking mode where the template has it), decoded without special
+    tokens: the IFEval protocol of lm-eval's task (``do_sample: false``). Prompts of similar length share a
+    batch."""
+    tok = lm.tokenizer
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+    out = [""] * len(prompts)
+    was = lm.model.training
+    lm.model.eval()
+    for lo in range(0, len(order), batch):
+        idx = order[lo:lo + batch]
+        enc = tok([chat(tok, prompts[i]) for i in idx], return_tensors="pt", padding=True, padding_side="left",
+                  add_special_tokens=False).to(lm.device)
+        gen = lm.model.generate(**enc, do_sample=False, max_new_tokens=max_new, pad_token_id=tok.pad_token_id)
+        resp = gen[:, enc["input_ids"].shape[1]:].cpu()
+        eos = resp == tok.eos_token_id
+        resp = resp.masked_fill(eos.cumsum(1) > 0, tok.pad_token_id)  # nothing after the first eos
+        for i, t in zip(idx, tok.batch_decode(resp, skip_special_tokens=True)):
+            out[i] = t
+    lm.model.train(was)
+    return out
+
+
+def ifeval_stage(lm: CausalLM, items: list[IF.Item], registry: Any, cfg: Any, ctx: RunContext,
+                 arm: str) -> dict[str, float]:
+    """IFEval accuracies of one model (``ifeval_<metric>_<arm>``); generations and verdicts are kept in
+    ``<run dir>/ifeval/<arm>.jsonl``."""
+    gens = greedy_generations(lm, [it.prompt for it in items], cfg.ifeval_max_new, cfg.ifeval_batch)
+    answers = [IF.answer_of(g) for g in gens]
+    agg, rows = IF.score(items, answers, registry)
+    out = ctx.run_dir / "ifeval"
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / f"{arm}.jsonl", "w") as fh:
+        for it, g, a, r in zip(items, gens, answers, rows):
+            fh.write(json.dumps({"key": it.key, "prompt": it.prompt, "generation": g, "response": a, **r}) + "\n")
+    m = {f"ifeval_{short}_{arm}": agg[full] for short, full in IFEVAL_METRICS.items()}
+    m[f"ifeval_think_closed_{arm}"] = float(np.mean([IF.THINK_END in g for g in gens]))
+    ctx.log("ifeval[%s]: %s", arm, {k: round(v, 4) for k, v in m.items()})
+    return m
+
+
+IFEVAL_METRICS = {"prompt_strict": "prompt_level_strict_acc", "inst_strict": "inst_level_strict_acc",
+                  "prompt_loose": "prompt_level_loose_acc", "inst_loose": "inst_level_loose_acc"}
+
+
+def _esft_arms(cfg: Any) -> dict[str, EntropySFT]:
+    """Plain SFT and Entropy-SFT (§3.3), with the TEST-ONLY broken variants of the config."""
+    esft = EntropySFT(cfg.token_ratio, cfg.entropy_coef)
+    if cfg.variant == "delta-plus-entropy":
+        esft = replace(esft, entropy_coef=-cfg.entropy_coef)
+    elif cfg.variant == "esft-keep-lowest":
+        esft = replace(esft, keep_lowest=True)
+    return {"plain": EntropySFT(enabled=False), "esft": replace(esft, enabled=cfg.variant != "esft-off")}
+
+
 def _model_dir(cfg: Any, ctx: RunContext) -> tuple[Path, str]:
     """The policy's ``save_pretrained`` folder under the data root (or an absolute path); without it, in a
     dry run or a rehearsal, a tiny random Qwen3 with a ``</think>`` token written as its fixture."""
@@ -248,28 +313,36 @@ def _model_dir(cfg: Any, ctx: RunContext) -> tuple[Path, str]:
 # --------------------------------------------------------------------------- the run
 
 def run_full(cfg: Any, ctx: RunContext) -> Outcome:
+    registry = IF.reference_registry(ctx.data_root, ctx.cache_dir)  # the IFEval checker, offline; fails before any work
     sft_path, rl_path, ref = locate_data(cfg, ctx)  # provenance from the locator, never typed here
+    if_path, if_ref = IF.locate_input(cfg.ifeval_file, ctx)
+    ref = DatasetRef.combine(ref, if_ref)
     model_dir, model_name = _model_dir(cfg, ctx)
     if ctx.dry_run:
         steps_sft, steps_rl, n_eval, max_new = 1, 1, 2, 8
         cfg = copy.copy(cfg)
         cfg.full_sft_batch, cfg.full_rl_prompts, cfg.full_max_new = 2, 1, max_new
+        cfg.ifeval_prompts, cfg.ifeval_max_new, cfg.ifeval_batch = 2, max_new, 2
     else:
         steps_sft, steps_rl, n_eval = cfg.full_sft_steps, cfg.full_rl_steps, cfg.full_eval_prompts
     pairs = read_cold_start(sft_path)
     items = read_rl(rl_path)
+    bench = IF.read_input_data(if_path)
+    bench = bench[:cfg.ifeval_prompts] if cfg.ifeval_prompts else bench
     rng = np.random.default_rng(ctx.seed)
     perm = rng.permutation(len(items))
     held = [items[i] for i in perm[:n_eval]]
     train_items = [items[i] for i in perm[n_eval:]] or held
-    m: dict[str, float] = {}
-    esft = EntropySFT(cfg.token_ratio, cfg.entropy_coef)
+    m: dict[str, float] = {"ifeval_prompts": float(len(bench))}
     sft_models: dict[str, CausalLM] = {}
-    for arm, e in (("plain", EntropySFT(enabled=False)), ("esft", esft)):
+    for arm, e in _esft_arms(cfg).items():
         lm = load_causal_lm(model_dir, ctx.device)
+        if arm == "plain":  # the paper's baseline: the base model itself (Qwen3, thinking mode)
+            m.update(ifeval_stage(lm, bench, registry, cfg, ctx, "base"))
         data = sft_tensors(pairs, lm.tokenizer, cfg.full_max_tokens)
         m[f"train_loss_sft_{arm}"] = sft_stage(lm, data, e, cfg, steps_sft, ctx, f"full_sft_{arm}")
         m.update({f"{k}_sft_{arm}": v for k, v in evaluate(lm, held, cfg).items()})
+        m.update(ifeval_stage(lm, bench, registry, cfg, ctx, f"sft_{arm}"))
         if arm == "esft":
             sft_models[arm] = lm
         del lm
@@ -282,7 +355,15 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
                           cfg.tea_ub, cfg.tea_coef)
         rl_stage(lm, train_items, kind, gcfg, cfg, steps_rl, ctx, f"full_rl_{arm}")
         m.update({f"{k}_rl_{arm}": v for k, v in evaluate(lm, held, cfg).items()})
+        m.update(ifeval_stage(lm, bench, registry, cfg, ctx, f"rl_{arm}"))
         del lm
     m["all_sat_dense_tea_minus_binary"] = m["all_sat_rl_dense_tea"] - m["all_sat_rl_binary"]
+    # the full claims (README): Light-IF = Entropy-SFT cold start + dense-reward TEA-RL, vs its base model
+    # and vs the binary-reward ablation, and the cold start alone vs plain SFT, on IFEval
+    for short in IFEVAL_METRICS:
+        m[f"ifeval_{short}_light_if_minus_base"] = m[f"ifeval_{short}_rl_dense_tea"] - m[f"ifeval_{short}_base"]
+        m[f"ifeval_{short}_dense_tea_minus_binary"] = m[f"ifeval_{short}_rl_dense_tea"] - m[f"ifeval_{short}_rl_binary"]
+        m[f"ifeval_{short}_esft_minus_plain"] = m[f"ifeval_{short}_sft_esft"] - m[f"ifeval_{short}_sft_plain"]
     return Outcome(metrics=m, dataset=ref, notes={"model_dir": str(cfg.model_dir), "model": model_name,
-                                                  "sft_examples": len(pairs), "rl_prompts": len(items)})
+                                                  "sft_examples": len(pairs), "rl_prompts": len(items),
+                                                  "ifeval_punkt": IF.ensure_punkt()})

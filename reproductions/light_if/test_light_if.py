@@ -168,3 +168,20 @@ def test_full_dry_run_provenance_is_the_fixture(tmp_path) -> None:
     sft, rl, ref = locate_data(config.resolve(r, "full"), for_tests("full", dry_run=True, data_root=tmp_path))
     assert sft.is_file() and rl.is_file()
     assert ref.provenance == "stand-in" and "fixture" in ref.name
+
+
+def test_broken_variants_reach_the_full_path() -> None:
+    """The TEST-ONLY variants act at full scale too (the full claims' teeth can only run there)."""
+    from .full import _esft_arms, rewards
+
+    r = registry.get("light_if")
+    full = config.resolve(r, "full")
+    assert _esft_arms(full)["esft"].enabled and not _esft_arms(full)["plain"].enabled
+    assert not _esft_arms(replace(full, variant="esft-off"))["esft"].enabled
+    assert _esft_arms(replace(full, variant="esft-keep-lowest"))["esft"].keep_lowest
+    assert _esft_arms(replace(full, variant="delta-plus-entropy"))["esft"].entropy_coef == -full.entropy_coef
+    item = [("q", {"keywords": ["hi"], "keywords_num": [[2, 2]], "end_phrase": "bye"})]
+    text, n = ["<think>p</think> hi bye"], torch.tensor([6])  # end phrase met (0.1), keyword count missed
+    ok = rewards(text, n, item, "dense", 8192)
+    bad = rewards(text, n, item, "dense", 8192, point_sign=-1.0)
+    assert float(ok["point"]) == pytest.approx(0.1) and float(ok["score"] - bad["score"]) == pytest.approx(0.2)
