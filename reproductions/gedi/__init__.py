@@ -60,6 +60,7 @@ class Config:
     buffer_size: Annotated[int, Range(1)] = 2000
     reinit: Annotated[float, Range(0, 1)] = 0.05
     checkpoint_every: Annotated[int, Range(0)] = 0
+    mechanics_n: Annotated[int, Range(2)] = 2048  # chain starts of the one-step SGLD check (spec §6)
     variant: Variant = "paper"  # test-only broken variants: "unif_sign", "energy_sign"
 
 
@@ -214,7 +215,7 @@ def run(cfg: Config, ctx) -> Outcome:  # noqa: ANN001
             m, net, obj = run_method(cfg, task, method, c, ctx)
             metrics.update({f"{dname}_{method}_{k}": v for k, v in m.items()})
             if i == 0 and method == "gedi":
-                metrics.update(mechanics(net, obj, task))
+                metrics.update(mechanics(net, obj, task, cfg.mechanics_n))
         if cfg.overcluster:  # over-clustering: c > #classes, where a split of the rings can show up in NMI
             for method in [m for m in ("gedi", "no_gen") if m in cfg.methods]:
                 ctx.log(f"gedi: {dname} / {method} (c={cfg.overcluster}, {cfg.steps} steps)")
