@@ -10,9 +10,15 @@ The algorithm box of §2 ("identifying winning tickets"), with its controls:
 At every level the same mask is also trained from a fresh random init ("random reinit", §2 /
 Fig. 3) and a random mask with the same per-layer counts is trained from θ0 ("random pruning");
 after the last round, one-shot pruning of the dense trained net to the same per-layer counts (§2,
-Fig. 4). The early-stopping iteration (minimum validation loss) and the test accuracy there are
-the paper's metrics (§2 Fig. 3-4). ``rewind_step > 0`` resets to the dense run's weights at that
-iteration instead of θ0 (Frankle et al. 2020; spec §7).
+Fig. 4; under global pruning, to the same total count). The early-stopping iteration (minimum
+validation loss) and the test accuracy there are the paper's metrics (§2 Fig. 3-4).
+``rewind_step > 0`` resets to the dense run's weights at that iteration instead of θ0 (Frankle et
+al. 2020; spec §7).
+
+The deep networks of §4 (VGG-19, Resnet-18) use the same loop with global pruning over the conv
+layers (``global_rate``; ``keep_dense`` names the layers left unpruned: the output layer, the ResNet's
+downsampling shortcuts), BatchNorm (weights 1, biases 0 at init), SGD with a step schedule, optional
+linear lr warmup (``train.warmup_steps``) and flip + 4-pixel-translation augmentation (``augment``).
 """
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ from torch import nn
 from reproductions.lottery_ticket import pruning as P
 from reproductions.lottery_ticket.data import Data
 from suite.context import RunContext
+from suite.data.augment import flip_crop
 from suite.errors import ConfigError
 from suite.train import TrainConfig, TrainState, fit
 
@@ -37,6 +44,7 @@ without gradient masking / re-masking (Adam revives pruned weights, spec §7), `
 the sign of IMP's criterion (each round removes the LARGEST trained magnitudes; one-shot is untouched)."""
 
 State = dict[str, torch.Tensor]
+NORM_KINDS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
 
 
 @dataclass
@@ -56,6 +64,9 @@ class IMPSettings:
     oneshot: bool = True
     variant: str = "paper"
     eval_batch: int = 2000
+    keep_dense: tuple[str, ...] = ()  # weights never pruned (§4: output layer, ResNet shortcuts)
+    augment: bool = False  # §4 VGG/ResNet: random flips and translations of up to 4 pixels
+    tag: str = ""  # prefix of the fit names (one per training regime of a run)
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -96,7 +107,8 @@ class IMPResult:
 # --------------------------------------------------------------------------- init and training
 
 def initialise(model: nn.Module, generator: torch.Generator, init: str = "glorot_normal") -> nn.Module:
-    """Paper Fig. 2: Gaussian Glorot weights and zero biases, drawn from ``generator``
+    """Paper Fig. 2: Gaussian Glorot weights and zero biases, drawn from ``generator``; the
+    normalisation layers of the §4 networks start as the identity (BatchNorm weight 1, bias 0)
     (``torch_default``: each module's own ``reset_parameters`` under a seed drawn from it)."""
     with torch.no_grad():
         if init == "torch_default":
@@ -107,9 +119,13 @@ def initialise(model: nn.Module, generator: torch.Generator, init: str = "glorot
                     if hasattr(mod, "reset_parameters"):
                         mod.reset_parameters()
             return model
+        norm_weights = {id(m.weight) for m in model.modules()
+                        if isinstance(m, NORM_KINDS) and getattr(m, "weight", None) is not None}
         for p in model.parameters():
             if p.ndim > 1:
                 nn.init.xavier_normal_(p, generator=generator)
+            elif id(p) in norm_weights:
+                p.fill_(1.0)
             else:
                 p.zero_()
     return model
@@ -135,6 +151,12 @@ def _loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.T
     return F.cross_entropy(model(batch[0]), batch[1])
 
 
+def _augmented_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """§4 (VGG/ResNet): each training batch randomly flipped and translated by up to 4 pixels
+    (zero padding of the standardised image; drawn from torch's global RNG, which checkpoints carry)."""
+    return F.cross_entropy(model(flip_crop(batch[0], 4)), batch[1])
+
+
 def train_subnetwork(build: Callable[[], nn.Module], start: State, masks: P.Masks, data: Data, s: IMPSettings,
                      ctx: RunContext, kind: str, rnd: int,
                      on_step: Callable[[TrainState], None] | None = None) -> tuple[Trial, nn.Module]:
@@ -143,14 +165,14 @@ def train_subnetwork(build: Callable[[], nn.Module], start: State, masks: P.Mask
     P.reset_to(model, start, masks)
     masked = s.variant != "no_mask"
     with P.MaskedTraining(model, masks, mask_grads=masked, remask=masked) as mt:
-        res = fit(model, _loss, (data.x_train, data.y_train), s.train, ctx=ctx,
+        res = fit(model, _augmented_loss if s.augment else _loss, (data.x_train, data.y_train), s.train, ctx=ctx,
                   eval_fn=lambda m: _evaluate(m, data, s.eval_batch), on_step=P.chain(mt.on_step, on_step),
-                  name=f"r{rnd:02d}-{kind}")
+                  name=f"{s.tag}r{rnd:02d}-{kind}")
     best = min(res.evals, key=lambda e: (e["val_loss"], e["step"]))  # §2: iteration of minimum val loss
     trial = Trial(kind=kind, round=rnd, density=P.density(masks), early_stop_iter=int(best["step"]),
                   test_acc=best["test_acc"], val_loss=best["val_loss"], final_test_acc=res.evals[-1]["test_acc"],
                   masked_max_abs=P.masked_max_abs(P.prunable_params(model), masks))
-    ctx.log("round %d %s: P_m=%.4f early-stop it %d test acc %.4f (final %.4f)", rnd, kind, trial.density,
+    ctx.log("%sround %d %s: P_m=%.4f early-stop it %d test acc %.4f (final %.4f)", s.tag, rnd, kind, trial.density,
             trial.early_stop_iter, trial.test_acc, trial.final_test_acc)
     return trial, model
 
@@ -163,7 +185,10 @@ def prune_step(model: nn.Module, trained: nn.Module, masks: P.Masks, s: IMPSetti
     if s.variant == "prune_largest":  # TEST-ONLY teeth: rank by 1/|w|, so the largest weights go
         weights = {k: 1.0 / (v.abs() + 1e-12) for k, v in weights.items()}
     if s.global_rate is not None:
-        return P.global_magnitude_prune(weights, masks, s.global_rate)
+        # §4: rank the remaining weights of all pruned layers together; keep_dense layers stay whole
+        group = {k: w for k, w in weights.items() if k not in s.keep_dense}
+        out = P.global_magnitude_prune(group, {k: masks[k] for k in group}, s.global_rate)
+        return {k: out[k] if k in out else masks[k] for k in masks}
     return P.magnitude_prune(weights, masks, P.layer_rates(model, s.fc_rate, s.conv_rate, s.output_rate))
 
 
@@ -174,6 +199,10 @@ def iterative_magnitude_pruning(build: Callable[[], nn.Module], data: Data, s: I
     theta0 = clone_state(proto)
     params0 = P.prunable_params(proto)
     sizes = {k: p.numel() for k, p in params0.items()}
+    unknown = [k for k in s.keep_dense if k not in sizes]
+    if unknown:
+        raise ConfigError(f"keep_dense names weights the model lacks: {unknown[:3]}; use names of "
+                          f"pruning.prunable_params, e.g. {list(sizes)[-1]!r}")
     rates = P.layer_rates(proto, s.fc_rate, s.conv_rate, s.output_rate)
     masks = {k: m.to(ctx.device) for k, m in P.ones_masks(params0).items()}
     checks = {"masked_weight_max_abs": 0.0, "reset_max_abs_diff": 0.0, "prune_count_max_dev": 0.0,
@@ -205,12 +234,18 @@ def iterative_magnitude_pruning(build: Callable[[], nn.Module], data: Data, s: I
         if rnd == s.rounds:
             break
         # §2 step 3: prune p% of the remaining weights of each layer by trained magnitude
+        before = P.counts(masks)
         masks = prune_step(proto, trained, masks, s)
         all_masks.append(masks)
         if s.global_rate is None:
             want = P.expected_counts(sizes, rates, rnd + 1)
             dev = max(abs(c - want[k]) for k, c in P.counts(masks).items())
-            checks["prune_count_max_dev"] = max(checks["prune_count_max_dev"], float(dev))
+        else:  # §4: p of the remaining pruned-group weights in total; keep_dense layers untouched
+            after = P.counts(masks)
+            left = sum(c for k, c in before.items() if k not in s.keep_dense)
+            removed = left - sum(c for k, c in after.items() if k not in s.keep_dense)
+            dev = abs(removed - P.n_to_prune(left, s.global_rate)) + sum(sizes[k] - after[k] for k in s.keep_dense)
+        checks["prune_count_max_dev"] = max(checks["prune_count_max_dev"], float(dev))
         # §2 step 4: reset the survivors to θ0 (the variants are test-only broken resets)
         start = _reset_source(s, rewind, trained, build, ctx, rnd)
         probe = build().to(ctx.device)
@@ -222,8 +257,16 @@ def iterative_magnitude_pruning(build: Callable[[], nn.Module], data: Data, s: I
 
     if s.oneshot and s.rounds > 0 and dense_trained is not None:
         # §2 / Fig. 4: one-shot pruning of the dense trained net to the final per-layer counts
-        os_masks = P.prune_to_counts({k: v.detach() for k, v in P.prunable_params(dense_trained).items()},
-                                     P.counts(masks))
+        # (global pruning §4: to the final total count of the pruned group, ranked globally)
+        dense_w = {k: v.detach() for k, v in P.prunable_params(dense_trained).items()}
+        if s.global_rate is None:
+            os_masks = P.prune_to_counts(dense_w, P.counts(masks))
+        else:
+            group = [k for k in dense_w if k not in s.keep_dense]
+            keep = sum(int(masks[k].sum()) for k in group)
+            os_masks = {**P.global_prune_to_count({k: dense_w[k] for k in group}, keep),
+                        **{k: masks[k] for k in s.keep_dense}}
+            os_masks = {k: os_masks[k] for k in masks}
         trial, _ = train_subnetwork(build, rewind, os_masks, data, s, ctx, "oneshot", s.rounds)
         trials.append(trial)
     return IMPResult(trials, all_masks, checks)
@@ -248,8 +291,9 @@ def _controls(build: Callable[[], nn.Module], masks: P.Masks, rewind: State, dat
         probe = build().to(ctx.device)
         P.reset_to(probe, fresh, masks)
         pp = P.prunable_params(probe)
-        # identical mask: the zero pattern of the reinit start is exactly the ticket's mask
-        mismatch = sum(int(((pp[k] != 0) != m).sum()) for k, m in masks.items())
+        # identical mask: the zero pattern of the reinit start is exactly the ticket's mask (a fresh
+        # Gaussian draw is exactly 0 about once in 3e7 entries, e.g. in VGG-19: such entries count as kept)
+        mismatch = sum(int(((pp[k] != 0) != (m & (fresh[k].to(ctx.device) != 0))).sum()) for k, m in masks.items())
         same = sum(int((pp[k] == rewind[k].to(ctx.device))[m].sum()) for k, m in masks.items())
         checks["reinit_mask_mismatch"] = max(checks["reinit_mask_mismatch"], float(mismatch))
         checks["reinit_equal_init_frac"] = max(checks["reinit_equal_init_frac"],

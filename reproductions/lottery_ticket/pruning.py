@@ -136,6 +136,21 @@ def global_magnitude_prune(weights: Mapping[str, torch.Tensor], masks: Mapping[s
     return out
 
 
+def global_prune_to_count(weights: Mapping[str, torch.Tensor], keep: int) -> Masks:
+    """Keep the ``keep`` largest-magnitude weights over all layers together (one-shot global pruning)."""
+    names = list(weights)
+    flat = torch.cat([weights[k].detach().abs().float().flatten() for k in names])
+    if not 0 <= keep <= flat.numel():
+        raise ConfigError(f"cannot keep {keep} of {flat.numel()} weights; use 0 <= keep <= {flat.numel()}")
+    kept = _keep_top(flat, keep)
+    out, start = {}, 0
+    for k in names:
+        n = weights[k].numel()
+        out[k] = kept[start:start + n].view_as(weights[k])
+        start += n
+    return out
+
+
 def random_masks(like: Mapping[str, torch.Tensor], generator: torch.Generator) -> Masks:
     """Random masks with exactly the per-layer survivor counts of ``like`` (paper §2 control
     'random pruning'): positions drawn uniformly with ``generator``."""
@@ -230,5 +245,5 @@ def chain(*fns: Callable[[object], None] | None) -> Callable[[object], None]:
 
 
 __all__ = ["Masks", "PRUNABLE_KINDS", "prunable_params", "ones_masks", "layer_rates", "n_to_prune", "counts",
-           "density", "expected_counts", "prune_to_counts", "magnitude_prune", "global_magnitude_prune",
+           "density", "expected_counts", "prune_to_counts", "magnitude_prune", "global_magnitude_prune", "global_prune_to_count",
            "random_masks", "apply_masks", "reset_to", "masked_max_abs", "MaskedTraining", "chain"]
