@@ -158,6 +158,19 @@ def evaluate(net: CGCDNet, proto: Protocol, seen: list[int], views: Views) -> di
     return out
 
 
+class StepCount:
+    """Loss calls so far (the teacher-temperature warm-up's clock), saved in fit's checkpoints."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"n": self.n}
+
+    def load_state_dict(self, st: dict[str, int]) -> None:
+        self.n = int(st["n"])
+
+
 def train_stage0(cfg: Config, net: CGCDNet, proto: Protocol, views: Views, ctx) -> None:  # noqa: ANN001
     """SimGCD recipe with all stage-0 samples labeled (spec §3):
     0.65·(self-distillation + memax) + 0.35·CE(cos/0.1) + 0.65·InfoNCE + 0.35·SupCon."""
@@ -165,13 +178,13 @@ def train_stage0(cfg: Config, net: CGCDNet, proto: Protocol, views: Views, ctx) 
     tc = _train_cfg(cfg, cfg.stage0_epochs, cfg.lr0)
     total = max(1, cfg.stage0_epochs * -(-len(s0.y) // cfg.batch_size))
     warm = max(1, int(cfg.teacher_warmup_frac * total))
-    calls = [0]
+    calls = StepCount()  # checkpointed with the fit: a resumed run continues the warm-up where it stopped
 
     def loss(m: CGCDNet, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         xb, yb = batch
         t0, t1 = cfg.teacher_temp0
-        temp = t0 + (t1 - t0) * min(1.0, calls[0] / warm)  # teacher temperature warm-up
-        calls[0] += 1
+        temp = t0 + (t1 - t0) * min(1.0, calls.n / warm)  # teacher temperature warm-up
+        calls.n += 1
         x = views.pre(xb)
         (_, z1, c1), (_, z2, c2) = m(views.aug(x)), m(views.aug(x))
         cluster = self_distillation([c1, c2], temp) + memax(mean_probs([c1, c2]))
@@ -179,7 +192,7 @@ def train_stage0(cfg: Config, net: CGCDNet, proto: Protocol, views: Views, ctx) 
         return 0.65 * cluster + 0.35 * ce + 0.65 * info_nce([z1, z2], cfg.nce_temp) + \
             0.35 * supcon([z1, z2], yb, cfg.supcon_temp)
 
-    fit(net, loss, fit_data(s0.x, s0.y, cfg.batch_size, ctx), tc, ctx=ctx, name="stage0")
+    fit(net, loss, fit_data(s0.x, s0.y, cfg.batch_size, ctx), tc, ctx=ctx, name="stage0", stateful={"teacher": calls})
 
 
 def run_continual(cfg: Config, method: str, net0: CGCDNet, proto: Protocol, views: Views, protos0: torch.Tensor,
