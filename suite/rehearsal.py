@@ -121,22 +121,29 @@ def model_fixtures(slug: str) -> dict[str, dict[str, Any]]:
     return table
 
 
-def write_models(slug: str, cfg: Any, data_root: Path) -> list[str]:
-    """Write each declared model fixture at ``<data_root>/<cfg.field>`` (the path the full preset reads);
-    returns the folders written, relative to the data root."""
-    import importlib
-
-    written = []
+def model_targets(slug: str, cfg: Any) -> list[tuple[str, str, dict[str, Any]]]:
+    """``(folder relative to the data root, "module:function", keyword arguments)`` of each declared model
+    fixture; a bad declaration raises :class:`ConfigError` here, before a rehearsal starts any work."""
+    out = []
     for field, entry in model_fixtures(slug).items():
         rel = getattr(cfg, field, None)
         if not isinstance(rel, str) or not rel or rel.startswith("/"):
             raise ConfigError(f"rehearsal.toml [models]: {slug}'s full preset sets {field} = {rel!r}; a model "
                               f"fixture needs a folder relative to the data root")
-        module, fn = entry["writer"].split(":", 1)
-        kwargs = {k: v for k, v in entry.items() if k != "writer"}
+        out.append((rel, entry["writer"], {k: v for k, v in entry.items() if k != "writer"}))
+    return out
+
+
+def write_models(slug: str, cfg: Any, data_root: Path) -> list[str]:
+    """Write each declared model fixture at ``<data_root>/<cfg.field>`` (the path the full preset reads);
+    returns the folders written, relative to the data root."""
+    import importlib
+
+    targets = model_targets(slug, cfg)
+    for rel, writer, kwargs in targets:
+        module, fn = writer.split(":", 1)
         getattr(importlib.import_module(module), fn)(data_root / rel, **kwargs)
-        written.append(rel)
-    return written
+    return [rel for rel, _, _ in targets]
 
 
 def relabel(ref: Any) -> Any:

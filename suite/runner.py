@@ -209,6 +209,7 @@ def _rehearse(spec: RunSpec, results_root: Path | None, device: str | None, show
 
     spec = rehearsal_spec(spec)
     repro, cfg, h = resolve(spec)
+    rehearsal.model_targets(spec.slug, cfg)  # a bad [models] declaration exits 2 before any work
     dev = environment.pick_device(device)
     # on a CPU the passes run on a simulated second device (cpu:1): a tensor left on the host, or a
     # .numpy() of a device tensor, raises here as it would on a GPU (suite/devicecheck.py)

@@ -129,4 +129,6 @@ def test_a_model_fixture_never_overwrites_an_absolute_path(tmp_path, monkeypatch
     monkeypatch.setattr(rehearsal, "declaration", lambda slug: bad)
     with pytest.raises(ConfigError, match=r"\[models\]"):
         rehearsal.model_fixtures("codegen2")
-    assert not (tmp_path / "real").exists()
+    with pytest.raises(ConfigError, match=r"\[models\]"):  # refused before the dry run writes anything
+        runner.execute(runner.RunSpec("codegen2", "full", 0), tmp_path / "results", device="cpu", rehearse=True)
+    assert not (tmp_path / "real").exists() and not (tmp_path / "results").exists()
