@@ -26,6 +26,7 @@ from suite.errors import DataNotFoundError
 from suite.spec import DatasetRef
 
 from . import method as M
+from .experiment import checks
 
 HOW = ("process the pool with open-instruct prepare_train_data.sh into data.jsonl, embed each example's first "
        "user turn with e5-large-v2 into embeddings.pt (N, D) and save DEITA quality scores as quality.pt (N,) "
@@ -91,4 +92,5 @@ def full_protocol(cfg: Any, ctx: RunContext, variant: str) -> tuple[dict[str, fl
     torch.save({"clusters": cli.cpu(), "selected": sel["iterative_round0"], "K": cfg.iter_k,
                 "rounds": cfg.rounds, "fraction": cfg.iter_fraction}, out_dir / "iterative_state.pt")
     out["kmeans_inertia"] = inertia
+    out.update(checks(cfg, ctx, variant))  # spec §6's mechanism checks, on the same selector functions
     return out, ref

@@ -140,3 +140,6 @@ def test_full_path_on_published_format_fixture(tmp_path):
     assert ref.provenance == "paper" and out["n_pool"] == 40 and out["kmq_size"] <= 8
     lines = (tmp_path / "run" / "selected" / "kmq.jsonl").read_text().splitlines()
     assert len(lines) == out["kmq_size"] and all("messages" in json.loads(x) for x in lines)
+    # every claim expected at full is evaluated on what the full path measured (none `missing`)
+    verdicts = {c.id: c.check(out, "full")["verdict"] for c in registry.get(SLUG).claims}
+    assert "missing" not in verdicts.values(), verdicts
