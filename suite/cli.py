@@ -153,6 +153,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.overrides and len(slugs) > 1:
         raise SuiteError("--set applies to one reproduction; name exactly one")
     specs = [runner.RunSpec(s, args.scale, seed, tuple(args.overrides)) for s in slugs for seed in seeds]
+    if args.rehearse and not args.overrides:  # a full run made of several configurations rehearses each
+        from suite import rehearsal
+
+        specs += [runner.RunSpec(s, args.scale, seed, v) for s in slugs for v in rehearsal.variants(s)
+                  for seed in seeds]
     if args.rehearse and args.dry_run:
         raise SuiteError("--rehearse and --dry-run exclude each other: a dry run builds, a rehearsal runs")
     if args.jobs < 1:
@@ -175,7 +180,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     runs = runner.execute_many(specs, results_root, jobs=args.jobs, device=args.device, force=args.force,
                                data_root=args.data_root, show_progress=show and args.jobs == 1,
                                dry_run=args.dry_run, rehearse=args.rehearse)
+    done: list[tuple[Any, dict[str, Any]]] = []
     for spec, rec in runs:
+        done.append((spec, rec))
         if bar is not None:
             bar.update()
         if args.json:
@@ -189,7 +196,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     if failed:
         print(f"suite: {failed} of {len(specs)} runs failed; see error.json in their run folders",
               file=sys.stderr)
-    return 1 if failed else 0
+    incomplete = _unevaluated_claims(done) if args.rehearse and not failed else 0
+    return 1 if failed or incomplete else 0
+
+
+def _unevaluated_claims(done: list[tuple[Any, dict[str, Any]]]) -> int:
+    """After a rehearsal: name every claim expected at full that no rehearsal of its reproduction evaluated
+    (suite/rehearsal.py); returns how many reproductions are incomplete."""
+    from suite import rehearsal
+
+    bad = 0
+    for slug in dict.fromkeys(spec.slug for spec, _ in done):
+        recs = [r for spec, r in done if spec.slug == slug and r.get("status") == "rehearsal"]
+        missing, excused = rehearsal.unevaluated(slug, recs)
+        for cid, why in excused.items():
+            print(f"{slug}: claim {cid} not evaluated by the rehearsal (declared: {why})")
+        if missing:
+            bad += 1
+            print(f"suite: {slug}'s rehearsal is INCOMPLETE: claims expected at full never evaluated "
+                  f"(metric missing or NaN): {', '.join(missing)}; make the full path measure them, or name "
+                  f"each in [unevaluated] of reproductions/{slug}/rehearsal.toml with the reason", file=sys.stderr)
+    return bad
 
 
 def _print_run(spec: Any, rec: dict[str, Any]) -> None:

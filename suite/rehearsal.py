@@ -17,8 +17,15 @@
 * **model fixtures**: a full path that reads a pretrained folder from ``<data root>/<cfg.field>`` without
   :func:`suite.models.locate.locate_model` gets a tiny random model of the same family there, written by
   the function its rehearsal.toml names in a ``[models]`` table (``field = {writer = "module:fn", ...}``);
+* **data fixtures of a declared size**: where the catalog's tiny fixture is too small for what a full path
+  measures (e.g. a claim at k = 100 medoids needs more than 60 images), a ``[data]`` table writes a larger
+  one in the same published format over it (``folder = {writer = "module:fn", ...}``, the folder relative
+  to the rehearsal's data root);
 * **a resume**: the same run is launched a second time in the same folder, so every ``fit`` finds its
-  saved checkpoint and resumes from it; the record notes whether the metrics came out identical.
+  saved checkpoint and resumes from it; the record notes whether the metrics came out identical;
+* **every claim evaluated**: a claim expected at full whose metric the full path never produced (verdict
+  ``missing``) makes the rehearsal incomplete (``suite run`` exits 1), unless the reproduction's
+  ``[unevaluated]`` table names it with the reason (``claim id = "why the fixture cannot produce it"``).
 """
 from __future__ import annotations
 
@@ -144,6 +151,78 @@ def write_models(slug: str, cfg: Any, data_root: Path) -> list[str]:
         module, fn = writer.split(":", 1)
         getattr(importlib.import_module(module), fn)(data_root / rel, **kwargs)
     return [rel for rel, _, _ in targets]
+
+
+def data_fixtures(slug: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """``(folder relative to the data root, "module:function", keyword arguments)`` of each entry of the
+    ``[data]`` table of ``slug``'s rehearsal.toml (validated here, before any work)."""
+    path = declaration(slug)
+    table = _toml(path).get("data", {}) if path.exists() else {}
+    ok = isinstance(table, dict) and all(
+        isinstance(v, dict) and isinstance(v.get("writer"), str) and ":" in v["writer"]
+        and not k.startswith("/") and ".." not in Path(k).parts for k, v in table.items())
+    if not ok:
+        raise ConfigError(f"{path}: [data] entries must read <folder relative to the data root> = "
+                          f'{{writer = "module:function", ...keyword arguments}}')
+    return [(k, v["writer"], {a: b for a, b in v.items() if a != "writer"}) for k, v in table.items()]
+
+
+def write_data(slug: str, data_root: Path) -> list[str]:
+    """Write each declared ``[data]`` fixture at ``<data_root>/<folder>`` (replacing the catalog's tiny one)."""
+    import importlib
+
+    out = []
+    for rel, writer, kwargs in data_fixtures(slug):
+        module, fn = writer.split(":", 1)
+        folder = data_root / rel
+        if folder.exists():
+            shutil.rmtree(folder)
+        getattr(importlib.import_module(module), fn)(folder, **kwargs)
+        out.append(rel)
+    return out
+
+
+def excused(slug: str) -> dict[str, str]:
+    """The ``[unevaluated]`` table: claims expected at full that a rehearsal cannot evaluate, each with why.
+    Every key must name a claim of ``slug`` expected at full, and every reason must be a sentence."""
+    from suite import registry
+
+    path = declaration(slug)
+    table = _toml(path).get("unevaluated", {}) if path.exists() else {}
+    full = {c.id for c in registry.get(slug).claims if "full" in c.scales}
+    if not isinstance(table, dict) or not all(isinstance(v, str) and len(v.split()) >= 4 for v in table.values()):
+        raise ConfigError(f'{path}: [unevaluated] entries must read <claim id> = "why a rehearsal cannot '
+                          f'evaluate it"')
+    unknown = sorted(set(table) - full)
+    if unknown:
+        raise ConfigError(f"{path}: [unevaluated] names {unknown}, not claims of {slug} expected at full; "
+                          f"remove them")
+    return dict(table)
+
+
+def unevaluated(slug: str, records: list[dict[str, Any]]) -> tuple[list[str], dict[str, str]]:
+    """Claims of ``slug`` expected at full that none of its rehearsal ``records`` evaluated: ``(not
+    excused, excused with their reasons)``. A claim counts as evaluated once any record gives it a verdict
+    other than ``missing`` (a reproduction whose full run is several jobs rehearses each of them)."""
+    from suite import registry
+
+    seen = {cid for r in records for cid, c in (r.get("claims") or {}).items()
+            if isinstance(c, dict) and c.get("verdict") in ("holds", "fails")}
+    gone = [c.id for c in registry.get(slug).claims if "full" in c.scales and c.id not in seen]
+    why = excused(slug)
+    return [c for c in gone if c not in why], {c: why[c] for c in gone if c in why}
+
+
+def variants(slug: str) -> list[tuple[str, ...]]:
+    """``variants = [["key=value", ...], ...]`` in ``slug``'s rehearsal.toml: further full-scale jobs to
+    rehearse beside the preset (a full run made of several configurations, e.g. lottery_ticket's §4
+    networks: ``["arch=vgg19", "dataset=cifar10"]``), each on top of the budget cuts."""
+    path = declaration(slug)
+    table = _toml(path).get("variants", []) if path.exists() else []
+    if not isinstance(table, list) or not all(isinstance(v, list) and v and all(
+            isinstance(kv, str) and "=" in kv for kv in v) for v in table):
+        raise ConfigError(f'{path}: `variants` must be a list of lists of "key=value" overrides')
+    return [tuple(v) for v in table]
 
 
 def relabel(ref: Any) -> Any:

@@ -198,6 +198,9 @@ def rehearsal_spec(spec: RunSpec) -> RunSpec:
 
     if spec.scale != "full":
         raise SuiteError(f"--rehearse runs the full-scale path; use --scale full (got --scale {spec.scale})")
+    rehearsal.data_fixtures(spec.slug)  # a malformed [data], [unevaluated] or variants table exits 2 here,
+    rehearsal.excused(spec.slug)        # before any work
+    rehearsal.variants(spec.slug)
     return RunSpec(spec.slug, "full", spec.seed, rehearsal.budget_overrides(spec.slug) + tuple(spec.overrides))
 
 
@@ -228,6 +231,7 @@ def _rehearse(spec: RunSpec, results_root: Path | None, device: str | None, show
             seed_everything(spec.seed)
             repro.run(cfg, ctx)  # every loader writes its published-format fixture into the private cache
             data_root = rehearsal.gather_fixtures(work / "cache", work)
+            rehearsal.write_data(spec.slug, data_root)
             rehearsal.write_models(spec.slug, cfg, data_root)
             if folder.exists():
                 shutil.rmtree(folder)

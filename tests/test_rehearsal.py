@@ -23,6 +23,11 @@ DECLARED = sorted(s for s in registry.discover() if not s.startswith("_") and re
 def _rehearse(slug: str, tmp_path: Path) -> dict:
     rec = runner.execute(runner.RunSpec(slug, "full", 0), tmp_path, device="cpu", rehearse=True)
     assert rec["status"] == "rehearsal", rec.get("traceback", rec.get("error"))
+    recs = [rec] + [runner.execute(runner.RunSpec(slug, "full", 0, v), tmp_path, device="cpu", rehearse=True)
+                    for v in rehearsal.variants(slug)]
+    # every claim expected at full was evaluated by one of the full run's configurations (or is declared)
+    missing, _ = rehearsal.unevaluated(slug, [r for r in recs if r["status"] == "rehearsal"])
+    assert not missing, f"{slug}: claims expected at full never evaluated: {missing}"
     return rec
 
 
@@ -36,9 +41,9 @@ def test_rehearsal_runs_the_full_path_on_fixtures(slug, tmp_path):
     # fixtures, never the paper's data
     assert rec["dataset"]["provenance"] == "stand-in" and rec["dataset"]["name"].endswith("-fixture")
     assert all(c["dataset"]["provenance"] == "stand-in" for c in rec["claims"].values())
-    # every claim expected at full was evaluated (from metrics the full path measured)
+    # every claim expected at full was evaluated (from metrics the full path measured): see _rehearse
     full_claims = [c.id for c in registry.get(slug).claims if "full" in c.scales]
-    assert any(rec["claims"][cid]["verdict"] in ("holds", "fails") for cid in full_claims)
+    assert all(rec["claims"][cid]["verdict"] in ("holds", "fails") for cid in full_claims)
     # both passes ran on the simulated second device: a tensor left on the host would have raised
     assert rec["notes"]["device_check"].startswith("cpu:1")
     resume = rec["notes"]["rehearsal_resume"]
@@ -132,3 +137,40 @@ def test_a_model_fixture_never_overwrites_an_absolute_path(tmp_path, monkeypatch
     with pytest.raises(ConfigError, match=r"\[models\]"):  # refused before the dry run writes anything
         runner.execute(runner.RunSpec("codegen2", "full", 0), tmp_path / "results", device="cpu", rehearse=True)
     assert not (tmp_path / "real").exists() and not (tmp_path / "results").exists()
+
+
+def test_an_unevaluated_claim_makes_the_rehearsal_incomplete(tmp_path, monkeypatch):
+    """A claim expected at full whose metric the full path never produced: `suite run --rehearse` exits 1
+    naming it, unless [unevaluated] declares it with a reason; bad declarations exit 2 before any work."""
+    from suite import cli
+
+    toml = tmp_path / "rehearsal.toml"
+    base = rehearsal.declaration("fasterpam").read_text()
+    # the catalog's 60-image MNIST fixture cannot hold k = 100 medoids: C4-speedup-k100 goes unmeasured
+    toml.write_text(base.split("[budget]")[0] + "[budget]\nn = 40\nks = [2, 4, 8]\nextra_ns = [50]\n"
+                    "random_inits = 2\nmax_iter = 10\n")
+    monkeypatch.setattr(rehearsal, "declaration", lambda slug: toml)
+    argv = ["run", "fasterpam", "--scale", "full", "--rehearse", "--device", "cpu", "--results", str(tmp_path / "r")]
+    assert cli.main(argv) == 1
+    toml.write_text(toml.read_text() + '[unevaluated]\nC4-speedup-k100 = "k = 100 needs more than the fixture"\n')
+    assert rehearsal.unevaluated("fasterpam", []) [1] == {"C4-speedup-k100": "k = 100 needs more than the fixture"}
+    assert cli.main(argv + ["--force"]) == 0
+    for bad in ('[unevaluated]\nno-such-claim = "a reason of four words"\n',
+                '[unevaluated]\nC4-speedup-k100 = "why"\n',
+                '[data]\n"/abs" = {writer = "suite.data.mnist:write_fixture"}\n',
+                'variants = ["n=3"]\n'):
+        toml.write_text(bad + base.split("[data]")[0])
+        with pytest.raises(ConfigError):
+            runner.rehearsal_spec(runner.RunSpec("fasterpam", "full", 0))
+
+
+def test_a_declared_data_fixture_replaces_the_catalogs(tmp_path):
+    """fasterpam's [data] table writes a 240-image MNIST in the IDX layout, so k = 100 is rehearsed."""
+    from suite.data import mnist
+
+    assert [r for r, _, _ in rehearsal.data_fixtures("fasterpam")] == ["mnist"]
+    (tmp_path / "mnist").mkdir()
+    (tmp_path / "mnist" / "stale").write_text("the catalog's fixture")
+    assert rehearsal.write_data("fasterpam", tmp_path) == ["mnist"]
+    assert not (tmp_path / "mnist" / "stale").exists()
+    assert len(mnist.load(tmp_path / "mnist")["train"].y) == 240
