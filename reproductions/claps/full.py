@@ -25,6 +25,8 @@ from suite.models.locate import locate_model
 from suite.errors import ConfigError, SuiteError
 from suite.spec import Outcome
 
+from .experiment import stub_checks
+from .toy import STUB_REF
 from .method import (BlackBox, EMPTY, accuracy, claps, empty_prompts, greedy_search, random_prune, random_search,
                      top_share)
 
@@ -223,4 +225,6 @@ def run_full(cfg, ctx: RunContext) -> Outcome:  # noqa: ANN001
     finish("random_search", random_search(bb, cand, ytr, cfg.prompt_len, cfg.reward_type, budget, gen), q0, t0,
            cand.numel())
     m["gap_vs_random_prune"] = m["acc/claps"] - m["acc/random_prune"]
-    return Outcome(metrics=m, dataset=ref, notes={"model": model_name})
+    checks = stub_checks(cfg)  # spec §6's mechanism checks on the stub, the same functions the search used
+    m.update(checks)
+    return Outcome(metrics=m, dataset=ref, metric_datasets={k: STUB_REF for k in checks}, notes={"model": model_name})

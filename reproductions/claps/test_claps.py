@@ -127,3 +127,15 @@ def test_full_preset_pins_official_values():
     assert (cfg.reward_type, cfg.task, cfg.model_dir, cfg.data_seed) == ("cross_entropy", "sst2",
                                                                          "models/flan-t5-base", 42)
     assert (cfg.train_batch_size, cfg.eval_batch_size) == (2000, 8)
+
+
+def test_full_rehearsal_evaluates_every_full_claim(tmp_path):
+    """The full path (tiny random T5 fixture, rehearsal budgets) measures every claim expected at full,
+    the stub mechanism checks included (they were `missing` at full before)."""
+    pytest.importorskip("transformers")
+    from suite import rehearsal, runner
+
+    rec = runner.execute(runner.RunSpec("claps", "full", 0), tmp_path, device="cpu", rehearse=True)
+    assert rec["status"] == "rehearsal", rec.get("error")
+    assert rehearsal.unevaluated("claps", [rec]) == ([], {})
+    assert rec["claims"]["prune-keeps-ceil-10pct"]["verdict"] == "holds"
