@@ -136,15 +136,26 @@ class LLMTree:
 
 
 def validate_text_mapping(c: dict, n: int, used: list[str]) -> bool:
-    """The repository's checks (spec §7): integer indices in 1..n covering all n, a dimension not used above."""
+    """The repository's checks (spec §7): integer indices in 1..n covering all n, a dimension not used above;
+    and, as the attribute values partition the node (spec §3: mutually exclusive), each index exactly once."""
     if not isinstance(c.get("dimension"), str) or not isinstance(c.get("attributes"), dict):
         return False
-    seen: set[int] = set()
+    seen: list[int] = []
     for arr in c["attributes"].values():
         if not isinstance(arr, list) or any(not (isinstance(x, int) and 1 <= x <= n) for x in arr):
             return False
-        seen.update(arr)
-    return seen == set(range(1, n + 1)) and c["dimension"].strip() not in used
+        seen += arr
+    return sorted(seen) == list(range(1, n + 1)) and c["dimension"].strip() not in used
+
+
+def validator_errors(n: int) -> float:
+    """Spec §6's validator check on the validator the full path uses: it accepts a complete classification and
+    rejects one missing an index, one repeating an index, and one naming an ancestor's dimension."""
+    good = {"dimension": "topic", "attributes": {"a": list(range(1, n + 1, 2)), "b": list(range(2, n + 1, 2))}}
+    missing = {"dimension": "topic", "attributes": {"a": list(range(1, n))}}
+    repeat = {"dimension": "topic", "attributes": {"a": list(range(1, n + 1)), "b": [1]}}
+    return float((not validate_text_mapping(good, n, ["style"])) + validate_text_mapping(missing, n, ["style"])
+                 + validate_text_mapping(repeat, n, ["style"]) + validate_text_mapping(good, n, ["topic"]))
 
 
 def _write_fixture(folder: Path) -> None:
@@ -182,6 +193,7 @@ def full_protocol(cfg: Any, ctx: RunContext) -> Outcome:
         from suite.data.embed import embed
         for arm, qs in (("treesynth", ts), ("direct", direct)):
             out[f"{arm}_diversity"] = mean_cosine_distance(embed(qs).float()) if len(qs) > 1 else float("nan")
+    out["validator_errors"] = validator_errors(cfg.samples_per_node)
     for arm, qs in (("treesynth", ts), ("direct", direct)):
         (ctx.run_dir / f"{arm}.jsonl").write_text("".join(json.dumps({"question": q}) + "\n" for q in qs))
     return Outcome(metrics=out, dataset=ref)

@@ -17,7 +17,7 @@ from suite.errors import ConfigError, DataNotFoundError
 
 from . import method as M
 from .experiment import cpu_protocol, diversity, make_arms
-from .full import LLMTree, full_protocol, validate_text_mapping
+from .full import LLMTree, full_protocol, validate_text_mapping, validator_errors
 
 SLUG = "treesynth"
 
@@ -145,3 +145,6 @@ def test_llm_tree_with_scripted_llm():
     assert validate_text_mapping({"dimension": "x", "attributes": {"a": [1, 2], "b": [3]}}, 3, [])
     assert not validate_text_mapping({"dimension": "x", "attributes": {"a": [1, 2]}}, 3, [])
     assert not validate_text_mapping({"dimension": "x", "attributes": {"a": [1, 2, 3]}}, 3, ["x"])
+    # a pivot under two values breaks the partition (values mutually exclusive): rejected
+    assert not validate_text_mapping({"dimension": "x", "attributes": {"a": [1, 2], "b": [2, 3]}}, 3, [])
+    assert validator_errors(cfg.samples_per_node) == 0.0
