@@ -18,10 +18,9 @@ from suite.config import Range
 from suite.context import RunContext
 from suite.errors import ConfigError
 from suite.registry import reproduction
-from suite.spec import Claim, DatasetRef, Outcome, Paper, Plot, Resources, Table
+from suite.spec import Claim, Outcome, Paper, Plot, Resources, Table
 
 from . import experiment as E
-from . import method as M
 from .method import Variant
 
 _CPU = ("small", "full")
@@ -103,7 +102,7 @@ SCALES = {
               "baselines": ("coarse", "random-experts"), "toy_dim": 32, "toy_hidden": 128},
     "small": {},
     # spec §5 transposed to an open model (README): a ViT-B/16 read from disk, tuned on CIFAR-100 from disk
-    "full": {"model_dir": "models/vit-base-patch16-224", "minilm_per_domain": 32, "minilm_max_tokens": 128},
+    "full": {"model_dir": "models/vit-base-patch16-224-cifar100", "minilm_per_domain": 32, "minilm_max_tokens": 128},
 }
 
 _P = dict(kind="paper")
@@ -161,10 +160,6 @@ PLOTS = [Plot(name="tuning-curves", x="step", ys=("dense_curve", "moe_curve", "c
               title="Accuracy on the shifted test set during tuning", ylabel="accuracy (%)")]
 
 
-def _spec_of(cfg: Config):
-    return lambda n, k: M.spec_for(cfg.variant, n, k, cfg.delta, cfg.router_noise)
-
-
 def tuning(cfg: Config) -> E.Tuning:
     return E.Tuning(cfg.steps, cfg.batch, cfg.lr, cfg.balance, cfg.balance_warmup, cfg.eval_points)
 
@@ -198,14 +193,9 @@ def run(cfg: Config, ctx: RunContext) -> Outcome:
     if ctx.dry_run:
         E.build_vit(data.x_train.shape[-1], cfg.patch, cfg.dim, cfg.depth, cfg.heads, cfg.mlp_ratio, ctx.seed)
         return Outcome(metrics={}, dataset=data.ref)
-    metrics = E.toy_equality(cfg.toy_grid, _spec_of(cfg), cfg.toy_dim, cfg.toy_hidden, ctx.generator(1))
+    metrics = E.toy_checks(cfg, ctx)
     metrics.update(E.tuning_experiment(cfg, ctx, data, tuning(cfg), ctx.log))
-    mini: dict[str, float] = {}
-    if cfg.minilm:
-        from . import minilm
-
-        mini = minilm.equality(cfg, ctx.seed, _spec_of(cfg), ctx.generator(2), ctx.log)
-        metrics.update(mini)
-    mini_ref = DatasetRef("python-shipped-text+all-MiniLM-L6-v2", "stand-in")
-    return Outcome(metrics=metrics, dataset=data.ref, metric_datasets={k: mini_ref for k in mini},
-                   notes={"minilm_weights": "sentence-transformers/all-MiniLM-L6-v2" if cfg.minilm else None})
+    mini = E.minilm_checks(cfg, ctx, ctx.log)
+    metrics.update(mini)
+    return Outcome(metrics=metrics, dataset=data.ref, metric_datasets={k: E.MINILM_REF for k in mini},
+                   notes={"minilm_weights": E.MINILM_WEIGHTS if cfg.minilm else None})

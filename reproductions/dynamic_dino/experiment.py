@@ -77,8 +77,8 @@ def predict(model: nn.Module, x: torch.Tensor, bs: int = 1024, recorder: M.Routi
     return torch.cat(out)
 
 
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    return float((predict(model, x).argmax(1).cpu() == y).float().mean() * 100)
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, bs: int = 1024) -> float:
+    return float((predict(model, x, bs).argmax(1).cpu() == y).float().mean() * 100)
 
 
 # ---------------------------------------------------------------------- training
@@ -91,6 +91,9 @@ class Tuning:
     balance: float        # Switch loss coefficient (spec §3 ~0.01)
     balance_warmup: int   # linear warm-up steps of the coefficient (spec §7)
     eval_points: int      # evaluations along the way (the start-of-tuning curve)
+    optimizer: str = "adam"  # full.py: "adamw" (its tuning recipe); small/smoke: Adam, no decay
+    weight_decay: float = 0.0
+    eval_batch: int = 1024   # images per forward in the accuracy read-outs (memory only, not the numbers)
 
 
 def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, t: Tuning, ctx: RunContext, name: str,
@@ -107,9 +110,9 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, t: Tuning, ctx: Ru
         return loss
 
     every = max(1, t.steps // max(1, t.eval_points)) if t.eval_points and x_eval is not None else 0
-    eval_fn = (lambda m: {"acc": accuracy(m, x_eval, y_eval)}) if every else None
-    tc = TrainConfig(steps=t.steps, batch_size=t.batch, lr=t.lr, optimizer="adam", eval_every=every,
-                     log_every=max(1, t.steps // 4), bf16=False)
+    eval_fn = (lambda m: {"acc": accuracy(m, x_eval, y_eval, t.eval_batch)}) if every else None
+    tc = TrainConfig(steps=t.steps, batch_size=t.batch, lr=t.lr, optimizer=t.optimizer,
+                     weight_decay=t.weight_decay, eval_every=every, log_every=max(1, t.steps // 4), bf16=False)
     t0 = time.perf_counter()
     res = fit(model, loss_fn, (x, y), tc, ctx=ctx, eval_fn=eval_fn, name=name,
               param_groups=[{"params": [p for p in model.parameters() if p.requires_grad]}])
@@ -150,6 +153,30 @@ def toy_equality(grid: tuple[tuple[int, int], ...], spec_of: Callable[[int, int]
     return out
 
 
+def spec_of(cfg: Any) -> Callable[[int, int], M.MoESpec]:
+    """The method's MoE spec for (N, k) under ``cfg.variant`` (the toy and MiniLM checks)."""
+    return lambda n, k: M.spec_for(cfg.variant, n, k, cfg.delta, cfg.router_noise)
+
+
+def toy_checks(cfg: Any, ctx: RunContext) -> dict[str, float]:
+    """``toy_equality`` over ``cfg.toy_grid`` (on the CPU; small and full paths alike)."""
+    return toy_equality(cfg.toy_grid, spec_of(cfg), cfg.toy_dim, cfg.toy_hidden, ctx.generator(1))
+
+
+MINILM_REF = DatasetRef("python-shipped-text+all-MiniLM-L6-v2", "stand-in")
+MINILM_WEIGHTS = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def minilm_checks(cfg: Any, ctx: RunContext, log: Callable[[str], None]) -> dict[str, float]:
+    """The real MiniLM's FFN and whole-model equality (``minilm.equality``, on the CPU) when ``cfg.minilm``;
+    the metrics it returns are read from ``MINILM_REF``, not the run's dataset."""
+    if not cfg.minilm:
+        return {}
+    from . import minilm
+
+    return minilm.equality(cfg, ctx.seed, spec_of(cfg), ctx.generator(2), log)
+
+
 def _kw(s: M.MoESpec) -> dict[str, Any]:
     return dict(n_copies=s.n_copies, granularity=s.granularity, top_k=s.top_k, experts=s.experts, router=s.router,
                 gate_scale=s.gate_scale, delta=s.delta, router_noise=s.router_noise)
@@ -173,22 +200,9 @@ def router_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 # ---------------------------------------------------------------------- the tuning experiment
 
-def tuning_experiment(cfg: Any, ctx: RunContext, data: Images, t: Tuning, log: Callable[[str], None]
-                      ) -> dict[str, float]:
-    m: dict[str, float] = {}
-    dev = ctx.device
-    size = data.x_train.shape[-1]
-    base = build_vit(size, cfg.patch, cfg.dim, cfg.depth, cfg.heads, cfg.mlp_ratio, ctx.seed)
-    # 1. the dense "pretrained detector": trained on the clean task (spec §6)
-    pre = Tuning(cfg.pre_steps, cfg.batch, cfg.pre_lr, 0.0, 0, 0)
-    r = train(base, data.x_train, data.y_train, pre, ctx, "pretrain")
-    m["pretrain_s"] = r["seconds"]
-    m["dense_pre_acc"] = accuracy(base, data.xs_test, data.y_test)  # on the shifted test set
-    m["dense_clean_acc"] = accuracy(base, data.x_test, data.y_test)
-    base_logits = predict(base, data.xs_test).cpu()
-    log(f"dense pretrained: acc on the shifted test {m['dense_pre_acc']:.2f}")
-
-    # 2. the tuned models, each a copy of the pretrained one (spec §4 baselines)
+def arm_specs(cfg: Any) -> dict[str, M.MoESpec | None]:
+    """The tuned arms (spec §4 baselines): dense tuning (None), the method's MoE, and the baselines of
+    ``cfg.baselines``: coarse MoE (k = 1, top-1), random experts (no weight allocation), random router."""
     method = M.spec_for(cfg.variant, cfg.n_copies, cfg.granularity, cfg.delta, cfg.router_noise)
     runs: dict[str, M.MoESpec | None] = {"dense": None, "moe": method}
     if "coarse" in cfg.baselines:
@@ -197,6 +211,41 @@ def tuning_experiment(cfg: Any, ctx: RunContext, data: Images, t: Tuning, log: C
         runs["randexp"] = M.spec_for("random-experts", cfg.n_copies, cfg.granularity, cfg.delta, cfg.router_noise)
     if "random-router" in cfg.baselines:
         runs["randrouter"] = M.spec_for("random-router", cfg.n_copies, cfg.granularity, cfg.delta, cfg.router_noise)
+    return runs
+
+
+def tuning_experiment(cfg: Any, ctx: RunContext, data: Images, t: Tuning, log: Callable[[str], None]
+                      ) -> dict[str, float]:
+    m: dict[str, float] = {}
+    size = data.x_train.shape[-1]
+    base = build_vit(size, cfg.patch, cfg.dim, cfg.depth, cfg.heads, cfg.mlp_ratio, ctx.seed)
+    # 1. the dense "pretrained detector": trained on the clean task (spec §6)
+    pre = Tuning(cfg.pre_steps, cfg.batch, cfg.pre_lr, 0.0, 0, 0)
+    r = train(base, data.x_train, data.y_train, pre, ctx, "pretrain")
+    m["pretrain_s"] = r["seconds"]
+    m["dense_pre_acc"] = accuracy(base, data.xs_test, data.y_test)  # on the shifted test set
+    m["dense_clean_acc"] = accuracy(base, data.x_test, data.y_test)
+    log(f"dense pretrained: acc on the shifted test {m['dense_pre_acc']:.2f}")
+    # 2. the tuned arms on the shifted task
+    m.update(tune_arms(cfg, ctx, base, data.xs_train, data.y_train, data.xs_test, data.y_test, t, log))
+    return m
+
+
+def tune_arms(cfg: Any, ctx: RunContext, base: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
+              x_test: torch.Tensor, y_test: torch.Tensor, t: Tuning, log: Callable[[str], None]
+              ) -> dict[str, float]:
+    """Each arm of ``arm_specs`` is a copy of the pretrained dense ``base``, converted (spec §3), then tuned
+    with the same batches and steps (``train``: the data order comes from the same seed in every fit).
+    Read-outs per arm: accuracy at step 0 (``acc0``), after the first of ``t.eval_points`` equal parts of
+    tuning (``acc_early``; the first fifth with the default 5) and at the end (``acc``), logits vs the dense
+    model at step 0, routing statistics; for the method's MoE the router gradient of one backward.
+    Shared by the small path (``tuning_experiment``) and the full path (``full.py``)."""
+    m: dict[str, float] = {}
+    dev = ctx.device
+    bs = t.eval_batch
+    base_logits = predict(base, x_test, bs).cpu()
+    base_acc = float((base_logits.argmax(1) == y_test).float().mean() * 100)
+    runs = arm_specs(cfg)
     dense_act = M.param_counts(base)["ffn_activated"]
     curves: dict[str, list[tuple[float, float]]] = {}
     for name, spec in runs.items():
@@ -211,15 +260,15 @@ def tuning_experiment(cfg: Any, ctx: RunContext, data: Images, t: Tuning, log: C
         m[f"{name}_activated_ratio"] = pc["ffn_activated"] / dense_act
         m[f"{name}_total_ratio"] = pc["ffn_total"] / dense_act
         rec = M.RoutingRecorder(model) if spec is not None else None
-        logits0 = predict(model, data.xs_test, recorder=rec).cpu()
-        m[f"{name}_acc0"] = float((logits0.argmax(1) == data.y_test).float().mean() * 100)
+        logits0 = predict(model, x_test, bs, recorder=rec).cpu()
+        m[f"{name}_acc0"] = float((logits0.argmax(1) == y_test).float().mean() * 100)
         m[f"{name}_logit_err0"] = float((logits0 - base_logits).abs().max())
         if rec is not None:
             st0 = rec.stats(cfg.partners)
             m[f"{name}_init_subnet0"] = min(s["init_subnet"] for s in st0)
             m[f"{name}_slice_cover0"] = min(s["slice_cover"] for s in st0)
         if name == "moe":
-            xb, yb = data.xs_train[:64].to(dev), data.y_train[:64].to(dev)
+            xb, yb = x_train[:64].to(dev), y_train[:64].to(dev)
             m["router_grad_norm"] = router_grad(model, xb, yb) if cfg.variant != "frozen-router" else 0.0
             with torch.no_grad():
                 layer = M.moe_layers(model)[0]
@@ -229,9 +278,9 @@ def tuning_experiment(cfg: Any, ctx: RunContext, data: Images, t: Tuning, log: C
         if name == "moe" and cfg.variant == "no-tune":  # TEETH: the MoE-Tuning step is skipped
             r = {"seconds": 0.0, "steps": 0.0, "curve": []}
         else:
-            r = train(model, data.xs_train, data.y_train, t, ctx, f"tune-{name}", data.xs_test, data.y_test)
+            r = train(model, x_train, y_train, t, ctx, f"tune-{name}", x_test, y_test)
         m[f"{name}_train_s"], m[f"{name}_steps"] = r["seconds"], r["steps"]
-        m[f"{name}_acc"] = accuracy(model, data.xs_test, data.y_test)
+        m[f"{name}_acc"] = accuracy(model, x_test, y_test, bs)
         curve = [(0.0, m[f"{name}_acc0"])] + r["curve"]
         m[f"{name}_acc_early"] = curve[1][1] if len(curve) > 1 else m[f"{name}_acc0"]
         m[f"{name}_acc_auc"] = sum(a for _, a in curve) / len(curve)  # mean accuracy along tuning
@@ -240,7 +289,7 @@ def tuning_experiment(cfg: Any, ctx: RunContext, data: Images, t: Tuning, log: C
         curves[name] = curve
         if rec is not None:  # routing statistics per layer after tuning (spec §2 C4)
             rec = M.RoutingRecorder(model)
-            predict(model, data.xs_test, recorder=rec)
+            predict(model, x_test, bs, recorder=rec)
             st = rec.stats(cfg.partners)
             for i, s in enumerate(st):
                 for key, v in s.items():
@@ -251,13 +300,14 @@ def tuning_experiment(cfg: Any, ctx: RunContext, data: Images, t: Tuning, log: C
             m[f"{name}_init_subnet_final"] = sum(s["init_subnet"] for s in st) / len(st)
         log(f"{name}: acc0 {m[f'{name}_acc0']:.2f} early {m[f'{name}_acc_early']:.2f} final {m[f'{name}_acc']:.2f}"
             f" ({r['seconds']:.1f}s, {r['steps']:.0f} steps)")
+        del model, rec
     # steps to reach the dense-tuned final accuracy (training cost, spec §4)
     target = m["dense_acc"]
     for name in runs:
         hit = [s for s, a in curves[name] if a >= target]
         m[f"{name}_steps_to_dense"] = float(hit[0]) if hit else -1.0
     # derived quantities the claims read
-    m["step0_drop"] = m["dense_pre_acc"] - m["moe_acc0"]
+    m["step0_drop"] = base_acc - m["moe_acc0"]
     m["step0_abs_drop"] = abs(m["step0_drop"])
     m["moe_vs_dense"] = m["moe_acc"] - m["dense_acc"]
     if "coarse" in runs:

@@ -1,32 +1,57 @@
 """Full scale (README): the mechanism on an open model read from disk, since the paper's base detector
 (Grounding DINO 1.5 Edge) and its data (Grounding20M) are closed. A Hugging Face ViT image classifier
 (``save_pretrained`` folder ``<data root>/<model_dir>``) is tuned on CIFAR-100 (python pickle batches under
-the data root, via the suite catalog): dense tuning vs MoE-Tuning (N copies, granularity k, top-k) at
-equal activated FFN parameters and equal steps; step-0 equality and routing statistics per layer.
-``--dry-run`` builds everything on a tiny random ViT and the catalog's CIFAR fixture, without training.
+the data root, via the suite catalog) in the arms of the small path (``experiment.tune_arms``, shared code):
+dense tuning, MoE-Tuning (N copies, granularity k, top-k; spec §3), the coarse MoE (k = 1, top-1; C2) and the
+MoE with random experts (no pre-trained weight allocation; C3), each a copy of the same pretrained ViT, at equal
+activated FFN parameters, on the same batches for the same steps, read out at step 0, after the first fifth of
+tuning and at the end. On the real ViT: step-0 logits of the MoE vs the dense model (C3), the router gradient
+of one backward, routing statistics per layer (C4). The toy FFN and real-MiniLM function-preservation checks
+run on the CPU exactly as at small scale (spec §6).
+``--dry-run`` builds every arm on a tiny random ViT and the catalog's CIFAR fixture, without training.
 """
 from __future__ import annotations
 
 import copy
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from suite.context import RunContext
 from suite.data import load_dataset
 from suite.data.external import locate
+from suite.errors import ConfigError
 from suite.spec import Outcome
 
+from . import experiment as E
 from . import method as M
 
-MODEL_HOW = ("save an open ViT classifier with transformers' save_pretrained (e.g. google/vit-base-patch16-224) "
-             "into <data root>/<model_dir>")
+MODEL_HOW = ("fine-tune an open ViT classifier (e.g. google/vit-base-patch16-224) on CIFAR-100 and save it with "
+             "transformers' save_pretrained into <data root>/<model_dir>")
+EVAL_BATCH = 256  # test images per forward in the accuracy read-outs (memory only; the numbers do not depend on it)
+OPTIMIZER, WEIGHT_DECAY = "adamw", 0.01  # the full tuning recipe: torch AdamW with its default decay
 
 
-def _model(cfg: Any, ctx: RunContext, n_classes: int) -> torch.nn.Module:
+class Classifier(nn.Module):
+    """A HF image classifier on raw CIFAR images, with the suite ViT's interface (images -> logits), so the
+    small path's ``train`` / ``predict`` / ``router_grad`` run it unchanged: uint8 (B, 3, 32, 32) is scaled to
+    [0, 1], resized on the model's device to its input size and normalised with mean = std = 0.5 (the ViT
+    image processor's)."""
+
+    def __init__(self, net: nn.Module, size: int) -> None:
+        super().__init__()
+        self.net, self.size = net, size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return self.net(pixel_values=(x - 0.5) / 0.5).logits
+
+
+def _model(cfg: Any, ctx: RunContext, n_classes: int) -> nn.Module:
     from transformers import ViTConfig, ViTForImageClassification
 
     def tiny(folder: Path) -> None:
@@ -35,63 +60,38 @@ def _model(cfg: Any, ctx: RunContext, n_classes: int) -> torch.nn.Module:
         ViTForImageClassification(c).save_pretrained(folder)
 
     folder, _ = locate(ctx, "vit-model", cfg.model_dir, ["config.json"], MODEL_HOW, fixture=tiny)
-    return ViTForImageClassification.from_pretrained(folder, num_labels=n_classes, ignore_mismatched_sizes=True)
+    # MoE-Tuning starts from a dense model trained on its task (the paper converts a trained detector, §3): a
+    # classifier head of another label set would be re-initialised, every arm would start at chance and the
+    # step-0 comparisons (C3) would compare nothing. So the checkpoint must already classify the n classes.
+    got = ViTConfig.from_pretrained(folder).num_labels
+    if got != n_classes:
+        raise ConfigError(f"{folder} classifies {got} labels, not the {n_classes} of {cfg.full_dataset}: "
+                          f"save a ViT fine-tuned on {cfg.full_dataset} there ({MODEL_HOW})")
+    return ViTForImageClassification.from_pretrained(folder)
+
+
+def tuning(cfg: Any) -> E.Tuning:
+    """The full tuning budget; the "early" read-out is the first of ``eval_points`` evaluations (step
+    ``full_steps // eval_points``), as ``acc_early`` at small scale."""
+    return E.Tuning(cfg.full_steps, cfg.full_batch, cfg.full_lr, cfg.balance, cfg.balance_warmup, cfg.eval_points,
+                    optimizer=OPTIMIZER, weight_decay=WEIGHT_DECAY, eval_batch=EVAL_BATCH)
 
 
 def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     sp = load_dataset(ctx, cfg.full_dataset)
-    tr, te = sp["train"], sp["test"]
+    tr, te = sp["train"], sp["test"]  # uint8 (N, 3, 32, 32) as stored; resized per batch on the device
     n_classes = int(max(int(tr.y.max()), int(te.y.max())) + 1)
-    base = _model(cfg, ctx, n_classes).to(ctx.device)
-    size = base.config.image_size
-    spec = M.spec_for(cfg.variant, cfg.n_copies, cfg.granularity, cfg.delta, cfg.router_noise)
-    moe = copy.deepcopy(base)
-    M.convert(moe, spec, ctx.generator(20))
-    if ctx.dry_run:
+    net = _model(cfg, ctx, n_classes)
+    base = Classifier(net, int(net.config.image_size)).to(ctx.device)
+    if ctx.dry_run:  # every arm's conversion builds on the real model; nothing trains
+        for name, spec in E.arm_specs(cfg).items():
+            if spec is not None:
+                M.convert(copy.deepcopy(base), spec, ctx.generator(20 + len(name)))
         return Outcome(metrics={}, dataset=tr.ref)
-
-    def prep(x: torch.Tensor) -> torch.Tensor:
-        x = x.to(ctx.device).float()
-        x = x / 255.0 if x.max() > 1.5 else x
-        return (F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False) - 0.5) / 0.5
-
-    @torch.no_grad()
-    def acc(model: torch.nn.Module, rec: M.RoutingRecorder | None = None) -> float:
-        model.eval()
-        n = min(cfg.full_eval, len(te.y))
-        hit = 0
-        for i in range(0, n, 256):
-            logits = model(pixel_values=prep(te.x[i:i + 256])).logits
-            hit += int((logits.argmax(1).cpu() == te.y[i:i + 256]).sum())
-            if rec is not None:
-                rec.grab()
-        return 100.0 * hit / n
-
-    m: dict[str, float] = {"moe_activated_ratio": M.param_counts(moe)["ffn_activated"] / M.param_counts(base)["ffn_activated"]}
-    gen = ctx.generator(9001)
-    for name, model in (("dense", base), ("moe", moe)):
-        m[f"{name}_acc0"] = acc(model)
-        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.full_lr)
-        t0 = time.perf_counter()
-        model.train()
-        for step in range(cfg.full_steps):  # the same batches for both (same generator seed)
-            idx = torch.randint(len(tr.y), (cfg.full_batch,), generator=gen)
-            loss = F.cross_entropy(model(pixel_values=prep(tr.x[idx])).logits, tr.y[idx].to(ctx.device))
-            if name == "moe" and cfg.balance > 0:
-                loss = loss + cfg.balance * min(1.0, (step + 1) / max(1, cfg.balance_warmup)) * M.balance_loss(model)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        m[f"{name}_train_s"], m[f"{name}_steps"] = time.perf_counter() - t0, float(cfg.full_steps)
-        rec = M.RoutingRecorder(model) if name == "moe" else None
-        m[f"{name}_acc"] = acc(model, rec)
-        if rec is not None:
-            st = rec.stats(cfg.partners)
-            for i, s in enumerate(st):
-                for k, v in s.items():
-                    m[f"moe_route/layer{i}/{k}"] = v
-            m["moe_partner_trend"] = st[-1]["partner_share"] - st[0]["partner_share"]
-        gen = ctx.generator(9001)
-    m["step0_abs_drop"] = abs(m["dense_acc0"] - m["moe_acc0"])
-    m["moe_vs_dense"] = m["moe_acc"] - m["dense_acc"]
-    return Outcome(metrics=m, dataset=tr.ref)
+    n = min(cfg.full_eval, len(te.y))
+    m = E.toy_checks(cfg, ctx)
+    m.update(E.tune_arms(cfg, ctx, base, tr.x, tr.y, te.x[:n], te.y[:n], tuning(cfg), ctx.log))
+    mini = E.minilm_checks(cfg, ctx, ctx.log)
+    m.update(mini)
+    return Outcome(metrics=m, dataset=tr.ref, metric_datasets={k: E.MINILM_REF for k in mini},
+                   notes={"minilm_weights": E.MINILM_WEIGHTS if cfg.minilm else None})

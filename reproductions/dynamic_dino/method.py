@@ -37,6 +37,8 @@ def ffn_slots(model: nn.Module) -> list[Slot]:
     """The dense FFNs of ``model``, in depth order."""
     if hasattr(model, "blocks"):  # suite.models.ViT / TransformerLM
         return [Slot(b.mlp.fc1, b.mlp.fc2, b.mlp.act, _setter(b, "mlp")) for b in model.blocks]
+    if isinstance(getattr(model, "net", None), nn.Module):  # a wrapper around a HF model (full.Classifier)
+        return ffn_slots(model.net)
     enc = _hf_encoder(model)
     out = []
     for layer in enc.layer:
