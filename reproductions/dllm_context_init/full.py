@@ -27,6 +27,29 @@ from .experiment import accuracy, spearman
 from .method import DecodeConfig, Mix, Stats, broken_drafts, decode, inject, interp_weights, summarize
 
 
+def standard_scores(outputs: dict[str, list[str]], answers: list[str], run_dir: Path | None) -> dict[str, float]:
+    """Each arm's GSM8K accuracy as lm-evaluation-harness's ``gsm8k`` task scores it (``strict-match`` and
+    ``flexible-extract``, :func:`suite.metrics.answers.gsm8k_harness`), beside the spec's §4 matcher that the
+    claims read, so a full number can be set beside published lm-eval numbers. The answers are written to
+    ``<run dir>/answers.jsonl`` (one line per arm and problem) for any other scorer (not by a dry run:
+    ``run_dir=None``)."""
+    import json
+
+    from suite.metrics.answers import gsm8k_harness
+
+    out: dict[str, float] = {}
+    for arm, texts in outputs.items():
+        scores = gsm8k_harness(texts, answers)
+        out[f"lmeval_strict/{arm}"] = scores["strict-match"]
+        out[f"lmeval_flexible/{arm}"] = scores["flexible-extract"]
+    if run_dir is not None:
+        with open(run_dir / "answers.jsonl", "w") as fh:
+            for arm, texts in outputs.items():
+                for i, (text, ans) in enumerate(zip(texts, answers)):
+                    fh.write(json.dumps({"arm": arm, "problem": i, "output": text, "answer": ans}) + "\n")
+    return out
+
+
 class HFDLLM:
     """A Hugging Face masked-diffusion model (LLaDA: ``model(input_ids | inputs_embeds).logits``) as a
     DLLM callable over left-padded prompts; evaluates ``batch`` sequences per forward call."""
@@ -144,31 +167,33 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     no_prov = torch.zeros_like(empty, dtype=torch.bool)
     base = DecodeConfig(tau=cfg.tau, block_len=block, tau_remask=cfg.tau_remask, variant=cfg.variant)
     m: dict[str, float] = {"aux_acc": accuracy(drafts, golds_s), "aux_tokens": aux_tokens, "aux_wall_s": aux_s}
+    outputs: dict[str, list[str]] = {"aux": list(drafts)}  # every arm's answers, scored twice below
 
-    def row(x0: torch.Tensor, prov: torch.Tensor, **kw: Any) -> tuple[float, float, float]:
+    def row(arm: str, x0: torch.Tensor, prov: torch.Tensor, **kw: Any) -> tuple[float, float, float]:
         mix = kw.pop("mix", None)
         t = time.perf_counter()
         d = decode(dllm, x0, prov, mask_id, DecodeConfig(**{**base.__dict__, **kw}), mix=mix,
                    generator=ctx.generator(7))
         out = tok.batch_decode(d.tokens, skip_special_tokens=True)
+        outputs[arm] = out
         return accuracy(out, golds_s), float(d.nfe.float().mean()), time.perf_counter() - t
 
-    m["acc_b0"], m["nfe_b0"], m["wall_b0"] = row(empty, no_prov, fixed_k=1)
-    m["acc_b1"], m["nfe_b1"], m["wall_b1"] = row(empty, no_prov)
+    m["acc_b0"], m["nfe_b0"], m["wall_b0"] = row("b0", empty, no_prov, fixed_k=1)
+    m["acc_b1"], m["nfe_b1"], m["wall_b1"] = row("b1", empty, no_prov)
     cur: dict[str, list[float]] = {k: [] for k in ("acc", "nfe", "acc_r", "nfe_r")}
     for rho in cfg.rhos:
         x0, pv = inject(draft, rho, mask_id, ctx.generator(100))
-        a, f, _ = row(x0, pv)
-        ar, fr, _ = row(x0, pv, remask=True)
+        a, f, _ = row(f"inject@rho={rho}", x0, pv)
+        ar, fr, _ = row(f"injectR@rho={rho}", x0, pv, remask=True)
         for k, v in zip(cur, (a, f, ar, fr)):
             cur[k].append(v)
     for k, lab in zip(cur, ("acc_inject", "nfe_inject", "acc_injectR", "nfe_injectR")):
         m.update(curve_metrics(lab, "rho", cfg.rhos, cur[k]))
     x1, pv1 = inject(draft, 1.0, mask_id, ctx.generator(100))  # C2 control arm: random remask positions
-    m["acc_injectRrand"], m["nfe_injectRrand"], _ = row(x1, pv1, remask=True, remask_rule="random")
+    m["acc_injectRrand"], m["nfe_injectRrand"], _ = row("injectRrand", x1, pv1, remask=True, remask_rule="random")
     ia, inf_ = [], []
     for alpha in cfg.alphas:
-        a, f, _ = row(empty, no_prov, mix=(draft, interp_weights(draft, alpha, mask_id)))
+        a, f, _ = row(f"interp@alpha={alpha}", empty, no_prov, mix=(draft, interp_weights(draft, alpha, mask_id)))
         ia.append(a)
         inf_.append(f)
     m.update(curve_metrics("acc_interp", "alpha", cfg.alphas, ia))
@@ -182,6 +207,7 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     m["acc_injectR_minus_random"] = cur["acc_r"][i1] - m["acc_injectRrand"]
     m["spearman_nfe_rho"] = spearman(cfg.rhos, cur["nfe"])
     m["spearman_nfe_rho_remask"] = spearman(cfg.rhos, cur["nfe_r"])
+    m.update(standard_scores(outputs, [r["answer"] for r in records], None if ctx.dry_run else ctx.run_dir))
     from .experiment import stub_checks
 
     m.update(stub_checks(cfg, ctx))

@@ -184,3 +184,19 @@ def test_dry_run_loads_the_dllm_through_remote_code(tmp_path) -> None:
     assert out.shape == (1, 4, len(tok))
     emb = model.get_input_embeddings()(ids)
     assert torch.allclose(model(inputs_embeds=emb, attention_mask=torch.ones_like(ids)).logits, out, atol=1e-6)
+
+
+def test_full_arms_are_also_scored_as_lm_eval_scores_gsm8k(tmp_path) -> None:
+    """Issue 17 item 4: the full path scores every arm's answers with lm-evaluation-harness's gsm8k filters
+    and metric (suite.metrics.answers, tested against lm-eval's own code) and writes them out."""
+    import json
+
+    from .full import standard_scores
+
+    answers = ["Half of 84.\n#### 42", "Two and six.\n#### 8"]
+    outs = {"b1": ["so 42 in all. #### 42", "The answer is 7. Then 9"], "aux": ["#### 42.00", "8"]}
+    m = standard_scores(outs, answers, tmp_path)
+    assert m["lmeval_strict/b1"] == 0.5 and m["lmeval_flexible/b1"] == 0.5  # flexible takes the last number: 9
+    assert m["lmeval_strict/aux"] == 0.0 and m["lmeval_flexible/aux"] == 0.5  # 42.00 is not 42 for lm-eval
+    rows = [json.loads(x) for x in (tmp_path / "answers.jsonl").read_text().splitlines()]
+    assert [(r["arm"], r["problem"]) for r in rows] == [("b1", 0), ("b1", 1), ("aux", 0), ("aux", 1)]
