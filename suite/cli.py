@@ -196,26 +196,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     if failed:
         print(f"suite: {failed} of {len(specs)} runs failed; see error.json in their run folders",
               file=sys.stderr)
-    incomplete = _unevaluated_claims(done) if args.rehearse and not failed else 0
+    incomplete = _unevaluated_claims(done, sys.stderr if args.json else sys.stdout) if args.rehearse and not failed else 0
     return 1 if failed or incomplete else 0
 
 
-def _unevaluated_claims(done: list[tuple[Any, dict[str, Any]]]) -> int:
+def _unevaluated_claims(done: list[tuple[Any, dict[str, Any]]], out: Any) -> int:
     """After a rehearsal: name every claim expected at full that no rehearsal of its reproduction evaluated
     (suite/rehearsal.py); returns how many reproductions are incomplete."""
     from suite import rehearsal
 
-    bad = 0
-    for slug in dict.fromkeys(spec.slug for spec, _ in done):
+    bad = n_excused = 0
+    slugs = list(dict.fromkeys(spec.slug for spec, _ in done))
+    for slug in slugs:
         recs = [r for spec, r in done if spec.slug == slug and r.get("status") == "rehearsal"]
         missing, excused = rehearsal.unevaluated(slug, recs)
+        n_excused += len(excused)
         for cid, why in excused.items():
-            print(f"{slug}: claim {cid} not evaluated by the rehearsal (declared: {why})")
+            print(f"{slug}: claim {cid} not evaluated by the rehearsal (declared: {why})", file=out)
         if missing:
             bad += 1
             print(f"suite: {slug}'s rehearsal is INCOMPLETE: claims expected at full never evaluated "
                   f"(metric missing or NaN): {', '.join(missing)}; make the full path measure them, or name "
                   f"each in [unevaluated] of reproductions/{slug}/rehearsal.toml with the reason", file=sys.stderr)
+    same = sum(bool(((r.get("notes") or {}).get("rehearsal_resume") or {}).get("metrics_identical")) for _, r in done)
+    print(f"rehearsal: {len(done)} configuration(s) of {len(slugs)} reproduction(s); {same} resumed with identical "
+          f"metrics; every claim expected at full evaluated in {len(slugs) - bad}, incomplete in {bad}; "
+          f"{n_excused} claim(s) declared unevaluated", file=out)
     return bad
 
 
