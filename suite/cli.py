@@ -153,11 +153,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.overrides and len(slugs) > 1:
         raise SuiteError("--set applies to one reproduction; name exactly one")
     specs = [runner.RunSpec(s, args.scale, seed, tuple(args.overrides)) for s in slugs for seed in seeds]
-    if args.rehearse and not args.overrides:  # a full run made of several configurations rehearses each
-        from suite import rehearsal
-
-        specs += [runner.RunSpec(s, args.scale, seed, v) for s in slugs for v in rehearsal.variants(s)
-                  for seed in seeds]
+    if args.rehearse:  # a full run made of several configurations rehearses each of them
+        specs = [r for spec in specs for r in runner.rehearsal_runs(spec)]
     if args.rehearse and args.dry_run:
         raise SuiteError("--rehearse and --dry-run exclude each other: a dry run builds, a rehearsal runs")
     if args.jobs < 1:

@@ -141,15 +141,20 @@ def model_targets(slug: str, cfg: Any) -> list[tuple[str, str, dict[str, Any]]]:
     return out
 
 
+def _write(writer: str, folder: Path, kwargs: dict[str, Any]) -> None:
+    """Call the declared ``"module:function"`` writer on ``folder`` with its keyword arguments."""
+    import importlib
+
+    module, fn = writer.split(":", 1)
+    getattr(importlib.import_module(module), fn)(folder, **kwargs)
+
+
 def write_models(slug: str, cfg: Any, data_root: Path) -> list[str]:
     """Write each declared model fixture at ``<data_root>/<cfg.field>`` (the path the full preset reads);
     returns the folders written, relative to the data root."""
-    import importlib
-
     targets = model_targets(slug, cfg)
     for rel, writer, kwargs in targets:
-        module, fn = writer.split(":", 1)
-        getattr(importlib.import_module(module), fn)(data_root / rel, **kwargs)
+        _write(writer, data_root / rel, kwargs)
     return [rel for rel, _, _ in targets]
 
 
@@ -169,15 +174,10 @@ def data_fixtures(slug: str) -> list[tuple[str, str, dict[str, Any]]]:
 
 def write_data(slug: str, data_root: Path) -> list[str]:
     """Write each declared ``[data]`` fixture at ``<data_root>/<folder>`` (replacing the catalog's tiny one)."""
-    import importlib
-
     out = []
     for rel, writer, kwargs in data_fixtures(slug):
-        module, fn = writer.split(":", 1)
-        folder = data_root / rel
-        if folder.exists():
-            shutil.rmtree(folder)
-        getattr(importlib.import_module(module), fn)(folder, **kwargs)
+        shutil.rmtree(data_root / rel, ignore_errors=True)
+        _write(writer, data_root / rel, kwargs)
         out.append(rel)
     return out
 

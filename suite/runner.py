@@ -204,6 +204,16 @@ def rehearsal_spec(spec: RunSpec) -> RunSpec:
     return RunSpec(spec.slug, "full", spec.seed, rehearsal.budget_overrides(spec.slug) + tuple(spec.overrides))
 
 
+def rehearsal_runs(spec: RunSpec) -> list[RunSpec]:
+    """What ``--rehearse`` runs for ``spec``: the full preset and, unless ``--set`` chose one configuration,
+    every ``variants`` entry of the reproduction's rehearsal.toml (a full run made of several jobs)."""
+    from suite import rehearsal
+
+    if spec.overrides:
+        return [spec]
+    return [spec] + [RunSpec(spec.slug, spec.scale, spec.seed, v) for v in rehearsal.variants(spec.slug)]
+
+
 def _rehearse(spec: RunSpec, results_root: Path | None, device: str | None, show_progress: bool
               ) -> dict[str, Any]:
     """Fixtures from a dry run, then the full path twice in one folder (the second resumes from the

@@ -21,10 +21,10 @@ DECLARED = sorted(s for s in registry.discover() if not s.startswith("_") and re
 
 
 def _rehearse(slug: str, tmp_path: Path) -> dict:
-    rec = runner.execute(runner.RunSpec(slug, "full", 0), tmp_path, device="cpu", rehearse=True)
+    recs = [runner.execute(s, tmp_path, device="cpu", rehearse=True)
+            for s in runner.rehearsal_runs(runner.RunSpec(slug, "full", 0))]
+    rec = recs[0]
     assert rec["status"] == "rehearsal", rec.get("traceback", rec.get("error"))
-    recs = [rec] + [runner.execute(runner.RunSpec(slug, "full", 0, v), tmp_path, device="cpu", rehearse=True)
-                    for v in rehearsal.variants(slug)]
     # every claim expected at full was evaluated by one of the full run's configurations (or is declared)
     missing, _ = rehearsal.unevaluated(slug, [r for r in recs if r["status"] == "rehearsal"])
     assert not missing, f"{slug}: claims expected at full never evaluated: {missing}"
@@ -153,7 +153,7 @@ def test_an_unevaluated_claim_makes_the_rehearsal_incomplete(tmp_path, monkeypat
     argv = ["run", "fasterpam", "--scale", "full", "--rehearse", "--device", "cpu", "--results", str(tmp_path / "r")]
     assert cli.main(argv) == 1
     toml.write_text(toml.read_text() + '[unevaluated]\nC4-speedup-k100 = "k = 100 needs more than the fixture"\n')
-    assert rehearsal.unevaluated("fasterpam", []) [1] == {"C4-speedup-k100": "k = 100 needs more than the fixture"}
+    assert rehearsal.unevaluated("fasterpam", [])[1] == {"C4-speedup-k100": "k = 100 needs more than the fixture"}
     assert cli.main(argv + ["--force"]) == 0
     for bad in ('[unevaluated]\nno-such-claim = "a reason of four words"\n',
                 '[unevaluated]\nC4-speedup-k100 = "why"\n',
@@ -174,3 +174,13 @@ def test_a_declared_data_fixture_replaces_the_catalogs(tmp_path):
     assert rehearsal.write_data("fasterpam", tmp_path) == ["mnist"]
     assert not (tmp_path / "mnist" / "stale").exists()
     assert len(mnist.load(tmp_path / "mnist")["train"].y) == 240
+
+
+def test_a_multi_configuration_full_run_rehearses_each_configuration():
+    """lottery_ticket's §4 networks are separate full jobs: --rehearse runs the preset and both variants,
+    --set runs only the configuration asked for."""
+    runs = runner.rehearsal_runs(runner.RunSpec("lottery_ticket", "full", 0))
+    assert [dict(kv.split("=", 1) for kv in r.overrides).get("arch") for r in runs] == [None, "vgg19", "resnet18"]
+    one = runner.RunSpec("lottery_ticket", "full", 0, ("arch=vgg19",))
+    assert runner.rehearsal_runs(one) == [one]
+    assert len(runner.rehearsal_runs(runner.RunSpec("mig", "full", 0))) == 1
