@@ -3,9 +3,11 @@
 States: ``not launched`` (folder without a submission or record, or an expected run without a
 folder), ``queued``, ``running``, ``requeued`` (started, then put back in the queue), ``failed``,
 ``done``. Files decide first (``result.json`` = done; ``error.json`` newer than the submission =
-failed); for submitted runs without a record, the scheduler is asked ONCE per call: ``sacct``
+failed); for submitted runs without a record, the scheduler is asked once per call: ``sacct``
 (one call for all job ids), else ``squeue``; without either the state comes from the files alone
-(a killed job then cannot be told from a running one). Local-executor jobs are checked by PID.
+(a killed job then cannot be told from a running one). Accounting lags the controller: a job that
+has started but that ``sacct`` still shows PENDING is asked of ``squeue`` (one more call, those
+jobs only), so a fresh start is not read as a requeue. Local-executor jobs are checked by PID.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import socket
 import subprocess
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Collection, Iterable, Sequence
 
 import pandas as pd
 
@@ -81,31 +83,48 @@ def _parse(text: str) -> dict[str, str]:
     return states
 
 
-def scheduler_states(job_ids: Sequence[str], timeout: float = 20.0) -> tuple[dict[str, str], str]:
+def scheduler_states(job_ids: Sequence[str], timeout: float = 20.0,
+                     started: Collection[str] = ()) -> tuple[dict[str, str], str]:
     """Slurm states of ``job_ids`` (``123`` or ``123_4``) and the source (``sacct``/``squeue``/``none``).
 
     ``sacct`` is called at most once; if it fails, ``squeue`` once (a job missing from squeue has
-    left the queue: ``GONE``)."""
+    left the queue: ``GONE``). Jobs in ``started`` (their run wrote a start) that ``sacct`` still
+    shows PENDING are asked of ``squeue`` once more: accounting is written after the controller
+    starts a job, and only the controller tells a fresh start from a requeue."""
     if not job_ids:
         return {}, "none"
-    bases = sorted({j.split("_")[0] for j in job_ids})
     try:
-        out = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ",".join(bases)],
+        out = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", _bases(job_ids)],
                              capture_output=True, text=True, timeout=timeout)
         if out.returncode == 0:
-            return _parse(out.stdout), "sacct"
+            states = _parse(out.stdout)
+            lagging = [j for j in job_ids if j in started and states.get(j) == "PENDING"]
+            live = _squeue(lagging, timeout) if lagging else None
+            if live:
+                states.update({j: s for j, s in live.items() if s != "GONE"})
+            return states, "sacct"
     except (OSError, subprocess.TimeoutExpired):
         pass
+    live = _squeue(job_ids, timeout)
+    return (live, "squeue") if live is not None else ({}, "none")
+
+
+def _bases(job_ids: Sequence[str]) -> str:
+    return ",".join(sorted({j.split("_")[0] for j in job_ids}))
+
+
+def _squeue(job_ids: Sequence[str], timeout: float) -> dict[str, str] | None:
+    """Live controller states of ``job_ids`` (``GONE`` when no longer queued); None if squeue fails."""
     try:
-        out = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%T", "-j", ",".join(bases)],
+        out = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%T", "-j", _bases(job_ids)],
                              capture_output=True, text=True, timeout=timeout)
         # squeue exits non-zero for ids it no longer knows: those jobs have left the queue
         states = _parse(out.stdout) if out.returncode == 0 else {}
         if out.returncode == 0 or "Invalid job id" in out.stderr:
-            return {j: states.get(j, "GONE") for j in job_ids}, "squeue"
+            return {j: states.get(j, "GONE") for j in job_ids}
     except (OSError, subprocess.TimeoutExpired):
         pass
-    return {}, "none"
+    return None
 
 
 def _pid_alive(pid: str) -> bool:
@@ -144,7 +163,8 @@ def collect(results_root: Path, expected: Sequence[runner.RunSpec] = ()) -> pd.D
     pending = [s["job_id"] for d, s in subs.items() if s and s.get("executor") == "slurm" and s.get("job_id")
                and not (d / runner.RESULT_FILE).exists()]
     # ask the scheduler before reading the records: a job that ends in between is then seen done
-    sched, source = scheduler_states(pending)
+    started = {s["job_id"] for d, s in subs.items() if s and (d / runner.JOBS_FILE).exists()}
+    sched, source = scheduler_states(pending, started=started)
     host = socket.gethostname()
     rows = [_row(d, subs[d], sched, source, host) for d in dirs]
     seen = {(r["reproduction"], r["scale"], r["seed"], r["config_hash"]) for r in rows}

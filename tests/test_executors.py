@@ -252,11 +252,12 @@ def test_status_states_with_one_sacct_call(tmp_path, monkeypatch):
 
     def fake_run(cmd, **kw):
         calls.append(cmd[0])
-        return Done(sacct_out)
+        # the controller's view of the one started job that sacct shows pending (12_3): requeued
+        return Done(sacct_out if cmd[0] == "sacct" else "12_3|PENDING\n")
 
     monkeypatch.setattr(status.subprocess, "run", fake_run)
     df = status.collect(root).set_index("seed")
-    assert calls == ["sacct"]
+    assert calls == ["sacct", "squeue"]
     assert df.loc[0, "state"] == "queued" and df.loc[1, "state"] == "running"
     assert df.loc[2, "state"] == "queued" and df.loc[3, "state"] == "requeued"  # array range expanded
     assert df.loc[4, "state"] == "running" and df.loc[4, "requeues"] == 1
@@ -266,6 +267,26 @@ def test_status_states_with_one_sacct_call(tmp_path, monkeypatch):
     assert df.loc[9, "state"] == "failed" and "boom" in df.loc[9, "detail"]
     text = status.render(status.collect(root))
     assert "1 done" in text and "3 failed" in text and "not launched" in text
+
+
+def test_status_asks_the_controller_when_accounting_lags(tmp_path, monkeypatch):
+    """A job that has started while sacct still shows it PENDING is running, not requeued (CI saw this)."""
+    _fake_run(tmp_path, 0, job="21", started=1)
+    _fake_run(tmp_path, 1, job="22")
+    calls = []
+
+    class Done:
+        def __init__(self, out):
+            self.returncode, self.stdout, self.stderr = 0, out, ""
+
+    def fake_run(cmd, **kw):
+        calls.append(cmd)
+        return Done("21|PENDING\n22|PENDING\n" if cmd[0] == "sacct" else "21|RUNNING\n")
+
+    monkeypatch.setattr(status.subprocess, "run", fake_run)
+    df = status.collect(tmp_path).set_index("seed")
+    assert [c[0] for c in calls] == ["sacct", "squeue"] and calls[1][-1] == "21"  # only the lagging job
+    assert df.loc[0, "state"] == "running" and df.loc[1, "state"] == "queued"
 
 
 def test_status_without_scheduler(tmp_path, monkeypatch):
