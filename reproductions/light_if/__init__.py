@@ -86,6 +86,9 @@ class Config:
     full_rl_lr: Annotated[float, Range(0, open_lo=True)] = 5e-6
     full_max_new: Annotated[int, Range(1)] = 8192
     full_eval_prompts: Annotated[int, Range(1)] = 200
+    # every SFT / RL fit saves a checkpoint every n steps and at its end, so a preempted (requeued) job resumes
+    # (0 = never). Our choice: the release's save interval is not stated; 20 = 19 saves per SFT arm, 5 per RL arm
+    full_checkpoint_every: Annotated[int, Range(0)] = 20
     # full-scale IFEval (spec §2 C1, §4; ifeval.py): google-research's input_data.jsonl, greedy as lm-eval's task
     ifeval_file: str = "ifeval/input_data.jsonl"
     ifeval_prompts: Annotated[int, Range(0)] = 0  # 0 = all 541

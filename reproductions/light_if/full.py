@@ -158,7 +158,7 @@ def sft_stage(lm: CausalLM, data: tuple[torch.Tensor, torch.Tensor], esft: Entro
     lm.model.train()
     tc = TrainConfig(steps=steps, batch_size=cfg.full_sft_batch, lr=cfg.full_sft_lr, optimizer="adamw",
                      schedule="linear_warmup_cosine", warmup_steps=max(1, steps // 100), grad_clip=1.0,
-                     log_every=max(1, steps // 20))
+                     log_every=max(1, steps // 20), checkpoint_every=cfg.full_checkpoint_every)
     res = fit(lm.model, loss_fn, data, tc, ctx=ctx, name=name)
     lm.model.eval()
     return res.final_loss
@@ -239,8 +239,9 @@ def rl_stage(lm: CausalLM, items: list[tuple[str, dict]], kind: str, gcfg: GRPOC
 
     lm.model.train()
     tc = TrainConfig(steps=steps, batch_size=cfg.full_rl_prompts, lr=cfg.full_rl_lr, optimizer="adamw",
-                     schedule="constant", grad_clip=1.0, log_every=1)
-    fit(lm.model, loss_fn, data, tc, ctx=ctx, name=name)
+                     schedule="constant", grad_clip=1.0, log_every=1, checkpoint_every=cfg.full_checkpoint_every)
+    # the prompt picks are the fit's data stream: their generator is checkpointed with it (a resume draws on)
+    fit(lm.model, loss_fn, data, tc, ctx=ctx, name=name, generator=pick)
     lm.model.eval()
 
 

@@ -185,3 +185,42 @@ def test_broken_variants_reach_the_full_path() -> None:
     ok = rewards(text, n, item, "dense", 8192)
     bad = rewards(text, n, item, "dense", 8192, point_sign=-1.0)
     assert float(ok["point"]) == pytest.approx(0.1) and float(ok["score"] - bad["score"]) == pytest.approx(0.2)
+
+
+def test_an_interrupted_rl_stage_resumes_to_the_same_policy(tmp_path, monkeypatch) -> None:
+    """Full-scale fits checkpoint (full_checkpoint_every): an RL stage stopped after step 2 of 4 and run
+    again resumes with the same prompt picks and RNG, ending at the straight run's weights."""
+    from suite.context import for_tests
+    from suite.models.hf import load_causal_lm, save_tiny_random_lm
+
+    from . import full as F
+
+    folder = save_tiny_random_lm(tmp_path / "lm", "qwen3", extra_tokens=("</think>",))
+    cfg = replace(config.resolve(registry.get("light_if"), "full"), full_rl_prompts=2, full_max_new=4,
+                  full_checkpoint_every=1)
+    items = [(f"say {w} {i}", {"keywords": [w], "keywords_num": [[1, 1]], "end_phrase": "bye"})
+             for i, w in enumerate(["hi", "yo", "ok", "no", "go", "up", "on"])]
+    gcfg = GRPOConfig(cfg.clip_ratio, cfg.clip_ratio, cfg.clip_c, cfg.kl_coef, 0.0, True, cfg.tea_alpha,
+                      cfg.tea_ub, cfg.tea_coef)
+
+    def stage(run_dir, seed):
+        torch.manual_seed(seed)
+        lm = load_causal_lm(folder, "cpu")
+        F.rl_stage(lm, items, "dense", gcfg, cfg, 4, for_tests("full", tmp=run_dir), "rl")
+        return lm.model.state_dict()
+
+    straight = stage(tmp_path / "a", 0)
+    real_fit = F.fit
+
+    def stop_after_two(*args, **kw):
+        def on_step(state):
+            if state.step == 2:
+                raise KeyboardInterrupt  # a preempted job: the checkpoint of step 2 stays
+        return real_fit(*args, on_step=on_step, **kw)
+
+    monkeypatch.setattr(F, "fit", stop_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        stage(tmp_path / "b", 0)
+    monkeypatch.setattr(F, "fit", real_fit)
+    resumed = stage(tmp_path / "b", 123)  # another global seed: the checkpoint restores every RNG
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
