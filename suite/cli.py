@@ -81,7 +81,8 @@ def _add_selection(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", default="smoke", help="smoke | small | full (default smoke)")
     p.add_argument("--seeds", default="0", help="e.g. 0,1,2 or 0-4 (default 0)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override (repeatable; only with one reproduction)")
+                   help="config override (repeatable; only with one reproduction); at --scale full it also picks "
+                        "one configuration of a protocol with several jobs (see `suite show`)")
     p.add_argument("--results", type=Path, default=None, help="results root (default ./results or $SUITE_RESULTS)")
     p.add_argument("--data-root", type=Path, default=None, help="datasets root (default $SUITE_DATA)")
 
@@ -135,13 +136,16 @@ def cmd_show(args: argparse.Namespace) -> int:
         ref = f"`{c['ref']}`" if isinstance(c["ref"], str) else c["ref"]
         paper = f"; paper: {c['paper']} {c['paper_note']}".rstrip() if c["paper"] is not None else ""
         bite = f"; teeth: {c['teeth']}" if c["teeth"] else (f"; no teeth: {c['no_teeth']}" if c["no_teeth"] else "")
+        job = f" (full job {c['job']})" if c.get("job") else ""
         print(f"  {c['id']} [{c['kind']}]: {c['text']}\n      {c['metric']} {c['op']} {ref} (tol {c['tol']}); "
-              f"scales {','.join(c['scales'])}{paper}{bite}")
+              f"scales {','.join(c['scales'])}{job}{paper}{bite}")
     print("\nconfig per scale:")
     for scale, sc in e["scales"].items():
         print(f"  {scale} [{sc['config_hash']}] resources {sc['resources']}")
         for k, v in sc["config"].items():
             print(f"      {k} = {v}")
+    for name, j in e.get("full_jobs", {}).items():  # `suite run/submit --scale full` runs these too
+        print(f"  full job {name} [{j['config_hash']}]: the full preset with {' '.join(j['overrides'])}")
     return 0
 
 
@@ -152,9 +156,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds)
     if args.overrides and len(slugs) > 1:
         raise SuiteError("--set applies to one reproduction; name exactly one")
-    specs = [runner.RunSpec(s, args.scale, seed, tuple(args.overrides)) for s in slugs for seed in seeds]
-    if args.rehearse:  # a full run made of several configurations rehearses each of them
-        specs = [r for spec in specs for r in runner.rehearsal_runs(spec)]
+    # a full protocol made of several configurations (declared jobs) runs, and rehearses, each of them
+    specs = [r for s in slugs for seed in seeds for r in runner.full_runs(runner.RunSpec(s, args.scale, seed,
+                                                                                          tuple(args.overrides)))]
     if args.rehearse and args.dry_run:
         raise SuiteError("--rehearse and --dry-run exclude each other: a dry run builds, a rehearsal runs")
     if args.jobs < 1:
@@ -247,7 +251,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     slugs = select(args.slugs, args.track, args.all)
     seeds = parse_seeds(args.seeds)
-    specs = [runner.RunSpec(s, args.scale, seed, tuple(args.overrides)) for s in slugs for seed in seeds]
+    specs = [r for s in slugs for seed in seeds for r in runner.full_runs(runner.RunSpec(s, args.scale, seed,
+                                                                                          tuple(args.overrides)))]
     for spec in specs:
         runner.resolve(spec)
     overrides = executors.ResourceOverrides(cpus=args.cpus, gpus=args.gpus, mem_gb=args.mem_gb,

@@ -26,9 +26,14 @@ def entry(repro: Any) -> dict[str, Any]:
                          "resources": dataclasses.asdict(repro.resources_for(scale))}
     claims = [{"id": c.id, "kind": c.kind, "text": c.text, "metric": c.metric, "op": c.op, "ref": c.ref,
                "tol": c.tol, "scales": list(c.scales), "paper": c.paper, "paper_note": c.paper_note,
-               "teeth": c.teeth, "no_teeth": c.no_teeth} for c in repro.claims]
-    return {"slug": repro.slug, "track": repro.track, "paper": dataclasses.asdict(repro.paper),
-            "claims": claims, "scales": scales}
+               "teeth": c.teeth, "no_teeth": c.no_teeth, **({"job": c.job} if c.job else {})}
+              for c in repro.claims]
+    out = {"slug": repro.slug, "track": repro.track, "paper": dataclasses.asdict(repro.paper),
+           "claims": claims, "scales": scales}
+    if repro.jobs:  # the full protocol's further configurations (suite run/submit at full run each)
+        out["full_jobs"] = {name: {"overrides": list(o), "config_hash": config.config_hash(
+            repro.slug, config.resolve(repro, "full", o))} for name, o in repro.jobs.items()}
+    return out
 
 
 def build() -> dict[str, Any]:

@@ -150,7 +150,8 @@ def assemble(repro: registry.Reproduction, recs: list[dict[str, Any]]) -> list[d
         out.append({
             **parts[0], "config": merged_cfg, "config_hash": config.hash_canonical(repro.slug, merged_cfg),
             "overrides": [], "metrics": metrics, "dataset": ref.as_dict(),
-            "claims": {c.id: c.check(metrics, parts[0]["scale"]) for c in repro.claims},
+            "claims": {c.id: c.check(metrics, parts[0]["scale"], repro.job_of(parts[0]["scale"], merged_cfg))
+                       for c in repro.claims},
             "wall_s": sum(r.get("wall_s") or 0.0 for r in parts),
             "started": max(r.get("started") or "" for r in parts),
             "assembled_from": [r["config_hash"] for r in parts],
@@ -168,12 +169,29 @@ def _groups(recs: Iterable[dict[str, Any]]) -> list[tuple[tuple, list[dict[str, 
     return sorted((k, sorted(v, key=lambda r: r["seed"])) for k, v in groups.items())
 
 
-def _preset_hash(repro: registry.Reproduction, scale: str) -> str | None:
-    """Config hash of ``repro``'s preset at ``scale`` as the code declares it now."""
+def _preset_hash(repro: registry.Reproduction, scale: str, overrides: Sequence[str] = ()) -> str | None:
+    """Config hash of ``repro``'s preset at ``scale`` (with a declared job's ``overrides``) as the code declares it now."""
     try:
-        return config.config_hash(repro.slug, config.resolve(repro, scale))
+        return config.config_hash(repro.slug, config.resolve(repro, scale, overrides))
     except SuiteError:  # a preset that no longer resolves: no group counts as current
         return None
+
+
+def _current_hashes(repro: registry.Reproduction, scale: str) -> set[str | None]:
+    """The configs that are current at ``scale``: the preset, and at full every declared job."""
+    jobs = repro.jobs.values() if scale == "full" else ()
+    return {_preset_hash(repro, scale)} | {_preset_hash(repro, scale, o) for o in jobs}
+
+
+def _job(rec: dict[str, Any]) -> str | None:
+    """The full-scale job whose configuration a record ran (None: the preset's, or below full scale)."""
+    if rec.get("scale") != "full":
+        return None
+    try:
+        repro = registry.get(rec["reproduction"])
+    except (SuiteError, KeyError):
+        return None
+    return repro.job_of("full", rec.get("config") or {})
 
 
 @dataclass
@@ -185,9 +203,10 @@ class Group:
     provenance: str
     config_hash: str
     recs: list[dict[str, Any]]
-    current: bool      # runs the current preset of its scale
+    current: bool      # runs the current preset of its scale (or a declared full job's config)
     stale: bool        # made by older code: shown, never counted
     teeth: str | None  # the broken variant this group's config runs, if any
+    job: str | None = None  # the declared full job whose configuration it ran (None: the preset's)
 
     @property
     def counted(self) -> bool:
@@ -205,15 +224,24 @@ def _ranked(repro: registry.Reproduction, recs: Iterable[dict[str, Any]]) -> lis
         old = [r for r in grp if is_stale(repro, r)]
         for part, stale in ((fresh, False), (old, True)):
             if part:
-                out.append(Group(scale, ds, prov, h, part, h == _preset_hash(repro, scale), stale,
-                                 _teeth_variant(repro, scale, h)))
+                out.append(Group(scale, ds, prov, h, part, h in _current_hashes(repro, scale), stale,
+                                 _teeth_variant(repro, scale, h), _job(part[0])))
     out.sort(key=lambda g: max(r.get("started") or "" for r in g.recs), reverse=True)  # newest first ...
-    return sorted(out, key=lambda g: (SCALE_RANK.get(g.scale, 9), g.stale, g.teeth is not None, not g.current))
+    return sorted(out, key=lambda g: (SCALE_RANK.get(g.scale, 9), g.stale, g.teeth is not None, not g.current,
+                                      g.job is not None))
 
 
-def reported(repro: registry.Reproduction, recs: Iterable[dict[str, Any]], scale: str) -> Group | None:
-    """The group whose verdicts stand for ``scale``: counted, the current preset if it ran."""
-    return next((g for g in _ranked(repro, (r for r in recs if r["scale"] == scale)) if g.counted), None)
+def reported(repro: registry.Reproduction, recs: Iterable[dict[str, Any]], scale: str,
+             job: str | None = None) -> Group | None:
+    """The group whose verdicts stand for ``scale`` (for a full job's claims: that job's): counted, the
+    current preset (job config) if it ran."""
+    return next((g for g in _ranked(repro, (r for r in recs if r["scale"] == scale)) if g.counted and g.job == job),
+                None)
+
+
+def claim_group(repro: registry.Reproduction, claim: Claim, recs: Iterable[dict[str, Any]], scale: str) -> Group | None:
+    """The group whose records decide ``claim`` at ``scale``: at full, the group of the claim's job."""
+    return reported(repro, recs, scale, claim.job if scale == "full" else None)
 
 
 def teeth_verdict(repro: registry.Reproduction, claim: Claim, recs: list[dict[str, Any]]) -> str:
@@ -243,7 +271,7 @@ def checked(claim: Claim, recs: list[dict[str, Any]]) -> list[str]:
     Thresholds are calibrated once and then frozen in code; the page always shows the declared
     claim. Where a record stored a different verdict (it ran before the freeze), the cell says so.
     """
-    return [claim.check(r.get("metrics") or {}, r["scale"])["verdict"] for r in recs]
+    return [claim.check(r.get("metrics") or {}, r["scale"], _job(r))["verdict"] for r in recs]
 
 
 def _verdict(claim: Claim, recs: list[dict[str, Any]]) -> str:
@@ -415,6 +443,8 @@ def _group_heading(g: Group) -> str:
         notes.append(f"assembled from {len(parts)} jobs per seed (configs {', '.join(f'`{h}`' for h in parts)})")
     if g.stale:
         notes.append("**stale**: recorded by older code (not counted; rerun to refresh)")
+    if g.job:
+        notes.append(f"full job `{g.job}`")
     if g.teeth:
         notes.append(f"teeth run of the broken variant `{g.teeth}`")
     elif not g.current:
@@ -454,19 +484,21 @@ def render_track(track: str, by_slug: dict[str, list[dict[str, Any]]], out_dir: 
         n_paper = sum(c.kind == "paper" for c in repro.claims)
         if best is not None:
             expected = [c for c in repro.claims if c.kind == "paper" and best.scale in c.scales]
-            held = sum(_holds(c, best.recs) for c in expected)
+            decides = {c.id: (best if best.scale != "full" else claim_group(repro, c, recs, "full")) for c in expected}
+            held = sum(_holds(c, g.recs) for c in expected if (g := decides[c.id]) is not None)
             summary.append([f"[{repro.slug}](#{repro.slug})", repro.paper.title, best.scale,
                             f"{best.dataset} ({best.provenance})",
                             f"{held}/{len(expected)}" if expected else
                             ("— (checks only)" if not n_paper else f"— (none expected at {best.scale})"),
                             _teeth_summary(repro, recs), mechanics(repro, best)])
             for c in (c for c in repro.claims if c.kind == "paper" and (c.paper is not None or c.paper_note)):
-                m, sd, n = mean_std([r["metrics"].get(c.metric) for r in best.recs])
+                g = decides.get(c.id, best) or best
+                m, sd, n = mean_std([r["metrics"].get(c.metric) for r in g.recs])
                 ours = f"{fmt(m)} ± {fmt(sd)} (n={n})" if n else "—"
                 paper = " ".join(x for x in (fmt(c.paper) if c.paper is not None else "",
                                              f"({c.paper_note})" if c.paper_note else "") if x)
                 beside_paper.append([f"[{repro.slug}](#{repro.slug})", f"`{c.id}`", f"`{c.metric}`", ours,
-                                     f"{best.scale}, {best.provenance}", paper, _verdict(c, best.recs)])
+                                     f"{g.scale}, {g.provenance}", paper, _verdict(c, g.recs)])
         else:
             why = "stale records only" if groups else "not run"
             summary.append([f"[{repro.slug}](#{repro.slug})" if groups else repro.slug, repro.paper.title, why,
@@ -524,7 +556,8 @@ def render_index(by_slug: dict[str, list[dict[str, Any]]], generated_by: str = "
         recs = by_slug.get(slug, [])
         best = {scale: reported(repro, recs, scale) for scale in SCALES}
         for claim in (c for c in repro.claims if c.kind == "paper"):
-            cells = [_verdict(claim, best[s].recs) if best[s] else "—" for s in SCALES]
+            decide = {s: claim_group(repro, claim, recs, s) for s in SCALES}
+            cells = [_verdict(claim, decide[s].recs) if decide[s] else "—" for s in SCALES]
             rows.append([f"[{slug}]({repro.track}.md#{slug})", f"`{claim.id}`", *cells,
                          teeth_verdict(repro, claim, recs)])
         rows.append([f"[{slug}]({repro.track}.md#{slug})", "mechanics (checks)",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import importlib
 import pkgutil
 import traceback
@@ -39,6 +40,7 @@ class Reproduction:
     tables: tuple[Table, ...] = ()
     module: str = ""
     assembly: Assembly | None = None
+    jobs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def claim(self, claim_id: str) -> Claim:
         for c in self.claims:
@@ -48,6 +50,28 @@ class Reproduction:
 
     def resources_for(self, scale: str) -> Resources:
         return self.resources.get(scale, Resources())
+
+    @functools.cached_property
+    def _job_values(self) -> dict[str, dict[str, Any]]:
+        """Per job, the canonical values its overrides set (``{"vgg19": {"arch": "vgg19", ...}}``)."""
+        from suite import config as config_mod
+
+        out = {}
+        for name, overrides in self.jobs.items():
+            cfg = config_mod.canonical(config_mod.resolve(self, "full", overrides))
+            out[name] = {kv.split("=", 1)[0].strip(): cfg[kv.split("=", 1)[0].strip()] for kv in overrides}
+        return out
+
+    def job_of(self, scale: str, config: Mapping[str, Any]) -> str | None:
+        """The full-scale job a canonical config belongs to: the declared job whose override values it
+        carries (the most specific one if several do); None for the preset's configs and below full."""
+        if scale != "full" or not self.jobs:
+            return None
+        best, size = None, 0
+        for name, values in self._job_values.items():
+            if len(values) > size and all(config.get(k) == v for k, v in values.items()):
+                best, size = name, len(values)
+        return best
 
 
 _REGISTRY: dict[str, Reproduction] = {}
@@ -66,6 +90,7 @@ def reproduction(
     tables: Sequence[Table] = (),
     slug: str | None = None,
     assembly: Assembly | None = None,
+    jobs: Mapping[str, Sequence[str]] | None = None,
 ) -> Callable[[RunFn], RunFn]:
     """Register the decorated ``run(cfg, ctx) -> Outcome`` as a reproduction."""
 
@@ -84,9 +109,20 @@ def reproduction(
             slug=name, track=track, paper=paper, config=config, scales=dict(scales),
             claims=tuple(claims), run=fn, resources=dict(resources or {}), plots=tuple(plots),
             tables=tuple(tables), module=module, assembly=assembly,
+            jobs={k: tuple(v) for k, v in (jobs or {}).items()},
         )
-        if assembly is not None and assembly.split not in {f.name for f in dataclasses.fields(config)}:
+        fields = {f.name for f in dataclasses.fields(config)}
+        if assembly is not None and assembly.split not in fields:
             raise TypeError(f"{name}: assembly.split={assembly.split!r} is not a config field")
+        for job, overrides in repro.jobs.items():
+            keys = [kv.split("=", 1)[0].strip() for kv in overrides]
+            if not job.isidentifier() or not overrides or any("=" not in kv for kv in overrides) \
+                    or not set(keys) <= fields:
+                raise TypeError(f"{name}: job {job!r} must be a name with 'field=value' overrides of config fields, "
+                                f"got {list(overrides)}")
+        unbound = sorted({c.job for c in claims if c.job is not None} - set(repro.jobs))
+        if unbound:
+            raise TypeError(f"{name}: claims name undeclared jobs {unbound}; declare them in jobs={{...}}")
         from suite import teeth
 
         problems = teeth.check_declared(repro)

@@ -23,6 +23,8 @@
   to the rehearsal's data root);
 * **a resume**: the same run is launched a second time in the same folder, so every ``fit`` finds its
   saved checkpoint and resumes from it; the record notes whether the metrics came out identical;
+* **every job**: a full protocol made of several configurations (the reproduction's ``jobs``) is rehearsed
+  job by job, each with the ``[budget]`` cuts and its own ``[job_budget]`` ones;
 * **every claim evaluated**: a claim expected at full whose metric the full path never produced (verdict
   ``missing``) makes the rehearsal incomplete (``suite run`` exits 1), unless the reproduction's
   ``[unevaluated]`` table names it with the reason (``claim id = "why the fixture cannot produce it"``).
@@ -213,16 +215,20 @@ def unevaluated(slug: str, records: list[dict[str, Any]]) -> tuple[list[str], di
     return [c for c in gone if c not in why], {c: why[c] for c in gone if c in why}
 
 
-def variants(slug: str) -> list[tuple[str, ...]]:
-    """``variants = [["key=value", ...], ...]`` in ``slug``'s rehearsal.toml: further full-scale jobs to
-    rehearse beside the preset (a full run made of several configurations, e.g. lottery_ticket's §4
-    networks: ``["arch=vgg19", "dataset=cifar10"]``), each on top of the budget cuts."""
+def job_budget(slug: str) -> dict[str, tuple[str, ...]]:
+    """``[job_budget]`` in ``slug``'s rehearsal.toml: further cuts for a named full job of the reproduction
+    (``vgg19 = ["rounds=2", ...]``, on top of ``[budget]``), for jobs whose sizes ``[budget]`` does not fit."""
+    from suite import registry
+
     path = declaration(slug)
-    table = _toml(path).get("variants", []) if path.exists() else []
-    if not isinstance(table, list) or not all(isinstance(v, list) and v and all(
-            isinstance(kv, str) and "=" in kv for kv in v) for v in table):
-        raise ConfigError(f'{path}: `variants` must be a list of lists of "key=value" overrides')
-    return [tuple(v) for v in table]
+    table = _toml(path).get("job_budget", {}) if path.exists() else {}
+    if not isinstance(table, dict) or not all(isinstance(v, list) and v and all(
+            isinstance(kv, str) and "=" in kv for kv in v) for v in table.values()):
+        raise ConfigError(f'{path}: [job_budget] entries must read <job> = ["key=value", ...]')
+    unknown = sorted(set(table) - set(registry.get(slug).jobs))
+    if unknown:
+        raise ConfigError(f"{path}: [job_budget] names {unknown}, not jobs of {slug}; remove them")
+    return {k: tuple(v) for k, v in table.items()}
 
 
 def relabel(ref: Any) -> Any:

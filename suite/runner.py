@@ -198,20 +198,22 @@ def rehearsal_spec(spec: RunSpec) -> RunSpec:
 
     if spec.scale != "full":
         raise SuiteError(f"--rehearse runs the full-scale path; use --scale full (got --scale {spec.scale})")
-    rehearsal.data_fixtures(spec.slug)  # a malformed [data], [unevaluated] or variants table exits 2 here,
-    rehearsal.excused(spec.slug)        # before any work
-    rehearsal.variants(spec.slug)
-    return RunSpec(spec.slug, "full", spec.seed, rehearsal.budget_overrides(spec.slug) + tuple(spec.overrides))
+    rehearsal.data_fixtures(spec.slug)  # a malformed [data], [unevaluated] or [job_budget] table exits 2
+    rehearsal.excused(spec.slug)        # here, before any work
+    cuts = rehearsal.job_budget(spec.slug)
+    repro, cfg, _ = resolve(spec)
+    extra = cuts.get(repro.job_of("full", config_mod.canonical(cfg)) or "", ())
+    return RunSpec(spec.slug, "full", spec.seed, rehearsal.budget_overrides(spec.slug) + tuple(spec.overrides) + extra)
 
 
-def rehearsal_runs(spec: RunSpec) -> list[RunSpec]:
-    """What ``--rehearse`` runs for ``spec``: the full preset and, unless ``--set`` chose one configuration,
-    every ``variants`` entry of the reproduction's rehearsal.toml (a full run made of several jobs)."""
-    from suite import rehearsal
-
-    if spec.overrides:
+def full_runs(spec: RunSpec) -> list[RunSpec]:
+    """The runs of ``spec``: at full scale without ``--set``, the preset and every declared job of the
+    reproduction (a full protocol made of several configurations, ``jobs=`` of its registration);
+    otherwise ``spec`` alone."""
+    if spec.scale != "full" or spec.overrides:
         return [spec]
-    return [spec] + [RunSpec(spec.slug, spec.scale, spec.seed, v) for v in rehearsal.variants(spec.slug)]
+    jobs = registry.get(spec.slug).jobs
+    return [spec] + [RunSpec(spec.slug, spec.scale, spec.seed, overrides) for overrides in jobs.values()]
 
 
 def _rehearse(spec: RunSpec, results_root: Path | None, device: str | None, show_progress: bool
@@ -306,8 +308,9 @@ def _execute_locked(spec: RunSpec, repro: registry.Reproduction, cfg: Any, h: st
             raise TypeError(f"{spec.slug}.run must return suite.spec.Outcome, got {type(outcome).__name__}")
         metrics = jsonable(outcome.metrics)
         claims = {}
+        job = repro.job_of(spec.scale, record["config"])
         for c in repro.claims:
-            claims[c.id] = {**c.check(metrics, spec.scale), "kind": c.kind,
+            claims[c.id] = {**c.check(metrics, spec.scale, job), "kind": c.kind,
                             "dataset": outcome.dataset_of(c.metric).as_dict()}
         record.update(
             metrics=metrics,

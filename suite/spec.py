@@ -93,6 +93,12 @@ class Claim:
     ``teeth`` names the broken value of the config's ``variant`` field that must make this claim
     fail (``suite teeth`` runs it at small scale, seed 0); a paper claim without one states in
     ``no_teeth`` why no broken variant can exist.
+
+    ``job``: a full protocol made of several configurations (e.g. lottery_ticket's LeNet preset and its
+    §4 VGG-19 / Resnet-18 networks) declares them as named ``jobs`` of the reproduction; a claim with
+    ``job="vgg19"`` is read from that job's records only, and a paper claim without a job from the preset's
+    only; a check without a job (a mechanism) holds in every configuration. Jobs exist at full scale only,
+    so a job-bound claim is a full-scale claim.
     """
 
     id: str
@@ -107,6 +113,7 @@ class Claim:
     kind: str = ""
     teeth: str | None = None
     no_teeth: str = ""
+    job: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in CLAIM_KINDS:
@@ -122,18 +129,23 @@ class Claim:
         bad = [s for s in self.scales if s not in SCALES]
         if bad:
             raise ValueError(f"claim {self.id}: unknown scales {bad}; use {SCALES}")
+        if self.job is not None and tuple(self.scales) != ("full",):
+            raise ValueError(f"claim {self.id}: a claim bound to job {self.job!r} is read at full scale only; "
+                             f"set scales=('full',)")
 
     @property
     def metrics_needed(self) -> tuple[str, ...]:
         return (self.metric,) + ((self.ref,) if isinstance(self.ref, str) else ())
 
-    def check(self, metrics: Mapping[str, float], scale: str) -> dict[str, Any]:
-        """Verdict of this claim on one run's metrics (the record's ``claims[id]`` entry)."""
+    def check(self, metrics: Mapping[str, float], scale: str, job: str | None = None) -> dict[str, Any]:
+        """Verdict of this claim on one run's metrics (the record's ``claims[id]`` entry); ``job``: the
+        full-scale job the run's config belongs to (None: the preset, or any config below full)."""
         value = metrics.get(self.metric)
         target = metrics.get(self.ref) if isinstance(self.ref, str) else float(self.ref)
         entry: dict[str, Any] = {"value": value, "target": target, "op": self.op, "tol": self.tol,
                                  "paper": self.paper}
-        if scale not in self.scales:
+        other_job = scale == "full" and job != self.job and (self.job is not None or self.kind == "paper")
+        if scale not in self.scales or other_job:
             entry["verdict"] = "not-expected"
         elif value is None or target is None or _nan(value) or _nan(target):
             entry["verdict"] = "missing"

@@ -95,5 +95,6 @@ def test_smoke_run_meets_contract(slug, tmp_path):
 
 @pytest.mark.parametrize("slug", SLUGS)
 def test_full_dry_run_builds(slug, tmp_path):
-    rec = runner.execute(runner.RunSpec(slug, "full", 0), tmp_path, device="cpu", dry_run=True)
-    assert rec["status"] == "dry-run" and not any(tmp_path.iterdir())
+    for spec in runner.full_runs(runner.RunSpec(slug, "full", 0)):  # the preset and every declared full job
+        rec = runner.execute(spec, tmp_path, device="cpu", dry_run=True)
+        assert rec["status"] == "dry-run" and not any(tmp_path.iterdir()), spec

@@ -219,3 +219,50 @@ def test_an_entry_with_checks_only_reads_checks_only_not_zero_of_zero(tmp_path):
         leaderboard.build(res, tmp_path / "lb")
     index = (tmp_path / "lb" / "README.md").read_text() + (tmp_path / "lb" / "_toytrack.md").read_text()
     assert "— (checks only)" in index and "| 0/0 " not in index
+
+
+def test_a_full_jobs_claims_are_decided_by_that_jobs_records(tmp_path):
+    """lottery_ticket declares jobs vgg19 / resnet18: the C5 claims of VGG-19 are read from the vgg19 job's
+    group (a current full config), the LeNet paper claims from the preset's, and neither from the other."""
+    from suite import config, environment
+
+    repro = registry.get("lottery_ticket")
+    code = environment.code_hash(repro.module)
+
+    def rec(overrides, metrics, seed=0):
+        cfg = config.resolve(repro, "full", overrides)
+        job = repro.job_of("full", config.canonical(cfg))
+        return {"schema": 1, "reproduction": "lottery_ticket", "scale": "full", "seed": seed,
+                "overrides": list(overrides), "config": config.canonical(cfg),
+                "config_hash": config.config_hash("lottery_ticket", cfg), "metrics": metrics,
+                "claims": {c.id: c.check(metrics, "full", job) for c in repro.claims},
+                "dataset": {"name": "cifar10" if overrides else "mnist", "provenance": "paper"},
+                "env": {"code_hash": code, "device": "NVIDIA H100"}, "status": "ok", "wall_s": 10.0,
+                "started": "2026-12-06T00:00:00+00:00"}
+
+    c5 = {"c5_warmup_ticket_acc": 0.93, "c5_dense_best_acc": 0.93, "c5_warmup_ticket_minus_reinit": 0.03,
+          "c5_no_warmup_ticket_minus_reinit": 0.0, "c5_warmup_minus_no_warmup_ticket": 0.02,
+          "c5_low_lr_ticket_minus_reinit": 0.01, "masked_weight_max_abs": 0.0}
+    vgg = rec(repro.jobs["vgg19"], c5)
+    lenet = rec((), {"iterative_minus_oneshot": 0.01, "masked_weight_max_abs": 0.0})
+    assert repro.job_of("full", vgg["config"]) == "vgg19" and repro.job_of("full", lenet["config"]) is None
+    assert vgg["claims"]["c5-vgg19-warmup-ticket-beats-reinit"]["verdict"] == "holds"
+    assert vgg["claims"]["c5-resnet18-warmup-ticket-beats-reinit"]["verdict"] == "not-expected"
+    assert vgg["claims"]["iterative-beats-oneshot"]["verdict"] == "not-expected"  # a LeNet claim
+    assert vgg["claims"]["mask-exact"]["verdict"] == "holds"  # a check holds in every configuration
+    assert lenet["claims"]["c5-vgg19-warmup-ticket-beats-reinit"]["verdict"] == "not-expected"
+    # the job's group is current (not "an overridden config") and decides its claims in the matrix
+    groups = leaderboard._ranked(repro, [vgg, lenet])
+    assert [(g.job, g.current) for g in groups] == [(None, True), ("vgg19", True)]
+    assert leaderboard.claim_group(repro, repro.claim("c5-vgg19-warmup-ticket-beats-reinit"), [vgg, lenet],
+                                   "full").job == "vgg19"
+    assert leaderboard.claim_group(repro, repro.claim("c5-resnet18-warmup-ticket-beats-reinit"), [vgg, lenet],
+                                   "full") is None
+    index = leaderboard.render_index({"lottery_ticket": [vgg, lenet]})
+    row = next(line for line in index.splitlines() if "`c5-vgg19-warmup-ticket-beats-reinit`" in line)
+    assert "holds (1/1)" in row
+    row = next(line for line in index.splitlines() if "`c5-resnet18-warmup-ticket-beats-reinit`" in line)
+    assert "holds" not in row
+    leaderboard.render(tmp_path, {"lottery_ticket": [vgg, lenet]})
+    page = (tmp_path / "compression.md").read_text()
+    assert "full job `vgg19`" in page and "overridden config" not in page

@@ -50,3 +50,33 @@ def test_decorator_rejects_missing_scale():
     with pytest.raises(TypeError, match="full"):
         registry.reproduction(track="t", paper=TOY.paper, config=C,
                               scales={"smoke": {}, "small": {}}, claims=[], slug="_x")(lambda c, x: None)
+
+
+def test_full_jobs_are_declared_and_claims_bound_to_them_are_full_scale():
+    from dataclasses import dataclass
+
+    from suite.spec import Claim
+
+    @dataclass
+    class C:
+        arch: str = "a"
+        n: int = 1
+
+    def declare(jobs, claims):
+        registry.reproduction(track="t", paper=TOY.paper, config=C, scales={"smoke": {}, "small": {}, "full": {}},
+                              claims=claims, slug="_jobs", jobs=jobs)(lambda c, x: None)
+
+    bound = Claim(id="c", kind="check", text="t", metric="m", op=">", ref=0.0, scales=("full",), job="big")
+    with pytest.raises(TypeError, match="undeclared jobs"):
+        declare({}, [bound])
+    with pytest.raises(TypeError, match="'field=value' overrides of config fields"):
+        declare({"big": ("width=3",)}, [bound])
+    with pytest.raises(ValueError, match="full scale only"):
+        Claim(id="c", kind="check", text="t", metric="m", op=">", ref=0.0, job="big")
+    try:
+        declare({"big": ("arch=b",)}, [bound])
+        r = registry.get("_jobs")
+        assert r.job_of("full", {"arch": "b", "n": 5}) == "big" and r.job_of("full", {"arch": "a"}) is None
+        assert r.job_of("small", {"arch": "b"}) is None
+    finally:
+        registry._REGISTRY.pop("_jobs", None)

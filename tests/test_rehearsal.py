@@ -22,7 +22,7 @@ DECLARED = sorted(s for s in registry.discover() if not s.startswith("_") and re
 
 def _rehearse(slug: str, tmp_path: Path) -> dict:
     recs = [runner.execute(s, tmp_path, device="cpu", rehearse=True)
-            for s in runner.rehearsal_runs(runner.RunSpec(slug, "full", 0))]
+            for s in runner.full_runs(runner.RunSpec(slug, "full", 0))]
     rec = recs[0]
     assert rec["status"] == "rehearsal", rec.get("traceback", rec.get("error"))
     # every claim expected at full was evaluated by one of the full run's configurations (or is declared)
@@ -158,7 +158,7 @@ def test_an_unevaluated_claim_makes_the_rehearsal_incomplete(tmp_path, monkeypat
     for bad in ('[unevaluated]\nno-such-claim = "a reason of four words"\n',
                 '[unevaluated]\nC4-speedup-k100 = "why"\n',
                 '[data]\n"/abs" = {writer = "suite.data.mnist:write_fixture"}\n',
-                'variants = ["n=3"]\n'):
+                '[job_budget]\nno_such_job = ["n=3"]\n'):
         toml.write_text(bad + base.split("[data]")[0])
         with pytest.raises(ConfigError):
             runner.rehearsal_spec(runner.RunSpec("fasterpam", "full", 0))
@@ -177,10 +177,14 @@ def test_a_declared_data_fixture_replaces_the_catalogs(tmp_path):
 
 
 def test_a_multi_configuration_full_run_rehearses_each_configuration():
-    """lottery_ticket's §4 networks are separate full jobs: --rehearse runs the preset and both variants,
-    --set runs only the configuration asked for."""
-    runs = runner.rehearsal_runs(runner.RunSpec("lottery_ticket", "full", 0))
+    """lottery_ticket's §4 networks are declared full jobs: a full run (and --rehearse) runs the preset and
+    both jobs, each job with its [job_budget] cuts; --set runs only the configuration asked for."""
+    runs = runner.full_runs(runner.RunSpec("lottery_ticket", "full", 0))
     assert [dict(kv.split("=", 1) for kv in r.overrides).get("arch") for r in runs] == [None, "vgg19", "resnet18"]
+    vgg = runner.rehearsal_spec(runs[1]).overrides
+    assert vgg[-len(rehearsal.job_budget("lottery_ticket")["vgg19"]):] == rehearsal.job_budget("lottery_ticket")["vgg19"]
+    assert "rounds=2" not in runner.rehearsal_spec(runs[0]).overrides  # the preset gets [budget] only
     one = runner.RunSpec("lottery_ticket", "full", 0, ("arch=vgg19",))
-    assert runner.rehearsal_runs(one) == [one]
-    assert len(runner.rehearsal_runs(runner.RunSpec("mig", "full", 0))) == 1
+    assert runner.full_runs(one) == [one]
+    assert len(runner.full_runs(runner.RunSpec("mig", "full", 0))) == 1
+    assert len(runner.full_runs(runner.RunSpec("lottery_ticket", "small", 0))) == 1

@@ -284,32 +284,43 @@ def summarise_regimes(results: dict[str, IMPResult], c5_round: int | None) -> di
 _C5_NO_TEETH = ("full scale only: the warmup effect needs VGG-19 / Resnet-18 trained 30k-112k iterations on "
                 "CIFAR-10 under three lr regimes, and teeth run at small scale (LeNet on MNIST) where these "
                 "metrics do not exist; its broken variant would be {v}, not run at full")
-C5_CLAIMS = [
-    Claim(id="c5-warmup-ticket-matches-dense", kind="paper", no_teeth=_C5_NO_TEETH.format(
-              v="reset_fresh (the warmup ticket loses θ0 and falls to reinit accuracy)"),
-          text="C5 (§4): with lr warmup, IMP finds winning tickets at the sparsest level §4 reports (VGG-19 "
-               "P_m 1.5%, Resnet-18 11.8%): final test accuracy within 1 point of the better unpruned network "
-               "(with or without warmup)", metric="c5_warmup_ticket_acc", op=">=", ref="c5_dense_best_acc",
-          tol=0.01, scales=("full",)),
-    Claim(id="c5-warmup-ticket-beats-reinit", kind="paper", no_teeth=_C5_NO_TEETH.format(
-              v="reset_fresh (ticket and reinit then start from equally random inits)"),
-          text="C5 (§4, Figs. 7-8): with warmup, the winning ticket beats the same mask randomly re-initialised "
-               "at that level", metric="c5_warmup_ticket_minus_reinit", op=">", ref=0.0, scales=("full",)),
-    Claim(id="c5-no-warmup-ticket-no-better-than-reinit", kind="paper", no_teeth=_C5_NO_TEETH.format(
-              v="one that lets the no-warmup ticket train with warmup"),
-          text="C5 (§4): at lr 0.1 without warmup IMP finds no winning tickets: at that level the ticket is no "
-               "better than the random reinit (within 1 point)", metric="c5_no_warmup_ticket_minus_reinit",
-          op="<=", ref=0.01, scales=("full",)),
-    Claim(id="c5-warmup-ticket-beats-no-warmup-ticket", kind="paper", no_teeth=_C5_NO_TEETH.format(
-              v="warmup=0 inside the warmup regime (both regimes then train alike at VGG-19's lr)"),
-          text="C5 (§4): warmup is what finds the ticket: at that level the warmup ticket (VGG-19: lr 0.1, "
-               "Resnet-18: 0.03) beats the lr-0.1 ticket without warmup", metric="c5_warmup_minus_no_warmup_ticket",
-          op=">", ref=0.0, scales=("full",)),
-    Claim(id="c5-low-lr-ticket-beats-reinit", kind="paper", no_teeth=_C5_NO_TEETH.format(
-              v="reset_fresh"),
-          text="§4 (Figs. 7-8): at the lower lr 0.01 without warmup the ticket still beats the random reinit at "
-               "that level", metric="c5_low_lr_ticket_minus_reinit", op=">", ref=0.0, scales=("full",)),
-]
+# The §4 networks are separate full jobs (suite `jobs`): each one's records decide its own C5 claims.
+JOBS = {"vgg19": ("arch=vgg19", "dataset=cifar10"), "resnet18": ("arch=resnet18", "dataset=cifar10")}
+_C5_LEVEL = {"vgg19": "VGG-19 at P_m 1.5%", "resnet18": "Resnet-18 at P_m 11.8%"}
+_C5_WARMUP_LR = {"vgg19": "lr 0.1", "resnet18": "lr 0.03"}
+
+
+def _c5_claims(job: str) -> list[Claim]:
+    """The C5 claims of one §4 network, read from that job's records (``c5-<job>-...``)."""
+    level, lr = _C5_LEVEL[job], _C5_WARMUP_LR[job]
+    return [
+        Claim(id=f"c5-{job}-warmup-ticket-matches-dense", kind="paper", job=job, no_teeth=_C5_NO_TEETH.format(
+                  v="reset_fresh (the warmup ticket loses θ0 and falls to reinit accuracy)"),
+              text=f"C5 (§4): with lr warmup, IMP finds winning tickets at the sparsest level §4 reports ({level}): "
+                   "final test accuracy within 1 point of the better unpruned network (with or without warmup)",
+              metric="c5_warmup_ticket_acc", op=">=", ref="c5_dense_best_acc", tol=0.01, scales=("full",)),
+        Claim(id=f"c5-{job}-warmup-ticket-beats-reinit", kind="paper", job=job, no_teeth=_C5_NO_TEETH.format(
+                  v="reset_fresh (ticket and reinit then start from equally random inits)"),
+              text=f"C5 (§4, Figs. 7-8): with warmup, the winning ticket beats the same mask randomly re-initialised "
+                   f"({level})", metric="c5_warmup_ticket_minus_reinit", op=">", ref=0.0, scales=("full",)),
+        Claim(id=f"c5-{job}-no-warmup-ticket-no-better-than-reinit", kind="paper", job=job,
+              no_teeth=_C5_NO_TEETH.format(v="one that lets the no-warmup ticket train with warmup"),
+              text=f"C5 (§4): at lr 0.1 without warmup IMP finds no winning tickets: the ticket is no better than "
+                   f"the random reinit, within 1 point ({level})", metric="c5_no_warmup_ticket_minus_reinit",
+              op="<=", ref=0.01, scales=("full",)),
+        Claim(id=f"c5-{job}-warmup-ticket-beats-no-warmup-ticket", kind="paper", job=job,
+              no_teeth=_C5_NO_TEETH.format(v="warmup=0 inside the warmup regime (both regimes then train alike)"),
+              text=f"C5 (§4): warmup is what finds the ticket: the warmup ticket ({lr}) beats the lr-0.1 ticket "
+                   f"without warmup ({level})", metric="c5_warmup_minus_no_warmup_ticket", op=">", ref=0.0,
+              scales=("full",)),
+        Claim(id=f"c5-{job}-low-lr-ticket-beats-reinit", kind="paper", job=job,
+              no_teeth=_C5_NO_TEETH.format(v="reset_fresh"),
+              text=f"§4 (Figs. 7-8): at the lower lr 0.01 without warmup the ticket still beats the random reinit "
+                   f"({level})", metric="c5_low_lr_ticket_minus_reinit", op=">", ref=0.0, scales=("full",)),
+    ]
+
+
+C5_CLAIMS = [c for job in JOBS for c in _c5_claims(job)]
 
 CLAIMS = [
     # mechanics (spec §6 smoke); measured inside every run
@@ -364,6 +375,7 @@ FULL = {"dataset": "mnist", "arch": "lenet300", "val_size": 5000, "checkpoint_ev
     config=LotteryConfig,
     scales={"smoke": SMOKE, "small": SMALL, "full": FULL},
     claims=CLAIMS,
+    jobs=JOBS,
     resources={"smoke": Resources(cpus=1, mem_gb=2, time_min=2),
                "small": Resources(cpus=2, mem_gb=4, time_min=20),
                "full": Resources(cpus=8, gpus=1, mem_gb=32, time_min=24 * 60)},

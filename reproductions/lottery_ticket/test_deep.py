@@ -166,15 +166,18 @@ def test_summarise_regimes_computes_the_c5_quantities():
     assert m["c5_warmup_minus_no_warmup_ticket"] == pytest.approx(0.035)
     assert m["c5_low_lr_ticket_minus_reinit"] == pytest.approx(0.03) and m["c5_density"] == 0.64
     assert m["warmup_ticket_final_acc@density_pct=100"] == 0.93 and m["no_warmup_reinit_final_acc@density_pct=64"] == 0.897
-    verdicts = {c.id: c.check(m, "full")["verdict"] for c in LT.C5_CLAIMS}
-    assert set(verdicts.values()) == {"holds"}, verdicts
+    verdicts = {c.id: c.check(m, "full", c.job)["verdict"] for c in LT.C5_CLAIMS}
+    assert set(verdicts.values()) == {"holds"} and len(verdicts) == 10, verdicts
+    # each network's claims are read from its own job's records only (and never from the LeNet preset's)
+    assert {c.check(m, "full", "resnet18")["verdict"] for c in LT._c5_claims("vgg19")} == {"not-expected"}
+    assert {c.check(m, "full", None)["verdict"] for c in LT.C5_CLAIMS} == {"not-expected"}
     # a run where warmup does not help: the C5 claims fail
     bad = LT.summarise_regimes({"warmup": res(0.92, 0.89, 0.89), "no_warmup": res(0.92, 0.90, 0.895),
                                 "low_lr": res(0.91, 0.88, 0.89)}, 2)
-    assert {c.id: c.check(bad, "full")["verdict"] for c in LT.C5_CLAIMS} == {
-        "c5-warmup-ticket-matches-dense": "fails", "c5-warmup-ticket-beats-reinit": "fails",
-        "c5-no-warmup-ticket-no-better-than-reinit": "holds", "c5-warmup-ticket-beats-no-warmup-ticket": "fails",
-        "c5-low-lr-ticket-beats-reinit": "fails"}
+    assert {c.id: c.check(bad, "full", "vgg19")["verdict"] for c in LT._c5_claims("vgg19")} == {
+        "c5-vgg19-warmup-ticket-matches-dense": "fails", "c5-vgg19-warmup-ticket-beats-reinit": "fails",
+        "c5-vgg19-no-warmup-ticket-no-better-than-reinit": "holds",
+        "c5-vgg19-warmup-ticket-beats-no-warmup-ticket": "fails", "c5-vgg19-low-lr-ticket-beats-reinit": "fails"}
     # a one-regime run (LeNet) has no C5 quantities: NaN, the claims read "missing"
     one = LT.summarise_regimes({"no_warmup": res(0.9, 0.9, 0.8)}, None)
     assert math.isnan(one["c5_dense_best_acc"]) and math.isnan(one["c5_warmup_minus_no_warmup_ticket"])

@@ -57,6 +57,23 @@ def test_global_prune_ranks_across_layers():
     assert new["a"].tolist() == [False, False, True] and new["b"].tolist() == [True, False, True, True]
 
 
+def test_keep_top_is_the_stable_sort_prefix_ties_and_nan_included():
+    """The selection (kthvalue + earliest ties) keeps exactly what a stable descending argsort's first k keep."""
+    def by_sort(x, k):
+        keep = torch.zeros(x.numel(), dtype=torch.bool)
+        keep[torch.argsort(x.flatten(), descending=True, stable=True)[:k]] = True
+        return keep.view_as(x)
+
+    g = torch.Generator().manual_seed(0)
+    ties = torch.randint(0, 4, (6, 50), generator=g).float()  # heavy ties
+    ties[0, :10] = -1.0  # pruned entries score -1 (never revived)
+    nan = torch.randn(300, generator=g)
+    nan[[3, 77, 200]] = float("nan")
+    for x in (ties, torch.randn(7, 9, generator=g), nan):
+        for k in range(0, x.numel() + 1):
+            assert torch.equal(P._keep_top(x, k), by_sort(x, k)), (x.shape, k)
+
+
 def test_random_masks_keep_per_layer_counts_and_differ():
     net = _mlp()
     params = P.prunable_params(net)
