@@ -140,9 +140,12 @@ CLAIMS = [
     Claim(id="C4-latency-decreases", kind="paper", teeth="mask-not-remove",
           text="Measured training-step time decreases with p (dense > p1 > p3 > p5; violations = 0)",
           metric="latency_order_violations", op="==", ref=0.0, scales=("small", "full")),
+    # the bound is a noise margin calibrated on seeds 100-102 (README): the masked network, which does the dense
+    # work, measured speed-ups within 0.7 % of 1; rule: 1 + max(0.05, 3 x that spread)
     Claim(id="C4-speedup-p3", kind="paper", teeth="mask-not-remove",
-          text="Measured training-step speed-up of the p=3 ticket over dense is > 1",
-          metric="step_speedup@p=3", op=">", ref=1.0, scales=("small", "full"),
+          text="Measured training-step speed-up of the p=3 ticket over dense is > 1.05 (timing-noise margin "
+               "calibrated on seeds 100-102)",
+          metric="step_speedup@p=3", op=">", ref=1.05, scales=("small", "full"),
           paper=1.35, paper_note="Table 4, ResNet32 p=3 training speed-up"),
     # C5 on the real shifted test sets: full scale only (smoke/small report procedural corruptions, no claim)
     Claim(id="C5-c10c-ticket-robust", kind="paper",
