@@ -231,17 +231,24 @@ def _ranked(repro: registry.Reproduction, recs: Iterable[dict[str, Any]]) -> lis
                                       g.job is not None))
 
 
-def reported(repro: registry.Reproduction, recs: Iterable[dict[str, Any]], scale: str,
-             job: str | None = None) -> Group | None:
-    """The group whose verdicts stand for ``scale`` (for a full job's claims: that job's): counted, the
-    current preset (job config) if it ran."""
-    return next((g for g in _ranked(repro, (r for r in recs if r["scale"] == scale)) if g.counted and g.job == job),
-                None)
+def deciding(repro: registry.Reproduction, recs: Iterable[dict[str, Any]]) -> dict[tuple[str, str | None], Group]:
+    """Per ``(scale, job)``: the group whose verdicts stand there (counted, the current preset or job
+    config if it ran); ``job`` is None for the preset and below full scale."""
+    out: dict[tuple[str, str | None], Group] = {}
+    for g in _ranked(repro, recs):
+        if g.counted:
+            out.setdefault((g.scale, g.job), g)
+    return out
 
 
-def claim_group(repro: registry.Reproduction, claim: Claim, recs: Iterable[dict[str, Any]], scale: str) -> Group | None:
-    """The group whose records decide ``claim`` at ``scale``: at full, the group of the claim's job."""
-    return reported(repro, recs, scale, claim.job if scale == "full" else None)
+def reported(repro: registry.Reproduction, recs: Iterable[dict[str, Any]], scale: str) -> Group | None:
+    """The group whose verdicts stand for ``scale`` (the preset's at full)."""
+    return deciding(repro, recs).get((scale, None))
+
+
+def claim_group(claim: Claim, decides: dict[tuple[str, str | None], Group], scale: str) -> Group | None:
+    """Of the :func:`deciding` groups, the one whose records decide ``claim`` at ``scale`` (at full: its job's)."""
+    return decides.get((scale, claim.job if scale == "full" else None))
 
 
 def teeth_verdict(repro: registry.Reproduction, claim: Claim, recs: list[dict[str, Any]]) -> str:
@@ -484,7 +491,8 @@ def render_track(track: str, by_slug: dict[str, list[dict[str, Any]]], out_dir: 
         n_paper = sum(c.kind == "paper" for c in repro.claims)
         if best is not None:
             expected = [c for c in repro.claims if c.kind == "paper" and best.scale in c.scales]
-            decides = {c.id: (best if best.scale != "full" else claim_group(repro, c, recs, "full")) for c in expected}
+            groups_at = deciding(repro, recs)
+            decides = {c.id: (best if best.scale != "full" else claim_group(c, groups_at, "full")) for c in expected}
             held = sum(_holds(c, g.recs) for c in expected if (g := decides[c.id]) is not None)
             summary.append([f"[{repro.slug}](#{repro.slug})", repro.paper.title, best.scale,
                             f"{best.dataset} ({best.provenance})",
@@ -554,9 +562,10 @@ def render_index(by_slug: dict[str, list[dict[str, Any]]], generated_by: str = "
     rows = []
     for slug, repro in repros.items():
         recs = by_slug.get(slug, [])
-        best = {scale: reported(repro, recs, scale) for scale in SCALES}
+        groups_at = deciding(repro, recs)
+        best = {scale: groups_at.get((scale, None)) for scale in SCALES}
         for claim in (c for c in repro.claims if c.kind == "paper"):
-            decide = {s: claim_group(repro, claim, recs, s) for s in SCALES}
+            decide = {s: claim_group(claim, groups_at, s) for s in SCALES}
             cells = [_verdict(claim, decide[s].recs) if decide[s] else "—" for s in SCALES]
             rows.append([f"[{slug}]({repro.track}.md#{slug})", f"`{claim.id}`", *cells,
                          teeth_verdict(repro, claim, recs)])

@@ -254,10 +254,10 @@ def test_a_full_jobs_claims_are_decided_by_that_jobs_records(tmp_path):
     # the job's group is current (not "an overridden config") and decides its claims in the matrix
     groups = leaderboard._ranked(repro, [vgg, lenet])
     assert [(g.job, g.current) for g in groups] == [(None, True), ("vgg19", True)]
-    assert leaderboard.claim_group(repro, repro.claim("c5-vgg19-warmup-ticket-beats-reinit"), [vgg, lenet],
-                                   "full").job == "vgg19"
-    assert leaderboard.claim_group(repro, repro.claim("c5-resnet18-warmup-ticket-beats-reinit"), [vgg, lenet],
-                                   "full") is None
+    decides = leaderboard.deciding(repro, [vgg, lenet])
+    assert leaderboard.claim_group(repro.claim("c5-vgg19-warmup-ticket-beats-reinit"), decides, "full").job == "vgg19"
+    assert leaderboard.claim_group(repro.claim("c5-resnet18-warmup-ticket-beats-reinit"), decides, "full") is None
+    assert leaderboard.reported(repro, [vgg, lenet], "full").job is None  # the preset's group
     index = leaderboard.render_index({"lottery_ticket": [vgg, lenet]})
     row = next(line for line in index.splitlines() if "`c5-vgg19-warmup-ticket-beats-reinit`" in line)
     assert "holds (1/1)" in row
