@@ -156,9 +156,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds)
     if args.overrides and len(slugs) > 1:
         raise SuiteError("--set applies to one reproduction; name exactly one")
-    # a full protocol made of several configurations (declared jobs) runs, and rehearses, each of them
-    specs = [r for s in slugs for seed in seeds for r in runner.full_runs(runner.RunSpec(s, args.scale, seed,
-                                                                                          tuple(args.overrides)))]
+    # a full protocol made of several configurations (declared jobs) runs, and rehearses, each of them; an
+    # assembled experiment runs one job per part (a rehearsal keeps it whole)
+    specs = [r for s in slugs for seed in seeds for r in runner.full_runs(
+        runner.RunSpec(s, args.scale, seed, tuple(args.overrides)), rehearse=args.rehearse)]
     if args.rehearse and args.dry_run:
         raise SuiteError("--rehearse and --dry-run exclude each other: a dry run builds, a rehearsal runs")
     if args.jobs < 1:

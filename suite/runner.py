@@ -206,14 +206,21 @@ def rehearsal_spec(spec: RunSpec) -> RunSpec:
     return RunSpec(spec.slug, "full", spec.seed, rehearsal.budget_overrides(spec.slug) + tuple(spec.overrides) + extra)
 
 
-def full_runs(spec: RunSpec) -> list[RunSpec]:
+def full_runs(spec: RunSpec, rehearse: bool = False) -> list[RunSpec]:
     """The runs of ``spec``: at full scale without ``--set``, the preset and every declared job of the
-    reproduction (a full protocol made of several configurations, ``jobs=`` of its registration);
-    otherwise ``spec`` alone."""
+    reproduction (a full protocol made of several configurations, ``jobs=`` of its registration), where
+    a reproduction that declares an :class:`~suite.spec.Assembly` runs its preset as one job per part
+    (s4d: one per LRA task, ``lra_tasks=<task>``; the leaderboard assembles them). A rehearsal keeps the
+    preset whole, so that its record evaluates the claims that need every part. Otherwise ``spec`` alone."""
     if spec.scale != "full" or spec.overrides:
         return [spec]
-    jobs = registry.get(spec.slug).jobs
-    return [spec] + [RunSpec(spec.slug, spec.scale, spec.seed, overrides) for overrides in jobs.values()]
+    repro = registry.get(spec.slug)
+    runs = [spec]
+    if repro.assembly is not None and not rehearse:
+        split = repro.assembly.split
+        parts = config_mod.canonical(config_mod.resolve(repro, "full"))[split]
+        runs = [RunSpec(spec.slug, spec.scale, spec.seed, (f"{split}={part}",)) for part in parts]
+    return runs + [RunSpec(spec.slug, spec.scale, spec.seed, overrides) for overrides in repro.jobs.values()]
 
 
 def _rehearse(spec: RunSpec, results_root: Path | None, device: str | None, show_progress: bool

@@ -22,7 +22,7 @@ DECLARED = sorted(s for s in registry.discover() if not s.startswith("_") and re
 
 def _rehearse(slug: str, tmp_path: Path) -> dict:
     recs = [runner.execute(s, tmp_path, device="cpu", rehearse=True)
-            for s in runner.full_runs(runner.RunSpec(slug, "full", 0))]
+            for s in runner.full_runs(runner.RunSpec(slug, "full", 0), rehearse=True)]
     rec = recs[0]
     assert rec["status"] == "rehearsal", rec.get("traceback", rec.get("error"))
     # every claim expected at full was evaluated by one of the full run's configurations (or is declared)
@@ -188,3 +188,14 @@ def test_a_multi_configuration_full_run_rehearses_each_configuration():
     assert runner.full_runs(one) == [one]
     assert len(runner.full_runs(runner.RunSpec("mig", "full", 0))) == 1
     assert len(runner.full_runs(runner.RunSpec("lottery_ticket", "small", 0))) == 1
+
+
+def test_an_assembled_experiment_runs_one_job_per_part_and_rehearses_whole():
+    """s4d declares Assembly(split="lra_tasks"): a full run or submission is one job per LRA task (the
+    leaderboard assembles them); its rehearsal stays one run, whose record evaluates the lra-avg claims."""
+    from reproductions.s4d import LRA_TASKS
+
+    runs = runner.full_runs(runner.RunSpec("s4d", "full", 0))
+    assert [r.overrides for r in runs] == [(f"lra_tasks={t}",) for t in LRA_TASKS]
+    assert [runner.resolve(r)[1].lra_tasks for r in runs] == [(t,) for t in LRA_TASKS]
+    assert runner.full_runs(runner.RunSpec("s4d", "full", 0), rehearse=True) == [runner.RunSpec("s4d", "full", 0)]
