@@ -32,10 +32,10 @@ class CosineHead(nn.Module):
     def n_classes(self) -> int:
         return self.weight.shape[0]
 
-    def forward(self, x: torch.Tensor, normalise_input: bool = True) -> torch.Tensor:
-        """Cosine logits; ``normalise_input=False`` for HAP pseudo-features (not re-normalised, spec §7)."""
-        x = F.normalize(x, dim=1) if normalise_input else x
-        return x @ F.normalize(self.weight, dim=1).T
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Cosine logits: the input is L2-normalised here, as the official head does before its last layer
+        (HAP's pseudo-features included: they are not re-normalised after sampling, but the head normalises)."""
+        return F.normalize(x, dim=1) @ F.normalize(self.weight, dim=1).T
 
     @torch.no_grad()
     def grow(self, new_rows: torch.Tensor) -> None:
@@ -183,10 +183,11 @@ def hap_probs(protos: torch.Tensor, temp: float = 0.1, uniform: bool = False) ->
 
 def hap_loss(head: CosineHead, protos: torch.Tensor, proto_labels: torch.Tensor, radius: float, n: int,
              probs: torch.Tensor) -> torch.Tensor:
-    """L_HAP: labels c ~ probs, pseudo-features μ_c + r·N(0, I) (not re-normalised), CE(head(feat)/0.1, c)."""
+    """L_HAP: labels c ~ probs, pseudo-features μ_c + r·N(0, I) (not re-normalised after sampling, spec §7),
+    CE(head(feat)/0.1, c); the cosine head normalises its input, as the official head's forward does."""
     idx = torch.multinomial(probs, n, replacement=True)
     feats = protos[idx] + radius * torch.randn(n, protos.shape[1], device=protos.device)
-    return F.cross_entropy(head(feats, normalise_input=False) / STUDENT_TEMP, proto_labels[idx])
+    return F.cross_entropy(head(feats) / STUDENT_TEMP, proto_labels[idx])
 
 
 def feature_kd(f_new: torch.Tensor, f_old: torch.Tensor) -> torch.Tensor:

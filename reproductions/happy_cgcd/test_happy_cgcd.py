@@ -10,8 +10,9 @@ import torch.nn.functional as F
 
 from reproductions.happy_cgcd import run
 from reproductions.happy_cgcd.backbone import dino_to_suite
-from reproductions.happy_cgcd.method import (CosineHead, hap_probs, hardness, info_nce, memax, old_new_accuracy,
-                                             select_new_centroids, shared_radius, soft_entropy, supcon)
+from reproductions.happy_cgcd.method import (CosineHead, hap_loss, hap_probs, hardness, info_nce, memax,
+                                             old_new_accuracy, select_new_centroids, shared_radius, soft_entropy,
+                                             supcon)
 from reproductions.happy_cgcd.stages import build_protocol, digit_view
 from suite import config as suite_config, registry
 from suite.context import for_tests
@@ -45,6 +46,22 @@ def test_hap_probs_softmax_and_favour_hardest():
     assert torch.allclose(p, torch.softmax(h / 0.1, 0), atol=1e-6)
     assert int(p.argmax()) in (0, 1)  # the two nearly identical prototypes are the hard ones
     assert torch.allclose(hap_probs(protos, uniform=True), torch.full((4,), 0.25))
+
+
+def test_hap_pseudo_features_reach_the_head_normalised():
+    """The official HAP feeds μ_c + r·ε (not re-normalised) to the head, whose forward L2-normalises it before
+    the cosine layer: the loss is the CE of cosine logits / 0.1, whatever the pseudo-features' norm."""
+    torch.manual_seed(0)
+    head, protos = CosineHead(16, 4), F.normalize(torch.randn(4, 16), dim=1)
+    labels, probs = torch.arange(4), torch.full((4,), 0.25)
+    torch.manual_seed(1)
+    got = hap_loss(head, protos, labels, 0.5, 64, probs)
+    torch.manual_seed(1)
+    idx = torch.multinomial(probs, 64, replacement=True)
+    feats = protos[idx] + 0.5 * torch.randn(64, 16)
+    want = F.cross_entropy(F.normalize(feats, dim=1) @ F.normalize(head.weight, dim=1).T / 0.1, labels[idx])
+    assert float(feats.norm(dim=1).mean()) > 2.0  # far from unit norm: skipping the normalisation would show
+    assert torch.allclose(got, want, atol=1e-6)
 
 
 def test_init_selects_lowest_max_logit():
