@@ -70,8 +70,8 @@ class Config:
                          Annotated[float, Range(0, open_lo=True)]] = (0.07, 0.04)  # stage-0 warm-up (start, end)
     teacher_warmup_frac: Annotated[float, Range(0, 1)] = 0.3  # of stage-0 steps (paper: 30 of 100 epochs)
     teacher_temp: Annotated[float, Range(0, open_lo=True)] = 0.05  # stages ≥ 1
-    nce_temp: Annotated[float, Range(0, open_lo=True)] = 0.1  # [verify]
-    supcon_temp: Annotated[float, Range(0, open_lo=True)] = 0.1  # [verify]
+    nce_temp: Annotated[float, Range(0, open_lo=True)] = 1.0  # official: info_nce_logits' default (train_happy.py)
+    supcon_temp: Annotated[float, Range(0, open_lo=True)] = 0.07  # official: SupConLoss's default (= its base temp)
     w_group: Annotated[float, Range(0)] = 1.0  # soft-entropy group term (CIFAR/CUB commands: 1; code default 2)
     lambda_hap: Annotated[float, Range(0)] = 1.0
     lambda_kd: Annotated[float, Range(0)] = 1.0
