@@ -18,7 +18,7 @@ import ast
 import dataclasses
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 START, END = "<!-- full-preset-table -->", "<!-- /full-preset-table -->"
 HEADER = ["setting", "official value", "official file", "ours (config field = value)", "note"]
@@ -125,3 +125,32 @@ def readme(slug: str) -> str:
     from suite.environment import REPO_ROOT
 
     return (Path(REPO_ROOT) / "reproductions" / slug / "README.md").read_text(encoding="utf-8")
+
+
+def pinned_table_tests(slug: str, *, pinned: int, compared: int, every_field: bool = False) -> tuple[Callable, Callable]:
+    """The two tests of a reproduction's ``test_official_config.py``: the table is the resolved full preset
+    (with at least ``pinned`` fields pinned and ``compared`` ``same`` rows checked against the official value,
+    today's counts), and a drifted "ours" cell fails the check (so the parser cannot be matching nothing)."""
+    def full():
+        from suite import config, registry
+
+        return config.resolve(registry.get(slug), "full")
+
+    def test_full_preset_is_the_readme_table() -> None:
+        got = check(full(), readme(slug), every_field=every_field)
+        assert got[0] >= pinned and got[1] >= compared, f"(pinned, compared) = {got}, was ({pinned}, {compared})"
+
+    def test_a_drifted_readme_value_fails() -> None:
+        text = readme(slug)
+        field, value = next(o for o in map(ours, table(text)) if o is not None)
+        drifted = text.replace(f"`{field} = {value}`", f"`{field} = {value}0`", 1)
+        drifted = drifted if drifted != text else text.replace(f"| {field} = {value} |", f"| {field} = {value}0 |", 1)
+        assert drifted != text, f"could not find the cell of {field} to drift"
+        try:
+            check(full(), drifted, every_field=every_field)
+        except AssertionError as exc:
+            assert field in str(exc), exc
+        else:
+            raise AssertionError(f"a drifted `{field}` cell passed the check")
+
+    return test_full_preset_is_the_readme_table, test_a_drifted_readme_value_fails

@@ -1,24 +1,6 @@
 """rfc_bonsai's full preset is pinned to its README table "Full preset against the official code" (issue 17;
 suite/official.py): a preset changed without the README, or the README without the preset, fails here."""
-import pytest
+from suite.official import pinned_table_tests
 
-from suite import config, official, registry
-
-SLUG = "rfc_bonsai"
-
-
-def _cfg():
-    return config.resolve(registry.get(SLUG), "full")
-
-
-def test_full_preset_is_the_readme_table():
-    pinned, compared = official.check(_cfg(), official.readme(SLUG))
-    assert pinned >= 24 and compared >= 14  # config fields pinned, `same` rows checked against the official value
-
-
-def test_a_drifted_readme_value_fails():
-    text = official.readme(SLUG)
-    drifted = text.replace("hidden = 390 |", "hidden = 391 |", 1).replace("`hidden = 390`", "`hidden = 391`", 1)
-    assert drifted != text
-    with pytest.raises(AssertionError, match="hidden"):
-        official.check(_cfg(), drifted)
+test_full_preset_is_the_readme_table, test_a_drifted_readme_value_fails = pinned_table_tests(
+    "rfc_bonsai", pinned=24, compared=14)
