@@ -231,11 +231,13 @@ def _ranked(repro: registry.Reproduction, recs: Iterable[dict[str, Any]]) -> lis
                                       g.job is not None))
 
 
-def deciding(repro: registry.Reproduction, recs: Iterable[dict[str, Any]]) -> dict[tuple[str, str | None], Group]:
+def deciding(repro: registry.Reproduction, recs: Iterable[dict[str, Any]],
+             ranked: list[Group] | None = None) -> dict[tuple[str, str | None], Group]:
     """Per ``(scale, job)``: the group whose verdicts stand there (counted, the current preset or job
-    config if it ran); ``job`` is None for the preset and below full scale."""
+    config if it ran); ``job`` is None for the preset and below full scale. ``ranked``: :func:`_ranked`'s
+    groups of ``recs`` when the caller has them already."""
     out: dict[tuple[str, str | None], Group] = {}
-    for g in _ranked(repro, recs):
+    for g in ranked if ranked is not None else _ranked(repro, recs):
         if g.counted:
             out.setdefault((g.scale, g.job), g)
     return out
@@ -491,7 +493,7 @@ def render_track(track: str, by_slug: dict[str, list[dict[str, Any]]], out_dir: 
         n_paper = sum(c.kind == "paper" for c in repro.claims)
         if best is not None:
             expected = [c for c in repro.claims if c.kind == "paper" and best.scale in c.scales]
-            groups_at = deciding(repro, recs)
+            groups_at = deciding(repro, recs, groups)
             decides = {c.id: (best if best.scale != "full" else claim_group(c, groups_at, "full")) for c in expected}
             held = sum(_holds(c, g.recs) for c in expected if (g := decides[c.id]) is not None)
             summary.append([f"[{repro.slug}](#{repro.slug})", repro.paper.title, best.scale,

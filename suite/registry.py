@@ -59,7 +59,7 @@ class Reproduction:
         out = {}
         for name, overrides in self.jobs.items():
             cfg = config_mod.canonical(config_mod.resolve(self, "full", overrides))
-            out[name] = {kv.split("=", 1)[0].strip(): cfg[kv.split("=", 1)[0].strip()] for kv in overrides}
+            out[name] = {k: cfg[k] for k in map(_override_key, overrides)}
         return out
 
     def job_of(self, scale: str, config: Mapping[str, Any]) -> str | None:
@@ -72,6 +72,11 @@ class Reproduction:
             if len(values) > size and all(config.get(k) == v for k, v in values.items()):
                 best, size = name, len(values)
         return best
+
+
+def _override_key(kv: str) -> str:
+    """The config field of a ``field=value`` override."""
+    return kv.split("=", 1)[0].strip()
 
 
 _REGISTRY: dict[str, Reproduction] = {}
@@ -115,7 +120,7 @@ def reproduction(
         if assembly is not None and assembly.split not in fields:
             raise TypeError(f"{name}: assembly.split={assembly.split!r} is not a config field")
         for job, overrides in repro.jobs.items():
-            keys = [kv.split("=", 1)[0].strip() for kv in overrides]
+            keys = [_override_key(kv) for kv in overrides]
             if not job.isidentifier() or not overrides or any("=" not in kv for kv in overrides) \
                     or not set(keys) <= fields:
                 raise TypeError(f"{name}: job {job!r} must be a name with 'field=value' overrides of config fields, "
