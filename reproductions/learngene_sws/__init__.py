@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Annotated, Literal
 
-import torch
 
 from suite.config import Range
 from suite.context import RunContext
@@ -28,6 +27,9 @@ class Config:
     # --- Aux-Net / descendants (spec §6: width 64, 4 heads, 8 layers in 4 stages (2,2,2,2))
     dim: Annotated[int, Range(4)] = 64
     heads: Annotated[int, Range(1)] = 4
+    # heads of the Aux-Net (and of its no-stage / ancestor peers); None: ``heads``. The official Aux-S has 12
+    # heads of width 32, its descendants 6 of width 64 (README table): a copied qkv splits into other heads
+    aux_heads: Annotated[int | None, Range(1)] = None
     mlp_ratio: Annotated[float, Range(0)] = 2.0
     patch: Annotated[int, Range(1)] = 2
     stages: tuple[Annotated[int, Range(1)], ...] = (2, 2, 2, 2)
@@ -51,6 +53,10 @@ class Config:
     variant: Variant = "correct"   # TEETH ONLY
 
     def validate(self) -> None:
+        for name in ("heads", "aux_heads"):
+            h = getattr(self, name) or self.heads
+            if self.dim % h:
+                raise ConfigError(f"{name}={h} does not divide dim={self.dim}; pick a divisor of dim")
         if len(self.stages) > min(self.depths):
             raise ConfigError(f"every descendant needs >= {len(self.stages)} layers (one per stage)")
 
@@ -63,7 +69,7 @@ SCALES = {
     # (<= 2.5 min/seed single-threaded); architecture (8 layers, 4 stages (2,2,2,2)) and algorithm unchanged
     "small": {"dim": 32, "teacher_epochs": 10, "aux_epochs": 20, "scratch_long_epochs": 10, "batch_size": 128},
     # full: Aux-S on ImageNet-1K (released recipe, README table); see full.py
-    "full": {"dim": 384, "heads": 6, "mlp_ratio": 4.0, "patch": 16, "stages": (3, 3, 4, 3, 3),
+    "full": {"dim": 384, "heads": 6, "aux_heads": 12, "mlp_ratio": 4.0, "patch": 16, "stages": (3, 3, 4, 3, 3),
              "depths": (6, 8, 10, 12), "aux_epochs": 150, "aux_lr": 5e-4, "des_epochs": 10, "des_lr": 5e-5,
              "scratch_long_epochs": 100, "batch_size": 512, "min_lr_ratio": 0.02, "data": "imagenet"},
 }
@@ -115,16 +121,15 @@ def run(cfg: Config, ctx: RunContext) -> Outcome:
     metrics = mechanism_metrics()
     if cfg.data == "imagenet":
         from . import full
-        from .method import expand, make_vit, share_stages
+        from .experiment import build_vit
+        from .method import expand, share_stages
 
         train, test, classes, ref = full.load(ctx, cfg.batch_size, cfg.workers)
         shape = (3, 224, 224)
         if ctx.dry_run:   # build every model of the pipeline, train none
-            aux = share_stages(make_vit(224, cfg.patch, 3, classes, cfg.dim, sum(cfg.stages), cfg.heads,
-                                        cfg.mlp_ratio), tuple(cfg.stages))
+            aux = share_stages(build_vit(cfg, sum(cfg.stages), shape, classes, aux=True), tuple(cfg.stages))
             for d in cfg.depths:
-                expand(aux, tuple(cfg.stages), d, make_vit(224, cfg.patch, 3, classes, cfg.dim, d, cfg.heads,
-                                                           cfg.mlp_ratio))
+                expand(aux, tuple(cfg.stages), d, build_vit(cfg, d, shape, classes))
             return Outcome(metrics=metrics, dataset=ref)
         metrics.update(run_protocol(cfg, ctx, train, test, shape, classes, len(train.dataset)))
         return Outcome(metrics=metrics, dataset=ref)

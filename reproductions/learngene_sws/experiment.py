@@ -32,9 +32,11 @@ def accuracy(model: torch.nn.Module, test: Any, dev: torch.device | None = None)
     return hit.item() / max(tot, 1)
 
 
-def _vit(cfg: Any, depth: int, shape: tuple[int, int, int], classes: int):
+def build_vit(cfg: Any, depth: int, shape: tuple[int, int, int], classes: int, aux: bool = False):
+    """A descendant-shaped ViT; ``aux``: an ancestor (Aux-Net, no-stage, ancestor layers), with ``aux_heads``."""
     c, h, _ = shape
-    return make_vit(h, cfg.patch, c, classes, cfg.dim, depth, cfg.heads, cfg.mlp_ratio)
+    heads = (cfg.aux_heads or cfg.heads) if aux else cfg.heads
+    return make_vit(h, cfg.patch, c, classes, cfg.dim, depth, heads, cfg.mlp_ratio)
 
 
 def _tc(cfg: Any, epochs: int, lr: float, wd: float) -> TrainConfig:
@@ -91,19 +93,19 @@ def run_protocol(cfg: Any, ctx: Any, train: Any, test: Any, shape: tuple[int, in
 
     # --- ancestors: SWS Aux-Net (stages), no-stage Aux-Net (one shared layer), normally trained ancestor
     torch.manual_seed(ctx.seed + 1)
-    aux, aux_s, aux_steps = pretrain(share_stages(_vit(cfg, sum(stages), shape, classes), stages), "aux")
+    aux, aux_s, aux_steps = pretrain(share_stages(build_vit(cfg, sum(stages), shape, classes, aux=True), stages), "aux")
     m.update(aux_acc=accuracy(aux, test, dev), aux_train_s=aux_s, aux_steps=aux_steps)
     torch.manual_seed(ctx.seed + 2)
     one = (sum(stages),)
-    nostage, _, _ = pretrain(share_stages(_vit(cfg, sum(stages), shape, classes), one), "nostage")
+    nostage, _, _ = pretrain(share_stages(build_vit(cfg, sum(stages), shape, classes, aux=True), one), "nostage")
     torch.manual_seed(ctx.seed + 3)
-    anc, _, _ = pretrain(_vit(cfg, sum(stages), shape, classes), "ancestor")
+    anc, _, _ = pretrain(build_vit(cfg, sum(stages), shape, classes, aux=True), "ancestor")
     m["ancestor_acc"] = accuracy(anc, test, dev)
     unit = (1,) * sum(stages)   # every ancestor layer is its own "stage"; pick evenly spaced ones
 
     # parameters stored to initialise all descendants (C2): learngene layers + embeddings/head, vs each size
     m["params_stored_sws"] = float(n_params(aux))
-    m["params_stored_ptft"] = float(sum(n_params(_vit(cfg, d, shape, classes)) for d in cfg.depths))
+    m["params_stored_ptft"] = float(sum(n_params(build_vit(cfg, d, shape, classes)) for d in cfg.depths))
     m["params_ratio_ptft_over_sws"] = m["params_stored_ptft"] / m["params_stored_sws"]
 
     # --- Stage 2: expand + short fine-tune (no distillation), each depth, each init
@@ -112,7 +114,7 @@ def run_protocol(cfg: Any, ctx: Any, train: Any, test: Any, shape: tuple[int, in
     for d in cfg.depths:
         for init in inits + ("scratch_long",):
             torch.manual_seed(ctx.seed + 10 + d)
-            des = _vit(cfg, d, shape, classes).to(dev)
+            des = build_vit(cfg, d, shape, classes).to(dev)
             if init == "sws":
                 mp = stage_mapping(d, len(stages))
                 if cfg.variant == "shuffled-stages":
@@ -147,8 +149,8 @@ def run_protocol(cfg: Any, ctx: Any, train: Any, test: Any, shape: tuple[int, in
     m["sws_minus_scratch_long_mean"] = m["acc_sws_mean"] - m["acc_scratch_long_mean"]
     # training cost (C1): Aux-Net once (amortised over the depths) + short tuning vs long scratch of every depth,
     # in sample-passes x model-parameters (epochs x size, spec §4)
-    p = {d: n_params(_vit(cfg, d, shape, classes)) for d in cfg.depths}
-    p_aux = n_params(_vit(cfg, sum(stages), shape, classes))   # compute runs every (shared) layer
+    p = {d: n_params(build_vit(cfg, d, shape, classes)) for d in cfg.depths}
+    p_aux = n_params(build_vit(cfg, sum(stages), shape, classes, aux=True))   # compute runs every (shared) layer
     sws_cost = cfg.aux_epochs * p_aux * (0 if cfg.variant == "untrained-aux" else 1) + sum(
         cfg.des_epochs * p[d] for d in cfg.depths)
     m["cost_ratio_scratch_long_over_sws"] = sum(cfg.scratch_long_epochs * p[d] for d in cfg.depths) / max(sws_cost, 1)

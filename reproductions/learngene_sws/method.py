@@ -4,7 +4,6 @@ Built on suite.models.ViT with mean pooling (the released Aux-Nets have no class
 """
 from __future__ import annotations
 
-import copy
 
 import torch
 from torch import nn
@@ -62,7 +61,8 @@ def expand(aux: ViT, stages: tuple[int, ...], depth: int, des: ViT, mapping: tup
             getattr(des, name).load_state_dict(getattr(aux, name).state_dict())
         des.pos.copy_(aux.pos)
         des.cls.copy_(aux.cls)
-        des.blocks = nn.ModuleList(copy.deepcopy(genes[m]) for m in mapping)
+        for blk, m in zip(des.blocks, mapping):   # weights into the descendant's own blocks (its own heads)
+            blk.load_state_dict(genes[m].state_dict())
     return des
 
 
