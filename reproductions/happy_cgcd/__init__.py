@@ -25,7 +25,7 @@ from suite.errors import ConfigError
 from suite.metrics.clustering import ari, nmi
 from suite.registry import reproduction
 from suite.spec import Claim, DatasetRef, Outcome, Paper, Resources, Table
-from suite.train import TrainConfig, fit
+from suite.train import TrainConfig, decay_groups, fit
 
 # "happy": the method; "naive": memax over all classes, random head init, uniform prototype sampling;
 # "happy_uniform": Happy with uniform instead of hardness-aware prototype sampling (ablation for C3).
@@ -54,8 +54,10 @@ class Config:
     feat_dim: Annotated[int, Range(1)] = 128
     proj_hidden: Annotated[int, Range(1)] = 256
     proj_dim: Annotated[int, Range(1)] = 128
+    proj_layers: Annotated[int, Range(1)] = 3  # linear layers of the projector (official num_mlp_layers = 3)
     weights: str = DINO_FILE  # DINO checkpoint under the data root (vit_b16_dino only)
     image_size: Annotated[int, Range(1)] = 224
+    crop_pct: Annotated[float, Range(0, 1, open_lo=True)] = 0.875  # images: resize to image_size / crop_pct, crop
     train_last_only: bool = True  # stages ≥ 1: MLP's first layer frozen (analogue of grad_from_block=11)
     stage0_epochs: Annotated[int, Range(1)] = 30
     stage_epochs: Annotated[int, Range(1)] = 30
@@ -79,9 +81,15 @@ class Config:
     variant: Variant = "paper"
 
 
+N_VIEWS = 2  # augmented views per image (official --n_views 2)
+
+
 @dataclass
 class Views:
+    """``pre``: the test transform (encoding, evaluation); ``train_pre`` then ``aug`` (once per view): the
+    training transform. Images: resize to 256 + centre 224 crop; resize to 256, then random 224 crop + flip."""
     pre: Callable[[torch.Tensor], torch.Tensor]
+    train_pre: Callable[[torch.Tensor], torch.Tensor]
     aug: Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -111,7 +119,7 @@ def load_protocol(cfg: Config, ctx) -> tuple[Protocol, Views, tuple[int, ...], D
         itr, ite = train_test_split(np.arange(len(y)), test_size=cfg.test_frac, stratify=y.numpy(),
                                     random_state=ctx.seed)
         proto = build_protocol(x[itr], y[itr], x[ite], y[ite], n_classes=10, **kw)
-        return proto, Views(lambda v: v, digit_view), (1, 8, 8), digits.load()["train"].ref
+        return proto, Views(lambda v: v, lambda v: v, digit_view), (1, 8, 8), digits.load()["train"].ref
     if cfg.dataset in IMAGE_SETS:
         _, k = IMAGE_SETS[cfg.dataset]
         # TinyImageNet (100,000 train images) streams from disk; CIFAR-100 (150 MB as uint8) is held in memory
@@ -122,8 +130,10 @@ def load_protocol(cfg: Config, ctx) -> tuple[Protocol, Views, tuple[int, ...], D
             kw.update(per_new=0, per_old=1, per_disc=1)
         xs = (tr, te) if cfg.dataset == "tinyimagenet" else (tr.x, te.x)  # on-disk splits, or tensors
         proto = build_protocol(xs[0], tr.y, xs[1], te.y, n_classes=k, **kw)
-        return proto, Views(image_preprocess(cfg.image_size), image_view), (3, cfg.image_size, cfg.image_size), \
-            DatasetRef.combine(tr.ref, te.ref)
+        size = cfg.image_size
+        views = Views(image_preprocess(size, cfg.crop_pct), image_preprocess(size, cfg.crop_pct, crop=False),
+                      lambda v: image_view(v, size))  # the official `imagenet` transform
+        return proto, views, (3, size, size), DatasetRef.combine(tr.ref, te.ref)
     raise ConfigError(f"dataset={cfg.dataset!r} is unknown; use digits, cifar100 or tinyimagenet")
 
 
@@ -185,14 +195,15 @@ def train_stage0(cfg: Config, net: CGCDNet, proto: Protocol, views: Views, ctx) 
         t0, t1 = cfg.teacher_temp0
         temp = t0 + (t1 - t0) * min(1.0, calls.n / warm)  # teacher temperature warm-up
         calls.n += 1
-        x = views.pre(xb)
+        x = views.train_pre(xb)
         (_, z1, c1), (_, z2, c2) = m(views.aug(x)), m(views.aug(x))
         cluster = self_distillation([c1, c2], temp) + memax(mean_probs([c1, c2]))
         ce = F.cross_entropy(torch.cat([c1, c2]) / 0.1, torch.cat([yb, yb]))
         return 0.65 * cluster + 0.35 * ce + 0.65 * info_nce([z1, z2], cfg.nce_temp) + \
             0.35 * supcon([z1, z2], yb, cfg.supcon_temp)
 
-    fit(net, loss, fit_data(s0.x, s0.y, cfg.batch_size, ctx), tc, ctx=ctx, name="stage0", stateful={"teacher": calls})
+    fit(net, loss, fit_data(s0.x, s0.y, cfg.batch_size, ctx), tc, ctx=ctx, name="stage0", stateful={"teacher": calls},
+        param_groups=decay_groups(net, cfg.weight_decay))
 
 
 def run_continual(cfg: Config, method: str, net0: CGCDNet, proto: Protocol, views: Views, protos0: torch.Tensor,
@@ -241,8 +252,8 @@ def run_continual(cfg: Config, method: str, net0: CGCDNet, proto: Protocol, view
 
         def loss(m: CGCDNet, xb: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
             xb = xb[0] if isinstance(xb, (tuple, list)) else xb  # streamed batches carry labels: unused here
-            x = views.pre(xb)
-            v = torch.cat([views.aug(x), views.aug(x)])
+            x = views.train_pre(xb)
+            v = torch.cat([views.aug(x) for _ in range(N_VIEWS)])
             f, z, c = m(v)
             (c1, c2), (z1, z2) = c.chunk(2), z.chunk(2)
             p_bar = mean_probs([c1, c2])
@@ -252,11 +263,11 @@ def run_continual(cfg: Config, method: str, net0: CGCDNet, proto: Protocol, view
             with torch.no_grad():
                 f_old = prev.features(v)
             return (self_distillation([c1, c2], cfg.teacher_temp) + reg + info_nce([z1, z2], cfg.nce_temp)
-                    + lam_hap * hap_loss(m.head, p_dev, l_dev, radius, len(xb), probs)
+                    + lam_hap * hap_loss(m.head, p_dev, l_dev, radius, N_VIEWS * cfg.batch_size, probs)
                     + cfg.lambda_kd * feature_kd(f, f_old))
 
         fit(net, loss, fit_data(st.x, None, cfg.batch_size, ctx), _train_cfg(cfg, cfg.stage_epochs, cfg.lr), ctx=ctx,
-            name=f"{method}-stage{st.index}")
+            name=f"{method}-stage{st.index}", param_groups=decay_groups(net, cfg.weight_decay))
         # store prototypes of the classes discovered at this stage (pseudo-labels = head argmax)
         feats, logits = encode(net, st.x, views.pre)
         pseudo = logits.argmax(1)
@@ -285,7 +296,7 @@ def summarise(per: dict[str, float], s0_old: float, n_stages: int) -> dict[str, 
 def dry_build(cfg: Config, net: CGCDNet, proto: Protocol, views: Views) -> None:
     """Build the full pipeline without training: one stage-0 and one stage-1 loss evaluation."""
     xb = next(batches(proto.stages[0].x, 4, "cpu"))
-    (_, z1, c1), (_, z2, c2) = net(views.aug(views.pre(xb))), net(views.aug(views.pre(xb)))
+    (_, z1, c1), (_, z2, c2) = net(views.aug(views.train_pre(xb))), net(views.aug(views.train_pre(xb)))
     self_distillation([c1, c2], 0.07) + info_nce([z1, z2], cfg.nce_temp) + supcon([z1, z2], proto.stages[0].y[:4],
                                                                                    cfg.supcon_temp)
     net.head.grow(torch.randn(cfg.n_new, net.head.weight.shape[1]))
@@ -354,7 +365,7 @@ def run(cfg: Config, ctx) -> Outcome:  # noqa: ANN001
     weights = dino_weights(ctx, cfg.weights) if cfg.backbone == "vit_b16_dino" else None
     backbone, fdim, wdesc = build_backbone(cfg.backbone, int(np.prod(shape)), cfg.hidden, cfg.feat_dim,
                                            cfg.image_size, weights, ctx.dry_run)
-    net = CGCDNet(backbone, fdim, cfg.n_old, cfg.proj_dim, cfg.proj_hidden)
+    net = CGCDNet(backbone, fdim, cfg.n_old, cfg.proj_dim, cfg.proj_hidden, cfg.proj_layers)
     if ctx.dry_run:
         dry_build(cfg, net, proto, views)
         return Outcome(metrics={}, dataset=ref, notes={"backbone_weights": wdesc})

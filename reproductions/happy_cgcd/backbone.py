@@ -23,7 +23,8 @@ _RENAME = {"patch_embed.proj.weight": "patch.weight", "patch_embed.proj.bias": "
 
 
 class ViTFeatures(nn.Module):
-    """ViT-B/16 returning the (final-normed) CLS feature; ``grad_from_block``: earlier blocks frozen."""
+    """ViT-B/16 returning the (final-normed) CLS feature; ``grad_from_block``: earlier blocks and the final norm
+    frozen."""
 
     def __init__(self, image_size: int = 224, grad_from_block: int = 11) -> None:
         super().__init__()
@@ -36,9 +37,11 @@ class ViTFeatures(nn.Module):
         self.freeze()
 
     def freeze(self) -> None:
+        """Train blocks ``grad_from_block``.. only. As in the official name filter (``'block' in name``), the
+        patch embedding, CLS token, positional embedding and the final ``norm`` stay frozen."""
         for name, p in self.vit.named_parameters():
             blk = int(name.split(".")[1]) if name.startswith("blocks.") else -1
-            p.requires_grad = blk >= self.grad_from_block or name.startswith("norm.")
+            p.requires_grad = blk >= self.grad_from_block
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.vit.features(x)

@@ -44,23 +44,41 @@ class CosineHead(nn.Module):
         self.weight = nn.Parameter(w)
 
 
+def projector(feat_dim: int, hidden: int, out: int, n_layers: int = 3) -> nn.Sequential:
+    """The SimGCD/DINO projector MLP: ``n_layers`` linear layers with GELU between them,
+    feat_dim → hidden (→ hidden)×(n_layers − 2) → out (official ``DINOHead.mlp``, ``num_mlp_layers = 3``)."""
+    if n_layers < 1:
+        raise ValueError(f"projector needs at least 1 linear layer, got {n_layers}")
+    if n_layers == 1:
+        return nn.Sequential(nn.Linear(feat_dim, out))
+    dims = [feat_dim] + [hidden] * (n_layers - 1)
+    layers: list[nn.Module] = []
+    for a, b in zip(dims[:-1], dims[1:]):
+        layers += [nn.Linear(a, b), nn.GELU()]
+    return nn.Sequential(*layers, nn.Linear(hidden, out))
+
+
 class CGCDNet(nn.Module):
-    """backbone → f(x) (normalised); ``proj`` for the contrastive loss; ``head`` the cosine classifier."""
+    """backbone → f(x) (normalised); ``proj`` (on the un-normalised backbone output) for the contrastive loss;
+    ``head`` the cosine classifier."""
 
     def __init__(self, backbone: nn.Module, feat_dim: int, n_classes: int, proj_dim: int = 128,
-                 proj_hidden: int = 256) -> None:
+                 proj_hidden: int = 256, proj_layers: int = 3) -> None:
         super().__init__()
         self.backbone = backbone
-        self.proj = nn.Sequential(nn.Linear(feat_dim, proj_hidden), nn.GELU(), nn.Linear(proj_hidden, proj_dim))
+        self.proj = projector(feat_dim, proj_hidden, proj_dim, proj_layers)
         self.head = CosineHead(feat_dim, n_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.backbone(x), dim=1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(normalised feature, normalised projection, cosine logits)."""
-        f = self.features(x)
-        return f, F.normalize(self.proj(f), dim=1), self.head(f)
+        """(normalised feature, normalised projection, cosine logits). The projector reads the backbone output
+        before the L2 normalisation, as the official ``DINOHead.forward`` (``x_proj = self.mlp(x)``, then
+        ``x = normalize(x)`` for the cosine layer)."""
+        b = self.backbone(x)
+        f = F.normalize(b, dim=1)
+        return f, F.normalize(self.proj(b), dim=1), self.head(f)
 
 
 # --------------------------------------------------------------------------- SimGCD terms

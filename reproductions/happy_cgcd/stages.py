@@ -86,20 +86,49 @@ def digit_view(x: torch.Tensor, shift: int = 1, noise: float = 0.1) -> torch.Ten
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def image_preprocess(size: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """uint8 (N, 3, H, W) → float, resized to ``size`` (bilinear), ImageNet-normalised (DINO input)."""
+def resize_side(size: int, crop_pct: float) -> int:
+    """The side images are resized to before the 224 crop: int(224 / 0.875) = 256 (official ``imagenet``
+    transform: ``Resize(int(image_size / crop_pct))``)."""
+    return int(size / crop_pct)
+
+
+def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    top, left = (x.shape[-2] - size) // 2, (x.shape[-1] - size) // 2
+    return x[..., top:top + size, left:left + size]
+
+
+def image_preprocess(size: int, crop_pct: float = 0.875, crop: bool = True) -> Callable[[torch.Tensor], torch.Tensor]:
+    """uint8 (N, 3, H, W) of square images → float, bicubic resize to ``int(size / crop_pct)``, clamped to
+    [0, 1] (torchvision's PIL resize works on uint8), then (``crop``) the centre ``size`` crop, then
+    ImageNet normalisation: the official ``imagenet`` test transform (Resize(256, bicubic), CenterCrop(224),
+    Normalize). ``crop=False`` is the training input before :func:`image_view`'s random crop."""
+    side = resize_side(size, crop_pct)
+
     def f(x: torch.Tensor) -> torch.Tensor:
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x
-        if x.shape[-1] != size:
-            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        if x.shape[-1] != side or x.shape[-2] != side:
+            x = F.interpolate(x, size=(side, side), mode="bicubic", align_corners=False).clamp_(0.0, 1.0)
+        if crop:
+            x = centre_crop(x, size)
         m = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
         s = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
         return (x - m) / s
     return f
 
 
-def image_view(x: torch.Tensor, pad_frac: float = 0.125) -> torch.Tensor:
-    """Random translation (reflect) by up to ``pad_frac`` of the side and horizontal flip, on a preprocessed
-    (square) batch; one grid_sample [verify: the official recipe uses RandomResizedCrop/flip/colour jitter]."""
-    return shift_flip(x, pad_frac * x.shape[-1], flip=True, whole_pixels=False, mode="bilinear",
-                      padding_mode="reflection")
+def image_view(x: torch.Tensor, size: int) -> torch.Tensor:
+    """The official ``imagenet`` training augmentation after its resize (``image_preprocess(crop=False)``):
+    a random ``size`` × ``size`` crop at a uniform whole-pixel offset (``RandomCrop(224)``) and a horizontal
+    flip with probability 1/2 (``RandomHorizontalFlip``), per image, batched by index arithmetic. Its
+    ``ColorJitter()`` has no arguments and does nothing, so there is none here."""
+    n, _, h, w = x.shape
+    dev = x.device
+    top = torch.randint(0, h - size + 1, (n,), device=dev)
+    left = torch.randint(0, w - size + 1, (n,), device=dev)
+    ar = torch.arange(size, device=dev)
+    rows = (top[:, None] + ar)[:, :, None]  # (N, size, 1)
+    cols = (left[:, None] + ar)[:, None, :]  # (N, 1, size)
+    out = x.permute(0, 2, 3, 1)[torch.arange(n, device=dev)[:, None, None], rows, cols]  # (N, size, size, C)
+    out = out.permute(0, 3, 1, 2)
+    flip = torch.rand(n, device=dev) < 0.5
+    return torch.where(flip[:, None, None, None], out.flip(-1), out)
