@@ -41,11 +41,15 @@ class Config:
     erm_steps: Annotated[int, Range(1)] = 51  # discovery round 0 (ERM), full batch
     dro_steps: Annotated[int, Range(1)] = 501  # discovery rounds k >= 1 (max over groups)
     synth_steps: Annotated[int, Range(1)] = 501  # synthesis (multi-head distillation)
-    irm_steps: Annotated[int, Range(1)] = 3001  # OoD stage, IRMv1
+    irm_steps: Annotated[int, Range(1)] = 3001  # OoD stage, IRMv1 (from the Bonsai inits and the frozen controls)
+    irm_base_steps: Annotated[int | None, Range(1)] = None  # IRMv1 from the rand / erm inits (None: irm_steps);
+    # full: 1001, as the official coloredmnist_anneal.sh runs every method from Rand / ERM init
     ood_steps: Annotated[int, Range(1)] = 1001  # OoD stage, other methods (and ERM / oracle)
     erm_init_steps: Annotated[int, Range(1)] = 51  # ERM pre-training of the "erm" init (= round 0's budget)
     lr: Annotated[float, Range(0, open_lo=True)] = 5e-4
     rho: Annotated[float, Range(0)] = 0.0011  # explicit L2 weight
+    erm_rho_grid: tuple[Annotated[float, Range(0)], ...] = ()  # L2 weights swept for the ERM rows and the oracle
+    # (best reported, like the penalty grid); () = rho alone. Full: the official coloredmnist_erm.sh / _rfc.sh sweep
     methods: tuple[str, ...] = ("erm", "irm", "vrex")
     inits: tuple[str, ...] = ALL_INITS
     cf_methods: tuple[str, ...] = ()  # further methods run only on the cheap frozen-feature inits
@@ -56,15 +60,19 @@ class Config:
     subset_methods: tuple[str, ...] = ("erm", "irm", "vrex")
     subset_inits: tuple[str, ...] = ("bonsai_cf", "erm_cf", "rand_cf")
     # Camelyon17 (full scale, spec §5)
-    cam_epochs: Annotated[int, Range(1)] = 5
+    cam_epochs: Annotated[int, Range(1)] = 10  # ERM / DRO rounds and downstream (official n_epochs 10)
+    cam_synth_epochs: Annotated[int, Range(1)] = 20  # synthesis (official camelyon17_rfc_r0r1_syn.sh --n_epochs 20)
     cam_batch: Annotated[int, Range(1)] = 32
     cam_lr: Annotated[float, Range(0, open_lo=True)] = 1e-3
     cam_weight_decay: Annotated[float, Range(0)] = 0.01
     cam_synth_weight_decay: Annotated[float, Range(0)] = 1e-6
+    cam_finetune_weight_decay: Annotated[float, Range(0)] = 1e-6  # official *_syneven_*_l2.sh fine-tuning
     cam_methods: tuple[str, ...] = ("erm", "irm", "vrex", "clove")
     cam_finetune_methods: tuple[str, ...] = ("erm", "vrex")
     cam_lams: tuple[Annotated[float, Range(0)], ...] = (0, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 25, 50, 75, 100, 250,
                                                         500, 750, 1000)
+    cam_clove_lams: tuple[Annotated[float, Range(0)], ...] = (0, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.0075,
+                                                              0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1)
     cam_max_per_split: Annotated[int | None, Range(1)] = None
     variant: Variant = "paper"        # broken on purpose (teeth, ablations): see Variant above
 
@@ -75,7 +83,8 @@ SCALES = {
     "small": {"datasets": ("colored-digits", "colored-mnist-subset"), "inits": INITS,
               "cf_methods": ("sd", "iga", "fishr", "clove")},
     "full": {"datasets": ("colored-mnist", "camelyon17"), "hidden": 390, "methods": ALL_METHODS,
-             "inits": INITS, "lam_grid": True},
+             "inits": INITS, "lam_grid": True, "irm_base_steps": 1001,
+             "erm_rho_grid": (0.0001, 0.0005, 0.001, 0.005, 0.01)},
 }
 
 _T1 = "unverified: the spec's transcription of the official repo's Table 1 (10 restarts, ColoredMNIST), /100"
@@ -133,8 +142,9 @@ def _protocol(cfg: Config, methods: tuple[str, ...], inits: tuple[str, ...], hid
                           synth_steps=cfg.synth_steps, lr=cfg.lr, rho=cfg.rho, variant=bonsai_variant(cfg.variant))
     lams = {m: (METHODS[m].grid if cfg.lam_grid else ((0.0,) if m == "erm" else (cfg.lam,))) for m in METHODS}
     return ColoredProtocol(hidden=hidden, bonsai=bcfg, methods=methods, inits=inits, lams=lams,
-                           irm_steps=cfg.irm_steps, ood_steps=cfg.ood_steps, erm_init_steps=cfg.erm_init_steps,
-                           lr=cfg.lr, rho=cfg.rho, oracle=oracle,
+                           irm_steps=cfg.irm_steps, irm_base_steps=cfg.irm_base_steps, ood_steps=cfg.ood_steps,
+                           erm_init_steps=cfg.erm_init_steps,
+                           lr=cfg.lr, rho=cfg.rho, oracle=oracle, erm_rhos=cfg.erm_rho_grid,
                            untrained_bonsai=cfg.variant == "untrained-bonsai")
 
 

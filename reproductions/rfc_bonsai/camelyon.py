@@ -10,12 +10,16 @@ bonsai, bonsai_cf} and selection in {iid_val, ood_val}.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from suite.ood import EnvData
 from suite.ood import bonsai as B
+from suite.ood.envs import group_means
 from suite.ood.net import Classifier, LinearOnFeatures, xavier_init_
 from suite.ood.training import OodTrainConfig, train_ood
 from suite.spec import DatasetRef
@@ -25,6 +29,75 @@ from .densenet import densenet121_features
 
 SPLITS = ("train", "id_val", "val", "test")
 EVAL_BATCH = 256
+# the official Camelyon17 DRO round is WILDS' groupDRO (src/algorithms/groupDRO.py, src/configs/algorithm.py)
+GROUP_DRO_STEP_SIZE = 0.01
+
+
+class GroupWeights(nn.Module):
+    """Online group DRO (Sagawa et al. 2020, Alg. 1), as the official Camelyon17 round runs it (WILDS groupDRO):
+    adversarial weights q over the groups, q <- q * exp(eta * L_g(batch)) / Z each step, and the objective
+    sum_g q_g L_g with the updated q. Groups absent from a batch have L_g = 0 (WILDS' compute_group_wise).
+    A module so that ``suite.train.fit`` checkpoints q with the model (``stateful``)."""
+
+    def __init__(self, n_groups: int, step_size: float = GROUP_DRO_STEP_SIZE) -> None:
+        super().__init__()
+        self.step_size = step_size
+        self.register_buffer("q", torch.full((n_groups,), 1.0 / n_groups))
+
+    def objective(self, losses: torch.Tensor) -> torch.Tensor:
+        q = self.q.to(losses.device) * torch.exp(self.step_size * losses.detach())
+        self.q = q / q.sum()
+        return losses @ self.q
+
+
+def group_uniform_draw(groups: torch.Tensor, batch: int, gen: torch.Generator):
+    """``step -> indices``: ``batch`` examples drawn with replacement, uniformly over the non-empty groups
+    (WILDS' standard loader with uniform_over_groups=True: WeightedRandomSampler with weights 1/|group|)."""
+    members = [torch.nonzero(groups == g).flatten().cpu() for g in torch.unique(groups).tolist()]
+
+    def draw(step: int) -> torch.Tensor:
+        which = torch.randint(len(members), (batch,), generator=gen)
+        return torch.cat([members[g][torch.randint(len(members[g]), (int((which == g).sum()),), generator=gen)]
+                          for g in range(len(members))])
+    return draw
+
+
+def group_dro_round(make: Any, x: Any, y: torch.Tensor, correct: torch.Tensor, bcfg: B.BonsaiConfig, *,
+                    ctx: Any, gen: torch.Generator, prefix: str) -> nn.Module:
+    """Bonsai discovery round 1 on Camelyon17 as the official code runs it: a fresh network trained by online
+    group DRO over the groups {round 0 right, round 0 wrong} (src/generate_groups.py: group = pred XOR y),
+    minibatches uniform over the groups. Variant "dro-mean" (broken on purpose) keeps q uniform (step 0)."""
+    from suite.train import fit
+
+    model = make(1, 1)
+    masks = B.split_groups(correct)  # (2, N): right, wrong
+    weights = GroupWeights(masks.shape[0], 0.0 if bcfg.variant == "dro-mean" else GROUP_DRO_STEP_SIZE)
+    draw = group_uniform_draw((~correct).long(), bcfg.batch_size or len(y), gen)
+    dev = torch.device(ctx.device)
+
+    def loss_fn(m: nn.Module, idx: torch.Tensor) -> torch.Tensor:
+        i = idx.cpu()
+        xb, yb = x[i].to(dev), y[i].to(dev)
+        per = F.binary_cross_entropy_with_logits(m(xb).reshape(len(yb)), yb, reduction="none")
+        return weights.objective(group_means(per, masks[:, i].to(dev)))
+
+    fit(model, loss_fn, draw, bcfg.train_config(bcfg.dro_steps), ctx=ctx, name=f"{prefix}-round1",
+        stateful={"group_weights": weights})
+    return model
+
+
+def bonsai(make: Any, train: EnvData, bcfg: B.BonsaiConfig, *, ctx: Any, gen: torch.Generator,
+           prefix: str = "cam-bonsai") -> B.BonsaiResult:
+    """2-round Bonsai on Camelyon17: ERM round 0 (suite.ood.bonsai), the online group-DRO round 1
+    (:func:`group_dro_round`), then the shared synthesis. Variant "no-dro" runs both rounds as ERM."""
+    x, y = train.x, train.y
+    if bcfg.variant == "no-dro":
+        return B.run_bonsai(make, x, y, bcfg, ctx=ctx, gen=gen, prefix=prefix)
+    r0 = B.discover(make, x, y, dataclasses.replace(bcfg, rounds=1), ctx=ctx, gen=gen, prefix=prefix)
+    m1 = group_dro_round(make, x, y, r0.correct[0], bcfg, ctx=ctx, gen=gen, prefix=prefix)
+    correct = torch.stack([r0.correct[0], B.correctness(m1, x, y)])
+    found = B.BonsaiResult(correct, B.pseudo_labels(y[None], correct), r0.models + [m1])
+    return B.synthesize(make, x, y, found, bcfg, ctx=ctx, gen=gen, prefix=prefix)
 
 
 def _make(seed: int):
@@ -50,7 +123,8 @@ def run_camelyon(cfg: Any, ctx: Any) -> tuple[DatasetRef, dict[str, float]]:
     ref = splits["train"].ref
     train = data["train"]
     steps = max(1, cfg.cam_epochs * len(train) // cfg.cam_batch)
-    bcfg = B.BonsaiConfig(rounds=2, erm_steps=steps, dro_steps=steps, synth_steps=steps, lr=cfg.cam_lr, rho=0.0,
+    synth_steps = max(1, cfg.cam_synth_epochs * len(train) // cfg.cam_batch)  # official: --n_epochs 20
+    bcfg = B.BonsaiConfig(rounds=2, erm_steps=steps, dro_steps=steps, synth_steps=synth_steps, lr=cfg.cam_lr, rho=0.0,
                           optimizer="sgd", momentum=0.9, weight_decay=cfg.cam_weight_decay,
                           synth_weight_decay=cfg.cam_synth_weight_decay, batch_size=cfg.cam_batch,
                           variant=cfg.variant if cfg.variant in B.VARIANTS else "paper")
@@ -69,7 +143,7 @@ def run_camelyon(cfg: Any, ctx: Any) -> tuple[DatasetRef, dict[str, float]]:
         return ref, {}
 
     gen = ctx.generator(29)
-    found = B.run_bonsai(make, train.x, train.y, bcfg, ctx=ctx, gen=gen, prefix="cam-bonsai")
+    found = bonsai(make, train, bcfg, ctx=ctx, gen=gen, prefix="cam-bonsai")
     erm_model = found.models[0]  # round 0 = ERM for cam_epochs: the ERM baseline and the ERM init
     runs: dict[tuple[str, str], list[tuple[float, dict[str, float]]]] = {}
     eval_splits = ("id_val", "val", "test")
@@ -86,16 +160,17 @@ def run_camelyon(cfg: Any, ctx: Any) -> tuple[DatasetRef, dict[str, float]]:
     # frozen Bonsai features (cf): features once (1024 floats per patch, on the host), then the head only
     base = B.downstream_init(found.synth, freeze=True)
     fx = {s: d.with_x(S.predict(base.featurizer, loaders[s])) for s, d in data.items()}
+    lams = lambda m: (0.0,) if m == "erm" else cfg.cam_clove_lams if m == "clove" else cfg.cam_lams  # noqa: E731
     for method in cfg.cam_methods:
-        for lam in (cfg.cam_lams if method != "erm" else (0.0,)):
+        for lam in lams(method):
             head = LinearOnFeatures(copy.deepcopy(base.head))
             train_ood(head, fx["train"], method, ood(lam, cfg.cam_weight_decay), ctx=ctx, gen=gen,
                       name=f"cam-{method}-bonsai_cf-{lam:g}")
             record(method, "bonsai_cf", lam, head, fx)
-    for method in cfg.cam_finetune_methods:  # fine-tune everything from the Bonsai init
-        for lam in (cfg.cam_lams if method != "erm" else (0.0,)):
+    for method in cfg.cam_finetune_methods:  # fine-tune everything from the Bonsai init (official: wd 1e-6)
+        for lam in lams(method):
             model = B.downstream_init(found.synth)
-            train_ood(model, train, method, ood(lam, cfg.cam_weight_decay), ctx=ctx, gen=gen,
+            train_ood(model, train, method, ood(lam, cfg.cam_finetune_weight_decay), ctx=ctx, gen=gen,
                       name=f"cam-{method}-bonsai-{lam:g}")
             record(method, "bonsai", lam, model, None)
     for method in ("irm", "vrex"):  # ERM-init baselines
