@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from reproductions.forge.data import HOW, LISTS, SUBDIR, InstanceSet, generated, on_disk, write_fixture
-from reproductions.forge.instance import Graph, bipartite_graph, instance_statistics
+from reproductions.forge.instance import Graph, bipartite_graph, instance_statistics, relax
 from reproductions.forge.method import (Forge, ForgeArch, Variant, VectorQuantizer, code_perplexity, embed,
                                         forge_loss, reconstruction_losses)
 from suite.config import Range
@@ -42,8 +42,12 @@ class Config:
     edge_dim: Annotated[int, Range(1)] = 32
     vq_decay: Annotated[float, Range(0, 1)] = 0.8
     commitment: Annotated[float, Range(0)] = 0.25
-    pos_edge_weight: Annotated[float, Range(0)] = 5.0  # weight of existing edges in L_edge [UNVERIFIED: "extra weight"]
-    edge_norm: str = "minmax"  # edge weight normalisation [UNVERIFIED]: "minmax" | "maxabs"
+    pos_edge_weight: Annotated[float, Range(0)] = 5.0  # weight of existing edges in L_edge (spec: "extra weight")
+    edge_norm: str = "minmax"  # edge weights: "minmax" (official: min-max + 1e-4, all equal → 1e-4) | "maxabs"
+    # pre-training augmentation (official scripts/pretrain.py `relaxation_list`): per instance, one copy per
+    # ratio with int(m·ratio) random constraints removed, placed right after the instance
+    relaxations: tuple[Annotated[float, Range(0, 1, open_hi=True)], ...] = (0.05, 0.01)
+    shuffle: bool = False  # False: official order (list order every epoch); True: seeded reshuffle per epoch
     epochs: Annotated[int, Range(1)] = 1
     steps_per_instance: Annotated[int, Range(1)] = 5
     lr: Annotated[float, Range(0, open_lo=True)] = 1e-3  # CPU protocol; the paper (full) uses 1e-4
@@ -52,6 +56,7 @@ class Config:
     # extra pre-trainings, one per codebook size (C1 ablation)
     ablation_codebooks: tuple[Annotated[int, Range(1)], ...] = ()
     kmeans_init: Annotated[int, Range(1)] = 10
+    kmeans_fits: Annotated[int, Range(1)] = 10  # scores averaged over this many k-means fits (official notebook)
     variant: Variant = "paper"  # broken (teeth): "swapped_ema" (EMA weights swapped), "untrained" (no pre-training)
 
 
@@ -60,7 +65,7 @@ def _scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
 
 
 def cluster(emb: np.ndarray, k: int, seed: int, n_init: int, kind: str) -> np.ndarray:
-    """k-means on L1-normalised histograms (kind="hist") or z-scored vectors (kind="z")."""
+    """k-means on L1-normalised histograms (kind="hist") or z-scored vectors (kind="z"); one fit."""
     from sklearn.cluster import KMeans
 
     if kind == "hist":
@@ -68,6 +73,17 @@ def cluster(emb: np.ndarray, k: int, seed: int, n_init: int, kind: str) -> np.nd
     else:
         x = (emb - emb.mean(0)) / np.maximum(emb.std(0), 1e-12)
     return KMeans(k, n_init=n_init, random_state=seed).fit_predict(x)
+
+
+def fits(emb: np.ndarray, k: int, seed: int, cfg: Config, kind: str) -> list[np.ndarray]:
+    """``cfg.kmeans_fits`` k-means fits (seeds ``seed·1000 + i``); the official notebook averages NMI over 10."""
+    return [cluster(emb, k, seed * 1000 + i, cfg.kmeans_init, kind) for i in range(cfg.kmeans_fits)]
+
+
+def mean_scores(y: np.ndarray, preds: list[np.ndarray]) -> dict[str, float]:
+    """ACC / NMI / ARI, each averaged over the fits ``preds``."""
+    per = [_scores(y, p) for p in preds]
+    return {m: float(np.mean([d[m] for d in per])) for m in per[0]}
 
 
 def mechanics(graphs: list[Graph], insts, cfg: Config) -> dict[str, float]:
@@ -102,15 +118,38 @@ def ema_check(cfg: Config) -> float:
     return float((vq.codebook - want).abs().max())
 
 
+def pretraining_set(insts: list, cfg: Config, seed: int) -> list:
+    """The pre-training list: each instance followed by its relaxed copies, one per ``cfg.relaxations``
+    ratio (official `relaxation_list` = 0.05, 0.01; one RNG drawn in list order, as the official processor)."""
+    rng = np.random.default_rng(seed * 1_000_003 + 700)
+    out = []
+    for inst in insts:
+        out.append(inst)
+        out += [r for r in (relax(inst, ratio, rng) for ratio in cfg.relaxations) if r is not None]
+    return out
+
+
+def _to(g: dict, dev: torch.device) -> dict:
+    return {k: (v.to(dev, non_blocking=True) if torch.is_tensor(v) else v) for k, v in g.items()}
+
+
 def pretrain(model: Forge, graphs: list[dict], cfg: Config, ctx, name: str) -> None:
-    """§3 loop: for each epoch (λ by parity), for each instance (seeded order), ``steps_per_instance``
-    Adam steps on that single graph."""
+    """§3 loop: for each epoch (λ by parity), for each instance in list order (the official code does not
+    shuffle; ``shuffle=True``: seeded reshuffle per epoch), ``steps_per_instance`` Adam steps on that single
+    graph. ``graphs`` may stay on the CPU (the pre-training list with its relaxed copies is large at full
+    scale): the current one is moved to ``ctx.device`` once per instance, as the official loop does."""
     n, s = len(graphs), cfg.steps_per_instance
-    orders = [torch.randperm(n, generator=ctx.generator(500 + e)) for e in range(cfg.epochs)]
+    dev, cur = torch.device(ctx.device), {}
+    orders = [torch.randperm(n, generator=ctx.generator(500 + e)) if cfg.shuffle else torch.arange(n)
+              for e in range(cfg.epochs)]
 
     def batch(step: int) -> dict:
         e, r = divmod(step, n * s)
-        return {**graphs[int(orders[e][r // s])], "epoch": e}
+        i = int(orders[e][r // s])
+        if cur.get("i") != i:
+            cur.clear()
+            cur.update(i=i, g=_to(graphs[i], dev))
+        return {**cur["g"], "epoch": e}
 
     tc = TrainConfig(steps=cfg.epochs * n * s, lr=cfg.lr, optimizer="adam", weight_decay=cfg.weight_decay,
                      log_every=n * s)
@@ -121,8 +160,10 @@ def pretrain(model: Forge, graphs: list[dict], cfg: Config, ctx, name: str) -> N
 def recon_loss(model: Forge, graphs: list[dict], cfg: Config) -> float:
     """Mean L_node + L_edge over ``graphs`` in eval mode (a fixed yardstick for 'loss decreases')."""
     model.eval()
+    dev = next(model.parameters()).device
     tot = 0.0
     for g in graphs:
+        g = _to(g, dev)
         q, _, _ = model(g)
         ln, le = reconstruction_losses(model, q, g, pos_weight=cfg.pos_edge_weight)
         tot += float(ln + le)
@@ -192,30 +233,32 @@ def _instances(cfg: Config, ctx) -> tuple[InstanceSet, DatasetRef]:
 def run(cfg: Config, ctx) -> Outcome:
     data, ref = _instances(cfg, ctx)
     dev = torch.device(ctx.device)
-    to_dev = lambda g: {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in g.items()}  # noqa: E731
-    tr_g = [bipartite_graph(i, cfg.edge_norm) for i in data.train]
+    tr_i = pretraining_set(data.train, cfg, ctx.seed)  # instances + relaxed copies, in training order
+    tr_g = [bipartite_graph(i, cfg.edge_norm) for i in tr_i]
     te_g = [bipartite_graph(i, cfg.edge_norm) for i in data.test]
-    train, test = [to_dev(g.as_batch()) for g in tr_g], [to_dev(g.as_batch()) for g in te_g]
+    train = [g.as_batch() for g in tr_g]  # on the CPU; pretrain / recon_loss move one graph at a time
+    test = [_to(g.as_batch(), dev) for g in te_g]
     model = Forge(_arch(cfg))
     if ctx.dry_run:  # build everything, one loss evaluation, no training
-        forge_loss(model.to(dev), train[0], 0, cfg.pos_edge_weight)
+        forge_loss(model.to(dev), _to(train[0], dev), 0, cfg.pos_edge_weight)
         return Outcome(metrics={}, dataset=ref)
     y, k = data.test_labels, len(data.label_names)
-    metrics = mechanics(tr_g + te_g, data.train + data.test, cfg)
-    ctx.log(f"forge: {len(train)} pre-training / {len(test)} test instances, k={k}")
+    metrics = mechanics(tr_g + te_g, tr_i + data.test, cfg)
+    ctx.log(f"forge: {len(train)} pre-training graphs ({len(data.train)} instances + relaxed copies) / "
+            f"{len(test)} test instances, k={k}")
 
     yg = data.test_groups
     kg = len(np.unique(yg))
 
     def evaluate(prefix: str, emb: np.ndarray, kind: str) -> None:
-        pred = cluster(emb, k, ctx.seed, cfg.kmeans_init, kind)
-        metrics.update({f"{prefix}_{m}": v for m, v in _scores(y, pred).items()})
+        preds = fits(emb, k, ctx.seed, cfg, kind)
+        metrics.update({f"{prefix}_{m}": v for m, v in mean_scores(y, preds).items()})
         if data.test_unseen.any():
             u = data.test_unseen
-            metrics[f"{prefix}_unseen_nmi"] = nmi(y[u], pred[u])
+            metrics[f"{prefix}_unseen_nmi"] = float(np.mean([nmi(y[u], p[u]) for p in preds]))
         if kg > k:  # finer protocol: type × size groups, k = #groups
-            pg = cluster(emb, kg, ctx.seed, cfg.kmeans_init, kind)
-            metrics.update({f"{prefix}_group_{m}": v for m, v in _scores(yg, pg).items()})
+            pgs = fits(emb, kg, ctx.seed, cfg, kind)
+            metrics.update({f"{prefix}_group_{m}": v for m, v in mean_scores(yg, pgs).items()})
 
     model.to(dev)
     hist0 = embed(model, test)
@@ -244,7 +287,7 @@ def run(cfg: Config, ctx) -> Outcome:
         torch.manual_seed(ctx.seed)
         mdl = Forge(_arch(cfg, codebook=size)).to(dev)
         pretrain(mdl, train, cfg, ctx, name=f"codebook{size}")
-        nmis[size] = nmi(y, cluster(embed(mdl, test), k, ctx.seed, cfg.kmeans_init, "hist"))
+        nmis[size] = mean_scores(y, fits(embed(mdl, test), k, ctx.seed, cfg, "hist"))["nmi"]
     xs = sorted(nmis)
     metrics.update(curve_metrics("forge_nmi", "codebook", xs, [nmis[x] for x in xs]))
     return Outcome(metrics=metrics, dataset=ref)

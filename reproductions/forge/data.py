@@ -34,8 +34,9 @@ class InstanceSet:
 
 
 def generated(types: tuple[str, ...], n_train: int, n_test: int, seed: int, noise: float = 0.0) -> InstanceSet:
-    """Pre-train on ``n_train`` per type at sizes 0/1 (alternating); test on ``n_test`` unseen per type,
-    the first half at sizes 0/1 and the rest at the unseen larger size 2. Seeds never overlap.
+    """Pre-train on ``n_train`` per type at sizes 0/1 (alternating; the list sorted by nnz, smallest first,
+    as the official list is by file size); test on ``n_test`` unseen per type, the first half at sizes 0/1
+    and the rest at the unseen larger size 2. Seeds never overlap.
     ``noise`` > 0: overlapping types (jittered sizes, perturbed rows and variables; generators.perturb)."""
     for t in types:
         if t not in TYPES:
@@ -51,6 +52,7 @@ def generated(types: tuple[str, ...], n_train: int, n_test: int, seed: int, nois
             lab.append(k)
             unseen.append(size == 2)
             group.append(3 * k + size)
+    train = sorted(train, key=lambda i: len(i.vals))  # smallest first, as the official list (nnz ~ file size)
     return InstanceSet(train, test, np.asarray(lab), tuple(types), np.asarray(unseen), np.asarray(group))
 
 
@@ -68,14 +70,18 @@ def _read_list(root: Path, name: str) -> list[tuple[Path, str]]:
 
 
 def on_disk(root: Path, max_nodes: int, log=print) -> InstanceSet:
-    """Read the listed MPS instances; instances with more than ``max_nodes`` nodes are skipped (§3)."""
+    """Read the listed MPS instances (the pre-training list sorted by file size, smallest first, as the
+    official code); instances with more than ``max_nodes`` nodes are skipped (§3)."""
     missing = [f for f in LISTS if not (root / f).exists()]
     if missing:
         raise DataNotFoundError(f"dataset forge: expected {', '.join(missing)} under {root}; {HOW}")
 
-    def load(name: str) -> tuple[list[MIPInstance], list[str]]:
+    def load(name: str, by_size: bool = False) -> tuple[list[MIPInstance], list[str]]:
         insts, labels = [], []
-        for path, lab in _read_list(root, name):
+        listed = _read_list(root, name)
+        if by_size:  # official pre-training order: files sorted by size, smallest first (processor.py)
+            listed = sorted(listed, key=lambda pl: pl[0].stat().st_size if pl[0].exists() else -1)
+        for path, lab in listed:
             inst = read_instance(path)
             if inst.m + inst.n > max_nodes:
                 log(f"forge: skip {path.name} ({inst.m + inst.n} nodes > {max_nodes})")
@@ -84,7 +90,7 @@ def on_disk(root: Path, max_nodes: int, log=print) -> InstanceSet:
             labels.append(lab)
         return insts, labels
 
-    train, _ = load(LISTS[0])
+    train, _ = load(LISTS[0], by_size=True)
     test, labels = load(LISTS[1])
     names = tuple(sorted(set(labels)))
     y = np.asarray([names.index(s) for s in labels])

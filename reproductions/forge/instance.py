@@ -68,12 +68,38 @@ def _minmax_cols(f: np.ndarray) -> np.ndarray:
     return (f - lo) / span
 
 
+EDGE_EPS = 1e-4  # official offset (skadio/forge processor.py `_normalize_edge_weights`, `small_eps`)
+
+
 def normalise_coefficients(vals: np.ndarray, how: str = "minmax") -> np.ndarray:
-    """Edge weights: min-max of the instance's coefficients (constant → 1), or a / max|a|."""
+    """Edge weights ("normalised coefficient", spec §3). "minmax" as the official code: min-max over the
+    instance's coefficients plus 1e-4 (no weight is exactly 0), all equal (span < 1e-12) → 1e-4;
+    "maxabs": a / max|a|."""
     if how == "maxabs":
         return vals / max(np.abs(vals).max(), 1e-12)
     lo, hi = vals.min(), vals.max()
-    return (vals - lo) / (hi - lo) if hi > lo else np.ones_like(vals)
+    if hi - lo < 1e-12:
+        return np.full_like(vals, EDGE_EPS, dtype=np.float64)
+    return (vals - lo) / (hi - lo) + EDGE_EPS
+
+
+def relax(inst: MIPInstance, ratio: float, rng: np.random.Generator) -> MIPInstance | None:
+    """A relaxed copy for pre-training: ``int(m·ratio)`` constraints, chosen uniformly at random without
+    replacement, removed (variables kept). None where that removes nothing (as the official code, which
+    skips k ≤ 0) or leaves no constraint or non-zero."""
+    k = int(inst.m * ratio)
+    if k <= 0:
+        return None
+    drop = rng.choice(inst.m, k, replace=False)
+    keep = np.ones(inst.m, bool)
+    keep[drop] = False
+    new_id = np.cumsum(keep) - 1
+    nz = keep[inst.rows]
+    if not keep.any() or not nz.any():
+        return None
+    return MIPInstance(new_id[inst.rows[nz]], inst.cols[nz].copy(), inst.vals[nz].copy(), inst.sense[keep].copy(),
+                       inst.rhs[keep].copy(), inst.vtype.copy(), inst.obj.copy(), inst.lb.copy(), inst.ub.copy(),
+                       inst.maximize, f"{inst.name}_relaxed_{ratio}")
 
 
 def bipartite_graph(inst: MIPInstance, edge_norm: str = "minmax") -> Graph:
