@@ -59,7 +59,7 @@ class Config:
     rl_init_steps: Annotated[int, Range(0)] = 100  # weak SFT start = base + this many plain SFT steps (§6 (b): < 10 %)
     rl_steps: Annotated[int, Range(1)] = 100
     rl_prompts: Annotated[int, Range(1)] = 16
-    rl_group: Annotated[int, Range(1)] = 8  # n = 8 rollouts
+    rl_group: Annotated[int, Range(1)] = 8  # n = 8 rollouts per prompt (rollout.n), every scale
     rl_temperature: Annotated[float, Range(0, open_lo=True)] = 1.0
     rl_lr: Annotated[float, Range(0, open_lo=True)] = 1e-3
     kl_coef: Annotated[float, Range(0)] = 0.001
@@ -80,14 +80,21 @@ class Config:
     full_sft_steps: Annotated[int, Range(1)] = 375  # ≈ 3 epochs of 2k examples at batch 16
     full_sft_batch: Annotated[int, Range(1)] = 16
     full_sft_lr: Annotated[float, Range(0, open_lo=True)] = 1e-5
-    full_max_tokens: Annotated[int, Range(1)] = 16384
-    full_rl_steps: Annotated[int, Range(1)] = 100
-    full_rl_prompts: Annotated[int, Range(1)] = 16
+    full_max_tokens: Annotated[int, Range(1)] = 16000  # --cutoff_len of the cold-start command
+    # stage-1 RL (Light-IF-1.7B-stage1.sh + verl's actor defaults); the number of rollouts per prompt is rl_group
+    full_rl_epochs: Annotated[int, Range(1)] = 15  # trainer.total_epochs over the (filtered) RL prompts
+    full_rl_prompts: Annotated[int, Range(1)] = 128  # data.train_batch_size: prompts per rollout batch
+    full_rl_mini_batch: Annotated[int, Range(1)] = 32  # ppo_mini_batch_size (prompts): 128/32 = 4 updates per batch
+    full_rl_micro_tokens: Annotated[int, Range(1)] = 20000  # ppo_max_token_len_per_gpu (use_dynamic_bsz)
     full_rl_lr: Annotated[float, Range(0, open_lo=True)] = 5e-6
+    full_rl_weight_decay: Annotated[float, Range(0)] = 0.01  # actor.optim.weight_decay (verl default)
+    full_max_prompt: Annotated[int, Range(1)] = 1024  # data.max_prompt_length, longer prompts filtered out
+    full_gen_batch: Annotated[int, Range(1)] = 32  # sequences per HF generate call (memory; vLLM in the release)
     full_max_new: Annotated[int, Range(1)] = 8192
     full_eval_prompts: Annotated[int, Range(1)] = 200
     # every SFT / RL fit saves a checkpoint every n steps and at its end, so a preempted (requeued) job resumes
-    # (0 = never). Our choice: the release's save interval is not stated; 20 = 19 saves per SFT arm, 5 per RL arm
+    # (0 = never). Our choice: the release's save interval is not stated. An RL fit step is one update (a
+    # mini-batch); the checkpoint carries the rollout batch being consumed, so any interval resumes exactly
     full_checkpoint_every: Annotated[int, Range(0)] = 20
     # full-scale IFEval (spec §2 C1, §4; ifeval.py): google-research's input_data.jsonl, greedy as lm-eval's task
     ifeval_file: str = "ifeval/input_data.jsonl"
@@ -99,6 +106,9 @@ class Config:
         """Relations between fields, checked when the config resolves (before any run starts)."""
         if self.dim % self.heads:
             raise ConfigError(f"dim={self.dim} is not divisible by heads={self.heads}; change dim or heads")
+        if self.full_rl_prompts % self.full_rl_mini_batch:
+            raise ConfigError(f"full_rl_prompts={self.full_rl_prompts} is not a multiple of full_rl_mini_batch="
+                              f"{self.full_rl_mini_batch} (verl splits the rollout batch into equal mini-batches)")
 
 
 SCALES = {

@@ -12,6 +12,7 @@ import torch
 
 from suite.context import RunContext
 from suite.models.tokenizer import Tokenizer
+from suite.models import decoding
 from suite.models.transformer import TransformerLM
 from suite.train import TrainConfig, fit
 
@@ -78,7 +79,7 @@ def train_sft(model: TransformerLM, seqs: torch.Tensor, tok: Tokenizer, esft: En
 def rollout(model: TransformerLM, prompts: torch.Tensor, tok: Tokenizer, temperature: float,
             gen: torch.Generator) -> torch.Tensor:
     """Responses (N, RESP_LEN) sampled after the fixed-length prompts; <eos>-filled after the end."""
-    out = model.generate(prompts, T.RESP_LEN, temperature=temperature, eos_id=tok.eos_id, generator=gen)
+    out = decoding.generate(model, prompts, T.RESP_LEN, temperature=temperature, eos_id=tok.eos_id, generator=gen)
     resp = out[:, T.PROMPT_LEN:]
     pad = T.RESP_LEN - resp.shape[1]
     return torch.cat([resp, torch.full((resp.shape[0], pad), tok.eos_id)], 1) if pad else resp

@@ -4,7 +4,9 @@
    (ShareGPT ``conversations`` [{from, value}] or ``messages`` [{role, content}]), loss on the
    assistant turn, through ``suite.train.fit``.
 2. TEA-RL (§3.4) from the Entropy-SFT model on the RL parquet (``reward_model.ground_truth`` = JSON
-   with ``source``, ``query``, ``jqzl_prompt``): GRPO, n = 8, temperature 1, dense reward
+   with ``source``, ``query``, ``jqzl_prompt``; prompts over 1024 tokens dropped): GRPO as in
+   ``Light-IF-1.7B-stage1.sh`` (15 epochs, 128 prompts × n = 8 per batch, 4 updates of 32 prompts, micro-batches
+   of ≤ 20000 tokens, AdamW wd 0.01), temperature 1, dense reward
    acc + point + cosine length term (flagged sum, §7), TEA entropy bonus; a binary-reward arm too.
 3. Every model is scored on held-out RL prompts: all-constraints-satisfied rate, mean partial credit
    and the mean token entropy of its own samples (the checkers of ``checkers.py``).
@@ -14,8 +16,8 @@
    The full claims read these numbers.
 
 ``--dry-run`` builds all of it with a tiny random Qwen3 model, a character tokenizer and fixture
-files, and takes one step of each stage. Not implemented: gradient accumulation (one micro-batch
-per step), ZeRO-3, the stage-2 curriculum, and CFBench, IFBench and SuperCLUE-CPIF (README).
+files, and takes one step of each SFT stage and the 2 updates of one RL batch. Not implemented: ZeRO-3
+(one device), the stage-2 curriculum, and CFBench, IFBench and SuperCLUE-CPIF (README).
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ import torch
 
 from suite.context import RunContext
 from suite.data.external import locate
-from suite.errors import CorruptDataError, DataNotFoundError
+from suite.errors import ConfigError, CorruptDataError, DataNotFoundError
 from suite.models.hf import CausalLM, load_causal_lm, save_tiny_random_lm
 from suite.models.locate import locate_model
 from suite.spec import DatasetRef, Outcome
@@ -165,24 +167,37 @@ def sft_stage(lm: CausalLM, data: tuple[torch.Tensor, torch.Tensor], esft: Entro
 
 
 @torch.no_grad()
-def sample(lm: CausalLM, prompts: list[str], max_new: int) -> tuple[torch.Tensor, torch.Tensor, int, list[str]]:
-    """Sampled sequences (left-padded prompt + response), their attention mask, the prompt width and
-    the decoded responses (temperature 1)."""
+def sample(lm: CausalLM, prompts: list[str], max_new: int,
+           chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor, int, list[str]]:
+    """Sampled sequences (left-padded prompt + response, right-padded), their attention mask, the prompt
+    width and the decoded responses (temperature 1). ``chunk``: sequences per ``generate`` call (its KV
+    cache must fit the device; the release samples with vLLM), all sharing one prompt width."""
     tok = lm.tokenizer
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     enc = tok([chat(tok, p) for p in prompts], return_tensors="pt", padding=True, padding_side="left",
               add_special_tokens=False)
     enc = enc.to(lm.device)
+    w = enc["input_ids"].shape[1]
     was = lm.model.training
     lm.model.eval()
-    out = lm.model.generate(**enc, do_sample=True, temperature=1.0, top_k=0, max_new_tokens=max_new,
-                            pad_token_id=tok.pad_token_id)
+    step = chunk or len(prompts)
+    resps = []
+    for lo in range(0, len(prompts), step):
+        out = lm.model.generate(input_ids=enc["input_ids"][lo:lo + step],
+                                attention_mask=enc["attention_mask"][lo:lo + step], do_sample=True,
+                                temperature=1.0, top_k=0, max_new_tokens=max_new, pad_token_id=tok.pad_token_id)
+        resps.append(out[:, w:])
     lm.model.train(was)
-    w = enc["input_ids"].shape[1]
-    resp = out[:, w:]
-    done = (resp == tok.eos_token_id).cumsum(1)
-    rmask = (done == 0) | ((done == 1) & (resp == tok.eos_token_id))  # up to and including the first eos
+    width = max(r.shape[1] for r in resps)
+    resp = torch.cat([torch.nn.functional.pad(r, (0, width - r.shape[1]), value=tok.pad_token_id)
+                      for r in resps])
+    is_eos = resp == tok.eos_token_id
+    done = is_eos.cumsum(1)
+    rmask = (done == 0) | ((done == 1) & is_eos)  # up to and including the first eos
+    made = torch.cat([torch.full((r.shape[0],), r.shape[1]) for r in resps]).to(resp.device)
+    rmask &= torch.arange(width, device=resp.device)[None] < made[:, None]  # not the padding between chunks
+    out = torch.cat([enc["input_ids"], resp], 1)
     att = torch.cat([enc["attention_mask"].bool(), rmask], 1)
     texts = tok.batch_decode(resp.masked_fill(~rmask, tok.pad_token_id), skip_special_tokens=False)
     texts = [t.replace(tok.eos_token, "").replace(tok.pad_token, "") for t in texts]
@@ -216,33 +231,168 @@ def evaluate(lm: CausalLM, items: list[tuple[str, dict]], cfg: Any, batch: int =
     return {"all_sat": float(np.mean(acc)), "point": float(np.mean(point)), "entropy": ent_sum / max(ent_n, 1)}
 
 
-def rl_stage(lm: CausalLM, items: list[tuple[str, dict]], kind: str, gcfg: GRPOConfig, cfg: Any, steps: int,
-             ctx: RunContext, name: str) -> None:
+def filter_prompts(items: list[tuple[str, dict]], tok: Any, max_prompt: int) -> list[tuple[str, dict]]:
+    """verl's ``filter_overlong_prompts``: drop the prompts whose chat-template tokens (generation prompt
+    included) exceed ``data.max_prompt_length``."""
+    return [it for it in items if len(tok(chat(tok, it[0]), add_special_tokens=False)["input_ids"]) <= max_prompt]
+
+
+def rl_schedule(n_items: int, cfg: Any) -> tuple[int, int, int]:
+    """(rollout batches per epoch, updates per rollout batch, fit steps = updates in all). verl: a
+    drop-last dataloader of ``data.train_batch_size`` prompts, ``trainer.total_epochs`` passes, and
+    ``ppo_mini_batch_size`` prompts per update with ``ppo_epochs`` 1."""
+    if cfg.full_rl_prompts % cfg.full_rl_mini_batch:
+        raise ConfigError(f"full_rl_prompts={cfg.full_rl_prompts} is not a multiple of full_rl_mini_batch="
+                          f"{cfg.full_rl_mini_batch}")
+    per_epoch = n_items // cfg.full_rl_prompts
+    if per_epoch < 1:
+        raise ConfigError(f"{n_items} RL prompts give no batch of full_rl_prompts={cfg.full_rl_prompts}; "
+                          f"lower full_rl_prompts or supply the RL parquet")
+    updates = cfg.full_rl_prompts // cfg.full_rl_mini_batch
+    return per_epoch, updates, cfg.full_rl_epochs * per_epoch * updates
+
+
+def micro_batches(lengths: list[int], budget: int) -> list[list[int]]:
+    """verl ``use_dynamic_bsz``: split rows into micro-batches of at most ``budget`` tokens
+    (``ppo_max_token_len_per_gpu``). We pad instead of removing padding, so a micro-batch costs
+    rows × its longest row; rows are packed greedily in order of length. A row over the budget goes alone."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    out: list[list[int]] = []
+    for i in order:
+        if out and (len(out[-1]) + 1) * lengths[out[-1][0]] <= budget:
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out
+
+
+class RolloutBatch:
+    """The rollout batch that the updates of one RL step consume: sequences, masks, GRPO advantages and the
+    old (behaviour) and reference log-probs, both computed once before the first update (verl's
+    ``compute_log_prob`` / ``compute_ref_log_prob``). It travels in the fit checkpoint (``stateful=``), so a
+    job stopped between two updates of one batch resumes on the same batch."""
+
+    def __init__(self) -> None:
+        self.index = -1
+        self.data: dict[str, Any] = {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"index": self.index, **self.data}
+
+    def load_state_dict(self, st: Any) -> None:
+        st = dict(st)
+        self.index = int(st.pop("index"))
+        self.data = st
+
+
+@torch.no_grad()
+def _logprobs(model: Any, ids: torch.Tensor, att: torch.Tensor, lengths: list[int],
+              groups: list[list[int]]) -> torch.Tensor:
+    """log p(y_t) of every next token of ``ids`` (B, L) under ``model``, micro-batch by micro-batch (each cut
+    to its longest row, ``lengths``), (B, L-1) on the CPU; 0 past a row's micro-batch width."""
+    out = torch.zeros(ids.shape[0], ids.shape[1] - 1)
+    was = model.training
+    model.eval()
+    dev = _device(model)
+    for g in groups:
+        L = max(lengths[i] for i in g)
+        x, am = ids[g, :L].to(dev), att[g, :L].to(dev).long()
+        out[g, :L - 1] = token_logprob(model(input_ids=x[:, :-1], attention_mask=am[:, :-1]).logits,
+                                       x[:, 1:]).float().cpu()
+    model.train(was)
+    return out
+
+
+def _device(model: Any) -> torch.device:
+    return next(model.parameters()).device
+
+
+def accumulate_step(model: Any, parts: list[Any]) -> torch.Tensor:
+    """Gradient accumulation inside one ``suite.train.fit`` step (fit backpropagates the returned loss
+    once): every part but the last is backpropagated here and its gradient stashed; the returned tensor
+    is the last part plus Σ_p <p, stash_p> − its detached value, so fit's backward adds the stash and the
+    value is the sum of all parts. ``parts``: callables returning one micro-batch's weighted loss."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    stash: list[torch.Tensor | None] = [None] * len(params)
+    value = 0.0
+    for part in parts[:-1]:
+        loss = part()
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        for k, g in enumerate(grads):
+            if g is not None:
+                stash[k] = g.float() if stash[k] is None else stash[k].add_(g.float())
+        value += float(loss.detach())
+        del loss, grads
+    last = parts[-1]()
+    inj = sum(((p * g.to(p.dtype)).sum() for p, g in zip(params, stash) if g is not None),
+              torch.zeros((), device=last.device))
+    return last + value + (inj - inj.detach())
+
+
+def rl_stage(lm: CausalLM, items: list[tuple[str, dict]], kind: str, gcfg: GRPOConfig, cfg: Any,
+             ctx: RunContext, name: str) -> int:
+    """Stage-1 GRPO (verl ``ppo_epochs`` 1): ``full_rl_epochs`` passes over ``items`` in batches of
+    ``full_rl_prompts`` prompts × ``rl_group`` rollouts; each batch is split in order into mini-batches
+    of ``full_rl_mini_batch`` prompts, one AdamW update each (a fit step), so from the second update on
+    the importance ratio exp(logp − old_logp) of the clipped surrogate differs from 1. Each update
+    accumulates micro-batches of at most ``full_rl_micro_tokens`` tokens, each micro-batch's token-mean
+    loss weighted by its share of the mini-batch's sequences (verl dp_actor with use_dynamic_bsz).
+    Returns the number of updates."""
     ref = copy.deepcopy(lm.model).eval().requires_grad_(False)
-    pick = ctx.generator(211)
+    n = cfg.rl_group
+    per_epoch, updates, total = rl_schedule(len(items), cfg)
+    buf = RolloutBatch()
+    point_sign = -1.0 if cfg.variant == "point-sign-flipped" else 1.0  # TEST-ONLY variant
 
-    def data(step: int) -> torch.Tensor:
-        return torch.randint(len(items), (cfg.full_rl_prompts,), generator=pick)
+    def rollout(b: int) -> dict[str, Any]:
+        epoch, pos = divmod(b, per_epoch)  # a fresh shuffle of the prompts every epoch (verl's sampler)
+        perm = torch.randperm(len(items), generator=ctx.generator(211 + epoch))
+        picks = perm[pos * cfg.full_rl_prompts:(pos + 1) * cfg.full_rl_prompts]
+        rows = [items[int(i)] for i in picks.repeat_interleave(n)]  # rollout.n, groups contiguous
+        out, att, w, texts = sample(lm, [q for q, _ in rows], cfg.full_max_new, cfg.full_gen_batch)
+        r = rewards(texts, att[:, w:].sum(1), rows, kind, cfg.full_max_new, point_sign)
+        out, att = out.cpu(), att.cpu()
+        lengths = [w + int(k) for k in att[:, w:].sum(1)]
+        groups = micro_batches(lengths, cfg.full_rl_micro_tokens)
+        return {"ids": out, "att": att, "w": w, "adv": grpo_advantage(r["score"], n).float(),
+                "old": _logprobs(lm.model, out, att, lengths, groups),
+                "ref": _logprobs(ref, out, att, lengths, groups),
+                "score": r["score"].float()}
 
-    def loss_fn(model: Any, idx: torch.Tensor) -> torch.Tensor:
-        rows = [items[int(i)] for i in idx.repeat_interleave(8)]
-        out, att, w, texts = sample(lm, [q for q, _ in rows], cfg.full_max_new)
-        r = rewards(texts, att[:, w:].sum(1), rows, kind, cfg.full_max_new,
-                    -1.0 if cfg.variant == "point-sign-flipped" else 1.0)  # TEST-ONLY variant
-        adv = grpo_advantage(r["score"], 8).to(out.device)
-        x, y, am = out[:, :-1], out[:, 1:], att[:, :-1].long()
-        mask = att[:, 1:] & (torch.arange(y.shape[1], device=y.device)[None] >= w - 1)
-        with torch.no_grad():
-            ref_logp = token_logprob(ref(input_ids=x, attention_mask=am).logits, y)
-        loss, _ = grpo_loss(model(input_ids=x, attention_mask=am).logits, y, mask, adv, None, ref_logp, gcfg)
-        return loss
+    def loss_fn(model: Any, step: int) -> torch.Tensor:
+        b, j = divmod(int(step), updates)
+        if buf.index != b:
+            buf.data, buf.index = rollout(b), b
+        d = buf.data
+        size = cfg.full_rl_mini_batch * n
+        rows = list(range(j * size, (j + 1) * size))  # verl splits the batch in order into mini-batches
+        w, ids, att = int(d["w"]), d["ids"], d["att"]
+        lens = [w + int(att[i, w:].sum()) for i in rows]
+        dev = _device(model)
+
+        def part(g: list[int]) -> Any:
+            def f() -> torch.Tensor:
+                idx = [rows[k] for k in g]
+                L = max(lens[k] for k in g)  # right padding beyond the longest row of the micro-batch is cut
+                x, am = ids[idx, :L].to(dev), att[idx, :L].to(dev)
+                y = x[:, 1:]
+                mask = am[:, 1:] & (torch.arange(L - 1, device=dev)[None] >= w - 1)
+                loss, _ = grpo_loss(model(input_ids=x[:, :-1], attention_mask=am[:, :-1].long()).logits, y, mask,
+                                    d["adv"][idx].to(dev), d["old"][idx, :L - 1].to(dev),
+                                    d["ref"][idx, :L - 1].to(dev), gcfg)
+                return loss * (len(g) / size)  # dp_actor: policy_loss × micro rows / mini-batch rows
+            return f
+
+        return accumulate_step(model, [part(g) for g in micro_batches(lens, cfg.full_rl_micro_tokens)])
 
     lm.model.train()
-    tc = TrainConfig(steps=steps, batch_size=cfg.full_rl_prompts, lr=cfg.full_rl_lr, optimizer="adamw",
-                     schedule="constant", grad_clip=1.0, log_every=1, checkpoint_every=cfg.full_checkpoint_every)
-    # the prompt picks are the fit's data stream: their generator is checkpointed with it (a resume draws on)
-    fit(lm.model, loss_fn, data, tc, ctx=ctx, name=name, generator=pick)
+    tc = TrainConfig(steps=total, batch_size=cfg.full_rl_mini_batch, lr=cfg.full_rl_lr, optimizer="adamw",
+                     weight_decay=cfg.full_rl_weight_decay, schedule="constant", grad_clip=1.0, log_every=1,
+                     checkpoint_every=cfg.full_checkpoint_every)
+    # the fit's data stream is the update index; the rollout batch being consumed travels in the checkpoint
+    fit(lm.model, loss_fn, lambda step: step, tc, ctx=ctx, name=name, stateful={"rollout": buf})
     lm.model.eval()
+    return total
 
 
 @torch.no_grad()
@@ -320,25 +470,29 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     ref = DatasetRef.combine(ref, if_ref)
     model_dir, model_name = _model_dir(cfg, ctx)
     if ctx.dry_run:
-        steps_sft, steps_rl, n_eval, max_new = 1, 1, 2, 8
+        steps_sft, n_eval, max_new = 1, 2, 8
         cfg = copy.copy(cfg)
-        cfg.full_sft_batch, cfg.full_rl_prompts, cfg.full_max_new = 2, 1, max_new
+        cfg.full_sft_batch, cfg.full_max_new = 2, max_new
+        cfg.full_rl_prompts, cfg.full_rl_mini_batch, cfg.full_rl_epochs = 2, 1, 1  # 2 updates of one batch
         cfg.ifeval_prompts, cfg.ifeval_max_new, cfg.ifeval_batch = 2, max_new, 2
     else:
-        steps_sft, steps_rl, n_eval = cfg.full_sft_steps, cfg.full_rl_steps, cfg.full_eval_prompts
+        steps_sft, n_eval = cfg.full_sft_steps, cfg.full_eval_prompts
     pairs = read_cold_start(sft_path)
-    items = read_rl(rl_path)
+    all_items = read_rl(rl_path)
     bench = IF.read_input_data(if_path)
     bench = bench[:cfg.ifeval_prompts] if cfg.ifeval_prompts else bench
-    rng = np.random.default_rng(ctx.seed)
-    perm = rng.permutation(len(items))
-    held = [items[i] for i in perm[:n_eval]]
-    train_items = [items[i] for i in perm[n_eval:]] or held
     m: dict[str, float] = {"ifeval_prompts": float(len(bench))}
     sft_models: dict[str, CausalLM] = {}
     for arm, e in _esft_arms(cfg).items():
         lm = load_causal_lm(model_dir, ctx.device)
         if arm == "plain":  # the paper's baseline: the base model itself (Qwen3, thinking mode)
+            # verl's filter_overlong_prompts (data.max_prompt_length), then our held-out split
+            items = filter_prompts(all_items, lm.tokenizer, cfg.full_max_prompt)
+            rng = np.random.default_rng(ctx.seed)
+            perm = rng.permutation(len(items))
+            held = [items[i] for i in perm[:n_eval]]
+            train_items = [items[i] for i in perm[n_eval:]] or held
+            m["rl_prompts_kept"] = float(len(items))
             m.update(ifeval_stage(lm, bench, registry, cfg, ctx, "base"))
         data = sft_tensors(pairs, lm.tokenizer, cfg.full_max_tokens)
         m[f"train_loss_sft_{arm}"] = sft_stage(lm, data, e, cfg, steps_sft, ctx, f"full_sft_{arm}")
@@ -354,7 +508,7 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
         lm = CausalLM(copy.deepcopy(base.model), base.tokenizer, base.device)
         gcfg = GRPOConfig(cfg.clip_ratio, cfg.clip_ratio, cfg.clip_c, cfg.kl_coef, 0.0, tea, cfg.tea_alpha,
                           cfg.tea_ub, cfg.tea_coef)
-        rl_stage(lm, train_items, kind, gcfg, cfg, steps_rl, ctx, f"full_rl_{arm}")
+        m[f"rl_updates_{arm}"] = float(rl_stage(lm, train_items, kind, gcfg, cfg, ctx, f"full_rl_{arm}"))
         m.update({f"{k}_rl_{arm}": v for k, v in evaluate(lm, held, cfg).items()})
         m.update(ifeval_stage(lm, bench, registry, cfg, ctx, f"rl_{arm}"))
         del lm
@@ -366,5 +520,5 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
         m[f"ifeval_{short}_dense_tea_minus_binary"] = m[f"ifeval_{short}_rl_dense_tea"] - m[f"ifeval_{short}_rl_binary"]
         m[f"ifeval_{short}_esft_minus_plain"] = m[f"ifeval_{short}_sft_esft"] - m[f"ifeval_{short}_sft_plain"]
     return Outcome(metrics=m, dataset=ref, notes={"model_dir": str(cfg.model_dir), "model": model_name,
-                                                  "sft_examples": len(pairs), "rl_prompts": len(items),
+                                                  "sft_examples": len(pairs), "rl_prompts": len(all_items),
                                                   "ifeval_punkt": IF.ensure_punkt()})

@@ -188,15 +188,17 @@ def test_broken_variants_reach_the_full_path() -> None:
 
 
 def test_an_interrupted_rl_stage_resumes_to_the_same_policy(tmp_path, monkeypatch) -> None:
-    """Full-scale fits checkpoint (full_checkpoint_every): an RL stage stopped after step 2 of 4 and run
-    again resumes with the same prompt picks and RNG, ending at the straight run's weights."""
+    """Full-scale fits checkpoint (full_checkpoint_every): an RL stage of 3 rollout batches × 2 updates stopped
+    after update 3 (between the two updates of batch 2) and run again resumes with the same rollout batch,
+    prompt picks and RNG, ending at the straight run's weights."""
     from suite.context import for_tests
     from suite.models.hf import load_causal_lm, save_tiny_random_lm
 
     from . import full as F
 
     folder = save_tiny_random_lm(tmp_path / "lm", "qwen3", extra_tokens=("</think>",))
-    cfg = replace(config.resolve(registry.get("light_if"), "full"), full_rl_prompts=2, full_max_new=4,
+    cfg = replace(config.resolve(registry.get("light_if"), "full"), full_rl_prompts=2, full_rl_mini_batch=1,
+                  full_rl_epochs=1, full_rl_micro_tokens=40, full_gen_batch=5, full_max_new=4,
                   full_checkpoint_every=1)
     items = [(f"say {w} {i}", {"keywords": [w], "keywords_num": [[1, 1]], "end_phrase": "bye"})
              for i, w in enumerate(["hi", "yo", "ok", "no", "go", "up", "on"])]
@@ -206,7 +208,7 @@ def test_an_interrupted_rl_stage_resumes_to_the_same_policy(tmp_path, monkeypatc
     def stage(run_dir, seed):
         torch.manual_seed(seed)
         lm = load_causal_lm(folder, "cpu")
-        F.rl_stage(lm, items, "dense", gcfg, cfg, 4, for_tests("full", tmp=run_dir), "rl")
+        assert F.rl_stage(lm, items, "dense", gcfg, cfg, for_tests("full", tmp=run_dir), "rl") == 6
         return lm.model.state_dict()
 
     straight = stage(tmp_path / "a", 0)
@@ -214,7 +216,7 @@ def test_an_interrupted_rl_stage_resumes_to_the_same_policy(tmp_path, monkeypatc
 
     def stop_after_two(*args, **kw):
         def on_step(state):
-            if state.step == 2:
+            if state.step == 3:
                 raise KeyboardInterrupt  # a preempted job: the checkpoint of step 2 stays
         return real_fit(*args, on_step=on_step, **kw)
 
