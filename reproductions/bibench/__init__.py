@@ -28,9 +28,10 @@ class BiBenchConfig:
     """One benchmark run. ``archs[0]`` is the main architecture (task, robustness and training tracks).
 
     ``setting``/``fp_setting``: ``<optimizer>_<lr>_<schedule>`` of the binarized / FP training.
-    ``gap_floor``, ``std_floor``: floors of the robustness gaps and hyper-parameter stds in the OM
-    ratios (a zero gap would divide by zero; README). ``variant`` is TEST-ONLY: the broken variants
-    of ``layers.Variant`` that the claims name as their teeth.
+    ``hyper_weight_decay``: weight decay of the SGD hyper-sensitivity runs, FP and binarized (BiBench's
+    Adam schedules have none). ``gap_floor``, ``std_floor``: floors of the robustness gaps and
+    hyper-parameter stds in the OM ratios (a zero gap would divide by zero; README). ``variant`` is
+    TEST-ONLY: the broken variants of ``layers.Variant`` that the claims name as their teeth.
     """
 
     dataset: str = "digits"
@@ -52,6 +53,7 @@ class BiBenchConfig:
     gap_floor: Annotated[float, Range(0, open_lo=True)] = 0.005
     hyper_settings: tuple[str, ...] = ("adam_1e-3_cosine", "adam_1e-4_cosine", "sgd_1e-1_cosine", "sgd_1e-2_cosine")
     hyper_epochs: Annotated[int, Range(1)] = 4
+    hyper_weight_decay: Annotated[float, Range(0)] = 0.0
     std_floor: Annotated[float, Range(0, open_lo=True)] = 0.002
     complexity_archs: tuple[str, ...] = ("resnet18_imagenet", "resnet18", "resnet20", "vgg_small", "digits_cnn",
                                          "digits_mlp")
@@ -121,10 +123,10 @@ SMOKE = {"algorithms": ("bnn", "react"), "fp_epochs": 3, "bin_epochs": 2, "sever
          "complexity_archs": (RN18, "digits_cnn"), "bench_m": 64, "bench_k": 512, "bench_repeats": 1}
 SMALL = {"fp_epochs": 20, "bin_epochs": 15, "severities": 3, "hyper_epochs": 4}
 FULL = {"dataset": "cifar-10", "archs": ("resnet18", "resnet20", "vgg_small"), "fp_epochs": 200,
-        "fp_setting": "sgd_1e-1_cosine", "fp_weight_decay": 5e-4, "bin_epochs": 400, "setting": "adam_1e-3_cosine",
+        "fp_setting": "sgd_1e-1_cosine", "fp_weight_decay": 1e-4, "bin_epochs": 400, "setting": "adam_1e-3_cosine",
         "batch_size": 128, "augment": True, "severities": 5, "checkpoint_every": 2000,
         "hyper_settings": tuple(f"{o}_{s}" for o in ("sgd_1e-1", "sgd_1e-2", "adam_1e-3", "adam_1e-4")
-                                for s in ("cosine", "step")), "hyper_epochs": 200,
+                                for s in ("cosine", "step")), "hyper_epochs": 200, "hyper_weight_decay": 1e-4,
         "complexity_archs": (RN18, "resnet18", "resnet20", "vgg_small"), "bench_m": 1024, "bench_k": 4096}
 
 

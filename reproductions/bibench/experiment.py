@@ -53,8 +53,15 @@ class Data:
         return (x - self.mean) / self.std
 
 
+# BiBench configs/_base_/datasets/cifar10.py img_norm_cfg (0-255 pixels; its std is the mean per-image std,
+# not the std over all pixels): CIFAR-10 is normalised with these constants, not with statistics of the data.
+OFFICIAL_NORM = {"cifar-10": ((125.307, 122.961, 113.8575), (51.5865, 50.847, 51.255))}
+
+
 def load(dataset: str, ctx: Any, split_seed: int = 0, limit: int = 0) -> Data:
-    """digits (sklearn 8x8, 1437/360 split, stand-in) or CIFAR-10 (python pickles via the catalog)."""
+    """digits (sklearn 8x8, 1437/360 split, stand-in) or CIFAR-10 (python pickles via the catalog).
+    Normalisation: BiBench's constants for CIFAR-10 (``OFFICIAL_NORM``), the training pixels' per-channel
+    mean and std for the digits stand-in."""
     if dataset == "digits":
         sp = digits.load(seed=split_seed, test_frac=360 / 1797)
     elif dataset == "cifar-10":
@@ -68,8 +75,11 @@ def load(dataset: str, ctx: Any, split_seed: int = 0, limit: int = 0) -> Data:
     if limit:
         xtr, xte = xtr[:limit], xte[:limit]
     ytr, yte = tr.y[: len(xtr)], te.y[: len(xte)]
-    mean = xtr.mean((0, 2, 3), keepdim=True)
-    std = xtr.std((0, 2, 3), keepdim=True).clamp_min(1e-3)
+    if dataset in OFFICIAL_NORM:
+        mean, std = (torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) / 255.0 for v in OFFICIAL_NORM[dataset])
+    else:
+        mean = xtr.mean((0, 2, 3), keepdim=True)
+        std = xtr.std((0, 2, 3), keepdim=True).clamp_min(1e-3)
     return Data(xtr, ytr, xte, yte, mean, std, tr.ref)
 
 
@@ -80,6 +90,26 @@ def parse_setting(s: str) -> tuple[str, float, str]:
         return opt, float(lr), sched
     except ValueError:
         raise ConfigError(f"hyper setting {s!r} must look like 'adam_1e-3_cosine' or 'sgd_1e-1_step'") from None
+
+
+# SGD momentum per schedule, as BiBench's schedule files: the cosine ones set momentum=0.9
+# (configs/_base_/schedules/sgd_1e-*_cosinelr_*e.py), the step ones set none, so torch's SGD default 0
+# (sgd_1e-1_steplr_200e.py, sgd_1e-2_steplr_200e.py).
+SGD_MOMENTUM = {"cosine": 0.9, "step": 0.0}
+
+
+def train_config(cfg: Any, epochs: int, setting: str, wd: float) -> TrainConfig:
+    """The optimizer/schedule of one ``fit`` for ``setting`` (BiBench ``<optimizer>_<lr>_<schedule>`` files)."""
+    opt, lr, sched = parse_setting(setting)
+    extra = {"momentum": SGD_MOMENTUM[sched]} if opt == "sgd" and sched in SGD_MOMENTUM else {}
+    return TrainConfig(epochs=epochs, batch_size=cfg.batch_size, lr=lr, optimizer=opt, schedule=sched,
+                       weight_decay=wd, log_every=0, checkpoint_every=cfg.checkpoint_every, **extra)
+
+
+def hyper_weight_decay(cfg: Any, setting: str) -> float:
+    """Weight decay of a hyper-sensitivity run, FP and binarized alike: BiBench's SGD schedules set
+    ``cfg.hyper_weight_decay`` (1e-4), its Adam schedules none (configs/_base_/schedules/*_200e.py)."""
+    return cfg.hyper_weight_decay if parse_setting(setting)[0] == "sgd" else 0.0
 
 
 @dataclass
@@ -140,10 +170,7 @@ class Bench:
     def train(self, model: nn.Module, name: str, epochs: int, setting: str | None = None,
               wd: float | None = None) -> Trained:
         cfg = self.cfg
-        opt, lr, sched = parse_setting(setting or cfg.setting)
-        tc = TrainConfig(epochs=epochs, batch_size=cfg.batch_size, lr=lr, optimizer=opt, schedule=sched,
-                         weight_decay=cfg.weight_decay if wd is None else wd, log_every=0,
-                         checkpoint_every=cfg.checkpoint_every)
+        tc = train_config(cfg, epochs, setting or cfg.setting, cfg.weight_decay if wd is None else wd)
         spe = math.ceil(len(self.ytr) / cfg.batch_size)
         update_epoch(model, 0, epochs)
         state = {"epoch": 0}
@@ -296,7 +323,8 @@ def training_consumption(bench: Bench, cfg: Any, ctx: Any, time_per_step: dict[s
     """OM_train = sqrt((E[T_fp/T_bi]^2 + E[std(A_fp)/std(A_bi)]^2) / 2) over the hyper settings (spec §4).
 
     As BiBench's ``configs/eff_train`` (no ``init_cfg=Pretrained`` there), FP and binarized models train
-    from scratch, all from the same seeded initialisation; T is the training time per step of the
+    from scratch, all from the same seeded initialisation, with the setting's own weight decay and
+    momentum (``hyper_weight_decay``, ``SGD_MOMENTUM``); T is the training time per step of the
     main-track runs.
     """
     main = cfg.archs[0]
@@ -306,7 +334,7 @@ def training_consumption(bench: Bench, cfg: Any, ctx: Any, time_per_step: dict[s
         init = bench.new(main)
         for a in ("fp", *cfg.algorithms):
             model = copy.deepcopy(init) if a == "fp" else binarize(init, a, bench.opts, cfg.binarize_downsample)
-            wd = cfg.fp_weight_decay if a == "fp" else None
+            wd = hyper_weight_decay(cfg, s)  # same for FP and binarized (eff_train shares the schedule files)
             accs[a].append(bench.train(model, f"hyper-{s}-{a}", cfg.hyper_epochs, s, wd).acc)
     m: dict[str, float] = {}
     sd = {k: float(torch.tensor(v, dtype=torch.float64).std()) if len(v) > 1 else float("nan")
@@ -364,5 +392,6 @@ def dry_run(bench: Bench, cfg: Any) -> dict[str, float]:
     return {"dry_run_models": float(n)}
 
 
-__all__ = ["Data", "load", "Bench", "accuracy_tracks", "complexity_track", "hardware_track", "dry_run",
-           "quadratic_mean", "algo_index", "parse_setting", "DATASETS"]
+__all__ = ["Data", "load", "Bench", "train_config", "hyper_weight_decay", "SGD_MOMENTUM", "OFFICIAL_NORM",
+           "accuracy_tracks", "complexity_track", "hardware_track", "dry_run", "quadratic_mean", "algo_index",
+           "parse_setting", "DATASETS"]

@@ -137,8 +137,9 @@ class _Binary:
             in_shape = (1, c_in, 1, 1) if self.weight.dim() == 4 else (1, c_in)
             self.act_shift = nn.Parameter(torch.zeros(in_shape))
         if self.algo.recu:
-            # ReCU learned per-channel scale; initialised from the pretrained weights' mean|W| (README)
-            self.alpha = nn.Parameter(self.weight.detach().abs().flatten(1).mean(1).reshape(shape).clone())
+            # ReCU learned per-channel scale, drawn uniformly in [0, 1) as BiBench's recu.py (torch.rand): the
+            # pretrained FP checkpoint has no alpha
+            self.alpha = nn.Parameter(torch.rand(shape, device=self.weight.device))
             self.register_buffer("tau", torch.tensor(0.85))
         if self.algo.noise:
             self.weight_noise = NoiseAdaptation(self.weight[0].numel())
@@ -192,10 +193,12 @@ class _Binary:
         return w.abs().flatten(1).mean(1).reshape([-1] + [1] * (w.dim() - 1))
 
     def _recu_weight(self) -> torch.Tensor:
-        """ReCU Eq. 10-12: standardize per output channel, clamp to +-Q_tau, Q_tau = -E|w| ln(2 - 2 tau)."""
+        """ReCU Eq. 10-12: standardize per output channel, clamp to +-Q_tau, Q_tau = -E|w| ln(2 - 2 tau).
+        The standardized weights have std 2 sqrt(2) (BiBench recu.py divides by sqrt(var + 1e-5) / 2 / sqrt(2)):
+        sign and clamp are unchanged by that constant, the identity-STE gradient reaching W is scaled by it."""
         w = self.weight
         w0 = w - w.flatten(1).mean(1).reshape([-1] + [1] * (w.dim() - 1))
-        w1 = w0 / torch.sqrt(w0.flatten(1).var(1) + 1e-5).reshape([-1] + [1] * (w.dim() - 1))
+        w1 = w0 / (torch.sqrt(w0.flatten(1).var(1) + 1e-5) / (2 * math.sqrt(2))).reshape([-1] + [1] * (w.dim() - 1))
         q = (-w1.detach().abs().mean() * torch.log(2 - 2 * self.tau)).detach()
         return torch.maximum(torch.minimum(w1, q), -q)
 

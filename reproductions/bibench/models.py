@@ -5,7 +5,10 @@
 - ``digits_mlp``: an MLP family for the architecture track (FP first/last Linear, BN + Hardtanh).
 - ``vgg_small``: VGG-small for CIFAR (Zhang et al. 2018, LQ-Nets; 128-128-M-256-256-M-512-512-M, FC).
 - ``resnet20`` / ``resnet18``: the shared suite ResNets with Hardtanh instead of ReLU (BiBench configs set
-  ``act_cfg=Hardtanh`` for binarized ResNets: sign(ReLU(x)) would be constant +1).
+  ``act_cfg=Hardtanh`` for binarized ResNets: sign(ReLU(x)) would be constant +1). ResNet-20 is BiBench's
+  ``configs/_base_/models/resnet20.py`` on ``BiBench_ResNet_CIFAR``: 1x1 conv + BN projection shortcuts
+  wherever the shape changes (``ResLayer``), and a 64-channel stem (the config sets ``base_channels=16`` but
+  leaves ``stem_channels`` at its default 64), so the first block maps 64 -> 16 channels through a projection.
 
 ``binarize(model, algo)`` replaces every Conv2d/Linear except the first and the last layer (and, as in
 BiBench's configs, the 1x1 downsample projections unless ``binarize_downsample``) by the algorithm's
@@ -24,7 +27,9 @@ from reproductions.bibench.layers import BinaryConv2d, BinaryLinear, BinaryOptio
 from suite.errors import UnknownNameError
 from suite.models import resnet18 as _resnet18
 from suite.models import resnet20 as _resnet20
-from suite.models.resnet import BasicBlock, CifarResNet
+from suite.models.resnet import BasicBlock, CifarResNet, _init
+
+RESNET20_STEM = 64  # BiBench ResNet(stem_channels=64) default, not overridden by configs/_base_/models/resnet20.py
 
 
 def _shortcut(x: torch.Tensor, c_out: int, stride: int) -> torch.Tensor:
@@ -134,8 +139,15 @@ def _hardtanh_blocks(model: nn.Module) -> None:
         b.__class__ = _HardtanhBlock
 
 
-def resnet20(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
-    m = _resnet20(num_classes=num_classes, in_channels=in_channels)
+def resnet20(num_classes: int = 10, in_channels: int = 3, stem: int = RESNET20_STEM) -> nn.Module:
+    """BiBench's CIFAR ResNet-20: widths 16-32-64 with projection ("B") shortcuts and a ``stem``-channel stem."""
+    m = _resnet20(num_classes=num_classes, in_channels=in_channels, shortcut="B")
+    width = m.blocks[0].conv1.out_channels
+    if stem != width:  # stem conv -> `stem` channels; block 0 projects them to `width` (BiBench ResLayer)
+        m.conv = nn.Conv2d(in_channels, stem, 3, 1, 1, bias=False)
+        m.bn = nn.BatchNorm2d(stem)
+        m.blocks[0] = BasicBlock(stem, width, 1, "B")
+        _init(m)
     m.__class__ = _HardtanhCifarResNet
     _hardtanh_blocks(m)
     return m

@@ -136,7 +136,8 @@ def test_recu_weights_clamped_at_q_tau():
     layer = BinaryConv2d.from_float(nn.Conv2d(8, 4, 3, bias=False), "recu")
     w2 = layer._recu_weight().detach()
     w = layer.weight.detach()
-    w1 = (w - w.mean((1, 2, 3), keepdim=True)) / torch.sqrt(w.var((1, 2, 3), keepdim=True) + 1e-5)
+    # BiBench recu.py: w1 = w0 / (sqrt(var + 1e-5) / 2 / sqrt(2)) (issue 17; unit variance before)
+    w1 = (w - w.mean((1, 2, 3), keepdim=True)) / (torch.sqrt(w.var((1, 2, 3), keepdim=True) + 1e-5) / 2 / math.sqrt(2))
     q = -w1.abs().mean() * math.log(2 - 2 * 0.85)
     assert torch.allclose(w2.abs().max(), q, atol=1e-5) and torch.allclose(w2, w1.clamp(-q, q), atol=1e-6)
 
