@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check (issue 16): every smoke run and every declared full-scale rehearsal on the device, then the throughput of three
 # full-scale configurations (S4D on ListOps, ResNet-18 on CIFAR-10, greedy decoding of a random-weight
-# Llama-3-8B-architecture LM); JSON records under <out>/gpu-check/. Ten minutes at most.
+# Llama-3-8B-architecture LM) and KV-cached TransformerLM decoding; JSON records under <out>/gpu-check/. Ten minutes at most.
 #   slurm/gpu-check.sh                            # on a CUDA machine (or: sbatch slurm/gpu-check.sh)
 #   slurm/gpu-check.sh --device cpu --budget tiny # the same script on a CPU, tiny sizes (tested in CI)
 # Options go to `python -m suite.gpucheck` (--out, --benches, --smoke and --rehearse all|none|slug,...).

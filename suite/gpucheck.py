@@ -5,11 +5,13 @@
    ``.to(device)`` does not reach fails here, in minutes, not after hours of a full run. Then every
    reproduction that declares its rehearsal budget (``reproductions/<slug>/rehearsal.toml``) rehearses
    its full-scale path on the device (``suite run <slug> --scale full --rehearse --device cuda``).
-2. Throughput of three full-scale configurations at the papers' batch sizes and lengths:
+2. Throughput of three full-scale configurations at the papers' batch sizes and lengths, and of KV-cached decoding:
    ``s4d-listops`` (S4D-Inv on LRA ListOps with the paper's pinned config, ``reproductions/s4d/tasks.py``:
    8 layers, H = 128, N = 64, batch 50, length 2048; training steps/s and peak memory), ``resnet18-cifar10`` (ResNet-18, CIFAR stem, batch 128, 32x32; training
-   images/s) and ``llama-decode`` (greedy decoding of a random-weight Llama-3-8B-architecture causal LM
-   in bf16, batch 8, prompt 128, 128 new tokens; tokens/s).
+   images/s), ``llama-decode`` (greedy decoding of a random-weight Llama-3-8B-architecture causal LM
+   in bf16, batch 8, prompt 128, 128 new tokens; tokens/s) and ``tinylm-kv-decode`` (``TransformerLM``
+   sampling with ``suite.models.decoding``'s KV cache against ``TransformerLM.generate``: the same tokens,
+   and the speed ratio).
 
 Each measurement is one JSON record under ``<out>/gpu-check/`` with the device name, the environment
 and the budget. ``--budget tiny`` shrinks every size (and skips nothing), so the whole script is tested
@@ -37,10 +39,12 @@ BUDGETS: dict[str, dict[str, Any]] = {
     # the papers' sizes (s4d: LRA ListOps config; resnet18: CIFAR-10 batch 128; llama: Llama-3-8B dims)
     "full": {"steps": 20, "warmup": 3, "s4d": "listops",  # the pinned ListOps config of reproductions/s4d
              "resnet": dict(batch=128), "llama": dict(hidden=4096, layers=32, heads=32, kv_heads=8, ffn=14336,
-                                                       vocab=128256, batch=8, prompt=128, new=128)},
+                                                       vocab=128256, batch=8, prompt=128, new=128),
+             "tinylm": dict(dim=512, depth=8, heads=8, vocab=512, batch=64, prompt=128, new=256)},
     "tiny": {"steps": 2, "warmup": 1, "s4d": dict(batch=2, length=64, d_model=16, n_layers=2, d_state=4),
              "resnet": dict(batch=4), "llama": dict(hidden=32, layers=2, heads=2, kv_heads=1, ffn=64, vocab=128,
-                                                    batch=2, prompt=8, new=4)},
+                                                    batch=2, prompt=8, new=4),
+             "tinylm": dict(dim=32, depth=2, heads=4, vocab=64, batch=4, prompt=8, new=8)},
 }
 
 
@@ -135,8 +139,33 @@ def bench_llama_decode(dev: torch.device, b: dict[str, Any]) -> dict[str, float]
     return {"new_tokens_per_s": s["batch"] * s["new"] / sec, "peak_mem_mb": _peak_mb(dev)}
 
 
+def bench_tinylm_kv_decode(dev: torch.device, b: dict[str, Any]) -> dict[str, float]:
+    """Greedy decoding of a random ``TransformerLM`` with and without the KV cache: tokens/s of each, their
+    ratio, and whether the tokens agree (``same_tokens`` 1.0; an error if they do not)."""
+    from suite.models.decoding import generate
+    from suite.models.transformer import TransformerLM
+
+    s = b["tinylm"]
+    torch.manual_seed(0)
+    model = TransformerLM(s["vocab"], max_len=s["prompt"] + s["new"], dim=s["dim"], depth=s["depth"],
+                          heads=s["heads"]).to(dev).eval()
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, s["vocab"], (s["batch"], s["prompt"]), generator=g).to(dev)
+    out: dict[str, torch.Tensor] = {}
+    secs = {}
+    for name, fn in (("uncached", lambda: model.generate(ids, s["new"], temperature=0.0)),
+                     ("cached", lambda: generate(model, ids, s["new"], temperature=0.0))):
+        secs[name] = _timed_steps(lambda fn=fn, name=name: out.__setitem__(name, fn()), 1, 1, dev)
+    if not torch.equal(out["cached"], out["uncached"]):
+        raise AssertionError("KV-cached decoding gave other tokens than TransformerLM.generate on this device")
+    n = s["batch"] * s["new"]
+    return {"cached_tokens_per_s": n / secs["cached"], "uncached_tokens_per_s": n / secs["uncached"],
+            "speedup": secs["uncached"] / secs["cached"], "same_tokens": 1.0, "peak_mem_mb": _peak_mb(dev)}
+
+
 BENCHES: dict[str, Callable[[torch.device, dict[str, Any]], dict[str, float]]] = {
-    "s4d-listops": bench_s4d_listops, "resnet18-cifar10": bench_resnet18_cifar10, "llama-decode": bench_llama_decode}
+    "s4d-listops": bench_s4d_listops, "resnet18-cifar10": bench_resnet18_cifar10, "llama-decode": bench_llama_decode,
+    "tinylm-kv-decode": bench_tinylm_kv_decode}
 
 
 def smoke_on_device(device: str, slugs: list[str], results: Path) -> dict[str, str]:

@@ -20,10 +20,11 @@ def test_gpu_check_script_on_cpu(tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
     recs = {f.name.split("-", 1)[1]: json.loads(f.read_text()) for f in (tmp_path / "gpu-check").glob("*.json")}
     assert set(recs) == {"smoke.json", "rehearsal.json", "s4d-listops.json", "resnet18-cifar10.json",
-                         "llama-decode.json"}
+                         "llama-decode.json", "tinylm-kv-decode.json"}
     assert recs["smoke.json"]["runs"] == {"ppp": "ok"} and recs["rehearsal.json"]["runs"] == {"mig": "ok"}
     assert (tmp_path / "mig" / "rehearsal").is_dir()
     assert recs["s4d-listops.json"]["metrics"]["steps_per_s"] > 0 and recs["llama-decode.json"]["error"] is None
+    assert recs["tinylm-kv-decode.json"]["metrics"]["same_tokens"] == 1.0
     assert all(r["device"].startswith("cpu") and "git_sha" in r["env"] for r in recs.values())
     assert (tmp_path / "ppp" / "smoke").is_dir()  # the smoke record itself, as any run's
 
