@@ -51,17 +51,21 @@ class SJDConfig:
     # image tokens -> pixels (C3): the model's VQGAN (Chameleon layout: vqgan.yaml + vqgan.ckpt)
     vq_dir: str = "models/chameleon-vqgan"
     image_codes: str = "offset"  # offset (code = id - lo) | chameleon (IMGIMG token names of the tokenizer)
-    # fixed tokens of the image layout (Lumina-mGPT: image start + size tokens, a row-end token per row;
-    # unverified, README): comma-separated ids after the prompt, and the id inserted after every row
-    image_prefix_ids: str = ""
-    row_end_id: Annotated[int, Range(-1)] = -1  # -1: no row separators
+    # fixed tokens of the image layout (lumina_mgpt/data/item_processor.py), token names (or ids), resolved
+    # through the model's tokenizer: after the prompt (image start, height and width tokens), and the token
+    # after every row (forced in the repo by MultiModalLogitsProcessor); "" = none. The samplers never draft them.
+    image_prefix_tokens: str = ""
+    row_end_token: str = ""
+    prompt_suffix_token: str = ""  # the conversation's turn separator after the prompt (convertsation.py)
+    # unconditional CFG branch: empty_caption (the template with "") | masked_prompt (repo prepare_cfg_input)
+    cfg_uncond: str = "empty_caption"
     # quality metrics (repo evaluation_metrics.py): FID Inception TorchScript and CLIP ViT-B/16 folders
     inception_dir: str = "models/fid-inception"
     clip_dir: str = "models/clip-vit-base-patch16"
     # image-token id range [lo, hi) of the model (Lumina-mGPT: set from its tokenizer)
     image_token_lo: Annotated[int, Range(0)] = 4
     image_token_hi: Annotated[int, Range(1)] = 8196
-    n_image_tokens: Annotated[int, Range(1)] = 2304  # 48 x 48 tokens for 768 px (row separators not modelled, README)
+    n_image_tokens: Annotated[int, Range(1)] = 2304  # 48 x 48 image tokens for 768 px (row ends not counted)
     cfg_scale: Annotated[float, Range(0)] = 3.0
     full_top_k: Annotated[int, Range(0)] = 2000
     prompt_template: str = "Generate an image of 768x768 according to the following prompt:\n{caption}"
@@ -72,6 +76,8 @@ class SJDConfig:
         if self.n_prompts < 2:
             raise ConfigError(f"n_prompts={self.n_prompts}: FID needs at least 2 images per sampler; "
                               f"set n_prompts >= 2")
+        if self.cfg_uncond not in ("empty_caption", "masked_prompt"):
+            raise ConfigError(f"cfg_uncond={self.cfg_uncond!r}: use empty_caption or masked_prompt")
         if self.image_codes not in ("offset", "chameleon"):
             raise ConfigError(f"image_codes={self.image_codes!r}: use offset or chameleon")
         if self.image_token_lo >= self.image_token_hi:
@@ -157,7 +163,12 @@ def _full(cfg: SJDConfig, ctx: RunContext) -> Outcome:
         # grid model, on which beats-jacobi held; on the transformer it fails, README)
         "small": {"length": 8, "n_exact": 200000, "image_model": "transformer", "n_images": 1000},
         # the trigram exactness block is a smoke/small check; full measures the paper's model only
-        "full": {"model_dir": "models/Lumina-mGPT-7B-768", "image_model": "none"},
+        # layout, codes, separator and CFG branch as Lumina-mGPT's code (README table): 768 px = 24 grids
+        # of 32 px -> <reserved08824> for height and width; 48 x 48 VQ tokens
+        "full": {"model_dir": "models/Lumina-mGPT-7B-768", "image_model": "none", "image_codes": "chameleon",
+                 "image_prefix_tokens": "<racm3:break>,<reserved08824>,<reserved08824>",
+                 "row_end_token": "<reserved08799>", "prompt_suffix_token": "<reserved08706>",
+                 "cfg_uncond": "masked_prompt"},
     },
     claims=[
         Claim(id="exact", text="SJD samples follow the enumerated AR distribution (chi-square p > 1e-3)",

@@ -31,7 +31,13 @@ HOW_IMAGES = "unzip val2017.zip of MS-COCO 2017 there (000000000139.jpg, ...)"
 SAMPLERS = ("ar", "sjd", "jacobi")
 FIXTURE_IMAGES = 4
 DRY_PROMPTS, DRY_TOKENS = 2, 16  # a dry run builds the pipeline on this many prompts / image tokens
-FIXTURE_VOCAB = 8200  # covers Lumina-mGPT's default image-id range [4, 8196)
+# The model fixture's vocabulary has Chameleon's shape (lumina_mgpt/data/item_processor.py,
+# chameleon_vae_ori/vocab.py): ids 0-3 special, 4..8195 image tokens named IMGIMG<code letters>Z,
+# 8196 <eoss> (image end), 8197 <racm3:break> (image start), <reservedNNNNN> at id NNNNN + 4 (the
+# offset the repo's `tokens[0] - 8804` grid arithmetic implies), then printable characters.
+FIXTURE_RESERVED = range(8194, 8826)  # <reserved08194> .. <reserved08825> at ids 8198 .. 8829
+FIXTURE_VOCAB = 8830 + 96  # + printable ASCII (95) and newline
+FIXTURE_CODE_STRIDE = 7919  # fixture code of image id 4 + k is (k * 7919) mod 8192: not the offset map
 
 _FIXTURE_CAPTIONS = ["a cat sitting on a red couch", "two dogs running on a beach",
                      "a bowl of fruit on a wooden table", "a red bus parked on a city street"]
@@ -57,19 +63,49 @@ def write_images_fixture(folder: Path, names: Sequence[str] = ()) -> None:
         Image.fromarray(px.numpy()).save(folder / name)
 
 
-def write_model_fixture(folder: Path) -> None:
-    """A tiny random Llama whose vocabulary covers the default image-id range (dry runs; stand-in)."""
-    from suite.models.hf import tiny_char_tokenizer, tiny_random_lm
+def _code_name(code: int) -> str:
+    """Chameleon's image-token name of VQ code ``code`` (digits 0..9 written as letters A..J)."""
+    return "IMGIMG" + "".join(chr(ord("A") + int(c)) for c in str(code)) + "Z"
 
-    tok = tiny_char_tokenizer()
+
+def fixture_tokenizer() -> Any:
+    """A fast tokenizer with the Chameleon-shaped vocabulary described at ``FIXTURE_RESERVED`` (character
+    level for text; the reserved and image-token names are kept whole)."""
+    import tokenizers
+    import transformers
+
+    vocab = {"<s>": 0, "</s>": 1, "<pad>": 2, "<unk>": 3}
+    vocab.update({_code_name(k * FIXTURE_CODE_STRIDE % 8192): 4 + k for k in range(8192)})
+    vocab.update({"<eoss>": 8196, "<racm3:break>": 8197})
+    vocab.update({f"<reserved{n:05d}>": n + 4 for n in FIXTURE_RESERVED})
+    for c in [chr(c) for c in range(32, 127)] + ["\n"]:
+        vocab[c] = len(vocab)
+    assert len(vocab) == FIXTURE_VOCAB and sorted(vocab.values()) == list(range(FIXTURE_VOCAB))
+    raw = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="<unk>"))
+    raw.pre_tokenizer = tokenizers.pre_tokenizers.Split(tokenizers.Regex(r"<reserved\d{5}>|<[a-z0-9:]+>|."),
+                                                        behavior="isolated")
+    raw.decoder = tokenizers.decoders.Fuse()
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<s>", eos_token="</s>",
+                                                pad_token="<pad>", unk_token="<unk>")
+
+
+def write_model_fixture(folder: Path) -> None:
+    """A tiny random Llama with the Chameleon-shaped fixture vocabulary (dry runs; stand-in)."""
+    from suite.models.hf import tiny_random_lm
+
+    tok = fixture_tokenizer()
     model = tiny_random_lm("llama", FIXTURE_VOCAB, 4096, 0, tok.eos_token_id, tok.pad_token_id)
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
 
 
 def coco_captions(path: Path, n: int) -> list[tuple[str, str]]:
-    """``(image file name, caption)``: one caption per image (the first by annotation id), images in id
-    order (spec §5)."""
+    """``(image file name, caption)``: one caption per image, images in id order (spec §5), chosen as the
+    repo's ``MSCOCOPromptBench._init_coco_dataset_dict`` does (dataset_tools/dataset_templates.py): the
+    captions of an image are read in file order, and its caption is the one at the relative index where
+    the character length last exceeded the running maximum. That maximum and index are NOT reset between
+    images (as in the repo), so it is the longest caption of an image only while that image sets a new
+    overall record; otherwise the previous record's relative index is reused."""
     if not path.is_file():
         raise DataNotFoundError(f"COCO captions not found at {path}; put captions_val2017.json under "
                                 f"<data_root>/coco/annotations/ (from annotations_trainval2017.zip)")
@@ -80,12 +116,24 @@ def coco_captions(path: Path, n: int) -> list[tuple[str, str]]:
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise CorruptDataError(f"{path} is not a COCO captions file ({err}); "
                                f"re-extract annotations_trainval2017.zip") from None
-    first: dict[int, tuple[int, str]] = {}
-    for a in anns:  # file parsing, once
-        img, aid = int(a["image_id"]), int(a["id"])
-        if img not in first or aid < first[img][0]:
-            first[img] = (aid, a["caption"].strip())
-    return [(names.get(k, f"{k:012d}.jpg"), first[k][1]) for k in sorted(first)][:n]
+    per_image: dict[int, list[str]] = {}
+    for a in anns:  # file order, as pycocotools' getAnnIds/loadAnns return them
+        per_image.setdefault(int(a["image_id"]), []).append(a["caption"])
+    keys = sorted(names) if names else sorted(per_image)  # repo: sorted(coco.imgs)
+    out: list[tuple[str, str]] = []
+    best_len, best_i = 0, 0  # repo bug kept: never reset per image
+    for k in keys:
+        caps = per_image.get(k, [])
+        for i, c in enumerate(caps):
+            if best_len < len(c):
+                best_len, best_i = len(c), i
+        if best_i >= len(caps):
+            raise CorruptDataError(f"{path}: image {k} has {len(caps)} captions but the repo's selection asks for "
+                                   f"caption {best_i}; is this the MS-COCO 2017 captions_val2017.json?")
+        out.append((names.get(k, f"{k:012d}.jpg"), caps[best_i].strip()))
+        if len(out) == n:
+            break
+    return out
 
 
 def read_image(path: Path, device: torch.device) -> torch.Tensor:
@@ -99,11 +147,32 @@ def read_image(path: Path, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)[None].to(device)
 
 
-def _ids(text: str) -> list[int]:
-    try:
-        return [int(t) for t in text.replace(",", " ").split()]
-    except ValueError:
-        raise ConfigError(f"image_prefix_ids={text!r}: give token ids separated by commas, e.g. 8197,8804") from None
+def token_ids(text: str, tokenizer: Any, field: str) -> list[int]:
+    """Comma-separated token names (``<reserved08799>``) or ids, resolved through the model's vocabulary."""
+    vocab = tokenizer.get_vocab()
+    out = []
+    for t in (x.strip() for x in text.split(",")):
+        if not t:
+            continue
+        if t.isdigit():
+            out.append(int(t))
+        elif t in vocab:
+            out.append(int(vocab[t]))
+        else:
+            raise ConfigError(f"{field}={text!r}: {t!r} is not in the tokenizer's vocabulary; give names it "
+                              f"has or ids")
+    return out
+
+
+def uncond_ids(cond: torch.Tensor, cfg: Any, encode: Any = None) -> torch.Tensor:
+    """The unconditional CFG branch's prompt. ``masked_prompt`` (the repo's ``prepare_cfg_input``): the
+    same sequence with its first ``len(prompt) - 1`` tokens masked out of attention, position ids
+    counted from the first unmasked token. Masked keys contribute nothing and the positions restart at
+    0, so that branch equals the model run on the last prompt token (the separator) alone, which is
+    what is forwarded here (``test_masked_prompt_uncond_equals_last_token``)."""
+    if cfg.cfg_uncond == "masked_prompt":
+        return cond[-1:].clone()
+    return encode(cfg.prompt_template.format(caption=""))
 
 
 def run_full(cfg: Any, ctx: RunContext) -> Outcome:
@@ -149,12 +218,19 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
                           f"check image_token_lo/hi and image_codes")
     inception = InceptionFeatures(inc_dir, dev)
     clip = ClipScorer(clip_dir, dev)
-    prefix = _ids(cfg.image_prefix_ids)
+    # image layout (lumina_mgpt/data/item_processor.py): image start, height and width tokens, then rows
+    # each closed by the forced row-end token; HFProbModel inserts them, the samplers never draft them
+    prefix = token_ids(cfg.image_prefix_tokens, lm.tokenizer, "image_prefix_tokens")
+    row_end = token_ids(cfg.row_end_token, lm.tokenizer, "row_end_token")
+    if len(row_end) > 1:
+        raise ConfigError(f"row_end_token={cfg.row_end_token!r}: give one token")
+    suffix = token_ids(cfg.prompt_suffix_token, lm.tokenizer, "prompt_suffix_token")
 
     def encode(s: str) -> torch.Tensor:
-        return lm.tokenizer(s, return_tensors="pt")["input_ids"][0]
+        # the conversation turn: prompt text + separator (lumina_mgpt/data/convertsation.py)
+        ids = lm.tokenizer(s, return_tensors="pt")["input_ids"][0]
+        return torch.cat([ids, torch.tensor(suffix, dtype=torch.long)])
 
-    uncond = encode(cfg.prompt_template.format(caption=""))
     toks: dict[str, list[torch.Tensor]] = {k: [] for k in SAMPLERS}
     feats: dict[str, list[torch.Tensor]] = {k: [] for k in (*SAMPLERS, "real")}
     clips: dict[str, list[torch.Tensor]] = {k: [] for k in SAMPLERS}
@@ -162,9 +238,10 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     fwd = {k: 0 for k in SAMPLERS}
     wall = {k: 0.0 for k in SAMPLERS}
     for file_name, cap in ctx.progress(items, desc="prompts"):
-        pm = HFProbModel(lm.model, encode(cfg.prompt_template.format(caption=cap)), uncond, lo, hi,
+        cond = encode(cfg.prompt_template.format(caption=cap))
+        pm = HFProbModel(lm.model, cond, uncond_ids(cond, cfg, encode), lo, hi,
                          cfg.cfg_scale, cfg.full_top_k, kv_cache=cfg.kv_cache, prefix_ids=prefix,
-                         row_len=side, row_end_id=cfg.row_end_id)
+                         row_len=side, row_end_id=row_end[0] if row_end else -1)
         text = clip.text(cap)
         feats["real"].append(inception(resize_299(read_image(img_dir / file_name, dev))))
         for name in SAMPLERS:

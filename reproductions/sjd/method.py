@@ -59,20 +59,25 @@ def ar_sample(model: ProbModel, n_tokens: int, batch: int, gen: torch.Generator)
     return Decoded(seq[:, 1:], torch.full((batch,), n_tokens, dtype=torch.long))
 
 
-def _init_tokens(model: ProbModel, buf: torch.Tensor, acc: torch.Tensor, pos: torch.Tensor, init: str,
+def _init_tokens(model: ProbModel, known: torch.Tensor, n_known: torch.Tensor, pos: torch.Tensor, init: str,
                  grid_w: int, gen: torch.Generator) -> torch.Tensor:
     """Fresh drafts for absolute token positions ``pos`` (b, L) (0-based image index), q = one-hot.
 
-    ``random``: uniform over the vocabulary (repo scheme 'random'). ``repeat_horizon``: the token one
-    image row above when it is already decided (spatial-locality init, §3), else uniform.
+    ``known`` (b, >= 1 + max n_known) holds the tokens known so far (column i + 1 = token i): the
+    accepted ones, then the drafts kept in the window; ``n_known`` (b,) counts them.
+    ``random``: uniform over the vocabulary (repo scheme 'random'). ``repeat_horizon`` (repo
+    ``get_multi_token_for_preparation``, scheme 'repeat_horizon'): a draft that is not in the first
+    column of its image row copies its LEFT neighbour (horizon = the same row); when the left neighbour
+    is not known yet, the index is clamped to the last known token, as the repo's clamp does. A draft in
+    the first column, or when nothing is known, is uniform.
     """
     rand = torch.randint(model.vocab, pos.shape, generator=gen)
     if init == "random":
         return rand
-    above = pos - grid_w  # image index of the token one row up; buf column = index + 1
-    ok = (above >= 0) & (above < acc[:, None])
-    col = (above + 1).clamp(min=0, max=buf.shape[1] - 1)
-    return torch.where(ok, buf.gather(1, col), rand)
+    left = torch.minimum(pos - 1, n_known[:, None] - 1)  # image index of the copied token
+    ok = (pos % grid_w != 0) & (left >= 0)
+    col = (left + 1).clamp(min=0, max=known.shape[1] - 1)
+    return torch.where(ok, known.gather(1, col), rand)
 
 
 def sjd_sample(model: ProbModel, n_tokens: int, window: int, batch: int, gen: torch.Generator, *,
@@ -150,8 +155,18 @@ def sjd_sample(model: ProbModel, n_tokens: int, window: int, batch: int, gen: to
         src = m[:, None] + 1 + ar_L  # index into fresh/P
         keep = (src <= L) & (variant != "random_reset")
         srcc = src.clamp(max=L)
-        init_tok = _init_tokens(model, buf[rows], acc[rows], acc[rows, None] + ar_L, init, grid_w, gen)
-        new_y = torch.where(keep, fresh.gather(1, srcc), init_tok)
+        kept = fresh.gather(1, srcc)
+        a_new = acc[rows]
+        if init == "random":
+            init_tok = _init_tokens(model, buf[rows], a_new, a_new[:, None] + ar_L, init, grid_w, gen)
+        else:  # the known tokens: accepted ones, then the kept drafts (repo: [input_ids, additional_tokens])
+            known = torch.cat([buf[rows], torch.zeros(b, L, dtype=torch.long)], 1)
+            known.scatter_(1, (a_new[:, None] + 1 + ar_L).clamp(max=known.shape[1] - 1),
+                           torch.where(keep, kept, known.gather(1, (a_new[:, None] + 1 + ar_L)
+                                                                 .clamp(max=known.shape[1] - 1))))
+            init_tok = _init_tokens(model, known, a_new + keep.long().sum(1), a_new[:, None] + ar_L, init,
+                                    grid_w, gen)
+        new_y = torch.where(keep, kept, init_tok)
         new_q = torch.where(keep[:, :, None], P.gather(1, srcc[:, :, None].expand(b, L, V)),
                             torch.nn.functional.one_hot(init_tok, V).to(P.dtype))
         win[rows], q[rows] = new_y, new_q

@@ -87,6 +87,50 @@ def test_repeat_horizon_init_runs():
     assert d.tokens.shape == (100, 64) and d.step_compression > 1.0
 
 
+def test_repeat_horizon_drafts_from_the_left_neighbour():
+    """The repo's 'repeat_horizon' (get_multi_token_for_preparation) copies the LEFT neighbour in the same
+    row (clamped to the last known token); the first column of a row is a uniform draft."""
+    from .method import _init_tokens
+
+    class V:
+        vocab = 1000  # uniform drafts are almost never 7 or 9
+
+    known = torch.tensor([[99, 5, 6, 7, 9]])  # start token, then tokens 0..3 known (accepted + kept drafts)
+    g = torch.Generator().manual_seed(0)
+    out = _init_tokens(V, known, torch.tensor([3]), torch.tensor([[3, 4, 5, 6]]), "repeat_horizon", 4, g)
+    assert out[0, 0] == 7 and out[0, 2] == 7 and out[0, 3] == 7  # left of 3 is 2; 5, 6 clamp to the last known (2)
+    assert out[0, 1] not in (5, 6, 7, 9)  # position 4 opens row 2: uniform
+    out = _init_tokens(V, known, torch.tensor([4]), torch.tensor([[5, 7]]), "repeat_horizon", 4, g)
+    assert out.tolist() == [[9, 9]]  # the kept draft (token 3) counts as known
+
+
+class _RowConstant:
+    """Rows of ``w`` equal tokens: P(x_t) = one-hot(x_{t-1}) inside a row, uniform at a row's start."""
+
+    def __init__(self, vocab: int, w: int) -> None:
+        self.vocab, self.bos, self.w = vocab, vocab, w
+
+    def __call__(self, seq: torch.Tensor, start: int = 0) -> torch.Tensor:
+        t = seq.shape[1]
+        prev = seq.clamp(max=self.vocab - 1)
+        p = torch.nn.functional.one_hot(prev, self.vocab).double()
+        p[:, torch.arange(t) % self.w == 0] = 1.0 / self.vocab  # column j predicts token j
+        return p[:, start:]
+
+
+def test_repeat_horizon_compresses_rows_of_equal_tokens():
+    """Left-neighbour drafts are right on row-constant images (the whole rest of a row is accepted); copies
+    of the row above, or uniform drafts, almost never are."""
+    m = _RowConstant(16, 8)
+    g = torch.Generator().manual_seed(0)
+    # random_reset: every window is drafted afresh by the init scheme (kept Jacobi drafts would hide it)
+    rnd = sjd_sample(m, 64, 16, 50, g, variant="random_reset")
+    hor = sjd_sample(m, 64, 16, 50, g, init="repeat_horizon", grid_w=8, variant="random_reset")
+    assert (hor.tokens.reshape(50, 8, 8) == hor.tokens.reshape(50, 8, 8)[:, :, :1]).all()
+    assert hor.step_compression >= 2.5 and hor.step_compression >= 2 * rnd.step_compression, (
+        hor.step_compression, rnd.step_compression)
+
+
 @pytest.mark.parametrize("variant,claim", [("resample_from_p", "exact"), ("random_reset", "fewer-passes")])
 def test_teeth_broken_variant_fails_a_claim(variant, claim):
     cfg = SJDConfig(variant=variant, n_exact=5000)
@@ -217,6 +261,84 @@ def test_clip_score_fixture(tmp_path):
     s = clip.score(img, clip.text("a cat on a couch").expand(2, -1))
     assert s.shape == (2,) and ((s >= 0) & (s <= 100)).all()
     assert torch.allclose(clip.score(img[:1], clip.text("a cat on a couch")), s[:1], atol=1e-4)
+
+
+def test_coco_caption_choice_is_the_repos(tmp_path):
+    """MSCOCOPromptBench: captions in file order, the relative index where the length last beat the running
+    maximum, that maximum never reset between images (not the smallest annotation id)."""
+    import json
+
+    from .full import coco_captions
+
+    anns = [(1, 30, "a b"), (1, 10, "a longer one"), (1, 20, "mid"),  # 12 chars: index 1
+            (2, 11, "short"), (2, 12, "tiny"), (2, 13, "a much longer caption"),  # 21 > 12: index 2
+            (3, 5, "abc"), (3, 6, "abcdef"), (3, 7, "xy")]  # nothing beats 21: index 2 again
+    (tmp_path / "c.json").write_text(json.dumps({
+        "images": [{"id": i, "file_name": f"{i}.jpg"} for i in (3, 1, 2)],
+        "annotations": [{"image_id": i, "id": a, "caption": c} for i, a, c in anns]}))
+    got = coco_captions(tmp_path / "c.json", 10)
+    assert got == [("1.jpg", "a longer one"), ("2.jpg", "a much longer caption"), ("3.jpg", "xy")]
+    assert coco_captions(tmp_path / "c.json", 2) == got[:2]
+
+
+def test_masked_prompt_uncond_equals_last_token():
+    """The repo's unconditional branch (prepare_cfg_input: the prompt but its last token masked out of
+    attention, positions from the attention-mask cumsum) gives the logits of the last prompt token run alone."""
+    from types import SimpleNamespace
+
+    from .full import uncond_ids
+
+    m = _tiny_hf()
+    prompt = torch.tensor([1, 5, 6, 7, 8, 12, 13])
+    image = torch.tensor([40, 41, 50, 33])
+    ids = torch.cat([prompt, image])[None]
+    keep = torch.ones(ids.shape[1], dtype=torch.bool)
+    keep[:prompt.numel() - 1] = False  # prepare_cfg_input: attention_mask[B//2:, :prefill_num] = 0
+    pos = (keep.long().cumsum(-1) - 1).masked_fill(~keep, 1)[None]
+    t = ids.shape[1]
+    allowed = torch.ones(t, t, dtype=torch.bool).tril() & keep[None, :]
+    allowed |= torch.eye(t, dtype=torch.bool)  # masked rows see themselves only (no NaN; nobody reads them)
+    bias = torch.zeros(t, t, dtype=torch.float64).masked_fill(~allowed, torch.finfo(torch.float64).min)
+    with torch.no_grad():
+        masked = m(input_ids=ids, attention_mask=bias[None, None], position_ids=pos).logits[0, prompt.numel() - 1:]
+        cfg = SimpleNamespace(cfg_uncond="masked_prompt")
+        alone = m(input_ids=torch.cat([uncond_ids(prompt, cfg), image])[None]).logits[0]
+    assert torch.allclose(masked, alone, atol=1e-10, rtol=0)
+    assert uncond_ids(prompt, cfg).tolist() == [13]
+
+
+def test_full_preset_uses_the_official_layout(tmp_path, monkeypatch):
+    """The full preset on the Chameleon-shaped fixture vocabulary: prompt + <reserved08706>, the unconditional
+    branch = that separator alone, image prefix <racm3:break> <reserved08824> x2, row end <reserved08799>,
+    codes through the IMGIMG names; the decoded tokens are image tokens only (the VQ grid never sees a
+    forced token)."""
+    pytest.importorskip("transformers")
+    monkeypatch.setenv("SUITE_CACHE", str(tmp_path / "cache"))
+    from suite import config
+
+    from . import full, models, vq
+
+    cfg = config.resolve(registry.get("sjd"), "full", {"n_prompts": 2})
+    seen, codes = [], []
+    real_pm, real_map = models.HFProbModel, vq.code_map
+
+    def pm(model, cond, unc, *a, **kw):
+        seen.append((cond.tolist(), unc.tolist(), kw))
+        return real_pm(model, cond, unc, *a, **kw)
+
+    def cmap(*a):
+        codes.append(real_map(*a))
+        return codes[-1]
+
+    monkeypatch.setattr(full, "HFProbModel", pm)
+    monkeypatch.setattr(vq, "code_map", cmap)
+    out = run(cfg, for_tests("full", tmp=tmp_path, dry_run=True, data_root=tmp_path / "nodata"))
+    cond, unc, kw = seen[0]
+    assert cond[-1] == 8710 and unc == [8710]
+    assert list(kw["prefix_ids"]) == [8197, 8828, 8828] and kw["row_end_id"] == 8803 and kw["row_len"] == 4
+    k = torch.arange(8192)
+    assert torch.equal(codes[0], k * full.FIXTURE_CODE_STRIDE % 8192)  # not the offset map
+    assert out.metrics["image_sjd_tokens_forwarded_per_image"] > 0
 
 
 def test_full_path_on_fixtures(tmp_path, monkeypatch):
