@@ -181,19 +181,27 @@ class StepCount:
         self.n = int(st["n"])
 
 
+def teacher_temperature(cfg: Config, epoch: int) -> float:
+    """Stage-0 teacher temperature of ``epoch``, as the official ``DistillLoss`` schedule: ``np.linspace(t0, t1,
+    W)`` over the first W = teacher_warmup_frac x stage0_epochs epochs (30 of 100), then t1; it moves once
+    per epoch."""
+    (t0, t1), w = cfg.teacher_temp0, max(1, int(cfg.teacher_warmup_frac * cfg.stage0_epochs))
+    if epoch >= w:
+        return t1
+    return t0 if w == 1 else t0 + (t1 - t0) * epoch / (w - 1)
+
+
 def train_stage0(cfg: Config, net: CGCDNet, proto: Protocol, views: Views, ctx) -> None:  # noqa: ANN001
     """SimGCD recipe with all stage-0 samples labeled (spec §3):
     0.65·(self-distillation + memax) + 0.35·CE(cos/0.1) + 0.65·InfoNCE + 0.35·SupCon."""
     s0 = proto.stages[0]
     tc = _train_cfg(cfg, cfg.stage0_epochs, cfg.lr0)
-    total = max(1, cfg.stage0_epochs * -(-len(s0.y) // cfg.batch_size))
-    warm = max(1, int(cfg.teacher_warmup_frac * total))
+    per_epoch = -(-len(s0.y) // cfg.batch_size)
     calls = StepCount()  # checkpointed with the fit: a resumed run continues the warm-up where it stopped
 
     def loss(m: CGCDNet, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         xb, yb = batch
-        t0, t1 = cfg.teacher_temp0
-        temp = t0 + (t1 - t0) * min(1.0, calls.n / warm)  # teacher temperature warm-up
+        temp = teacher_temperature(cfg, calls.n // per_epoch)
         calls.n += 1
         x = views.train_pre(xb)
         (_, z1, c1), (_, z2, c2) = m(views.aug(x)), m(views.aug(x))

@@ -46,16 +46,18 @@ class CosineHead(nn.Module):
 
 def projector(feat_dim: int, hidden: int, out: int, n_layers: int = 3) -> nn.Sequential:
     """The SimGCD/DINO projector MLP: ``n_layers`` linear layers with GELU between them,
-    feat_dim → hidden (→ hidden)×(n_layers − 2) → out (official ``DINOHead.mlp``, ``num_mlp_layers = 3``)."""
+    feat_dim → hidden (→ hidden)×(n_layers − 2) → out (official ``DINOHead.mlp``, ``num_mlp_layers = 3``),
+    initialised as ``DINOHead._init_weights``: truncated-normal weights (std 0.02), zero biases."""
     if n_layers < 1:
         raise ValueError(f"projector needs at least 1 linear layer, got {n_layers}")
-    if n_layers == 1:
-        return nn.Sequential(nn.Linear(feat_dim, out))
-    dims = [feat_dim] + [hidden] * (n_layers - 1)
+    dims = [feat_dim] + [hidden] * (n_layers - 1) + [out]
     layers: list[nn.Module] = []
     for a, b in zip(dims[:-1], dims[1:]):
-        layers += [nn.Linear(a, b), nn.GELU()]
-    return nn.Sequential(*layers, nn.Linear(hidden, out))
+        lin = nn.Linear(a, b)
+        nn.init.trunc_normal_(lin.weight, std=0.02)
+        nn.init.zeros_(lin.bias)
+        layers += [lin, nn.GELU()]
+    return nn.Sequential(*layers[:-1])  # no activation after the last layer
 
 
 class CGCDNet(nn.Module):

@@ -164,3 +164,23 @@ def test_weight_decay_groups_split_biases(scale):
     g = decay_groups(net, 5e-5)
     assert {id(p) for p in g[1]["params"]} == off and g[1]["weight_decay"] == 0.0
     assert off and not off & {id(p) for p in g[0]["params"]}
+
+
+def test_projector_starts_as_dino_heads_init():
+    """Official `DINOHead._init_weights`: trunc_normal_(std=0.02) weights and zero biases (PyTorch's default init
+    would give uniform weights of std 1/sqrt(3 fan_in) = 0.072 here, and non-zero biases)."""
+    torch.manual_seed(0)
+    proj = H.method.projector(64, 256, 128, 3)
+    lins = [m for m in proj if isinstance(m, nn.Linear)]
+    assert all(torch.count_nonzero(m.bias) == 0 for m in lins)
+    w = torch.cat([m.weight.flatten() for m in lins])
+    assert abs(float(w.std()) - 0.02) < 0.001 and float(w.abs().max()) < 0.2
+
+
+def test_stage0_teacher_temperature_is_the_official_epoch_schedule():
+    """Official `DistillLoss`: np.linspace(0.07, 0.04, 30) for the first 30 of 100 epochs, then 0.04, indexed by
+    epoch (it moves once per epoch, not per step)."""
+    cfg = suite_config.resolve(registry.get("happy_cgcd"), "full")
+    want = np.concatenate((np.linspace(0.07, 0.04, 30), np.full(70, 0.04)))
+    got = np.array([H.teacher_temperature(cfg, e) for e in range(cfg.stage0_epochs)])
+    assert np.allclose(got, want, rtol=0, atol=1e-12)
