@@ -69,7 +69,7 @@ class Config:
     tea_ub: Annotated[float, Range(0)] = 5.0
     tea_coef: Annotated[float, Range(0)] = 1.0  # UNVERIFIED: scale of the TEA bonus (spec: "+mean_t(w_t·H_t)")
     length_term: bool = True       # cosine length term in the dense reward
-    reward_max_len: Annotated[int, Range(1)] = T.RESP_LEN  # L of the cosine term (8192 at full scale)
+    reward_max_len: Annotated[int, Range(1)] = T.RESP_LEN  # L of the cosine term at smoke / small (full: full_max_new)
     rl_arms: tuple[str, ...] = ("binary", "dense", "dense_tea")
     eval_temperature: Annotated[float, Range(0)] = 1.0
     variant: Variant = "paper"
