@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from suite.errors import ConfigError, UnknownNameError
+from suite.models import decoding
 from suite.rl import dual_clip_surrogate, group_advantage
 
 # leaf status (spec §3 classification)
@@ -276,8 +277,8 @@ def ppo_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask
 # --------------------------------------------------------------------------- tiny-LM sampler
 
 class LMSampler:
-    """Batched segment sampler for a causal :class:`~suite.models.transformer.TransformerLM`
-    (left-padded prefixes with explicit positions; temperature 1, top-p 1 as in §3)."""
+    """Batched segment sampler for a causal :class:`~suite.models.transformer.TransformerLM`: left-padded
+    prefixes, KV-cached decoding (``suite.models.decoding``; temperature 1, top-p 1 as in §3)."""
 
     def __init__(self, model: torch.nn.Module, eos: int, pad: int, temperature: float = 1.0,
                  gen: torch.Generator | None = None, device: torch.device | str = "cpu") -> None:
@@ -285,39 +286,24 @@ class LMSampler:
 
     @torch.no_grad()
     def __call__(self, prefixes: list[list[int]], n: int) -> tuple[list[list[int]], np.ndarray]:
+        """Up to ``n`` tokens after each prefix (through its first eos), and each row's mean token entropy
+        over those tokens."""
         B, L = len(prefixes), max(len(p) for p in prefixes)
         lens = torch.tensor([len(p) for p in prefixes])
-        cols = torch.arange(L)[None]
-        mask = cols >= (L - lens[:, None])
+        mask = torch.arange(L)[None] >= (L - lens[:, None])
         toks = torch.full((B, L), self.pad, dtype=torch.long)
         toks[mask] = torch.tensor([t for p in prefixes for t in p])
-        toks, mask = toks.to(self.dev), mask.to(self.dev)
-        done = torch.zeros(B, dtype=torch.bool, device=self.dev)
-        out = torch.full((B, n), self.pad, dtype=torch.long, device=self.dev)
-        valid = torch.zeros((B, n), dtype=torch.bool, device=self.dev)
-        ent = torch.zeros(B, device=self.dev)
-        was = self.model.training
-        self.model.eval()
-        for j in range(n):
-            pos = (mask.long().cumsum(1) - 1).clamp_min(0)
-            logits = self.model(toks, mask, positions=pos)[:, -1].float()
-            if self.t == 0:
-                nxt = logits.argmax(-1)
-            else:
-                probs = (logits / self.t).softmax(-1)
-                nxt = torch.multinomial(probs.cpu(), 1, generator=self.gen).squeeze(1).to(self.dev)
+        ents: list[torch.Tensor] = []
+
+        def entropy(logits: torch.Tensor) -> None:
             lp = logits.log_softmax(-1)
-            ent += torch.where(done, 0.0, -(lp.exp() * lp).sum(-1))
-            nxt = torch.where(done, torch.full_like(nxt, self.pad), nxt)
-            out[:, j], valid[:, j] = nxt, ~done
-            toks = torch.cat([toks, nxt[:, None]], 1)
-            mask = torch.cat([mask, ~done[:, None]], 1)
-            done = done | (nxt == self.eos)
-            if bool(done.all()):
-                out, valid = out[:, :j + 1], valid[:, :j + 1]
-                break
-        self.model.train(was)
-        keep = valid
-        cnt = keep.sum(1).clamp_min(1)
-        rows = [r[k].tolist() for r, k in zip(out.cpu(), keep.cpu())]
+            ents.append(-(lp.exp() * lp).sum(-1))
+
+        out = decoding.generate(self.model, toks.to(self.dev), n, temperature=self.t, eos_id=self.eos,
+                                generator=self.gen, key_mask=mask.to(self.dev), on_logits=entropy)[:, L:]
+        eos = (out == self.eos).long().cumsum(1)
+        valid = (eos == 0) | ((eos == 1) & (out == self.eos))  # through the first eos
+        ent = (torch.stack(ents, 1) * valid).sum(1)
+        cnt = valid.sum(1).clamp_min(1)
+        rows = [r[k].tolist() for r, k in zip(out.cpu(), valid.cpu())]
         return rows, (ent / cnt).cpu().numpy()

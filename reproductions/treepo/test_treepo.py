@@ -100,20 +100,27 @@ def test_split_budgets() -> None:
     assert sum(k) == 8 and min(k) >= 1 and k[1] == max(k)
 
 
-class _Scripted(torch.nn.Module):
-    """Greedy-decodes '1' until the sequence holds 5 tokens, then EOS."""
+def test_lm_sampler_cuts_after_eos_and_decodes_each_prefix_as_alone() -> None:
+    """Greedy segments of a random tiny LM: every left-padded row equals that prefix decoded alone (uncached
+    ``TransformerLM.generate``), cut after its first eos; the entropy is the mean over the kept tokens."""
+    from suite.models.transformer import TransformerLM
 
-    def forward(self, toks: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
-        out = torch.zeros(*toks.shape, TOK.vocab_size)
-        out[..., TOK.stoi["1"]] = 1.0
-        out[..., TOK.eos_id] = 10.0 if toks.shape[1] >= 5 else -10.0
-        return out
-
-
-def test_lm_sampler_cuts_after_eos() -> None:
-    new, ent = LMSampler(_Scripted(), TOK.eos_id, TOK.pad_id, 0.0)([[1, 6, 7], [1, 8]], 4)
-    one = TOK.stoi["1"]
-    assert new == [[one, one, TOK.eos_id]] * 2 and ent.shape == (2,)
+    torch.manual_seed(0)
+    m = TransformerLM(12, max_len=16, dim=16, depth=1, heads=2)
+    prefixes = [[1, 6, 7], [1, 8], [2, 3, 4, 5]]
+    alone = [m.generate(torch.tensor([p]), 6, temperature=0.0)[0, len(p):].tolist() for p in prefixes]
+    eos = alone[0][2]  # the token row 0 emits third: row 0 must stop there
+    new, ent = LMSampler(m, eos, 0, 0.0)(prefixes, 6)
+    for got, want in zip(new, alone):
+        cut = want.index(eos) + 1 if eos in want else len(want)
+        assert got == want[:cut]
+    assert len(new[0]) <= 3 and new[0][-1] == eos
+    with torch.no_grad():  # row 1's mean entropy by hand, from the uncached model
+        seq, h = torch.tensor([prefixes[1] + new[1]]), []
+        for j in range(len(new[1])):
+            lp = m(seq[:, :len(prefixes[1]) + j])[0, -1].float().log_softmax(-1)
+            h.append(float(-(lp.exp() * lp).sum()))
+    assert abs(ent[1] - sum(h) / len(h)) < 1e-5
 
 
 def test_teeth_no_fallback_and_recount_fail_claims() -> None:

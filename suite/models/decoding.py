@@ -12,6 +12,8 @@ the model is unchanged and every reproduction's trained weights decode here as t
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -70,14 +72,16 @@ def _pick(logits: torch.Tensor, temperature: float, top_k: int | None,
 @torch.no_grad()
 def generate(model: TransformerLM, prompt: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
              top_k: int | None = None, eos_id: int | None = None, generator: torch.Generator | None = None,
-             key_mask: torch.Tensor | None = None) -> torch.Tensor:
+             key_mask: torch.Tensor | None = None,
+             on_logits: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor:
     """Sample a continuation of ``prompt`` (B, T0) with a key-value cache; returns (B, T0 + new).
 
     The arguments mean what they mean in ``TransformerLM.generate``: ``temperature == 0`` is greedy,
     ``top_k`` keeps the k most likely tokens, rows that emitted ``eos_id`` keep emitting it and decoding stops
     when every row has. ``key_mask`` (B, T0) bool marks the real prompt tokens of left-padded rows (padding
-    is never attended to and takes no position). Unlike ``generate``, the context is never cropped: T0 + new
-    must fit ``max_len`` (a cache cannot slide learned absolute positions).
+    is never attended to and takes no position). ``on_logits`` sees each step's next-token logits (B, vocab),
+    float, before temperature and top-k (e.g. to sum the policy's entropy). Unlike ``generate``, the context is
+    never cropped: T0 + new must fit ``max_len`` (a cache cannot slide learned absolute positions).
     """
     if not model.causal:
         raise ConfigError("decoding.generate needs a causal TransformerLM; decode a bidirectional model by "
@@ -103,6 +107,8 @@ def generate(model: TransformerLM, prompt: torch.Tensor, max_new_tokens: int, te
         out = prompt
         done = torch.zeros(b, dtype=torch.bool, device=dev)
         for step in range(max_new_tokens):
+            if on_logits is not None:
+                on_logits(logits.float())
             nxt = _pick(logits.float(), temperature, top_k, generator)
             if eos_id is not None:
                 nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)

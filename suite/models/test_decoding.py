@@ -64,3 +64,14 @@ def test_refuses_what_a_cache_cannot_do():
     bidir = TransformerLM(10, max_len=16, dim=16, depth=1, heads=2, causal=False)
     with pytest.raises(ConfigError, match="causal"):
         generate(bidir, torch.zeros(1, 3, dtype=torch.long), 2)
+
+
+def test_on_logits_sees_each_steps_next_token_logits():
+    m = _lm("rope")
+    prompt = torch.randint(0, 23, (3, 5), generator=torch.Generator().manual_seed(5))
+    seen = []
+    out = generate(m, prompt, 6, temperature=0.0, on_logits=seen.append)
+    assert len(seen) == 6
+    with torch.no_grad():
+        for j, lg in enumerate(seen):  # the uncached model's last-position logits on the sequence so far
+            assert torch.allclose(lg, m(out[:, :5 + j])[:, -1].float(), atol=1e-5)
