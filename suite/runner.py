@@ -274,10 +274,15 @@ def _rehearse(spec: RunSpec, results_root: Path | None, device: str | None, show
         second.setdefault("notes", {})["device_check"] = (
             f"{run_dev} simulated on the CPU for the first pass (suite/devicecheck.py); the resume pass unchecked"
             if checked else "none (ran on the device itself)")
+        checkpoints = sorted(folder.glob("checkpoint*.pt"))
         second["notes"]["rehearsal_resume"] = {
-            "checkpoints_resumed": sorted(str(p.name) for p in folder.glob("checkpoint*.pt")),
+            "checkpoints_resumed": [p.name for p in checkpoints],
             "metrics_identical": not differ, "metrics_differing": differ[:20]}
         atomic_write_json(folder / RESULT_FILE, second)
+        # the checkpoints have served (the resume pass read them): at full model sizes they weigh
+        # gigabytes per rehearsal (bibench 3.5 GB), and a rehearsal of every reproduction filled CI's disk
+        for p in checkpoints:
+            p.unlink(missing_ok=True)
     return second
 
 

@@ -28,6 +28,10 @@ def _rehearse(slug: str, tmp_path: Path) -> dict:
     # every claim expected at full was evaluated by one of the full run's configurations (or is declared)
     missing, _ = rehearsal.unevaluated(slug, [r for r in recs if r["status"] == "rehearsal"])
     assert not missing, f"{slug}: claims expected at full never evaluated: {missing}"
+    # the checkpoints the resume pass read are named in the record, then deleted (they filled CI's disk)
+    for r in recs:
+        folder = tmp_path / slug / "rehearsal" / f"{r['config_hash']}-s0"
+        assert (folder / "result.json").exists() and not list(folder.glob("checkpoint*.pt")), folder
     return rec
 
 
