@@ -1,8 +1,16 @@
-"""Policy-gradient pieces shared by the RL reproductions (treepo, light_if): group-relative advantages
-and the clipped surrogate with clip-higher and dual clip."""
+"""Policy-gradient pieces shared by the RL reproductions (treepo, light_if): per-token log-probabilities,
+group-relative advantages and the clipped surrogate with clip-higher and dual clip."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+
+
+def token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log p(targets[..., t]) under ``logits[..., t, :]``, in fp32, shaped like ``targets``: the per-token
+    log-likelihoods of the PPO / GRPO ratio and the KL term. A causal LM scores token t+1 at position t, so
+    pass ``logits[:, :-1]`` with ``tokens[:, 1:]``. Correct under any padding: the caller masks the positions."""
+    return torch.gather(F.log_softmax(logits.float(), -1), -1, targets.unsqueeze(-1)).squeeze(-1)
 
 
 def group_advantage(rewards: torch.Tensor, groups: torch.Tensor, std_norm: bool = True,

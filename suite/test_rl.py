@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from suite.rl import dual_clip_surrogate, group_advantage
+from suite.rl import dual_clip_surrogate, group_advantage, token_logprobs
 
 
 def test_group_advantage_is_grpo_per_group_and_the_baseline_without_std():
@@ -29,3 +29,20 @@ def test_dual_clip_surrogate_regions():
     # without the dual clip the same token would cost e^5
     assert float(dual_clip_surrogate(torch.full((1,), 5.0), z, -torch.ones(1), 0.2, 0.28, 1e9)) == \
         pytest.approx(np.exp(5.0), rel=1e-5)
+
+
+def test_token_logprobs_is_the_log_softmax_at_each_target():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 5, 7, generator=g, dtype=torch.float64).to(torch.bfloat16)
+    targets = torch.randint(0, 7, (2, 5), generator=g)
+    got = token_logprobs(logits, targets)
+    assert got.dtype == torch.float32 and got.shape == (2, 5)
+    for b in range(2):
+        for t in range(5):
+            row = logits[b, t].double()
+            want = row[targets[b, t]] - torch.logsumexp(row, 0)  # log p(y_t) by hand
+            assert abs(float(got[b, t]) - float(want)) < 1e-5
+    # a causal LM: position t scores token t + 1
+    tokens = torch.randint(0, 7, (2, 6), generator=g)
+    lp = token_logprobs(logits[:, :5], tokens[:, 1:])
+    assert torch.equal(lp[:, 2], token_logprobs(logits[:, 2:3], tokens[:, 3:4])[:, 0])

@@ -14,11 +14,12 @@ from suite.context import RunContext
 from suite.models.tokenizer import Tokenizer
 from suite.models import decoding
 from suite.models.transformer import TransformerLM
+from suite.rl import token_logprobs
 from suite.train import TrainConfig, fit
 
 from . import tasks as T
 from .method import EntropySFT, GRPOConfig, RewardConfig, compute_score, entropy_sft_select, grpo_advantage, \
-    grpo_loss, sft_loss, tea_weights, token_entropy, token_logprob
+    grpo_loss, sft_loss, tea_weights, token_entropy
 
 SEQ_LEN = T.PROMPT_LEN + T.RESP_LEN
 
@@ -140,7 +141,7 @@ def train_rl(model: TransformerLM, specs: T.Specs, tok: Tokenizer, rcfg: RewardC
         mask = response_mask(r["resp_len"], len(rows))
         x, y = seq[:, :-1], seq[:, 1:]
         with torch.no_grad():
-            ref_logp = token_logprob(ref(x), y) if gcfg.kl_coef > 0 else None
+            ref_logp = token_logprobs(ref(x), y) if gcfg.kl_coef > 0 else None
         m.train()
         loss, info = grpo_loss(m(x), y, mask, adv, None, ref_logp, gcfg)
         zero = (r["score"].view(-1, g).std(1) < 1e-8).float().mean()

@@ -36,12 +36,13 @@ from suite.errors import ConfigError, CorruptDataError, DataNotFoundError
 from suite.models.hf import CausalLM, load_causal_lm, save_tiny_random_lm
 from suite.models.locate import locate_model
 from suite.spec import DatasetRef, Outcome
+from suite.rl import token_logprobs
 from suite.train import TrainConfig, fit
 
 from . import ifeval as IF
 from .checkers import score_text
 from .method import EntropySFT, GRPOConfig, cosine_length_reward, grpo_advantage, grpo_loss, \
-    sft_loss, token_entropy, token_logprob
+    sft_loss, token_entropy
 
 
 # --------------------------------------------------------------------------- data
@@ -297,7 +298,7 @@ def _logprobs(model: Any, ids: torch.Tensor, att: torch.Tensor, lengths: list[in
     for g in groups:
         L = max(lengths[i] for i in g)
         x, am = ids[g, :L].to(dev), att[g, :L].to(dev).long()
-        out[g, :L - 1] = token_logprob(model(input_ids=x[:, :-1], attention_mask=am[:, :-1]).logits,
+        out[g, :L - 1] = token_logprobs(model(input_ids=x[:, :-1], attention_mask=am[:, :-1]).logits,
                                        x[:, 1:]).float().cpu()
     model.train(was)
     return out

@@ -8,10 +8,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from suite.errors import ConfigError, UnknownNameError
-from suite.rl import dual_clip_surrogate, group_advantage
+from suite.rl import dual_clip_surrogate, group_advantage, token_logprobs
 
 REWARDS = ("dense", "binary")
 
@@ -26,11 +25,6 @@ def token_entropy(logits: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
         lp = flat[lo:lo + chunk].float().log_softmax(-1)
         out[lo:lo + chunk] = -(lp.exp() * lp).sum(-1)
     return out.view(logits.shape[:-1])
-
-
-def token_logprob(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """log p(y_t) in fp32, (B, T)."""
-    return -F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")
 
 
 # --------------------------------------------------------------------------- Entropy-SFT (§3.3)
@@ -64,7 +58,7 @@ def sft_loss(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor, c
              num_items_in_batch: int | None = None) -> torch.Tensor:
     """Plain SFT (``cfg.enabled=False``): mean CE over valid tokens. Entropy-SFT: mean CE over the
     selected tokens; with ``num_items_in_batch`` (gradient accumulation) sum / (num_items·ρ)."""
-    ce = -token_logprob(logits, targets)
+    ce = -token_logprobs(logits, targets)
     if not cfg.enabled:
         tot = (ce * valid).sum()
         return tot / num_items_in_batch if num_items_in_batch else tot / valid.sum().clamp(min=1)
@@ -172,7 +166,7 @@ def grpo_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, a
     ``old_logp=None``: one update per rollout batch (ppo_epochs 1, one mini-batch), old = current."""
     m = mask.float()
     n = m.sum().clamp(min=1)
-    logp = token_logprob(logits, targets)
+    logp = token_logprobs(logits, targets)
     old_logp = logp.detach() if old_logp is None else old_logp
     a = adv[:, None].expand_as(logp)
     pg = dual_clip_surrogate(logp, old_logp, a, cfg.clip_low, cfg.clip_high, cfg.clip_c)

@@ -15,11 +15,12 @@ from suite.context import RunContext
 from suite.errors import UnknownNameError
 from suite.models.tokenizer import Tokenizer, pad_sequences
 from suite.models.transformer import TransformerLM
+from suite.rl import token_logprobs
 from suite.train import TrainConfig, fit
 
 from . import task as T
 from .method import (FINISHED, LMSampler, Rollout, TreeConfig, group_baseline, node_token_sum, overlong_penalty,
-                     ppo_loss, token_logprobs, tree_advantage, tree_is_valid, tree_rollout, whiten)
+                     ppo_loss, tree_advantage, tree_is_valid, tree_rollout, whiten)
 
 # arm -> (rollout, advantage): the method, the paper's baseline, and the C3 ablation
 ARMS = {"treepo": ("tree", "tree"), "grpo": ("independent", "grpo"), "treepo_root": ("tree", "root")}
@@ -62,7 +63,7 @@ def rewards(tok: Tokenizer, ro: Rollout, probs: list[T.Problem], setup: RLSetup)
 
 def batch_tensors(pad_id: int, prompts: list[list[int]], ro: Rollout) -> tuple[torch.Tensor, ...]:
     """Right-padded (prompt + response) tokens, key mask and the response mask aligned to the
-    (T−1) next-token positions of :func:`token_logprobs`."""
+    (T−1) next-token positions of :func:`suite.rl.token_logprobs` (logits[:, :-1] against tokens[:, 1:])."""
     seqs = [prompts[p.prompt] + p.response for p in ro.leaves]
     plen = torch.tensor([len(prompts[p.prompt]) for p in ro.leaves])
     lens = torch.tensor([len(s) for s in seqs])
@@ -179,7 +180,7 @@ def sft_warmup(model: TransformerLM, tok: Tokenizer, probs: list[T.Problem], ste
 
     def loss_fn(m: TransformerLM, b: tuple[torch.Tensor, ...]) -> torch.Tensor:
         t, k, r = b
-        lp = token_logprobs(m(t, k), t)
+        lp = token_logprobs(m(t, k)[:, :-1], t[:, 1:])
         return -(lp * r).sum() / r.sum()
 
     tc = TrainConfig(steps=steps, batch_size=batch, lr=lr, optimizer="adamw", weight_decay=0.01,
@@ -263,7 +264,7 @@ def train_arm(arm: str, base: torch.nn.Module, train: list[Any], env: Env, setup
             np.maximum.at(hi, pid, correct)
             keep = (hi > lo)[pid]
         with torch.no_grad():
-            old = token_logprobs(model(toks, km), toks)
+            old = token_logprobs(model(toks, km)[:, :-1], toks[:, 1:])
         idx = torch.tensor(np.flatnonzero(keep))
         empty = (toks[:1], km[:1], torch.zeros_like(rm[:1]), old[:1], adv[:1])  # no gradient signal
         if len(idx) == 0:
@@ -279,7 +280,8 @@ def train_arm(arm: str, base: torch.nn.Module, train: list[Any], env: Env, setup
 
     def loss_fn(m: torch.nn.Module, b: tuple[torch.Tensor, ...]) -> torch.Tensor:
         t, k, rm, old, adv = b
-        return ppo_loss(token_logprobs(m(t, k), t), old, adv, rm, setup.clip_low, setup.clip_high, setup.clip_c)
+        logp = token_logprobs(m(t, k)[:, :-1], t[:, 1:])
+        return ppo_loss(logp, old, adv, rm, setup.clip_low, setup.clip_high, setup.clip_c)
 
     def on_step(st: Any) -> None:
         u = st.step // setup.minibatches

@@ -13,7 +13,6 @@ from typing import Callable, Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from suite.errors import ConfigError, UnknownNameError
 from suite.models import decoding
@@ -259,11 +258,6 @@ def overlong_penalty(lengths: np.ndarray, max_len: int, buffer: int, factor: flo
 
 
 # --------------------------------------------------------------------------- policy update
-
-def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """log p(tokens[:, t+1] | tokens[:, :t+1]) aligned to positions 1..T-1, shape (B, T-1)."""
-    return torch.gather(F.log_softmax(logits[:, :-1].float(), -1), 2, tokens[:, 1:, None]).squeeze(2)
-
 
 def ppo_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
              clip_low: float = 0.2, clip_high: float = 0.28, clip_c: float = 10.0) -> torch.Tensor:
