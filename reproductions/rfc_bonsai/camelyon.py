@@ -14,12 +14,11 @@ import dataclasses
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from suite.ood import EnvData
 from suite.ood import bonsai as B
-from suite.ood.envs import group_means
+from suite.ood.dro import GroupWeights, group_losses
 from suite.ood.net import Classifier, LinearOnFeatures, xavier_init_
 from suite.ood.training import OodTrainConfig, train_ood
 from suite.spec import DatasetRef
@@ -31,23 +30,6 @@ SPLITS = ("train", "id_val", "val", "test")
 EVAL_BATCH = 256
 # the official Camelyon17 DRO round is WILDS' groupDRO (src/algorithms/groupDRO.py, src/configs/algorithm.py)
 GROUP_DRO_STEP_SIZE = 0.01
-
-
-class GroupWeights(nn.Module):
-    """Online group DRO (Sagawa et al. 2020, Alg. 1), as the official Camelyon17 round runs it (WILDS groupDRO):
-    adversarial weights q over the groups, q <- q * exp(eta * L_g(batch)) / Z each step, and the objective
-    sum_g q_g L_g with the updated q. Groups absent from a batch have L_g = 0 (WILDS' compute_group_wise).
-    A module so that ``suite.train.fit`` checkpoints q with the model (``stateful``)."""
-
-    def __init__(self, n_groups: int, step_size: float = GROUP_DRO_STEP_SIZE) -> None:
-        super().__init__()
-        self.step_size = step_size
-        self.register_buffer("q", torch.full((n_groups,), 1.0 / n_groups))
-
-    def objective(self, losses: torch.Tensor) -> torch.Tensor:
-        q = self.q.to(losses.device) * torch.exp(self.step_size * losses.detach())
-        self.q = q / q.sum()
-        return losses @ self.q
 
 
 def group_uniform_draw(groups: torch.Tensor, batch: int, gen: torch.Generator):
@@ -78,8 +60,7 @@ def group_dro_round(make: Any, x: Any, y: torch.Tensor, correct: torch.Tensor, b
     def loss_fn(m: nn.Module, idx: torch.Tensor) -> torch.Tensor:
         i = idx.cpu()
         xb, yb = x[i].to(dev), y[i].to(dev)
-        per = F.binary_cross_entropy_with_logits(m(xb).reshape(len(yb)), yb, reduction="none")
-        return weights.objective(group_means(per, masks[:, i].to(dev)))
+        return weights.objective(group_losses(m, xb, yb, masks[:, i].to(dev)))
 
     fit(model, loss_fn, draw, bcfg.train_config(bcfg.dro_steps), ctx=ctx, name=f"{prefix}-round1",
         stateful={"group_weights": weights})

@@ -70,3 +70,21 @@ def test_env_sampling_draws_from_every_env():
     d = EnvData.from_pairs([(torch.zeros(5, 2), torch.zeros(5)), (torch.ones(7, 2), torch.ones(7))])
     b = d.sample(4, torch.Generator().manual_seed(0))
     assert len(b) == 8 and torch.equal(torch.bincount(b.env), torch.tensor([4, 4]))
+
+
+def test_group_weights_are_the_online_group_dro_update():
+    """Sagawa et al. 2020 Alg. 1 / WILDS groupDRO: q <- q exp(eta L) / Z, objective q . L (not max_g L)."""
+    from suite.ood.dro import GroupWeights
+
+    w = GroupWeights(2, step_size=0.01)
+    losses = torch.tensor([1.0, 3.0], requires_grad=True)
+    obj = w.objective(losses)
+    q = torch.tensor([0.5, 0.5]) * torch.exp(0.01 * losses.detach())
+    q = q / q.sum()
+    assert torch.allclose(w.q, q) and torch.allclose(obj, (q * losses).sum())
+    assert float(obj.detach()) < 2.1  # a hard max would be 3
+    obj.backward()
+    assert torch.allclose(losses.grad, q)  # q is a constant of the step
+    w.objective(torch.tensor([1.0, 3.0]))  # weights accumulate over steps
+    assert float(w.q[1]) > float(q[1])
+    assert set(w.state_dict()) == {"q"}  # checkpointed with the model (fit's stateful)
