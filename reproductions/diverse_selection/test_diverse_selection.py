@@ -115,15 +115,6 @@ def test_config_errors():
             config.resolve(r, "small", bad)
 
 
-def test_full_preset_pins_official_configs():
-    """README table: coreset/KMenasRandomDeita.yaml (K 1024, fraction 0.05), methods/deita/kmeansrandom.py
-    (faiss niter 300, nredo 5), coreset/KMeansIter.yaml (K 64, fraction 0.1, rounds 4); softmax temperature 1
-    (repo: plain exp); no redistribution (repo)."""
-    cfg = config.resolve(registry.get(SLUG), "full")
-    assert (cfg.k, cfg.fraction, cfg.niter, cfg.nredo, cfg.iter_k, cfg.iter_fraction, cfg.rounds, cfg.temperature,
-            cfg.redistribute, cfg.synthetic) == (1024, 0.05, 300, 5, 64, 0.1, 4, 1.0, False, False)
-
-
 def test_full_without_data_is_one_line_error(tmp_path):
     ctx = for_tests("full", data_root=tmp_path)
     with pytest.raises(DataNotFoundError) as err:

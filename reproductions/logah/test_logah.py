@@ -56,12 +56,9 @@ def test_teeth_untrained_has_chance_init():
     assert good["logah_init_acc"] > bad["logah_init_acc"] + 0.1
 
 
-def test_full_preset_pins_official_values():
-    full = SCALES["full"]
-    # K = 2048 * 16: the paper's value for image models (2048 is its GPT value), README table
-    assert (full["d"], full["r"], full["layers"], full["heads"], full["K"]) == (64, 32, 3, 8, 2048 * 16)
-    assert full["ghn_lr"] == 3e-4 and Config().gamma == 3e-5 and Config().ghn_wd == 1e-2
-    Config(**full).validate()  # the full targets' widest side (3072 flattened CIFAR-10 inputs) fits under K
+def test_full_preset_validates():
+    # the values are pinned to the README's official table by test_official_config.py
+    Config(**SCALES["full"]).validate()  # the full targets' widest side (3072 flattened CIFAR-10 inputs) fits under K
 
 
 def test_k_must_cover_the_input_width():

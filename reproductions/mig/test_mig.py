@@ -190,16 +190,6 @@ def test_config_errors():
             config.resolve(r, "small", bad)
 
 
-def test_full_preset_pins_official_mig_sample():
-    """README table: `mig sample --num-sample 50000 --label-graph-type sim --embedding-model e5-mistral-7b-instruct
-    --sampler-type mig --batch-size 32768` with the mig/cli.py defaults (commit 969eb538)."""
-    cfg = config.resolve(registry.get(SLUG), "full")
-    assert (cfg.k, cfg.theta, cfg.beta, cfg.phi_type, cfg.phi_a, cfg.phi_b, cfg.phi_alpha, cfg.norm,
-            cfg.batch_size, cfg.gain, cfg.labels, cfg.tulu, cfg.max_pool) == \
-        (50_000, 0.9, 1.0, "pow", 1e-6, 0.8, 1.0, False, 32768, "gradient", "file", True, 0)
-    assert cfg.arms == ("mig", "random", "quality", "instag")
-
-
 def test_full_without_data_is_one_line_error(tmp_path):
     ctx = for_tests("full", data_root=tmp_path)
     with pytest.raises(DataNotFoundError) as err:

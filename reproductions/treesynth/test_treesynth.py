@@ -106,14 +106,6 @@ def test_config_errors():
             config.resolve(r, "small", bad)
 
 
-def test_full_preset_pins_official_config():
-    """README table: cpa2001/TreeSynth config.py DEFAULT_CONFIG + generator_gsm_async.py (commit d054d37)."""
-    c = _cfg("full")
-    assert (c.simulate, c.max_depth, c.samples_per_node, c.max_attribute_count, c.infinite_path_samples,
-            c.infinite_threshold, c.retries, c.temperature_dim, c.temperature_values, c.max_tokens, c.task) == \
-        (False, 4, 10, 50, 10, 10, 5, 1.0, 0.7, 1024, "gsm")
-
-
 def test_full_without_llm_is_one_line_error(tmp_path):
     ctx = for_tests("full", data_root=tmp_path)
     with pytest.raises(DataNotFoundError) as err:
