@@ -333,23 +333,3 @@ def test_full_config_errors():
             _full_cfg(*bad)
     with pytest.raises(ConfigError, match="meta_sources are for data from disk"):
         config.resolve(registry.get("dam_vp"), "smoke", ["meta_sources=[stl10]"])
-
-
-def test_readme_full_table_pins_the_preset():
-    """The README's table "setting | official value | official file | ours (`full`)": every backticked
-    ``key=value`` of its last column is the full preset's value, and every field the full preset sets is there."""
-    import re
-    from pathlib import Path
-
-    from reproductions.dam_vp import FULL
-
-    text = (Path(__file__).parent / "README.md").read_text()
-    table = text[text.index("| setting | official value | official file | ours (`full`) |"):].split("\n\n")[0]
-    pins = {}
-    for row in table.splitlines()[2:]:
-        for key, val in re.findall(r"`(\w+)=([^`]*)`", row.split("|")[-2]):
-            pins[key] = val.strip('"')
-    assert set(FULL) <= set(pins), sorted(set(FULL) - set(pins))
-    want = _full_cfg()
-    got = _full_cfg(*(f"{k}={v}" for k, v in pins.items()))
-    assert got == want

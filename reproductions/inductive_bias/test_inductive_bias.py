@@ -4,8 +4,6 @@ variant changes."""
 from __future__ import annotations
 
 import math
-import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -208,21 +206,3 @@ def test_smoke_protocol_holds_and_prior_variant_breaks_interpolation(tmp_path):
     assert all(v in ("holds", "not-expected") for v in verdicts["paper"].values()), verdicts["paper"]
     assert verdicts["prior"]["gp-interpolates"] == "fails"
     assert verdicts["wrong-tail"]["ib-nonincreasing-in-eps"] == "fails"
-
-
-# --------------------------------------------------------------------------- the full preset vs official code
-
-README = Path(__file__).with_name("README.md")
-
-
-def test_full_preset_matches_official_settings_table():
-    """Every row of the README's official-settings table with a config key in the `ours` column equals
-    the resolved full preset."""
-    cfg = suite_config.resolve(registry.get("inductive_bias"), "full")
-    rows = [line for line in README.read_text().splitlines() if line.startswith("| `")]
-    assert len(rows) >= 4
-    for row in rows:
-        cells = [c.strip() for c in row.strip("|").split("|")]
-        key = re.match(r"`(\w+)`", cells[0]).group(1)
-        want = re.search(r"`([^`]+)`", cells[3]).group(1)
-        assert str(getattr(cfg, key)) == want, (key, getattr(cfg, key), want)

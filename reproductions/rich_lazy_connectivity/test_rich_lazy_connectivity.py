@@ -81,12 +81,6 @@ def test_rank_ignored_gives_full_rank():
     assert M.numerical_rank(_init_w(_cfg(), w0, 1)) == 1
 
 
-def test_full_preset_pins_paper_values():
-    c = _cfg("full")
-    assert (c.n_hidden, c.ranks, c.steps, c.batch_size, c.lr, c.momentum, c.gain, c.alpha) == \
-        (300, (1, 30, 100, 300), 10000, 32, 0.003, 0.9, 1.25, 1.0)
-
-
 def test_full_dry_run(tmp_path):
     rec = runner.execute(runner.RunSpec(SLUG, "full", 0), tmp_path, device="cpu", dry_run=True)
     assert rec["status"] == "dry-run", rec.get("error")
