@@ -89,7 +89,8 @@ SCALES = {
               "check_draws": 10_000},
     "small": {**_CPU, "n_pool": 1500, "budget": 300, "sft_dim": 64, "sft_steps": 300, "round_steps": 150,
               "sft_lr": 1e-2, "eval_per_family": 16},
-    "full": {},
+    # selection/config/coreset/KMeansIter.yaml as released (K 512, fraction 0.05, rounds 3; spec §3, §5)
+    "full": {"iter_k": 512, "iter_fraction": 0.05, "rounds": 3},
 }
 
 _SMALL = ("small",)

@@ -74,7 +74,7 @@ _SIM = {"simulate": True, "infinite_threshold": 5}
 SCALES = {
     "smoke": {**_SIM, "n_scale_small": 0, "minilm": False, "div_n": 200, "train_steps": 0},
     "small": {**_SIM},
-    "full": {"simulate": False},
+    "full": {"simulate": False, "infinite_threshold": 50},  # main.py: max_sample_infinite_attribute
 }
 
 _SMALL = ("small",)
