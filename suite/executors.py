@@ -165,7 +165,7 @@ def merge_resources(profile: Profile | None, repro: Resources | None,
 
 def resources_for(spec: RunSpec, profile: Profile | None, overrides: ResourceOverrides | None) -> JobResources:
     repro = registry.get(spec.slug)
-    declared = repro.resources.get(spec.scale)
+    declared = repro.declared_resources(spec.scale, spec.overrides)  # a full job or assembly part may declare its own
     return merge_resources(profile, declared, overrides)
 
 

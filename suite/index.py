@@ -30,6 +30,9 @@ def entry(repro: Any) -> dict[str, Any]:
               for c in repro.claims]
     out = {"slug": repro.slug, "track": repro.track, "paper": dataclasses.asdict(repro.paper),
            "claims": claims, "scales": scales}
+    parts = {k: dataclasses.asdict(r) for k, r in repro.resources.items() if ":" in k}
+    if parts:  # full jobs / assembly parts that declare their own resources
+        out["part_resources"] = parts
     if repro.jobs:  # the full protocol's further configurations (suite run/submit at full run each)
         out["full_jobs"] = {name: {"overrides": list(o), "config_hash": config.config_hash(
             repro.slug, config.resolve(repro, "full", o))} for name, o in repro.jobs.items()}

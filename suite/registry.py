@@ -48,8 +48,28 @@ class Reproduction:
                 return c
         raise UnknownNameError(_unknown("claim", claim_id, [c.id for c in self.claims], self.slug))
 
-    def resources_for(self, scale: str) -> Resources:
-        return self.resources.get(scale, Resources())
+    def resources_for(self, scale: str, overrides: Sequence[str] = ()) -> Resources:
+        return self.declared_resources(scale, overrides) or Resources()
+
+    def declared_resources(self, scale: str, overrides: Sequence[str] = ()) -> Resources | None:
+        """What the reproduction declares for a run: ``resources["<scale>:<part>"]`` when the run is the
+        full job or assembly part ``part`` (:meth:`part_of`) and that key is declared, else
+        ``resources[scale]``; ``None`` when neither is."""
+        part = self.part_of(overrides)
+        if part is not None and f"{scale}:{part}" in self.resources:
+            return self.resources[f"{scale}:{part}"]
+        return self.resources.get(scale)
+
+    def part_of(self, overrides: Sequence[str]) -> str | None:
+        """The name of the job (``jobs=``) or assembly part whose overrides are exactly ``overrides``
+        (``("datasets=camelyon17",)`` -> ``"camelyon17"``), else ``None``."""
+        overrides = tuple(overrides)
+        for job, ov in self.jobs.items():
+            if ov == overrides:
+                return job
+        if self.assembly is not None and len(overrides) == 1 and overrides[0].startswith(f"{self.assembly.split}="):
+            return overrides[0].split("=", 1)[1]
+        return None
 
     @functools.cached_property
     def _job_values(self) -> dict[str, dict[str, Any]]:
@@ -125,6 +145,11 @@ def reproduction(
                     or not set(keys) <= fields:
                 raise TypeError(f"{name}: job {job!r} must be a name with 'field=value' overrides of config fields, "
                                 f"got {list(overrides)}")
+        for key in repro.resources:
+            scale, _, part = key.partition(":")
+            if scale not in SCALES or (part and part not in _parts(repro, scale)):
+                raise TypeError(f"{name}: resources key {key!r} must be a scale {SCALES} or '<scale>:<part>' naming a "
+                                f"job or an assembly part of that scale: {sorted(_parts(repro, scale)) or 'none'}")
         unbound = sorted({c.job for c in claims if c.job is not None} - set(repro.jobs))
         if unbound:
             raise TypeError(f"{name}: claims name undeclared jobs {unbound}; declare them in jobs={{...}}")
@@ -137,6 +162,16 @@ def reproduction(
         return fn
 
     return deco
+
+
+def _parts(repro: Reproduction, scale: str) -> set[str]:
+    """The names a ``resources`` key may give after ``<scale>:``: the jobs, and at full the assembly's parts."""
+    out = set(repro.jobs) if scale == "full" else set()
+    if repro.assembly is not None and scale == "full":
+        from suite import config as config_mod
+
+        out |= {str(p) for p in config_mod.canonical(config_mod.resolve(repro, "full"))[repro.assembly.split]}
+    return out
 
 
 def discover() -> dict[str, Reproduction]:

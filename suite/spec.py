@@ -160,7 +160,9 @@ def _nan(x: Any) -> bool:
 
 @dataclass(frozen=True)
 class Resources:
-    """What one run needs on a cluster (merged: profile < reproduction < CLI flags)."""
+    """What one run needs on a cluster (merged: profile < reproduction < CLI flags). A reproduction declares
+    them per scale (``resources={"full": ...}``) and may give a full job or assembly part its own entry
+    (``"full:camelyon17"``: the part ``datasets=camelyon17``; ``"full:vgg19"``: the job ``vgg19``)."""
 
     cpus: int = 1
     gpus: int = 0

@@ -18,7 +18,7 @@ from suite.executors import Profile, ResourceOverrides, RunJob, SubmissionError
 from suite.registry import Reproduction
 from suite.spec import Claim, DatasetRef, Outcome, Paper, Resources
 from suite.train import TrainConfig, fit
-from tests.toy import TOY
+from tests.toy import TOY, toy_run
 
 CKPT_EXTRA = "tests.test_executors:CKPT"
 TOY_EXTRA = "tests.toy:TOY"
@@ -96,6 +96,28 @@ def test_merge_order_profile_repro_cli():
     assert executors.merge_resources(prof, declared, cli) == executors.JobResources(16, 1, 3, 120, "big")
     with pytest.raises(ConfigError):
         executors.merge_resources(prof, declared, ResourceOverrides(cpus=0))
+
+
+def test_a_full_job_or_assembly_part_may_declare_its_own_resources(tmp_path):
+    from suite.spec import Assembly
+
+    big, part, job = (Resources(cpus=8, gpus=1, mem_gb=64, time_min=2880), Resources(cpus=2, gpus=1, mem_gb=8, time_min=60),
+                      Resources(cpus=4, gpus=2, mem_gb=32, time_min=600))
+    parts = replace(TOY, slug="_parts", assembly=Assembly(split="ks", derive=lambda m: {}), jobs={"slow": ("mode=slow",)},
+                    resources={"full": big, "full:1": part, "full:slow": job})
+    with registry.temporarily(parts):
+        runs = runner.full_runs(runner.RunSpec("_parts", "full", 0))
+        assert [r.overrides for r in runs] == [("ks=1",), ("ks=2",), ("ks=4",), ("mode=slow",)]
+        got = [executors.resources_for(r, None, None) for r in runs]
+        assert [(g.cpus, g.time_min) for g in got] == [(2, 60), (8, 2880), (8, 2880), (4, 600)]
+        assert registry.get("_parts").resources_for("small") == Resources()  # undeclared: the defaults
+        rows = executors.plan(runs, results_root=tmp_path)  # three arrays: one per distinct resources
+        assert sorted(r["jobs"] for r in rows if "TOTAL" not in r["reproductions"]) == [1, 1, 2]
+    with pytest.raises(TypeError, match="resources key 'full:8'"):  # no such part: refused at registration
+        registry.reproduction(track="_t", paper=TOY.paper, config=TOY.config, scales=TOY.scales, claims=TOY.claims,
+                              resources={"full:8": part}, slug="_bad_parts",
+                              assembly=Assembly(split="ks", derive=lambda m: {}))(toy_run)
+    assert "_bad_parts" not in registry.discover()
 
 
 def test_sbatch_rendering(tmp_path):

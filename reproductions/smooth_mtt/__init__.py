@@ -6,7 +6,7 @@ gradient penalty (smoother trajectories), representative initialisation, weight 
 a balanced inner-loop loss and intermediate matching. CPU scales: sklearn digits, a tiny instance-norm ConvNet,
 vanilla vs smooth experts, random-real vs MTT vs AST at IPC 1 (spec §6). Full scale: the official CIFAR-10
 IPC-10 configuration (distill.sh / buffer.py of shenjiyuan123/AST-Alignment-with-Smooth-Expert), pinned in
-README.md and test_smooth_mtt.py.
+README.md and test_official_config.py.
 """
 from __future__ import annotations
 
@@ -70,11 +70,13 @@ class Config:
     ast_balance: bool = True
     ast_middle: bool = True
     ast_vanilla_arm: bool = True                          # AST distillation on the vanilla experts (C1 ablation)
-    # ---- evaluation (evaluate_synset): fresh nets on the synthetic set, learned lr, SGD, lr / 2 after E//2+1
+    # ---- evaluation (evaluate_synset): fresh nets on the synthetic set, learned lr, SGD, passes 0..E (E + 1),
+    #      after pass E//2+1 lr / 2 and a new optimiser with momentum 0.8
     eval_nets: Annotated[int, Range(1)] = 5
-    eval_epochs: Annotated[int, Range(1)] = 300
+    eval_epochs: Annotated[int, Range(1)] = 300           # E: the official loop runs E + 1 passes
     eval_batch: Annotated[int, Range(1)] = 256
     eval_momentum: Annotated[float, Range(0, 1)] = 0.9
+    eval_momentum_decay: Annotated[float, Range(0, 1)] = 0.8  # momentum of the optimiser re-created at the decay
     eval_wd: Annotated[float, Range(0)] = 1e-3
     eval_dsa: str = "none"
     curve_every: Annotated[int, Range(0)] = 100           # accuracy-vs-iteration curve (0 = off)
@@ -96,7 +98,7 @@ class Config:
                 raise ConfigError(f"{name}: {err}") from None
 
 
-# Official CIFAR-10 IPC-10 configuration (README table; pinned by test_full_preset_is_official)
+# Official CIFAR-10 IPC-10 configuration (README table; pinned by test_official_config.py)
 FULL = {"data": "cifar10", "zca": True, "width": 128, "depth": 3,
         "n_experts": 100, "train_epochs": 50, "lr_teacher": 0.003, "expert_momentum": 0.9, "expert_wd": 1e-3,
         "expert_batch": 256, "expert_lr_decay": 0.6, "expert_dsa": "color_crop_cutout_flip_scale_rotate",
@@ -107,7 +109,8 @@ FULL = {"data": "cifar10", "zca": True, "width": 128, "depth": 3,
         "distill_dsa": "color_crop_cutout_flip_scale_rotate",
         "ast_init": "real", "ast_perturb": True, "perturb_alpha": 1.0, "ast_balance": True, "ast_middle": True,
         "ast_vanilla_arm": False,
-        "eval_nets": 5, "eval_epochs": 1000, "eval_batch": 256, "eval_momentum": 0.9, "eval_wd": 1e-3,
+        "eval_nets": 5, "eval_epochs": 1000, "eval_batch": 256, "eval_momentum": 0.9,
+        "eval_momentum_decay": 0.8, "eval_wd": 1e-3,
         "eval_dsa": "color_crop_cutout_flip_scale_rotate", "curve_every": 500, "curve_nets": 1}
 
 SCALES = {

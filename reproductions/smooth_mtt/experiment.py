@@ -80,7 +80,8 @@ def evaluate(cfg: Any, data: Data, images: torch.Tensor, labels: torch.Tensor, l
     make = make_net_factory(cfg, data, ctx.seed * 104729 + offset)
     gen = ctx.generator(50_000 + offset)
     return [100 * M.evaluate_synset(images, labels, lr, make, data.x_test, data.y_test, cfg.eval_epochs,
-                                    cfg.eval_batch, cfg.eval_momentum, cfg.eval_wd, cfg.eval_dsa, gen, dev)
+                                    cfg.eval_batch, cfg.eval_momentum, cfg.eval_wd, cfg.eval_dsa, gen, dev,
+                                    momentum_decay=cfg.eval_momentum_decay)
             for _ in range(n_nets)]
 
 
@@ -113,7 +114,7 @@ def run_arms(cfg: Any, data: Data, ctx: RunContext, variant: str) -> dict[str, f
     net0 = M.ConvNetIN(data.channels, data.num_classes, cfg.width, cfg.depth, data.image_size)
     shapes, n_params = M.shapes_of(net0), sum(p.numel() for p in net0.parameters())
     out["n_params"] = float(n_params)
-    eval_steps = cfg.eval_epochs
+    eval_steps = cfg.eval_epochs + 1   # passes per evaluation net (evaluate_synset runs epochs 0..E)
 
     for ipc in cfg.ipcs:
         tag = f"ipc{ipc}"

@@ -104,6 +104,26 @@ class ExpertSpec:
     dsa: str = "none"
 
 
+def fit_then_decay(net: nn.Module, loss_fn: Callable, data: tuple[torch.Tensor, torch.Tensor], epochs: int,
+                   decay_after: int, batch: int, lr: float, gamma: float, momentum: float, momentum_decay: float,
+                   weight_decay: float, gen: torch.Generator, device: torch.device,
+                   on_step: Callable[[int, nn.Module], None] | None = None) -> None:
+    """SGD for ``epochs`` passes: ``decay_after`` passes at (lr, momentum), then a NEW optimiser at
+    (lr * gamma, momentum_decay) for the rest, as buffer.py / utils.py re-create theirs at the lr decay (the
+    momentum buffer starts from zero). Two ``fit`` calls on one generator draw the same data order as one call.
+    ``on_step(step, net)`` runs after every optimiser step, with the step counted over both phases."""
+    phases = [(min(decay_after, epochs), lr, momentum), (epochs - decay_after, lr * gamma, momentum_decay)]
+    done = 0
+    for n_epochs, lr_p, mom_p in phases:
+        if n_epochs <= 0:
+            continue
+        tc = TrainConfig(epochs=n_epochs, batch_size=batch, lr=lr_p, optimizer="sgd", momentum=mom_p,
+                         weight_decay=weight_decay, schedule="constant", log_every=0, bf16=False)
+        hook = None if on_step is None else (lambda st, offset=done: on_step(offset + st.step, st.model))
+        res = fit(net, loss_fn, data, tc, on_step=hook, device=device, generator=gen)
+        done += res.step
+
+
 def train_expert(net: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: ExpertSpec, gen: torch.Generator,
                  aug_gen: torch.Generator, device: torch.device, variant: str = "correct") -> torch.Tensor:
     """One expert trajectory: flat parameters at init and after every epoch, shape (epochs + 1, P), on CPU."""
@@ -124,15 +144,14 @@ def train_expert(net: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: ExpertS
                 loss = loss + gradient_penalty(m, xb, spec.gp_weight, spec.gp_norm)  # gradient penalty (clean batch)
         return loss
 
-    def on_step(st) -> None:
-        if st.step % per_epoch == 0:
-            snaps.append(flat_params(st.model).cpu())
+    def on_step(step: int, model: nn.Module) -> None:
+        if step % per_epoch == 0:
+            snaps.append(flat_params(model).cpu())
 
-    e_decay = spec.epochs // 2 + 2   # epochs 0..E//2+1 at lr, then lr * 0.6
-    tc = TrainConfig(epochs=spec.epochs, batch_size=spec.batch, lr=spec.lr, optimizer="sgd", momentum=spec.momentum,
-                     weight_decay=spec.weight_decay, schedule="step" if e_decay < spec.epochs else "constant",
-                     milestones=(e_decay / spec.epochs,), gamma=spec.lr_decay, log_every=0, bf16=False)
-    fit(net, loss_fn, (x, y), tc, on_step=on_step, device=device, generator=gen)
+    # buffer.py: E epochs; after epoch index E//2+1 (E//2+2 epochs done) lr *= 0.6 and the optimiser is
+    # re-created (momentum buffer dropped)
+    fit_then_decay(net, loss_fn, (x, y), spec.epochs, spec.epochs // 2 + 2, spec.batch, spec.lr, spec.lr_decay,
+                   spec.momentum, spec.momentum, spec.weight_decay, gen, device, on_step)
     return torch.stack(snaps)
 
 
@@ -318,19 +337,19 @@ def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 2048
 
 def evaluate_synset(images: torch.Tensor, labels: torch.Tensor, lr: float, make_net: Callable[[], nn.Module],
                     x_test: torch.Tensor, y_test: torch.Tensor, epochs: int, batch: int, momentum: float,
-                    weight_decay: float, dsa_strategy: str, gen: torch.Generator, device: torch.device) -> float:
-    """Train one fresh net on the synthetic set (SGD with the learned lr, lr halved after epoch E//2+1, DSA),
-    return its final test accuracy."""
+                    weight_decay: float, dsa_strategy: str, gen: torch.Generator, device: torch.device,
+                    momentum_decay: float = 0.8) -> float:
+    """Train one fresh net on the synthetic set for E + 1 passes (SGD with the learned lr and momentum 0.9; after
+    pass E//2+1 lr halved, momentum 0.8, fresh optimiser; DSA), return its final test accuracy (not the official
+    best-of-tests, which selects on the test set)."""
     net = make_net().to(device)
     aug_gen = torch.Generator().manual_seed(int(torch.randint(2**31 - 1, (1,), generator=gen)))
 
     def loss_fn(m: nn.Module, b: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         return F.cross_entropy(m(dsa.augment(b[0], dsa_strategy, aug_gen)), b[1])
 
-    per_epoch = -(-images.shape[0] // batch)
-    e_decay = epochs // 2 + 2
-    tc = TrainConfig(epochs=epochs, batch_size=batch, lr=max(float(lr), 1e-8), optimizer="sgd", momentum=momentum,
-                     weight_decay=weight_decay, schedule="step" if e_decay < epochs else "constant",
-                     milestones=(e_decay * per_epoch / (epochs * per_epoch),), gamma=0.5, log_every=0, bf16=False)
-    fit(net, loss_fn, (images.detach(), labels), tc, device=device, generator=gen)
+    # utils.py evaluate_synset: passes ep = 0..E (E + 1 of them); after ep = E//2+1 (E//2+2 passes done) lr *= 0.5
+    # and the optimiser is re-created with momentum 0.8 (``momentum_decay``), dropping the momentum buffer
+    fit_then_decay(net, loss_fn, (images.detach(), labels), epochs + 1, epochs // 2 + 2, batch, max(float(lr), 1e-8),
+                   0.5, momentum, momentum_decay, weight_decay, gen, device)
     return accuracy(net, x_test, y_test)

@@ -150,3 +150,49 @@ def test_small_preset_is_the_spec_protocol_shrunk():
     cfg = config.resolve(registry.get("smooth_mtt"), "small")
     assert (cfg.syn_steps, cfg.expert_epochs, cfg.max_start_epoch, cfg.lr_img, cfg.lr_lr) == (10, 2, 10, 100.0, 1e-5)
     assert cfg.ipcs == (1,) and cfg.width == 32 and cfg.depth == 2 and SCALES["small"] == {}
+
+
+# ---- the official optimiser protocol (README table rows "optimiser at the lr decay", "evaluation momentum",
+#      "evaluation epochs"): buffer.py / utils.py re-create the optimiser at the lr decay. Reference loops written
+#      from the official code (read, not copied), in float64 with one batch per epoch so the data order is moot.
+
+def _sgd_reference(net, x, y, passes, decay_after_index, lr, gamma, mom, mom_decay, wd, snaps=None):
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=mom, weight_decay=wd)
+    for ep in range(passes):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+        if snaps is not None:
+            snaps.append(M.flat_params(net))
+        if ep == decay_after_index:          # `if ep in lr_schedule`: lr decays and a new optimiser starts
+            lr *= gamma
+            opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=mom_decay, weight_decay=wd)
+
+
+def test_evaluation_follows_official_evaluate_synset():
+    """E + 1 passes (ep = 0..E); after ep = E//2+1: lr x 0.5 and a fresh SGD with momentum 0.8."""
+    data = load_digits(0, 0.3, torch.device("cpu"))
+    x = data.x_train[M.random_indices(data.y_train, 2, 10, torch.Generator().manual_seed(0))].double()
+    y = torch.arange(10).repeat_interleave(2)
+    net = _tiny(4).double()
+    ref = _tiny(4).double()
+    E_, lr = 6, 0.05
+    M.evaluate_synset(x, y, lr, lambda: net, data.x_test.double(), data.y_test, E_, 256, 0.9, 1e-3, "none",
+                      torch.Generator().manual_seed(0), torch.device("cpu"), momentum_decay=0.8)
+    _sgd_reference(ref, x, y, E_ + 1, E_ // 2 + 1, lr, 0.5, 0.9, 0.8, 1e-3)
+    assert torch.allclose(M.flat_params(net), M.flat_params(ref), rtol=0, atol=1e-10)
+
+
+def test_expert_lr_decay_recreates_the_optimiser():
+    """buffer.py: E epochs; after epoch E//2+1 lr x 0.6 and a fresh SGD (momentum buffer dropped)."""
+    data = load_digits(0, 0.3, torch.device("cpu"))
+    x, y = data.x_train[:48].double(), data.y_train[:48]
+    E_ = 6
+    spec = M.ExpertSpec(epochs=E_, lr=0.05, momentum=0.9, weight_decay=1e-3, batch=64, smooth=False)
+    traj = M.train_expert(_tiny(5).double(), x, y, spec, torch.Generator().manual_seed(1),
+                          torch.Generator().manual_seed(2), torch.device("cpu"))
+    ref = _tiny(5).double()
+    snaps = [M.flat_params(ref)]
+    _sgd_reference(ref, x, y, E_, E_ // 2 + 1, 0.05, 0.6, 0.9, 0.9, 1e-3, snaps)
+    assert traj.shape == (E_ + 1, snaps[0].numel())
+    assert torch.allclose(traj, torch.stack(snaps), rtol=0, atol=1e-10)

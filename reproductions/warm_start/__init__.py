@@ -29,6 +29,7 @@ class Config:
     n_samples: Annotated[int, Range(1)] = 250           # samples added per round (run.py --n_samples 1000)
     # --- model (run.py: resnet.ResNet18 or the MLP in -> 100 -> 100 -> 10)
     model: Literal["mlp", "resnet18"] = "mlp"
+    width: Annotated[int, Range(1)] = 16                # ResNet-18 base width (resnet.py: stages 16/32/64/128)
     hidden: tuple[Annotated[int, Range(1)], ...] = (100, 100)
     # --- optimisation (run.py defaults: Adam, lr 1e-3, batch 128, no weight decay, new optimiser every round)
     optimizer: Literal["adam", "sgd"] = "adam"
@@ -64,8 +65,8 @@ SCALES = {
               "batch_size": 32, "max_epochs": 60, "ts_arm": False},
     "small": {},
     # the paper's online ResNet-18 / CIFAR-10 experiment with run.py's defaults (README table)
-    "full": {"dataset": "cifar-10", "model": "resnet18", "n_samples": 1000, "optimizer": "adam", "lr": 1e-3,
-             "batch_size": 128, "weight_decay": 0.0, "shrink": 0.4, "perturb": 0.1, "max_epochs": 1000,
+    "full": {"dataset": "cifar-10", "model": "resnet18", "width": 16, "n_samples": 1000, "optimizer": "adam",
+             "lr": 1e-3, "batch_size": 128, "weight_decay": 0.0, "shrink": 0.4, "perturb": 0.1, "max_epochs": 1000,
              "ts_arm": False},
 }
 

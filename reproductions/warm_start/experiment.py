@@ -58,13 +58,28 @@ def load_data(cfg: Any, ctx: Any) -> Data:
     return Data(x.to(ctx.device), tr.y.long().to(ctx.device), tr.ref, tuple(x.shape[1:]), 10)
 
 
+@torch.no_grad()
+def pytorch_default_init(model: nn.Module) -> nn.Module:
+    """Every layer back to PyTorch's own default initialisation (``reset_parameters()`` of each nn.Conv2d,
+    nn.Linear, nn.BatchNorm2d, in module order): run.py's resnet.py sets no init of its own, and
+    shrink-perturb's noise is a freshly built model, so this init is also the per-layer noise scale (paper §4)."""
+    for m in model.modules():
+        if hasattr(m, "reset_parameters") and m is not model:
+            m.reset_parameters()
+    return model
+
+
 def model_factory(cfg: Any, data: Data, device: torch.device) -> Callable[[], nn.Module]:
-    """run.py's models: ResNet-18 (CIFAR stem, BasicBlocks) or the MLP in -> 100 -> 100 -> classes (ReLU)."""
+    """run.py's models: resnet.py's ResNet18 (CIFAR stem, BasicBlocks 2-2-2-2, base width ``cfg.width`` = 16,
+    PyTorch default init) or the MLP in -> 100 -> 100 -> classes (ReLU; suite.models.MLP already keeps
+    nn.Linear's default init, so it is built as is)."""
     in_dim = int(math.prod(data.in_shape))
 
     def make() -> nn.Module:
         if cfg.model == "resnet18":
-            m: nn.Module = resnet18(num_classes=data.num_classes, in_channels=data.in_shape[0])
+            # suite.models.resnet18 draws Kaiming-normal convs: redraw with the layers' PyTorch defaults
+            m: nn.Module = pytorch_default_init(resnet18(num_classes=data.num_classes, in_channels=data.in_shape[0],
+                                                         width=cfg.width))
         else:
             m = MLP(in_dim, tuple(cfg.hidden), data.num_classes)
         return m.to(device)

@@ -5,7 +5,8 @@
   the same architecture, so each layer's noise carries that layer's own init scale (spec §3, §7).
   ``lambda=1, sigma=0`` is the warm start, ``lambda=0, sigma=1`` a fresh random initialisation.
 - :func:`train_to_accuracy` — the paper's stopping criterion (§2 / the official run.py): train with a new
-  optimiser until the training accuracy measured over one epoch's minibatches reaches 99 %.
+  optimiser until the training accuracy of an epoch, counted as run.py's ``train()`` counts it
+  (:func:`official_batch_weights`), reaches 99 %.
 - :data:`Variant` — the deliberately broken methods the teeth runs use.
 """
 from __future__ import annotations
@@ -66,6 +67,35 @@ def shrink_perturb(prev: nn.Module, make_model: Callable[[], nn.Module], shrink:
     return fresh
 
 
+def official_batch_weights(per_epoch: int) -> list[int]:
+    """The weight of each minibatch of an epoch in run.py's training accuracy (``train()``, read, not copied).
+
+    run.py keeps counts ``correct``/``total`` that it resets after the batches with index 10, 20, 30, ... (so
+    the windows are batches 0-10, 11-20, 21-30, ...), and after EVERY batch adds the window's running counts
+    to ``totalAcc``/``totalSamps``; the epoch's accuracy is ``totalAcc / totalSamps``. Batch ``b`` is therefore
+    counted once for every batch from ``b`` to the end of its window (or of the epoch): its weight is
+    ``min(window end, per_epoch - 1) - b + 1``, and the accuracy is sum(w * correct_b) / sum(w * size_b).
+    """
+    out = []
+    for b in range(per_epoch):
+        end = 10 if b <= 10 else 10 * -(-b // 10)
+        out.append(min(end, per_epoch - 1) - b + 1)
+    return out
+
+
+def official_train_accuracy(correct: list[int], sizes: list[int]) -> float:
+    """run.py's ``train()`` count over one epoch's minibatches, step by step (the reference for the tests)."""
+    total_acc = total_samps = total = hits = 0
+    for batch_idx, (c, n) in enumerate(zip(correct, sizes)):
+        total += n
+        hits += c
+        total_acc += hits
+        total_samps += total
+        if batch_idx % 10 == 0 and batch_idx != 0:
+            hits = total = 0
+    return total_acc / total_samps
+
+
 @dataclass
 class RoundCost:
     """Training cost of one round (to the stopping criterion)."""
@@ -83,26 +113,30 @@ def train_to_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, lr:
     """Train with a NEW optimiser (spec §7) until the epoch's training accuracy >= ``target_acc`` (run.py).
 
     The training accuracy is counted on the fly over the epoch's minibatches (the model is updated while it is
-    measured, as in the official code) and checked once per epoch; ``max_epochs`` is a safety cap.
+    measured) with run.py's window weighting (:func:`official_batch_weights`), and checked once per epoch;
+    ``max_epochs`` is a safety cap.
     """
     n = x.shape[0]
     per_epoch = -(-n // batch_size)
-    correct = torch.zeros((), device=device)
-    seen = [0]
+    weights = official_batch_weights(per_epoch)
+    correct = torch.zeros((), device=device)  # weighted hits, on the device (one sync per epoch)
+    seen = [0, 0]  # [weighted samples, batch index within the epoch]
     acc_box = [0.0]
 
     def loss_fn(m: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         xb, yb = batch
         out = m(xb)
-        correct.add_((out.detach().argmax(1) == yb).sum())
-        seen[0] += yb.shape[0]
+        w = weights[seen[1] % per_epoch]
+        correct.add_((out.detach().argmax(1) == yb).sum(), alpha=w)
+        seen[0] += w * yb.shape[0]
+        seen[1] += 1
         return F.cross_entropy(out.float(), yb)
 
     def on_step(st: TrainState) -> None:
         if st.step % per_epoch == 0:  # end of an epoch: check the criterion (one sync per epoch)
             acc_box[0] = float(correct) / max(seen[0], 1)
             correct.zero_()
-            seen[0] = 0
+            seen[0] = seen[1] = 0
             if acc_box[0] >= target_acc:
                 st.stop = True
 

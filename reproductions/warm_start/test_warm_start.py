@@ -3,17 +3,20 @@ the teacher-student stand-in, a broken variant at smoke size, the smoke-scale cl
 (the full preset is pinned to the official code by test_official_config.py)."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+from torch import nn
 
 from suite import config, registry, runner, teeth
 from suite.context import for_tests
 from suite.errors import ConfigError
-from suite.models import MLP, resnet18
+from suite.models import MLP, count_params, resnet18
 
 from . import CLAIMS, SCALES, Config
 from . import method as M
-from .experiment import load_data, online_metrics, split_pool, teacher_student
+from .experiment import TEACHER_REF, Data, load_data, model_factory, online_metrics, split_pool, teacher_student
 
 SLUG = "warm_start"
 
@@ -183,3 +186,105 @@ def test_full_code_path_trains_on_the_cifar_fixture(tmp_path, monkeypatch):
     m = online_metrics(cfg, ctx, data)
     assert m["rounds"] == 2 and m["steps_warm"] == m["steps_random"] == 2
     assert 0.0 <= m["acc_sp_final"] <= 1.0
+
+
+# ---------------------------------------------------------------- run.py / resnet.py fidelity (issue 17)
+
+def _full_make(**over):
+    cfg = config.resolve(registry.get(SLUG), "full", [f"{k}={v}" for k, v in over.items()])
+    data = Data(torch.zeros(1, 3, 32, 32), torch.zeros(1, dtype=torch.long), TEACHER_REF, (3, 32, 32), 10)
+    return model_factory(cfg, data, torch.device("cpu"))
+
+
+def test_full_resnet18_is_resnet_py_width_16():
+    """resnet.py's ResNet18 on CIFAR-10: stages 16/32/64/128, 701,466 parameters (width 64 had 11,173,962)."""
+    net = _full_make()()
+    assert count_params(net) == 701_466
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    assert convs[0].out_channels == 16 and convs[-1].out_channels == 128
+    assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_models_keep_pytorch_default_init():
+    """resnet.py sets no init: every layer is PyTorch's default (what shrink-perturb's fresh model supplies).
+    Exact: with the same seed, the stem conv is what a freshly constructed nn.Conv2d draws; statistics: every
+    conv/linear weight is uniform in +-1/sqrt(fan_in) (std bound/sqrt 3), not Kaiming-normal (fan_out)."""
+    make = _full_make()
+    torch.manual_seed(3)
+    net = make()
+    torch.manual_seed(3)
+    resnet18(num_classes=10, in_channels=3, width=16)  # the same construction draws
+    ref = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+    stem = next(m for m in net.modules() if isinstance(m, nn.Conv2d))
+    assert torch.equal(stem.weight, ref.weight)
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            w = m.weight.detach()
+            bound = 1.0 / math.sqrt(w[0].numel())
+            assert float(w.abs().max()) <= bound * (1 + 1e-6)  # float32 rounding of the bound
+            if w.numel() >= 1000:
+                assert abs(float(w.std()) - bound / math.sqrt(3)) < 0.1 * bound / math.sqrt(3)
+        elif isinstance(m, nn.BatchNorm2d):
+            assert torch.equal(m.weight, torch.ones_like(m.weight)) and torch.equal(m.bias, torch.zeros_like(m.bias))
+    # the small/smoke MLP (suite.models.MLP) is nn.Linear's default as built: same seed, same first layer
+    cfg = _cfg()
+    data = load_data(cfg, for_tests())
+    torch.manual_seed(4)
+    mlp = model_factory(cfg, data, torch.device("cpu"))()
+    torch.manual_seed(4)
+    lin = nn.Linear(cfg.ts_dim, cfg.hidden[0])
+    first = next(m for m in mlp.modules() if isinstance(m, nn.Linear))
+    assert torch.equal(first.weight, lin.weight) and torch.equal(first.bias, lin.bias)
+
+
+def test_official_batch_weights_are_run_py_train_count():
+    """run.py's train(): window counts reset after batches 10, 20, ...; the running counts are summed each
+    batch. The weights reproduce that loop exactly, and differ from the plain fraction correct."""
+    g = torch.Generator().manual_seed(0)
+    for per_epoch in (1, 2, 10, 11, 12, 13, 25, 40, 263):
+        sizes = [128] * (per_epoch - 1) + [int(torch.randint(1, 129, (1,), generator=g))]
+        correct = [int(torch.randint(0, s + 1, (1,), generator=g)) for s in sizes]
+        w = M.official_batch_weights(per_epoch)
+        mine = sum(a * c for a, c in zip(w, correct)) / sum(a * s for a, s in zip(w, sizes))
+        assert mine == pytest.approx(M.official_train_accuracy(correct, sizes), rel=1e-12)
+    assert M.official_batch_weights(13) == [11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 2, 1]
+    # an epoch whose accuracy rises batch by batch: run.py's count weighs the early batches more
+    correct, sizes = [0] * 11 + [10] * 11, [10] * 22
+    assert M.official_train_accuracy(correct, sizes) < sum(correct) / sum(sizes)
+
+
+class _Recorder(nn.Module):
+    """A fixed classifier (lr 0: it never changes) that records every training minibatch it sees."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(2, 2)
+        with torch.no_grad():
+            self.lin.weight.copy_(torch.tensor([[0.0, 1.0], [0.0, -1.0]]))
+            self.lin.bias.zero_()
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.seen.append(x[:, 0].long().clone())
+        return self.lin(x)
+
+
+def test_train_to_accuracy_uses_run_py_count():
+    """The accuracy train_to_accuracy stops on is run.py's count of the epoch's minibatches, not the plain
+    fraction correct (the old rule): per-batch accuracies vary, so the two differ."""
+    n = 200
+    idx = torch.arange(n, dtype=torch.float32)
+    y = (torch.arange(n) % 3 == 0).long()  # the recorder predicts class 0 on feature +1, class 1 on -1
+    sign = torch.where(torch.arange(n) < 120, 1.0, -1.0)
+    x = torch.stack([idx, sign], 1)
+    net = _Recorder()
+    cost = M.train_to_accuracy(net, x, y, lr=0.0, batch_size=8, optimizer="sgd", weight_decay=0.0,
+                               target_acc=1.0, max_epochs=1, generator=torch.Generator().manual_seed(1),
+                               device=torch.device("cpu"))
+    assert len(net.seen) == 25 and not cost.reached
+    pred = (sign < 0).long()
+    correct = [int((pred[b] == y[b]).sum()) for b in net.seen]
+    sizes = [b.numel() for b in net.seen]
+    assert cost.train_acc == pytest.approx(M.official_train_accuracy(correct, sizes), abs=1e-9)
+    assert abs(cost.train_acc - sum(correct) / n) > 1e-3
