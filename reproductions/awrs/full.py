@@ -115,6 +115,23 @@ def local_exactness(logp: torch.Tensor, strs: list[str], pattern: str, draws: in
     return out
 
 
+def end_tokens(tok: Any, vocab_strs: list[str]) -> list[int]:
+    """The ids that end a pattern-matching sequence, as the official task defines them
+    (`experiments/tasks.py`, ``PatternMatching.get_eos_tokens``): every added (special) token, every token
+    whose text holds a newline, and the tokenizer's EOS."""
+    ids = set(tok.get_added_vocab().values()) | {i for i, s in enumerate(vocab_strs) if "\n" in s}
+    if tok.eos_token_id is not None:
+        ids.add(tok.eos_token_id)
+    return sorted(i for i in ids if i < len(vocab_strs))
+
+
+def merged_end_logprobs(logp: torch.Tensor, keep: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+    """(B, V) next-token log-probabilities -> (B, len(keep) + 1): the tokens ``keep``, then one EOS slot holding
+    the total probability of the end tokens ``ends`` (each ends the string, so for the sampler they are one
+    event; ``awrs_reference`` takes EOS as the last index)."""
+    return torch.cat([logp[:, keep], torch.logsumexp(logp[:, ends], 1, keepdim=True)], 1)
+
+
 def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     # the pattern-matching benchmark (§5): its ref (paper, or a stand-in fixture in a dry run) comes from the loader
     pat_file = Path(cfg.patterns)
@@ -128,6 +145,9 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     model, tok, dev = lm.model, lm.tokenizer, lm.device
     vocab_strs = [tok.decode([i]) for i in range(len(tok))]  # byte-boundary tokens: see README
     eos_id = tok.convert_tokens_to_ids("<|eot_id|>") if "<|eot_id|>" in tok.get_vocab() else tok.eos_token_id
+    # the end of turn ends too: Llama-3.1-Instruct's tokenizer EOS is <|eot_id|> (so the set is the official one
+    # there); the tiny fixture holds <|eot_id|> as an ordinary token
+    ends = sorted(set(end_tokens(tok, vocab_strs)) | {eos_id})
     ms = methods(cfg.full_particles, cfg.full_ess_threshold, cfg.full_rerank_samples, cfg.full_twisted_particles,
                  cfg.full_twisted_ess)
     max_tokens, local_draws, boot = cfg.full_max_tokens, cfg.full_local_draws, cfg.full_bootstrap
@@ -138,9 +158,12 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     def encode(s: str) -> list[int]:
         out = tok.apply_chat_template([{"role": "user", "content": s}], add_generation_prompt=True)
         return list(out["input_ids"] if hasattr(out, "keys") else out)
-    order = [i for i in range(len(vocab_strs)) if i != eos_id] + [eos_id]  # EOS last (awrs_reference)
+    # the tokens a string can hold, then one EOS slot for all end tokens (last: awrs_reference); a sequence
+    # that ends is never extended, so the slot's token id (the chat template's end of turn) is never fed
+    end_set = set(ends)
+    order = [i for i in range(len(vocab_strs)) if i not in end_set] + [eos_id]
     strs = [vocab_strs[i] for i in order[:-1]]
-    perm = torch.tensor(order)
+    keep, end_ids = torch.tensor(order[:-1]), torch.tensor(ends)
 
     # one random stream per method (and for masking / the local test): a method's draws do not depend on
     # which other methods ran; every method sees the same prompts
@@ -163,7 +186,7 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
             ids = torch.tensor([[0] * (width - len(b)) + b for b in batch], device=dev)
             mask = torch.tensor([[0] * (width - len(b)) + [1] * len(b) for b in batch], device=dev)
             logits = model(input_ids=ids, attention_mask=mask).logits[:, -1].float().cpu()
-            return torch.log_softmax(logits[:, : len(vocab_strs)], 1)[:, perm]
+            return merged_end_logprobs(torch.log_softmax(logits[:, : len(vocab_strs)], 1), keep, end_ids)
 
         # full-vocabulary masking at the prompt (spec §4: timed for the runtime comparison), counted
         logp0 = next_logits([[]])[0].double()

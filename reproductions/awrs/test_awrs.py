@@ -307,3 +307,25 @@ def test_paired_bootstrap():
     assert d == pytest.approx(0.1) and lo == pytest.approx(0.1) and hi == pytest.approx(0.1)
     d, lo, hi = paired_bootstrap(torch.rand(200, generator=g, dtype=torch.float64), b, 2000, g)
     assert lo < d < hi and hi - lo < 0.25
+
+
+def test_full_path_ends_strings_at_the_official_end_tokens(tmp_path):
+    """experiments/tasks.py PatternMatching.get_eos_tokens: added (special) tokens, tokens holding a newline
+    and the tokenizer's EOS all end the string; the sampler sees them as one EOS slot with their summed mass."""
+    from transformers import PreTrainedTokenizerFast
+
+    from .full import end_tokens, merged_end_logprobs, write_model_fixture
+
+    write_model_fixture(tmp_path)
+    tok = PreTrainedTokenizerFast.from_pretrained(tmp_path, local_files_only=True)
+    strs = [tok.decode([i]) for i in range(len(tok))]
+    ends = end_tokens(tok, strs)
+    newline = {i for i, s in enumerate(strs) if "\n" in s}
+    assert newline and set(ends) == newline | set(tok.get_added_vocab().values()) | {tok.eos_token_id}
+    g = torch.Generator().manual_seed(0)
+    logp = torch.log_softmax(torch.randn(3, len(strs), generator=g, dtype=torch.float64), 1)
+    keep = torch.tensor([i for i in range(len(strs)) if i not in set(ends)])
+    out = merged_end_logprobs(logp, keep, torch.tensor(ends))
+    assert out.shape == (3, len(keep) + 1)
+    assert torch.allclose(out.exp().sum(1), torch.ones(3, dtype=torch.float64))  # still a distribution
+    assert torch.allclose(out[:, -1].exp(), logp[:, ends].exp().sum(1))
