@@ -48,8 +48,8 @@ class Reproduction:
                 return c
         raise UnknownNameError(_unknown("claim", claim_id, [c.id for c in self.claims], self.slug))
 
-    def resources_for(self, scale: str, overrides: Sequence[str] = ()) -> Resources:
-        return self.declared_resources(scale, overrides) or Resources()
+    def resources_for(self, scale: str) -> Resources:
+        return self.declared_resources(scale) or Resources()
 
     def declared_resources(self, scale: str, overrides: Sequence[str] = ()) -> Resources | None:
         """What the reproduction declares for a run: ``resources["<scale>:<part>"]`` when the run is the

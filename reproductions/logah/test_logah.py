@@ -57,8 +57,11 @@ def test_teeth_untrained_has_chance_init():
 
 
 def test_full_preset_validates():
-    # the values are pinned to the README's official table by test_official_config.py
-    Config(**SCALES["full"]).validate()  # the full targets' widest side (3072 flattened CIFAR-10 inputs) fits under K
+    # the values are pinned to the README's official table by test_official_config.py; here: the decoder's K
+    # reaches every width the full run predicts (flattened CIFAR-10 inputs and the widest target)
+    cfg = Config(**SCALES["full"])
+    cfg.validate()
+    assert cfg.K >= max(3 * 32 * 32, *cfg.target_widths) and cfg.r <= cfg.K  # the full targets' widest side (3072 flattened CIFAR-10 inputs) fits under K
 
 
 def test_k_must_cover_the_input_width():

@@ -83,19 +83,6 @@ def official_batch_weights(per_epoch: int) -> list[int]:
     return out
 
 
-def official_train_accuracy(correct: list[int], sizes: list[int]) -> float:
-    """run.py's ``train()`` count over one epoch's minibatches, step by step (the reference for the tests)."""
-    total_acc = total_samps = total = hits = 0
-    for batch_idx, (c, n) in enumerate(zip(correct, sizes)):
-        total += n
-        hits += c
-        total_acc += hits
-        total_samps += total
-        if batch_idx % 10 == 0 and batch_idx != 0:
-            hits = total = 0
-    return total_acc / total_samps
-
-
 @dataclass
 class RoundCost:
     """Training cost of one round (to the stopping criterion)."""
