@@ -25,6 +25,7 @@ from . import experiment as E
 from .method import Aggregation, RRSkip, Variant
 
 FULL_TASKS = ("alpacafarm", "gsm8k_shots", "bbh_shots", "tydiqa_shots", "codex", "squad", "mmlu_shots")
+QUERY_MAX_LEN = (512, 2048, 2048, 2048, 512, 512, 512)  # per task of FULL_TASKS (README table)
 
 
 @dataclass
@@ -67,7 +68,11 @@ class Config:
     pool_file: str = "rds_plus/tulu_v2_unfiltered_data_dedup.jsonl"
     query_dir: str = "rds_plus/queries"                        # <task>.jsonl, messages format
     full_tasks: tuple[str, ...] = FULL_TASKS
-    full_max_seq_len: Annotated[int, Range(8)] = 2048
+    full_max_seq_len: Annotated[int, Range(8)] = 2048          # pool items (encode_with_messages_format)
+    # query examples, one limit per task of full_tasks (same order): the official construct_test_sample cuts
+    # the prompt and the response EACH at the `max_length` default of the task's get_all_test_prompts
+    # (minimal_multitask/data.py): 512 for alpacafarm, codex, squad, mmlu_shots; 2048 for the other three
+    full_query_max_len: tuple[Annotated[int, Range(1)], ...] = QUERY_MAX_LEN
     full_batch: Annotated[int, Range(1)] = 1
     full_shard_size: Annotated[int, Range(1)] = 200_000
     full_n_single: Annotated[int, Range(1)] = 10_000
@@ -92,6 +97,9 @@ class Config:
                 raise ConfigError(f"dim {d} is not divisible by heads {h}")
         if not self.full_tasks or len(set(self.full_tasks)) != len(self.full_tasks):
             raise ConfigError(f"full_tasks={self.full_tasks}: give at least one task, no repeats")
+        if len(self.full_query_max_len) != len(self.full_tasks):
+            raise ConfigError(f"full_query_max_len={self.full_query_max_len}: give one limit per task of "
+                              f"full_tasks={self.full_tasks}")
 
 
 SCALES = {

@@ -17,7 +17,9 @@ Pipeline (spec §3, §5, §7):
    position-weighted mean, L2-normalised) and save every shard as fp16 (5.8M x 4096 x 2 B = 47 GB instead
    of 95 GB in fp32). The index is cached per base model, pool file and pooling under the cache dir
    (representations of different models are not comparable, §7) and resumes shard by shard;
-2. queries: embed each task's query examples the same way;
+2. queries: embed each task's query examples the same way, except the cut: as the official
+   ``construct_test_sample`` does, the prompt and the response are tokenized separately and EACH cut at the
+   task's ``full_query_max_len`` (512 or 2048 tokens, README table);
 3. score: per task, max over its queries of the cosine similarity, shard by shard on the device;
 4. select: top ``full_n_single`` per task, round-robin ``full_n_multi`` over all tasks, and random
    ``full_n_single`` / ``full_n_multi`` (the baseline at equal n); each written as a jsonl of pool lines
@@ -39,7 +41,7 @@ import torch
 
 from suite.context import RunContext
 from suite.data.external import locate
-from suite.errors import DataNotFoundError
+from suite.errors import ConfigError, DataNotFoundError
 from suite.io import atomic_torch_save
 from suite.models.locate import locate_model
 from suite.spec import DatasetRef, Outcome
@@ -126,6 +128,70 @@ def embed_texts(lm: Any, texts: Sequence[str], max_len: int, batch: int, pooling
         h = lm.model(**enc, output_hidden_states=True).hidden_states[-1]
         out.append(M.pool_hidden(h.float(), enc["attention_mask"].bool(), pooling))
     return torch.cat(out)
+
+
+def query_parts(obj: dict, eos: str) -> tuple[str, str]:
+    """(prompt, label) of one query line, the two strings the official ``construct_test_sample`` gets
+    (minimal_multitask/data.py). A line with the official ``prompts`` / ``labels`` strings is used as is;
+    a ``messages`` line ends with the response (the last ``assistant`` turn) and its earlier turns become the
+    prompt in ``create_prompt_with_tulu_chat_format`` form (minimal_multitask/utils.py), which ends with
+    ``<|assistant|>\n``."""
+    if "prompts" in obj and "labels" in obj:
+        return str(obj["prompts"]), str(obj["labels"])
+    msgs = obj["messages"]
+    if not msgs or msgs[-1]["role"] != "assistant":
+        raise DataNotFoundError("a query line's messages must end with the assistant response")
+    prompt = ""
+    for msg in msgs[:-1]:
+        role, text = msg["role"], str(msg["content"])
+        if role == "system":
+            prompt += f"<|system|>\n{text}\n"
+        elif role == "user":
+            prompt += f"<|user|>\n{text}\n"
+        elif role == "assistant":
+            prompt += f"<|assistant|>\n{text.strip()}{eos}\n"
+        else:
+            raise DataNotFoundError(f"unknown message role {role!r}: expected system, user or assistant")
+    return prompt + "<|assistant|>\n", str(msgs[-1]["content"])
+
+
+def query_ids(tok: Any, prompt: str, label: str, max_len: int) -> list[int]:
+    """Token ids of one query as the official ``construct_test_sample`` builds them: the prompt (with the
+    tokenizer's special tokens) and ``label + eos`` (without) are tokenized SEPARATELY, each truncated by the
+    tokenizer to ``max_len`` tokens (the tokenizer's truncation side, right for Llama: the first tokens are
+    kept), then concatenated, so a query holds up to 2 x ``max_len`` tokens."""
+    p = tok(prompt, max_length=max_len, truncation=True)["input_ids"]
+    lab = tok(label + (tok.eos_token or ""), max_length=max_len, truncation=True, add_special_tokens=False)
+    return list(p) + list(lab["input_ids"])
+
+
+@torch.no_grad()
+def embed_ids(lm: Any, ids: Sequence[Sequence[int]], batch: int, pooling: M.Pooling) -> torch.Tensor:
+    """Unit vectors (N, d) float32 on the model's device of pre-tokenized sequences (right padding, pooled
+    over the real tokens only, spec §7)."""
+    tok = lm.tokenizer
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    out = []
+    for s in range(0, len(ids), batch):
+        rows = ids[s:s + batch]
+        x = torch.full((len(rows), max(len(r) for r in rows)), pad, dtype=torch.long, device=lm.device)
+        mask = torch.zeros(x.shape, dtype=torch.bool, device=lm.device)
+        for i, r in enumerate(rows):
+            x[i, :len(r)] = torch.tensor(r, dtype=torch.long, device=lm.device)
+            mask[i, :len(r)] = True
+        h = lm.model(input_ids=x, attention_mask=mask.long(), output_hidden_states=True).hidden_states[-1]
+        out.append(M.pool_hidden(h.float(), mask, pooling))
+    return torch.cat(out)
+
+
+def embed_queries(lm: Any, path: Path, max_len: int, batch: int, pooling: M.Pooling) -> torch.Tensor:
+    """One task's query embeddings (N, d): prompt and response each cut at the task's ``max_len``
+    (official ``get_all_test_prompts`` default, README table), not the whole text at one limit."""
+    eos = lm.tokenizer.eos_token or ""
+    ids = [query_ids(lm.tokenizer, *query_parts(json.loads(line), eos), max_len) for _, line in read_jsonl(path)]
+    if not ids:
+        raise DataNotFoundError(f"{path} holds no query line")
+    return embed_ids(lm, ids, batch, pooling)
 
 
 def _key(*parts: Any) -> str:
@@ -224,10 +290,12 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
 
     t0 = time.perf_counter()
     q_embs = []
-    for t in cfg.full_tasks:
-        qt = [tulu_text(json.loads(line)["messages"], eos) for _, line in read_jsonl(q_folder / f"{t}.jsonl")]
-        q_embs.append(embed_texts(lm, qt, cfg.full_max_seq_len, cfg.full_batch, pooling))
-        m[f"n_queries/{t}"] = float(len(qt))
+    if len(cfg.full_query_max_len) != len(cfg.full_tasks):
+        raise ConfigError(f"full_query_max_len={cfg.full_query_max_len}: one limit per task of {cfg.full_tasks}")
+    for t, q_len in zip(cfg.full_tasks, cfg.full_query_max_len):
+        # the official construct_test_sample: prompt and response each cut at the task's limit
+        q_embs.append(embed_queries(lm, q_folder / f"{t}.jsonl", q_len, cfg.full_batch, pooling))
+        m[f"n_queries/{t}"] = float(len(q_embs[-1]))
     m["query_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     scores = score_shards(shards, q_embs, cfg.aggregation, ctx.device, negate=cfg.variant == "negated")

@@ -146,7 +146,7 @@ def test_full_dry_run_builds_on_fixtures(tmp_path):
     assert rec["status"] == "dry-run", rec.get("traceback", rec.get("error"))
 
 
-def test_full_pipeline_on_fixtures(tmp_path):
+def test_full_pipeline_on_fixtures(tmp_path, monkeypatch):
     """The full code path end to end on a tiny random Llama: sharded fp16 index, scores, selections."""
     pytest.importorskip("transformers")
     from suite.context import for_tests
@@ -155,9 +155,19 @@ def test_full_pipeline_on_fixtures(tmp_path):
     from . import Config
 
     ctx = for_tests("full", tmp=tmp_path / "run", dry_run=True)
-    cfg = Config(model_dir="models/x", full_n_single=3, full_n_multi=8, full_tasks=("a", "b"))
+    cfg = Config(model_dir="models/x", full_n_single=3, full_n_multi=8, full_tasks=("a", "b"),
+                 full_query_max_len=(16, 2048))
+    seen: dict[str, int] = {}
+    real = F.embed_queries
+
+    def spy(lm, path, max_len, batch, pooling):
+        seen[path.stem] = max_len
+        return real(lm, path, max_len, batch, pooling)
+
+    monkeypatch.setattr(F, "embed_queries", spy)
     out = F.run_full(cfg, ctx)
     m = out.metrics
+    assert seen == {"a": 16, "b": 2048}  # each task's queries are cut at that task's limit
     assert m["index_shards"] == 3 and m["rr_duplicates"] == 0 and m["check_padded_vs_single_err"] <= 1e-5
     shards = sorted((tmp_path / "run" / "index").glob("shard_*.pt"))
     assert torch.load(shards[0]).dtype == torch.float16
@@ -182,3 +192,49 @@ def _full_direct(tmp_path):
 
     ctx = for_tests("full", tmp=tmp_path / "run", data_root=tmp_path / "none")
     F.run_full(Config(model_dir="models/Llama-2-7b-hf"), ctx)
+
+
+# ---------------------------------------------------------------- full: the query cut of the official code
+def test_full_preset_query_limits_are_the_official_per_task_defaults():
+    full = config.resolve(registry.get(SLUG), "full")
+    # official minimal_multitask/data.py, `max_length` defaults of each task's get_all_test_prompts
+    assert dict(zip(full.full_tasks, full.full_query_max_len)) == {
+        "alpacafarm": 512, "gsm8k_shots": 2048, "bbh_shots": 2048, "tydiqa_shots": 2048, "codex": 512,
+        "squad": 512, "mmlu_shots": 512}
+    with pytest.raises(ConfigError):
+        config.resolve(registry.get(SLUG), "full", {"full_query_max_len": "512,2048"})
+
+
+def test_full_queries_cut_prompt_and_response_each(tmp_path):
+    """Official construct_test_sample: the prompt and ``response + eos`` are tokenized separately and EACH
+    cut to the task's max_length (keeping their first tokens). The old code cut the joined text once, so a
+    prompt longer than the limit dropped the whole response."""
+    pytest.importorskip("transformers")
+    from suite.models.hf import load_causal_lm, save_tiny_random_lm
+
+    from . import full as F
+
+    lm = load_causal_lm(save_tiny_random_lm(tmp_path / "lm", "llama"), "cpu")  # char-level: 1 char = 1 token
+    tok, eos = lm.tokenizer, lm.tokenizer.eos_token
+    user, answer = "Summarise: " + "lorem ipsum " * 4, "A short summary of it."
+    path = tmp_path / "q.jsonl"
+    path.write_text(json.dumps({"messages": [{"role": "user", "content": user},
+                                             {"role": "assistant", "content": answer}]}) + "\n")
+    prompt, label = F.query_parts(json.loads(path.read_text()), eos)
+    assert (prompt, label) == (f"<|user|>\n{user}\n<|assistant|>\n", answer)
+    ids = F.query_ids(tok, prompt, label, 16)
+    want = tok(prompt, add_special_tokens=False)["input_ids"][:16] + tok(answer, add_special_tokens=False)["input_ids"][:16]
+    assert ids == want and len(ids) == 32  # 16 prompt tokens, then 16 response tokens
+    # end to end: the pooled query is the model's embedding of exactly those 32 tokens (an independent
+    # reference: the char tokenizer maps the cut strings back to the same ids)
+    got = F.embed_queries(lm, path, 16, 1, "weighted_mean")
+    ref = F.embed_texts(lm, [prompt[:16] + answer[:16]], 4096, 1, "weighted_mean")
+    assert torch.allclose(got, ref, atol=1e-5)
+    # and not the old cut of the whole Tulu text at one limit
+    old = F.embed_texts(lm, [F.tulu_text(json.loads(path.read_text())["messages"], eos)], 32, 1, "weighted_mean")
+    assert not torch.allclose(got, old, atol=1e-3)
+    # a short query is not cut at all: prompt + response + eos
+    short = F.query_ids(tok, "<|user|>\nHi\n<|assistant|>\n", "Yo", 512)
+    assert tok.decode(short) == "<|user|>\nHi\n<|assistant|>\nYo" + eos
+    # the official prompts/labels strings are taken as they are
+    assert F.query_parts({"prompts": "P Answer:", "labels": " 42"}, eos) == ("P Answer:", " 42")
