@@ -91,6 +91,43 @@ def _init_w(cfg: Config, w0: torch.Tensor, r: int) -> torch.Tensor:
     return M.low_rank_init(w0, r)
 
 
+STREAM_OFFSET = 100   # ctx.generator offset of the one trial stream (probe + every rank's training)
+READOUT_OFFSET = 200  # ctx.generator offset (+ rank index) of each rank's W_in / W_out draw
+
+
+class TrialStream:
+    """The one procedural-2AF trial stream of a run. Official main.py draws everything from one neurogym
+    ``dataset()``: first the 10 probe batches (``inputs0``), then, rank after rank in ``var_list`` order, the
+    ``n_iter`` training batches of each rank, the stream continuing across ranks. Callable as fit's data
+    (step -> batch) and stateful (fit carries its state in a checkpoint when checkpointing is on)."""
+
+    def __init__(self, cfg: Config, gen: torch.Generator) -> None:
+        self.cfg, self.gen = cfg, gen
+
+    def __call__(self, step: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        return M.make_2af(self.cfg.batch_size, self.gen, self.cfg.seq_len, self.cfg.noise)
+
+    def probe(self, n: int, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first n trials of the stream, drawn as ceil(n / batch_size) batches (main.py: 10 x dataset())."""
+        chunks = [self() for _ in range(-(-n // self.cfg.batch_size))]
+        return (torch.cat([c[0] for c in chunks], 1)[:, :n].to(device),
+                torch.cat([c[1] for c in chunks], 1)[:, :n].to(device))
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"rng": self.gen.get_state()}
+
+    def load_state_dict(self, st: dict[str, torch.Tensor]) -> None:
+        self.gen.set_state(st["rng"].cpu())
+
+
+def make_model(cfg: Config, ctx: RunContext, w: torch.Tensor, i: int) -> M.RateRNN:
+    """Rank i's network: W_hh(0) = w; W_in / W_out get a fresh PyTorch default init for each rank (official
+    main.py builds a new ``Net`` per rank, unseeded), drawn here from a seed of (run seed, rank index)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(ctx.generator(READOUT_OFFSET + i).initial_seed())
+        return M.RateRNN(3, cfg.n_hidden, 3, w, cfg.alpha)
+
+
 @reproduction(
     track="initialization",
     paper=Paper(title="How connectivity structure shapes rich and lazy learning in neural circuits",
@@ -115,34 +152,34 @@ def run(cfg: Config, ctx: RunContext) -> Outcome:
     dev = ctx.device
     gen = ctx.generator(1)
     w0 = M.gaussian_w0(cfg.n_hidden, cfg.gain, gen)
-    probe = M.make_2af(cfg.n_probe, gen, cfg.seq_len, cfg.noise, dev)
+    stream = TrialStream(cfg, ctx.generator(STREAM_OFFSET))
+    probe = stream.probe(cfg.n_probe, dev)  # main.py: inputs0 = the stream's first batches, before training
     evalb = M.make_2af(cfg.n_eval, gen, cfg.seq_len, cfg.noise, dev)
     xk = probe[0][:, :cfg.n_kernel]
     tcfg = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, optimizer="sgd",
                        momentum=cfg.momentum, log_every=max(cfg.steps // 5, 1))
     if ctx.dry_run:
-        M.RateRNN(3, cfg.n_hidden, 3, _init_w(cfg, w0, cfg.ranks[0]), cfg.alpha).to(dev)
+        make_model(cfg, ctx, _init_w(cfg, w0, cfg.ranks[0]), 0).to(dev)
         return Outcome(metrics={}, dataset=TASK_REF)
     res: dict[str, list[float]] = {k: [] for k in ("dw", "rep_align", "kernel_align", "sign_sim", "final_loss",
                                                    "init_loss", "final_acc", "eff_rank", "steps", "seconds")}
     rank_err, norm_err = 0.0, 0.0
-    for r in cfg.ranks:
+    for i, r in enumerate(cfg.ranks):
         w = _init_w(cfg, w0, r)
         rank_err = max(rank_err, abs(M.numerical_rank(w) - r))
         norm_err = max(norm_err, float((w.norm() - w0.norm()).abs() / w0.norm()))
-        torch.manual_seed(ctx.seed * 1000 + 7)  # same W_in / W_out for every rank
-        model = M.RateRNN(3, cfg.n_hidden, 3, w, cfg.alpha).to(dev)
+        model = make_model(cfg, ctx, w, i).to(dev)  # W_in / W_out redrawn per rank (main.py: new Net per rank)
         a0 = M.decision_activity(model, probe[0])
         k0 = M.tangent_kernel(model, xk)
         w_start = model.w_hh.detach().clone()
         with torch.no_grad():
             init_loss = float(M.seq_loss(model, evalb))
-        data_gen = ctx.generator(100)  # the same trial stream for every rank (equal data and budget)
         t0 = time.perf_counter()
         steps = 0
         if cfg.variant != "untrained":  # TEETH: untrained network, weight change 0
-            fit(model, M.seq_loss, lambda step: M.make_2af(cfg.batch_size, data_gen, cfg.seq_len, cfg.noise),
-                tcfg, ctx=ctx, device=dev, name=f"rank{r}")
+            # the trial stream continues from the previous rank's last batch (main.py: one dataset() stream)
+            fit(model, M.seq_loss, stream, tcfg, ctx=ctx, device=dev, name=f"rank{r}",
+                stateful={"trial_stream": stream})
             steps = cfg.steps
         secs = time.perf_counter() - t0
         model.eval()

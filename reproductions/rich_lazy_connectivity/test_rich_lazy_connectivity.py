@@ -84,3 +84,49 @@ def test_rank_ignored_gives_full_rank():
 def test_full_dry_run(tmp_path):
     rec = runner.execute(runner.RunSpec(SLUG, "full", 0), tmp_path, device="cpu", dry_run=True)
     assert rec["status"] == "dry-run", rec.get("error")
+
+
+def _record_run(monkeypatch, tmp_path, seed=0):
+    """A tiny run that records each rank's network (W_in / W_out at construction) and its training batches."""
+    from suite.context import for_tests
+
+    from . import run
+    nets: list[tuple[torch.Tensor, torch.Tensor]] = []
+    batches: list[list[torch.Tensor]] = []
+
+    class Rec(M.RateRNN):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            nets.append((self.w_in.weight.detach().clone(), self.w_out.weight.detach().clone()))
+            batches.append([])
+
+        def forward(self, x):
+            if x.shape[1] == 4:  # batch_size 4: training batches only (probe 12, kernel 2, eval 10 trials)
+                batches[-1].append(x.detach().clone())
+            return super().forward(x)
+
+    monkeypatch.setattr(M, "RateRNN", Rec)
+    cfg = Config(n_hidden=8, ranks=(1, 3, 8), steps=3, batch_size=4, n_probe=12, n_kernel=2, n_eval=10)
+    run(cfg, for_tests("smoke", seed=seed, tmp=tmp_path))
+    return cfg, nets, batches
+
+
+def test_ranks_get_own_readout_init_and_a_continuing_trial_stream(monkeypatch, tmp_path):
+    """Official main.py: a new Net (PyTorch default W_in / W_out) per rank, and one dataset() stream giving
+    first the probe batches, then rank after rank the training batches. The old code reused one seeded
+    W_in / W_out and restarted the same stream for every rank: both asserts below failed on it."""
+    cfg, nets, batches = _record_run(monkeypatch, tmp_path / "a")
+    assert len(nets) == 3 and all(len(b) == cfg.steps for b in batches)
+    for i in range(3):
+        assert nets[i][0].abs().max() <= 3 ** -0.5 and nets[i][1].abs().max() <= 8 ** -0.5  # default init
+        for j in range(i):
+            assert not torch.equal(nets[i][0], nets[j][0]) and not torch.equal(nets[i][1], nets[j][1])
+    from suite.context import for_tests
+    gen = for_tests("smoke", seed=0).generator(100)
+    expect = [M.make_2af(4, gen, cfg.seq_len, cfg.noise)[0] for _ in range(3 + 3 * cfg.steps)][3:]  # 3 probe
+    got = [x for b in batches for x in b]
+    assert len(got) == len(expect) and all(torch.equal(a, b) for a, b in zip(got, expect))
+    # deterministic: the same seed redraws the same per-rank W_in / W_out
+    monkeypatch.undo()
+    _, nets2, _ = _record_run(monkeypatch, tmp_path / "b")
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(nets, nets2))
