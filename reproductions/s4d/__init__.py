@@ -21,9 +21,9 @@ import torch
 
 from reproductions.s4d import checks
 from reproductions.s4d.checks import Variant
-from reproductions.s4d.experiment import OptimConfig, accuracy, mean_loss, train_classifier
+from reproductions.s4d.experiment import OptimConfig, accuracy, mean_loss, param_groups, steps_per_epoch, train_classifier
 from suite.config import Range
-from suite.models.ssm import INITS, SSMConfig, ssm_param_groups
+from suite.models.ssm import INITS, SSMConfig
 from reproductions.s4d.model import ModelConfig, S4DClassifier
 from reproductions.s4d.tasks import LRA_TASKS, head, lra_inputs, lra_task, memory_task, open_lra
 from suite.errors import ConfigError, UnknownNameError
@@ -198,7 +198,7 @@ def _run_memory(cfg: Config, ctx) -> tuple[dict[str, float], DatasetRef]:
                            pool="last", ssm=ssm)  # causal, last-step readout (spec §6)
         model = S4DClassifier(mcfg, generator=ctx.generator(100 + len(metrics)))
         if ctx.dry_run:
-            optimizer(ssm_param_groups(model, cfg.lr, cfg.weight_decay),
+            optimizer(param_groups(model, cfg.lr, cfg.weight_decay),
                       TrainConfig(steps=1, optimizer="adamw", lr=cfg.lr))
             with torch.no_grad():
                 model.eval()(tr.x[:2])
@@ -257,8 +257,11 @@ def _run_lra(cfg: Config, ctx) -> tuple[dict[str, float], DatasetRef]:
         if cfg.lra_max_eval is not None:
             va, te = (s.subset(torch.arange(min(cfg.lra_max_eval, len(s)))) for s in (va, te))
         epochs = cfg.lra_epochs or t.epochs
-        per_epoch = -(-len(tr) // t.batch_size)
-        opt = OptimConfig(epochs=epochs, batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay,
+        # the last partial batch is dropped (official drop_last); a sample budget smaller than one batch (the
+        # rehearsal's two examples) trains on it as one batch. The whole split (the paper) is never that small.
+        batch = min(t.batch_size, len(tr))
+        per_epoch = steps_per_epoch(len(tr), batch)
+        opt = OptimConfig(epochs=epochs, batch_size=batch, lr=t.lr, weight_decay=t.weight_decay,
                           warmup_frac=min(1.0, t.warmup_steps / max(1, epochs * per_epoch)),
                           eval_every=per_epoch, checkpoint_every=per_epoch, workers=cfg.workers)
 
@@ -268,7 +271,7 @@ def _run_lra(cfg: Config, ctx) -> tuple[dict[str, float], DatasetRef]:
         for k, init in enumerate(cfg.lra_inits):
             model = _lra_model(task_name, init, cfg, ctx.generator(1000 + 10 * k))
             if ctx.dry_run:  # build data, model, optimiser groups; one forward pass per task
-                groups = ssm_param_groups(model, t.lr, t.weight_decay)
+                groups = param_groups(model, t.lr, t.weight_decay)
                 optimizer(groups, TrainConfig(steps=1, optimizer="adamw", lr=t.lr, weight_decay=t.weight_decay))
                 if k == 0:  # shapes check on the first 1024 positions (a full-length CPU pass takes minutes)
                     with torch.no_grad():

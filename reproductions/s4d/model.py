@@ -3,7 +3,8 @@
 Block (repo LRA configs: ``prenorm: false``, ``norm: batch``): ``x = norm(x + dropout(S4D(x)))``
 (post-norm), or ``x = x + dropout(S4D(norm(x)))`` with ``prenorm``. Encoder: embedding (token
 tasks) or a linear map of the pixel value; decoder: mean-pool over length (``pool='mean'``) or the
-last position (``pool='last'``, the causal memory task), then a linear classifier. Retrieval
+last position (``pool='last'``, the causal memory task), then a linear classifier. Token inputs are
+padded with id 0 at the end and pooled over their real tokens only (official ``use_lengths: true``). Retrieval
 encodes both documents with the same network and classifies ``[z1, z2, z1*z2, z1-z2]``.
 """
 from __future__ import annotations
@@ -90,18 +91,22 @@ class S4DClassifier(nn.Module):
         """Pooled representation (B, H) of one sequence batch."""
         mask = None
         if self.cfg.vocab > 0:
-            mask = (x != 0) if self.cfg.dual else None  # retrieval: mean over real tokens only
+            # token tasks (ListOps, Text, Retrieval): pad id 0 at the end; the official decoder pools over the
+            # real tokens only (``decoder.use_lengths: true``, configs/pipeline/{imdb,aan}.yaml; ListOps
+            # inherits imdb's), src/tasks/decoders.py SequenceDecoder: restrict(out[:length])
+            mask = x != 0
             h = self.encoder(x.long())
         else:
             h = self.encoder(x.unsqueeze(-1) if x.dim() == 2 else x)
         for blk in self.blocks:
             h = blk(h)
-        if self.cfg.pool == "last":
-            return h[:, -1]
-        if mask is not None:
-            m = mask.unsqueeze(-1).to(h.dtype)
-            return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
-        return h.mean(1)
+        if mask is None:
+            return h[:, -1] if self.cfg.pool == "last" else h.mean(1)
+        if self.cfg.pool == "last":  # the last real token (index length - 1)
+            last = (mask.sum(1) - 1).clamp_min(0)
+            return h[torch.arange(h.shape[0], device=h.device), last]
+        m = mask.unsqueeze(-1).to(h.dtype)
+        return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.cfg.dual:

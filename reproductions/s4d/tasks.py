@@ -81,6 +81,11 @@ class LRATask:
     n_ssm: int | None = None       # None: one (A, B) per channel (``n_ssm: null`` or ``${..d_model}``)
     warmup_steps: int = 1000       # cosine_warmup ``num_warmup_steps`` (default 1000 when the file sets none)
     tie_dropout: bool = False
+    # pixel tasks: model input (x - pixel_mean) / pixel_std of the uint8 pixel x. Image: the official greyscale
+    # CIFAR normalisation, mean 122.6, std 61 (in /255 units: src/dataloaders/basic.py, ``grayscale: true`` in
+    # v3-s4-cifar.yaml); Pathfinder / Path-X: x / 255 in [0, 1] (``center: False``, configs/dataset/pathfinder.yaml)
+    pixel_mean: float = 0.0
+    pixel_std: float = 255.0
 
 
 LRA_TASKS: dict[str, LRATask] = {t.name: t for t in (
@@ -89,7 +94,7 @@ LRA_TASKS: dict[str, LRATask] = {t.name: t for t in (
     LRATask("retrieval", lra_data.RETRIEVAL_DIR, 4000, 2, BYTE_VOCAB, True, 6, 256, 64, 64, 0.01, 20, prenorm=True,
             warmup_steps=2500),
     LRATask("image", cifar.C10_DIR, 1024, 10, 0, False, 6, 512, 64, 50, 0.01, 200, dropout=0.1, norm="layer",
-            n_ssm=2, warmup_steps=900, tie_dropout=True),
+            n_ssm=2, warmup_steps=900, tie_dropout=True, pixel_mean=122.6, pixel_std=61.0),
     LRATask("pathfinder", lra_data.PATHFINDER_DIR, 1024, 2, 0, False, 6, 256, 64, 64, 0.004, 200, prenorm=True,
             weight_decay=0.03, pool="last", lr_dt=1e-3, warmup_steps=2500),
     # Path-X: the file sets lr 0.001 and 50,000 warmup steps, with a comment that the S4D paper used 5e-4 and
@@ -205,10 +210,11 @@ def head(ds: ArrayDataset | DiskSplit, n: int) -> torch.Tensor:
 
 
 def lra_inputs(x: torch.Tensor, task: LRATask) -> torch.Tensor:
-    """Model inputs of a batch: token ids as long, pixels uint8 -> float in [-1, 1]."""
+    """Model inputs of a batch: token ids as long; uint8 pixels -> (x - pixel_mean) / pixel_std (Image: the
+    official greyscale normalisation; Pathfinder / Path-X: [0, 1])."""
     if task.vocab > 0:
         return x.long()
-    return x.float() / 127.5 - 1.0
+    return (x.float() - task.pixel_mean) / task.pixel_std
 
 
 __all__ = ["memory_task", "LRATask", "LRA_TASKS", "lra_task", "load_lra", "open_lra", "head", "lra_inputs"]
