@@ -179,7 +179,7 @@ AGGREGATED = ("ece", "nll", "brier", "acc", "cwece", "sempce", "clspce")
     config=Config,
     scales=SCALES,
     resources={"smoke": Resources(cpus=1, mem_gb=2, time_min=5),
-               "small": Resources(cpus=1, mem_gb=4, time_min=15),
+               "small": Resources(cpus=1, mem_gb=4, time_min=120),
                "full": Resources(cpus=8, gpus=1, mem_gb=64, time_min=720)},
     claims=CLAIMS,
     tables=TABLES,

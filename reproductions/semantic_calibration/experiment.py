@@ -1,6 +1,8 @@
-"""The evaluation protocol (spec §4-§5, official main.py/data.py/evaluate.py): partitions learned once
-on D_val; then per split seed the test set is cut 10 % (D_ho: fits every calibrator) / 90 % (D_eval:
-every metric), and uncalibrated, TS, ETS, GC+TS and GC+ETS are measured on the same D_eval.
+"""The evaluation protocol (spec §4-§5, official main.py/data.py/evaluate.py): per split seed the test
+set is cut 10 % (D_ho: fits every calibrator) / 90 % (D_eval: every metric), the partitions are
+learned anew on D_val from that split's own random initialisations (official main.py: set_seed(seed)
+then calibrate, which runs train_partitions every seed), and uncalibrated, TS, ETS, GC+TS and GC+ETS
+are measured on the same D_eval.
 Metrics are means over splits. Also measured on D_eval: the semantic PCE (top-label PCE averaged
 over fresh partitions learned on D_val with other random initialisations, never used to calibrate),
 class-wise ECE, and the exactness checks of the mechanism."""
@@ -24,11 +26,24 @@ def _gen(seed: int, stream: int, i: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + stream * 10_007 + i)
 
 
+def partition_seed(seed: int, split: int, i: int) -> int:
+    """Seed of the random initialisation of partition ``i`` of split ``split`` (run seed ``seed``): a
+    deterministic hash of the three, so every split gets its own 20 draws (official: set_seed(split
+    seed) before calibrate) and no two (split, partition) pairs share a stream."""
+    return int(np.random.SeedSequence([seed, PARTITION_STREAM, split, i]).generate_state(1, np.uint64)[0] >> 1)
+
+
 def learn_partitions(p: Predictions, cfg: Any, seed: int, n: int, stream: int, train: bool,
-                     progress: Any = iter) -> torch.Tensor:
-    """§3 steps 1-2: ``n`` partitions, each one L-BFGS problem from its own random W -> W (n, G, D)."""
+                     progress: Any = iter, split: int | None = None) -> torch.Tensor:
+    """§3 steps 1-2: ``n`` partitions, each one L-BFGS problem from its own random W -> W (n, G, D).
+    ``split`` given: the partitions of that split (initialisations seeded by ``partition_seed``);
+    otherwise the run-level partitions of ``stream`` (the semantic-PCE measurement partitions)."""
     h = M.group_input(p.h_val, p.z_val, cfg.group_input)
-    Ws = [M.learn_partition(h, p.z_val, p.y_val, cfg.n_groups, _gen(seed, stream, i), weight_decay=cfg.weight_decay,
+
+    def gen(i: int) -> torch.Generator:
+        return _gen(seed, stream, i) if split is None else torch.Generator().manual_seed(partition_seed(seed, split, i))
+
+    Ws = [M.learn_partition(h, p.z_val, p.y_val, cfg.n_groups, gen(i), weight_decay=cfg.weight_decay,
                             max_iter=cfg.lbfgs_iter, tau_init=cfg.tau_init, train=train)[0]
           for i in progress(range(n))]
     return torch.stack(Ws)
@@ -84,15 +99,9 @@ def evaluate(p: Predictions, cfg: Any, seed: int, *, n_partitions: int, n_splits
     """All methods on one prediction set; returns metrics (means over ``n_splits`` splits)."""
     dev = p.z_test.device
     G = cfg.n_groups
-    W = learn_partitions(p, cfg, seed, n_partitions, PARTITION_STREAM, train=variant != "random-groups",
-                         progress=progress)
-    # ablation in the same run: GC+TS on the same random initialisations, untrained (no step 1)
-    W_rand = learn_partitions(p, cfg, seed, n_partitions, PARTITION_STREAM, train=False)
-    W_eval = learn_partitions(p, cfg, seed, cfg.eval_partitions, EVAL_PARTITION_STREAM, train=True,
-                              progress=progress) if cfg.eval_partitions else None
+    W_eval = learn_partitions(p, cfg, seed, cfg.eval_partitions, EVAL_PARTITION_STREAM,
+                              train=True) if cfg.eval_partitions else None
     h_test = M.group_input(p.h_test, p.z_test, cfg.group_input)
-    g_test = M.hard_groups(W, h_test)                                    # (P, N_test)
-    g_rand = M.hard_groups(W_rand, h_test)
     g_sem = M.hard_groups(W_eval, h_test) if W_eval is not None else None
     shuffle_gen = _gen(seed, SHUFFLE_STREAM)
     acc: dict[str, list[float]] = {}
@@ -100,7 +109,15 @@ def evaluate(p: Predictions, cfg: Any, seed: int, *, n_partitions: int, n_splits
     def put(k: str, v: float) -> None:
         acc.setdefault(k, []).append(float(v))
 
-    for s in range(n_splits):
+    for s in progress(range(n_splits)):
+        # §3 steps 1-2 for this split: its own partitions learned on D_val (official main.py loop)
+        W = learn_partitions(p, cfg, seed, n_partitions, PARTITION_STREAM, train=variant != "random-groups", split=s)
+        # ablation in the same run: GC+TS on the same random initialisations, untrained (no step 1)
+        W_rand = learn_partitions(p, cfg, seed, n_partitions, PARTITION_STREAM, train=False, split=s)
+        g_test = M.hard_groups(W, h_test)                                # (P, N_test)
+        g_rand = M.hard_groups(W_rand, h_test)
+        # group sizes of the calibration partitions on the test split (a degenerate partition has one group)
+        put("min_group_frac", float(torch.nn.functional.one_hot(g_test, G).double().mean(1).min(1).values.mean()))
         ho, ev = split_indices(len(p.y_test), cfg.ho_frac, _gen(seed, SPLIT_STREAM, s))
         ho, ev = ho.to(dev), ev.to(dev)
         z_ho, y_ho, z_ev, y_ev = p.z_test[ho], p.y_test[ho], p.z_test[ev], p.y_test[ev]
@@ -145,9 +162,6 @@ def evaluate(p: Predictions, cfg: Any, seed: int, *, n_partitions: int, n_splits
         out[k] = float(np.max(acc[k]))
     out["argmax_changed"] = sum(out[f"argmax_changed_{m}"] for m in METHODS if m != "uncal")
     out["sum_to_one_err"] = max(out[f"sum_to_one_err_{m}"] for m in METHODS if m != "uncal")
-    # group sizes of the calibration partitions on the test split (a degenerate partition has one group)
-    frac = torch.nn.functional.one_hot(g_test, G).double().mean(1)      # (P, G)
-    out["min_group_frac"] = float(frac.min(1).values.mean())
     out["val_acc"] = float((p.z_val.argmax(1) == p.y_val).double().mean())
     out["n_test"], out["n_val"] = float(len(p.y_test)), float(len(p.y_val))
     return out

@@ -3,6 +3,7 @@ optimisers, the exact checks on procedural logits (argmax preserved, one group =
 variants, the smoke run, the full preset against the official configuration, the full dry run."""
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from pathlib import Path
 
@@ -306,3 +307,34 @@ def test_config_ranges_and_relations():
         suite_config.resolve(r, "smoke", ["n_groups=1", "variant=swapped-groups"])
     with pytest.raises(ConfigError):
         suite_config.resolve(r, "smoke", ["sources="])
+
+
+def test_partitions_are_learned_anew_for_every_split_seeded_per_split(proc, cfg_fast, monkeypatch):
+    """Official main.py: set_seed(seed) then calibrate -> train_partitions for every split seed (20 new
+    random inits per split). Each split learns its own n_partitions, from initialisations seeded by
+    (run seed, split, partition), and those are the partitions its calibrators use."""
+    calls: list[tuple[int, bool, torch.Tensor]] = []
+    real = M.learn_partition
+
+    def spy(h, z, y, n_groups, gen, **kw):
+        seed0 = gen.initial_seed()
+        W, tau = real(h, z, y, n_groups, gen, **kw)
+        calls.append((seed0, kw.get("train", True), W))
+        return W, tau
+
+    monkeypatch.setattr(M, "learn_partition", spy)
+    cfg = dataclasses.replace(cfg_fast, eval_partitions=0)
+    E.evaluate(proc, cfg, 5, n_partitions=3, n_splits=2, variant="paper")
+    trained = [(s, W) for s, t, W in calls if t]
+    untrained = [s for s, t, _ in calls if not t]
+    expected = [E.partition_seed(5, s, i) for s in range(2) for i in range(3)]
+    assert [s for s, _ in trained] == expected                    # 2 x 3 L-BFGS problems, seeded per split
+    assert untrained == expected                                  # gcts_rand: the same inits, untrained
+    assert len(set(expected)) == 6
+    # two splits get different partitions; a split's partition is what the per-split seeded learner gives
+    assert not torch.allclose(trained[0][1], trained[3][1])
+    W10 = real(proc.h_val, proc.z_val, proc.y_val, 2, torch.Generator().manual_seed(E.partition_seed(5, 1, 0)),
+               weight_decay=cfg.weight_decay, max_iter=cfg.lbfgs_iter, tau_init=cfg.tau_init)[0]
+    assert torch.equal(trained[3][1], W10)
+    Ws = E.learn_partitions(proc, cfg, 5, 3, E.PARTITION_STREAM, train=True, split=1)
+    assert torch.equal(Ws[0], W10)
