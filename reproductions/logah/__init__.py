@@ -37,7 +37,8 @@ class Config:
     layers: Annotated[int, Range(1)] = 2
     heads: Annotated[int, Range(1)] = 4
     K: Annotated[int, Range(8)] = 512
-    # --- GHN training (spec §3): meta-batch m, AdamW, gamma * ||w||, cosine, clip 5
+    ln: bool = True                             # LayerNorm on the node embeddings (official --ln)
+    # --- GHN training (spec §3): meta-batch m, AdamW, gamma * ||w||, clip 5, official cosine-warmup schedule
     n_archs: Annotated[int, Range(1)] = 200
     train_widths: tuple[Pos, ...] = (16, 24, 32, 40, 48, 56, 64)
     train_depths: tuple[Pos, ...] = (1, 2, 3)
@@ -45,6 +46,12 @@ class Config:
     ghn_steps: Annotated[int, Range(0)] = 300
     ghn_lr: Annotated[float, Range(0, open_lo=True)] = 1e-3
     ghn_wd: Annotated[float, Range(0)] = 1e-2
+    # official `--scheduler cosine-warmup` (ghn3/trainer.py): linear warm-up from ghn_warmup_lr over the first
+    # ghn_warmup_steps, then cosine; the lr changes once every ghn_epoch_steps steps (official: once per epoch).
+    # Small/smoke keep the full run's warm-up share of the budget (3910 / 235,000 = 1.7 %: 5 of 300, 1 of 30 steps)
+    ghn_warmup_steps: Annotated[int, Range(1)] = 5
+    ghn_epoch_steps: Annotated[int, Range(1)] = 1
+    ghn_warmup_lr: Annotated[float, Range(0, open_lo=True)] = 1e-5
     gamma: Annotated[float, Range(0)] = 3e-5
     batch_size: Annotated[int, Range(1)] = 64
     ghn3_baseline: bool = True
@@ -55,6 +62,8 @@ class Config:
     ft_steps: Annotated[int, Range(0)] = 20
     ft_lr: Annotated[float, Range(0, open_lo=True)] = 0.02
     ft_wd: Annotated[float, Range(0)] = 1e-2
+    ft_schedule: str = "cosine"                 # official train_vit.py: CosineAnnealingLR over the fine-tune
+    ft_grad_clip: Annotated[float, Range(0)] = 5.0  # official --grad_clip default, passed to ppuda's Trainer
     noise: Annotated[float, Range(0)] = 0.01     # symmetry-breaking noise added to predicted weights (spec §3)
     dataset: str = "digits"                     # digits | cifar10 (full; flattened images, MLP targets)
     variant: Variant = "correct"                # TEETH ONLY
@@ -64,6 +73,9 @@ class Config:
             raise ConfigError(f"r={self.r} must be <= K={self.K}")
         if max(self.target_widths) > self.K:
             raise ConfigError(f"target width {max(self.target_widths)} > K={self.K}: the decoder cannot reach it")
+        if self.ghn_warmup_steps % self.ghn_epoch_steps:
+            raise ConfigError(f"ghn_warmup_steps={self.ghn_warmup_steps} must be whole epochs of "
+                              f"ghn_epoch_steps={self.ghn_epoch_steps}")
         if self.dataset not in INPUT_DIMS:
             raise ConfigError(f"dataset={self.dataset!r}: use digits or cifar10")
         if INPUT_DIMS[self.dataset] > self.K:
@@ -72,7 +84,7 @@ class Config:
 
 
 SCALES = {
-    "smoke": {"n_archs": 20, "ghn_steps": 30, "meta_batch": 2, "target_widths": (128,), "ft_steps": 5,
+    "smoke": {"n_archs": 20, "ghn_steps": 30, "ghn_warmup_steps": 1, "meta_batch": 2, "target_widths": (128,), "ft_steps": 5,
               "ghn3_baseline": False},
     "small": {},
     # LoGAH-S/m1 (official README's ViT command: --hid 128 --lora_r 90 --layers 5 --heads 16 -m 1), the GHN whose
@@ -80,6 +92,8 @@ SCALES = {
     "full": {"dataset": "cifar10", "d": 128, "r": 90, "layers": 5, "heads": 16, "K": 2048 * 16, "n_archs": 1000,
              "train_widths": tuple(range(128, 513, 32)), "train_depths": (3, 4, 5, 6, 7, 8, 9),
              "meta_batch": 1, "ghn_steps": 235_000, "ghn_lr": 3e-4, "batch_size": 64,
+             # 5 warm-up epochs of ceil(50000 / 64) = 782 batches, lr stepped once per epoch (official)
+             "ghn_warmup_steps": 5 * 782, "ghn_epoch_steps": 782,
              "target_widths": (768, 1024, 2048), "target_depth": 6, "ft_steps": 78_200, "ft_lr": 0.1},
 }
 
@@ -159,9 +173,9 @@ def run(cfg: Config, ctx: RunContext) -> Outcome:
     targets = [make_arch([w] * cfg.target_depth, d_in=d_in) for w in cfg.target_widths]
     m: dict[str, float] = mechanism_metrics(cfg)
     torch.manual_seed(ctx.seed)
-    ghns = {"logah": GHN(cfg.d, cfg.layers, cfg.heads, cfg.r, cfg.K, "lowrank").to(ctx.device)}
+    ghns = {"logah": GHN(cfg.d, cfg.layers, cfg.heads, cfg.r, cfg.K, "lowrank", ln=cfg.ln).to(ctx.device)}
     if cfg.ghn3_baseline:
-        ghns["ghn3"] = GHN(cfg.d, cfg.layers, cfg.heads, cfg.r, cfg.K, "tiled").to(ctx.device)
+        ghns["ghn3"] = GHN(cfg.d, cfg.layers, cfg.heads, cfg.r, cfg.K, "tiled", ln=cfg.ln).to(ctx.device)
     m["logah_params"] = float(sum(p.numel() for p in ghns["logah"].parameters()))
     if ctx.dry_run:
         return Outcome(metrics={}, dataset=ref)

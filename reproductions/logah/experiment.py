@@ -2,6 +2,7 @@
 targets, fine-tune each init at equal budget, compare with RandInit and OrthInit."""
 from __future__ import annotations
 
+import math
 import time
 
 import torch
@@ -22,12 +23,33 @@ def arch_set(n: int, widths: tuple[int, ...], depths: tuple[int, ...], gen: torc
     return out
 
 
-def train_ghn(ghn: GHN, archs: list, x: torch.Tensor, y: torch.Tensor, cfg, ctx) -> tuple[int, float]:
+class CosineWarmup:
+    """Official `--scheduler cosine-warmup` lr factor (ghn3/trainer.py `lr_lambda`), counted in epochs of
+    ``epoch_steps`` optimiser steps: epoch e < W - 1 takes linspace(init_lr / lr, 1, W)[e]; later epochs
+    max(0, 0.5 * (1 + cos(pi * (e - W) / max(1, E - W)))), W warm-up epochs, E epochs in all."""
+
+    def __init__(self, lr: float, init_lr: float, warmup_steps: int, epoch_steps: int, total_steps: int) -> None:
+        self.epoch_steps = epoch_steps
+        self.W = warmup_steps // epoch_steps
+        self.E = -(-max(total_steps, 1) // epoch_steps)
+        self.ramp = torch.linspace(init_lr / lr, 1.0, self.W, dtype=torch.float64).tolist()
+
+    def __call__(self, step: int) -> float:
+        e = step // self.epoch_steps
+        if e < self.W - 1:
+            return self.ramp[e]
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * (e - self.W) / max(1, self.E - self.W))))
+
+
+def train_ghn(ghn: GHN, archs: list, x: torch.Tensor, y: torch.Tensor, cfg, ctx,
+              lr_log: list | None = None) -> tuple[int, float]:
     """GHN objective (spec §3): meta-batch of m archs, predict all params, CE on the same mini-batch +
-    gamma * ||w_pred||_F; AdamW, cosine, grad clip 5."""
+    gamma * ||w_pred||_F; AdamW, the official cosine-warmup schedule, grad clip 5. ``lr_log`` (tests) receives
+    the lr of every step."""
     dev = ctx.device
     opt = torch.optim.AdamW(ghn.parameters(), lr=cfg.ghn_lr, weight_decay=cfg.ghn_wd)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(cfg.ghn_steps, 1))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, CosineWarmup(cfg.ghn_lr, cfg.ghn_warmup_lr, cfg.ghn_warmup_steps,
+                                                                cfg.ghn_epoch_steps, cfg.ghn_steps))
     g = ctx.generator(7)
     t0 = time.perf_counter()
     for step in range(cfg.ghn_steps):
@@ -41,6 +63,8 @@ def train_ghn(ghn: GHN, archs: list, x: torch.Tensor, y: torch.Tensor, cfg, ctx)
             loss = loss + F.cross_entropy(ghn_fwd(p, xb), yb) + cfg.gamma * reg
         loss = loss / cfg.meta_batch
         opt.zero_grad()
+        if lr_log is not None:
+            lr_log.append(opt.param_groups[0]["lr"])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(ghn.parameters(), 5.0)
         opt.step()
@@ -60,12 +84,14 @@ def accuracy(model, x, y, dev) -> float:
 
 
 def finetune(model: MLP, xtr, ytr, xte, yte, cfg, ctx, name: str) -> tuple[float, float, float]:
-    """Equal fine-tune budget for every init (spec §3 use: SGD, wd 1e-2)."""
+    """Equal fine-tune budget for every init (spec §3 use: SGD, wd 1e-2); official train_vit.py: cosine lr over the
+    fine-tune (CosineAnnealingLR, here per step) and gradient-norm clipping at --grad_clip = 5."""
     dev = ctx.device
     model.to(dev)
     acc0 = accuracy(model, xte, yte, dev)
     tc = TrainConfig(steps=cfg.ft_steps, batch_size=cfg.batch_size, lr=cfg.ft_lr, optimizer="sgd", momentum=0.9,
-                     weight_decay=cfg.ft_wd, log_every=10**9, bf16=False)
+                     weight_decay=cfg.ft_wd, schedule=cfg.ft_schedule, grad_clip=cfg.ft_grad_clip or None,
+                     log_every=10**9, bf16=False)
     t0 = time.perf_counter()
     fit(model, lambda m, b: F.cross_entropy(m(b[0]), b[1]), (xtr, ytr), tc, ctx=ctx, name=name,
         generator=torch.Generator().manual_seed(ctx.seed + 11))

@@ -125,26 +125,31 @@ def tiled_param_count(d: int, spatial: int = 16) -> int:
 
 
 class GHN(nn.Module):
-    """Graph hypernetwork: encoder + decoder (low-rank = LoGAH, tiled = GHN-3-style) + bias head +
-    GHN-3's per-op predicted-parameter normalisation (fan-in scaling of each predicted weight)."""
+    """Graph hypernetwork: encoder (+ LayerNorm on the node embeddings, official --ln) + decoder (low-rank = LoGAH,
+    tiled = GHN-3-style) + bias head + GHN-3's predicted-parameter normalisation (official -n, `_normalize`)."""
 
     def __init__(self, d: int, layers: int, heads: int, r: int, K: int, decoder: str = "lowrank",
-                 swapped: bool = False) -> None:
+                 swapped: bool = False, ln: bool = True) -> None:
         super().__init__()
         self.K = K
         self.enc = GraphEncoder(d, layers, heads)
+        # official ghn3/nn.py (--ln): x = self.ln(self.gnn(x)) -- LayerNorm(hid) on the node embeddings after the
+        # Graphormer layers, before the decoders
+        self.ln = nn.LayerNorm(d) if ln else nn.Identity()
         self.dec = LowRankDecoder(d, r, K, swapped) if decoder == "lowrank" else TiledDecoder(d)
         self.bias = nn.Sequential(nn.Linear(d, 2 * d), nn.ReLU(), nn.Linear(2 * d, K))
 
     def forward(self, shapes: list[tuple[int, int]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        h = self.enc(shapes)
-        params = []
-        for i, (o, n_in) in enumerate(shapes):
-            w = self.dec(h[i + 1], o, n_in)
-            w = w / (w.pow(2).mean().sqrt() + 1e-8) * (2.0 / n_in) ** 0.5 if i < len(shapes) - 1 else \
-                w / (w.pow(2).mean().sqrt() + 1e-8) * (1.0 / n_in) ** 0.5   # GHN-3 normalisation (He / fan-in)
-            params.append((w, self.bias(h[i + 1])[:o]))
-        return params
+        h = self.ln(self.enc(shapes))
+        return [ghn3_normalize(self.dec(h[i + 1], o, n_in), self.bias(h[i + 1])[:o])
+                for i, (o, n_in) in enumerate(shapes)]
+
+
+def ghn3_normalize(w: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """GHN-3's rule (official ghn3/nn.py `_normalize`, -n): a predicted weight is scaled by its fan-in,
+    w * sqrt(beta / w[0].numel()), with beta = 2 for every 2-D weight (beta = 1 only for 4-D tensors with a
+    singleton input or k_out < k_in, which an MLP has none of); a predicted bias becomes tanh(0.2 * b)."""
+    return w * (2.0 / w[0].numel()) ** 0.5, torch.tanh(0.2 * b)
 
 
 def mlp_forward(params: list[tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor) -> torch.Tensor:
