@@ -77,6 +77,8 @@ class Config:
     lr: Annotated[float, Range(0, open_lo=True)] = 1e-3
     weight_decay: Annotated[float, Range(0)] = 0.01
     warmup_steps: Annotated[int, Range(0)] = 50
+    # gradient-norm clipping of every phase; 0.0 = none, the official configs/trainer/default.yaml gradient_clip_val
+    grad_clip: Annotated[float, Range(0)] = 0.0
     low_data_frac: Annotated[float, Range(0, 1, open_lo=True)] = 0.1  # C5: fine-tune on this fraction of the labels
     mech_tokens: Annotated[int, Range(1)] = 10000  # tokens for the mask-rate check (spec §6)
     # LRA (full)

@@ -7,11 +7,12 @@ An encoder maps inputs to per-position states ``(B, L, H)``:
 - :class:`S4DEncoder`: embedding / linear input map, pre-norm residual blocks around the
   bidirectional S4D layer of ``suite.models.ssm``, final LayerNorm.
 
-Pretraining = encoder + per-position :class:`TokenDecoder` (tokens) or linear regression head
-(pixels). Fine-tuning = the same encoder + mean pooling over real positions + linear classifier
-(:class:`Classifier`). :func:`transfer_encoder` copies every encoder tensor and fails if any is
-left out (the repo's ``strict=False`` load hides missing keys, spec §7); for pixel tasks it drops
-the last input column (the mask-indicator channel) of the input map, as the repo does.
+Pretraining = encoder + per-position linear decoder: vocabulary logits (tokens), 256 intensity-class
+logits (pixels pretrained with CE: Pathfinder, Path-X) or one value (pixels with L1: Image).
+Fine-tuning = the same encoder + mean pooling over real positions + linear classifier (:class:`Classifier`).
+:func:`transfer_encoder` copies every encoder tensor and fails if any is left out (the repo's
+``strict=False`` load hides missing keys, spec §7); for pixel tasks it drops the last input column (the
+mask-indicator channel) of the input map, as the repo does.
 """
 from __future__ import annotations
 

@@ -9,8 +9,8 @@ import torch
 from suite.models.ssm import SSMConfig, ssm_param_groups
 from reproductions.self_pretraining.encoders import EncoderConfig, PretrainModel, build_encoder
 from reproductions.self_pretraining.masking import IGNORE, mask_pixels, mask_tokens
-from reproductions.self_pretraining.method import (PhaseConfig, _head, crop_pad, denoising_loss, encoder_config,
-                                                   finetune, make_classifier, pretrain)
+from reproductions.self_pretraining.method import (PhaseConfig, _head, crop_pad, decoder_outputs, denoising_loss,
+                                                   encoder_config, finetune, make_classifier, pretrain)
 from reproductions.self_pretraining.tasks import LRA_TASKS, PAD_ID, TaskData, listops_mini, load_lra, sdigits
 from suite.data.stream import DiskSplit
 from suite.errors import ConfigError
@@ -68,10 +68,11 @@ def run_small(cfg, ctx) -> tuple[dict[str, float], DatasetRef]:
         task = sdigits(ctx.seed)
     n = len(task.y_train)
     low_idx = torch.randperm(n, generator=ctx.generator(5))[: max(cfg.batch_size, int(round(cfg.low_data_frac * n)))]
+    clip = cfg.grad_clip or None  # 0.0: no clipping (official gradient_clip_val)
     pre = PhaseConfig(steps=cfg.pretrain_steps, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                      warmup_steps=cfg.warmup_steps)
+                      warmup_steps=cfg.warmup_steps, grad_clip=clip)
     ft = PhaseConfig(steps=cfg.finetune_steps, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                     warmup_steps=cfg.warmup_steps)
+                     warmup_steps=cfg.warmup_steps, grad_clip=clip)
     m: dict[str, float] = {"acc_majority": float(torch.bincount(task.y_test).max()) / len(task.y_test),
                            "low_data_n": float(len(low_idx))}
     diffs = []
@@ -160,24 +161,23 @@ def _lra_encoder_cfg(arch: str, hp: LRAHP, task: str) -> EncoderConfig:
 
 
 def _phase(hp: LRAHP, epochs: float, scale: float, n_train: int, pretraining: bool = False,
-           workers: int = 0) -> PhaseConfig:
+           workers: int = 0, grad_clip: float = 0.0) -> PhaseConfig:
     batch = (hp.pre_batch_size if pretraining and hp.pre_batch_size else hp.batch_size)
     warmup = hp.pre_warmup_steps if pretraining and hp.pre_warmup_steps is not None else hp.warmup_steps
     schedule = hp.pre_schedule if pretraining and hp.pre_schedule else hp.schedule
     per_epoch = -(-n_train // batch)  # checkpoint once per epoch (preemptible jobs resume)
     return PhaseConfig(steps=None, epochs=max(1, int(round(epochs * scale))), batch_size=batch, lr=hp.lr,
                        weight_decay=hp.weight_decay, warmup_steps=warmup, schedule=schedule,
-                       checkpoint_every=per_epoch, workers=workers)
+                       grad_clip=grad_clip or None, checkpoint_every=per_epoch, workers=workers)
 
 
 def _dry_check(task: TaskData, arch: str, ec: EncoderConfig, hp: LRAHP, cfg, seed: int) -> None:
     """Build the whole pipeline without training: pretraining model and loss, transfer, classifier."""
     crop = _head(task.x_train, 2)[..., :DRY_LEN]  # a streamed split: read from disk, as the model reads it
-    small = TaskData(task.name, crop, task.y_train[:2], crop, task.y_train[:2], task.n_classes, task.kind, task.vocab,
-                     task.mask_id, task.dual, task.ref)
+    small = replace(task, x_train=crop, y_train=task.y_train[:2], x_test=crop, y_test=task.y_train[:2])
     pt = encoder_config(small, ec, pretraining=True)
     enc = build_encoder(pt, seed)
-    model = PretrainModel(enc, task.vocab if task.kind == "tokens" else 1).eval()
+    model = PretrainModel(enc, decoder_outputs(task)).eval()
     flat = crop.reshape(-1, crop.shape[-1]) if task.dual else crop
     with torch.no_grad():
         loss = denoising_loss(model, flat, small, cfg.mask_p)
@@ -233,8 +233,10 @@ def run_lra(cfg, ctx) -> tuple[dict[str, float], DatasetRef]:
                 _dry_check(task, arch, ec, hp, cfg, seed_pt)
                 continue
             n_pre = len(task.y_train) * (2 if task.dual else 1)
-            pre = _phase(hp, hp.pre_epochs, cfg.lra_epochs_scale, n_pre, pretraining=True, workers=cfg.workers)
-            ft = _phase(hp, hp.ft_epochs, cfg.lra_epochs_scale, len(task.y_train), workers=cfg.workers)
+            pre = _phase(hp, hp.pre_epochs, cfg.lra_epochs_scale, n_pre, pretraining=True, workers=cfg.workers,
+                         grad_clip=cfg.grad_clip)
+            ft = _phase(hp, hp.ft_epochs, cfg.lra_epochs_scale, len(task.y_train), workers=cfg.workers,
+                        grad_clip=cfg.grad_clip)
             enc, st = pretrain(task, ec, pre, cfg.mask_p, ctx, f"lra-{t}-{arch}-pretrain", seed_pt, cfg.variant)
             m[f"lra_{t}_{arch}_mlm_loss_after"] = st["loss_after"]
             for mode in ("scratch", "spt"):

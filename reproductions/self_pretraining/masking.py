@@ -4,7 +4,11 @@
   probability ``p``; masked inputs are replaced by the ``<mask>`` id and the targets of unmasked
   (and pad) positions are set to ``IGNORE`` (-100), so the cross-entropy counts masked positions only.
 - Pixel tasks: the input becomes two channels ``[value * (1 - m), m]`` (the value with masked
-  pixels zeroed, and the mask indicator); the loss is L1 on the masked pixels only.
+  pixels zeroed, and the mask indicator). The loss is the task's ``lm_loss`` (official
+  ``*-lra-<task>-mlm.yaml``): ``'l1'`` = L1 on the masked pixels only (Image, ``lm_loss: l1``,
+  ``masked_mae``), or ``'ce'`` = cross-entropy over the 256 intensity classes of the masked pixels
+  (Pathfinder, Path-X, ``lm_loss: ce``: the official ``PathFinderLMDataset`` target is
+  ``(pixel * 255).long()``, -100 at unmasked pixels, and the decoder has 256 outputs).
 
 ``loss_on_all_positions=True`` is the TEST-ONLY wrong wiring of spec §6 (targets kept everywhere).
 """
@@ -56,6 +60,22 @@ def mask_pixels(x: torch.Tensor, p: float, generator: torch.Generator | None = N
     return torch.stack([x * (1 - mf), mf], -1), x, m
 
 
+PIXEL_CLASSES = 256  # the official pixel CE target: intensity 0..255 (``d_output = 256`` of ``PathFinderLM``)
+
+
+def pixel_classes(x: torch.Tensor) -> torch.Tensor:
+    """Intensity class 0..255 of pixels ``x`` in [0, 1] (the official ``(sample * 255).long()`` of a
+    ``ToTensor`` image, i.e. the 8-bit value; rounded, so a float ``k/255`` maps back to ``k``)."""
+    return (x.float() * 255.0).round().clamp(0, PIXEL_CLASSES - 1).long()
+
+
+def pixel_ce_targets(x: torch.Tensor, masked: torch.Tensor, loss_on_all_positions: bool = False) -> torch.Tensor:
+    """CE targets of a masked pixel batch: the intensity class at masked pixels, ``IGNORE`` elsewhere
+    (official ``target * mask - 100 * (1 - mask)``; kept everywhere in the broken mode)."""
+    cls = pixel_classes(x)
+    return cls if loss_on_all_positions else torch.where(masked, cls, torch.full_like(cls, IGNORE))
+
+
 def masked_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Cross-entropy over positions whose target is not ``IGNORE``."""
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=IGNORE)
@@ -71,4 +91,5 @@ def masked_l1(pred: torch.Tensor, targets: torch.Tensor, masked: torch.Tensor,
     return (err * w).sum() / w.sum().clamp_min(1.0)
 
 
-__all__ = ["IGNORE", "bernoulli_mask", "mask_tokens", "mask_pixels", "masked_ce", "masked_l1"]
+__all__ = ["IGNORE", "PIXEL_CLASSES", "bernoulli_mask", "mask_tokens", "mask_pixels", "pixel_classes",
+           "pixel_ce_targets", "masked_ce", "masked_l1"]

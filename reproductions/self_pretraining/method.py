@@ -1,8 +1,9 @@
 """Self-pretraining (SPT) then fine-tuning, against training from scratch (spec §3).
 
 Stage 1 (:func:`pretrain`): encoder + per-position decoder trained with the denoising objective on
-the task's own TRAINING inputs only (no labels, no val/test): masked-token CE (tokens) or masked
-L1 (pixels, 2-channel input), :mod:`.masking`.
+the task's own TRAINING inputs only (no labels, no val/test): masked-token CE (tokens), and for
+pixels (2-channel input) the task's ``lm_loss`` as in the official ``-mlm`` configs: CE over the 256
+intensity classes of the masked pixels (Pathfinder, Path-X) or masked L1 (Image), :mod:`.masking`.
 Stage 2 (:func:`finetune`): the pretrained encoder is transferred into a fresh classifier
 (:func:`.encoders.transfer_encoder`, every tensor checked), decoder dropped, mean pooling + linear
 head, trained on labels. The scratch baseline runs the IDENTICAL fine-tuning recipe (same
@@ -23,7 +24,8 @@ from torch import nn
 from suite.models.ssm import ssm_param_groups
 from reproductions.self_pretraining.encoders import (Classifier, EncoderConfig, PretrainModel, build_encoder,
                                                      encoder_diff, transfer_encoder)
-from reproductions.self_pretraining.masking import mask_pixels, mask_tokens, masked_ce, masked_l1
+from reproductions.self_pretraining.masking import (PIXEL_CLASSES, mask_pixels, mask_tokens, masked_ce, masked_l1,
+                                                    pixel_ce_targets)
 from reproductions.self_pretraining.tasks import PAD_ID, TaskData, model_input
 from suite.data import stream
 from suite.data.stream import DiskSplit
@@ -38,7 +40,8 @@ VARIANTS = get_args(Variant)
 @dataclass
 class PhaseConfig:
     """One training phase (pretraining or fine-tuning): ``steps`` or ``epochs``; AdamW with linear
-    warmup then ``schedule``."""
+    warmup then ``schedule``. No gradient clipping by default: the official ``configs/trainer/default.yaml``
+    has ``gradient_clip_val: 0.0`` and no LRA experiment file of the official code sets it."""
 
     steps: int | None = 1500
     epochs: int | None = None
@@ -47,7 +50,7 @@ class PhaseConfig:
     weight_decay: float = 0.0
     warmup_steps: int = 0
     schedule: str = "constant"
-    grad_clip: float | None = 1.0
+    grad_clip: float | None = None  # official gradient_clip_val 0.0 (none)
     checkpoint_every: int = 0  # steps (0: no checkpoints); full scale: once per epoch
     workers: int = 0  # reader processes of a split streamed from disk (on CUDA)
 
@@ -103,9 +106,18 @@ def _clean(b: Any) -> torch.Tensor:
     return b[0] if isinstance(b, (tuple, list)) else b
 
 
+def decoder_outputs(task: TaskData) -> int:
+    """Outputs per position of the pretraining decoder: the vocabulary (tokens), the 256 intensity classes
+    (pixels with ``lm_loss='ce'``, official ``PathFinderLM.d_output``) or one value (pixels with L1)."""
+    if task.kind == "tokens":
+        return task.vocab
+    return PIXEL_CLASSES if task.lm_loss == "ce" else 1
+
+
 def denoising_loss(model: PretrainModel, x: torch.Tensor, task: TaskData, p: float,
                    variant: str = "paper", generator: torch.Generator | None = None) -> torch.Tensor:
-    """Masked-LM CE (tokens) or masked L1 (pixels) of one batch of clean inputs ``x`` (§3 stage 1)."""
+    """Masked-LM CE (tokens), masked intensity-class CE (pixels, ``lm_loss='ce'``) or masked L1 (pixels,
+    ``lm_loss='l1'``) of one batch of clean inputs ``x`` (§3 stage 1; the official ``-mlm`` configs)."""
     all_pos = variant == "loss_all_positions"
     x = model_input(x)
     if task.kind == "tokens":
@@ -113,6 +125,8 @@ def denoising_loss(model: PretrainModel, x: torch.Tensor, task: TaskData, p: flo
         inp, tgt, _ = mask_tokens(x, p, task.mask_id, PAD_ID, generator, loss_on_all_positions=all_pos)
         return masked_ce(model(inp, x != PAD_ID), tgt)
     inp, tgt, m = mask_pixels(x, p, generator)
+    if task.lm_loss == "ce":  # official lm_loss: ce (Pathfinder, Path-X): target (pixel * 255).long() at masked pixels
+        return masked_ce(model(inp), pixel_ce_targets(x, m, loss_on_all_positions=all_pos))
     return masked_l1(model(inp).squeeze(-1), tgt, m, loss_on_all_positions=all_pos)
 
 
@@ -125,7 +139,7 @@ def pretrain(task: TaskData, enc_cfg: EncoderConfig, ph: PhaseConfig, p: float, 
     """Stage 1: returns the pretrained encoder and the masked loss on a fixed masked batch of
     training inputs before and after pretraining (same mask both times)."""
     enc = build_encoder(encoder_config(task, enc_cfg, pretraining=True), seed)
-    model = PretrainModel(enc, task.vocab if task.kind == "tokens" else 1).to(ctx.device)
+    model = PretrainModel(enc, decoder_outputs(task)).to(ctx.device)
     x = _pretrain_inputs(task)
     probe = _head(x, eval_n).to(ctx.device)
 
@@ -203,5 +217,5 @@ def check_variant(variant: str) -> None:
         raise UnknownNameError(f"unknown variant {variant!r}; use one of {VARIANTS}")
 
 
-__all__ = ["VARIANTS", "Variant", "PhaseConfig", "crop_pad", "encoder_config", "denoising_loss", "pretrain", "evaluate",
+__all__ = ["VARIANTS", "Variant", "PhaseConfig", "crop_pad", "encoder_config", "decoder_outputs", "denoising_loss", "pretrain", "evaluate",
            "make_classifier", "finetune", "check_variant"]

@@ -32,7 +32,9 @@ class TaskData:
     """Inputs/labels of one classification task. ``kind``: 'tokens' (ids, ``vocab`` includes pad
     and ``<mask>`` = ``mask_id``) or 'pixels' (float values, (N, L)); ``dual``: x is (N, 2, L).
     ``x_train``/``x_test`` are tensors, or DiskSplits read per batch (full-length LRA Text,
-    Retrieval, Path-X; a batch goes through :func:`model_input`)."""
+    Retrieval, Path-X; a batch goes through :func:`model_input`). ``lm_loss``: the pretraining loss
+    (official ``dataset.lm_loss``): ``'ce'`` (token ids, or the 256 intensity classes of a pixel task)
+    or ``'l1'`` (pixel values; the official code uses it for Image only)."""
 
     name: str
     x_train: torch.Tensor | DiskSplit
@@ -45,6 +47,12 @@ class TaskData:
     mask_id: int | None
     dual: bool
     ref: DatasetRef
+    lm_loss: str = "ce"
+
+    def __post_init__(self) -> None:
+        if self.lm_loss not in ("ce", "l1") or (self.kind == "tokens" and self.lm_loss != "ce"):
+            raise ConfigError(f"task {self.name!r} ({self.kind}): lm_loss {self.lm_loss!r} is not supported; use 'ce' "
+                              f"(tokens or pixel intensity classes) or 'l1' (pixels)")
 
     @property
     def seq_len(self) -> int:
@@ -100,13 +108,16 @@ class LRASpec:
     n_classes: int
     kind: str
     dual: bool = False
+    # pretraining loss of the official ``*-lra-<task>-mlm.yaml`` (``dataset.lm_loss`` / ``task.loss``): cross-entropy
+    # everywhere (Pathfinder / Path-X: over the 256 pixel intensities) except Image (``lm_loss: l1``, ``masked_mae``)
+    lm_loss: str = "ce"
 
 
 LRA_TASKS: dict[str, LRASpec] = {t.name: t for t in (
     LRASpec("listops", "lra-listops", 2048, 10, "tokens"),
     LRASpec("text", "lra-text", 4096, 2, "tokens"),
     LRASpec("retrieval", "lra-retrieval", 4000, 2, "tokens", dual=True),
-    LRASpec("image", "lra-image", 1024, 10, "pixels"),
+    LRASpec("image", "lra-image", 1024, 10, "pixels", lm_loss="l1"),
     LRASpec("pathfinder", "lra-pathfinder", 1024, 2, "pixels"),
     LRASpec("pathx", "", 16384, 2, "pixels"),
 )}
@@ -156,7 +167,7 @@ def load_lra(name: str, ctx) -> TaskData:
         if t.kind == "tokens":
             return TaskData(name, tr, tr.labels, te, te.labels, t.n_classes, "tokens", BYTE_VOCAB + 1, BYTE_VOCAB,
                             t.dual, tr.ref)
-        return TaskData(name, tr, tr.labels, te, te.labels, t.n_classes, "pixels", 0, None, False, tr.ref)
+        return TaskData(name, tr, tr.labels, te, te.labels, t.n_classes, "pixels", 0, None, False, tr.ref, t.lm_loss)
     if name == "listops":
         s = load_dataset(ctx, t.dataset, max_len=t.seq_len)
     else:
@@ -168,7 +179,7 @@ def load_lra(name: str, ctx) -> TaskData:
     if tr.x.dim() != 2:
         raise ConfigError(f"LRA {name}: expected pixel sequences (N, L), got {tuple(tr.x.shape)}")
     return TaskData(name, tr.x.float() / 255.0, tr.y.long(), te.x.float() / 255.0, te.y.long(), t.n_classes,
-                    "pixels", 0, None, False, ref)
+                    "pixels", 0, None, False, ref, t.lm_loss)
 
 
 __all__ = ["TaskData", "PAD_ID", "listops_mini", "sdigits", "LRASpec", "LRA_TASKS", "STREAMED", "model_input",

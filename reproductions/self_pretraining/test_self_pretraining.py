@@ -255,3 +255,100 @@ def test_sinusoidal_positions_are_fixed():
     enc = TransformerEncoder(EncoderConfig(vocab=10, max_len=16, d_model=8, n_layers=1, heads=2, positions="sinusoidal"))
     assert torch.equal(enc.lm.pos_emb.weight, sinusoids(16, 8)) and not enc.lm.pos_emb.weight.requires_grad
     assert sinusoids(4, 6)[1, 0] == pytest.approx(math.sin(1.0)) and sinusoids(4, 6)[1, 1] == pytest.approx(math.cos(1.0))
+
+
+# --------------------------------------------------------------------------- issue 17: the official pretraining
+# loss per task and no gradient clipping (IdoAmos/not-from-scratch @f919137)
+
+def test_pixel_classes_are_the_8bit_values():
+    from reproductions.self_pretraining.masking import pixel_classes
+
+    k = torch.arange(256)
+    assert torch.equal(pixel_classes(k.float() / 255.0), k)  # the 8-bit value k of a pixel read as k/255
+    assert torch.equal(pixel_classes(k.to(torch.uint8).float() / 255.0), k)
+
+
+def test_lra_pretraining_loss_per_task_is_the_official_one(tmp_path):
+    """Official ``*-lra-<task>-mlm.yaml``: ``lm_loss: ce`` for ListOps, Text, Retrieval, Pathfinder, Path-X;
+    ``lm_loss: l1`` (``masked_mae``) for Image only. Read through the loaders (fixtures written by a dry run)."""
+    from reproductions.self_pretraining.method import decoder_outputs
+    from reproductions.self_pretraining.tasks import LRA_TASKS, load_lra
+
+    assert {t: s.lm_loss for t, s in LRA_TASKS.items()} == {
+        "listops": "ce", "text": "ce", "retrieval": "ce", "image": "l1", "pathfinder": "ce", "pathx": "ce"}
+    ctx = for_tests("full", 0, tmp=tmp_path / "run", data_root=tmp_path / "data", dry_run=True)
+    for name, loss, outs in (("pathfinder", "ce", 256), ("pathx", "ce", 256), ("image", "l1", 1)):
+        task = load_lra(name, ctx)
+        assert (task.kind, task.lm_loss, decoder_outputs(task)) == ("pixels", loss, outs), name
+
+
+def _pixel_task(lm_loss: str) -> TaskData:
+    x = torch.randint(0, 256, (6, 20), generator=torch.Generator().manual_seed(0)).float() / 255.0
+    return TaskData("px", x, torch.zeros(6).long(), x, torch.zeros(6).long(), 2, "pixels", 0, None, False,
+                    DatasetRef("px", "stand-in"), lm_loss)
+
+
+@pytest.mark.parametrize("variant", ["paper", "loss_all_positions"])
+def test_pixel_ce_pretraining_is_masked_intensity_cross_entropy(variant):
+    """Pathfinder / Path-X (``lm_loss='ce'``): input [x(1-m), m], 256-way CE on the intensity class
+    ``round(255 x)`` at masked pixels only (official ``PathFinderLMDataset``); the L1 of the old code differs."""
+    import torch.nn.functional as F
+
+    from reproductions.self_pretraining.method import decoder_outputs, denoising_loss
+
+    task = _pixel_task("ce")
+    model = PretrainModel(build_encoder(encoder_config(task, EncoderConfig(d_model=8, heads=2), True), 0),
+                          decoder_outputs(task))
+    assert model.decoder.out_features == 256
+    with torch.no_grad():
+        loss = denoising_loss(model, task.x_train, task, 0.5, variant, torch.Generator().manual_seed(3))
+        inp, _, m = mask_pixels(task.x_train, 0.5, torch.Generator().manual_seed(3))  # the same mask
+        logits = model(inp)
+    cls = (task.x_train * 255).round().long()
+    keep = torch.ones_like(m) if variant == "loss_all_positions" else m
+    assert float(loss) == pytest.approx(float(F.cross_entropy(logits[keep], cls[keep])), rel=1e-5)
+    assert float(loss) > 3.0  # ~ln 256 at init; an L1 on values in [0, 1] is far smaller
+
+
+def test_image_pretraining_keeps_the_masked_l1():
+    from reproductions.self_pretraining.method import decoder_outputs, denoising_loss
+
+    task = _pixel_task("l1")
+    model = PretrainModel(build_encoder(encoder_config(task, EncoderConfig(d_model=8, heads=2), True), 0),
+                          decoder_outputs(task))
+    with torch.no_grad():
+        loss = denoising_loss(model, task.x_train, task, 0.5, "paper", torch.Generator().manual_seed(3))
+        inp, tgt, m = mask_pixels(task.x_train, 0.5, torch.Generator().manual_seed(3))
+        assert float(loss) == pytest.approx(float(masked_l1(model(inp).squeeze(-1), tgt, m)), rel=1e-6)
+    with pytest.raises(ConfigError):  # tokens are always CE
+        replace(_tiny_task(), lm_loss="l1")
+
+
+def test_no_gradient_clipping_in_any_phase(tmp_path, monkeypatch):
+    """Official ``configs/trainer/default.yaml``: ``gradient_clip_val: 0.0``, set by no LRA experiment file. Every
+    fit of a run (pretraining and fine-tuning; the smoke/small path and the LRA path on a Pathfinder fixture, which
+    also pretrains with the pixel CE end to end) runs without clipping, and every preset resolves to 0.0."""
+    from reproductions.self_pretraining import experiment, method
+    from suite.data import lra as lra_data
+
+    for scale in ("smoke", "small", "full"):
+        assert config.resolve(registry.get("self_pretraining"), scale).grad_clip == 0.0, scale
+    seen = []
+    real_fit = method.fit
+
+    def spy(model, loss_fn, data, cfg, **kw):
+        seen.append(cfg.grad_clip)
+        return real_fit(model, loss_fn, data, cfg, **kw)
+
+    monkeypatch.setattr(method, "fit", spy)
+    _run(tmp_path / "smoke", archs=("transformer",))
+    assert len(seen) == 5, seen  # 1 pretraining + 4 fine-tunings
+    root = tmp_path / "data"
+    lra_data.write_fixture_pathfinder(root / lra_data.PATHFINDER_DIR, per_file=6)
+    tiny = experiment.LRAHP(8, 1, 2, 8, 1e-3, 1, 1, d_state=4, warmup_steps=0)
+    monkeypatch.setattr(experiment, "LRA_HP", {k: tiny for k in experiment.LRA_HP})
+    ctx = for_tests("full", 0, tmp=tmp_path / "run", data_root=root)
+    m, _ = experiment.run_lra(Config(task="lra", lra_tasks=("pathfinder",), archs=("s4d",)), ctx)
+    assert len(seen) == 8, seen  # + 1 pretraining + 2 fine-tunings
+    assert all(not c for c in seen), seen
+    assert m["lra_pathfinder_s4d_mlm_loss_after"] > 1.0  # a 256-way CE; the old masked L1 was below 1 here
