@@ -11,18 +11,11 @@ from reproductions.s4d import experiment
 from reproductions.s4d.experiment import OptimConfig, param_groups, train_classifier
 from reproductions.s4d.model import ModelConfig, S4DClassifier
 from reproductions.s4d.tasks import LRA_TASKS, lra_inputs
+from reproductions.s4d.test_s4d import _one_thread  # noqa: F401  (autouse: one torch thread)
 from suite.data.base import ArrayDataset
 from suite.errors import ConfigError
 from suite.models.ssm import SSMConfig
 from suite.spec import DatasetRef
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _token_model(pool: str = "mean", n_layers: int = 1, dual: bool = False) -> S4DClassifier:
