@@ -107,7 +107,8 @@ SCALES = {
               "prompts_per_step": 2, "updates": 1, "minibatches": 1, "eval_every": 1, "eval_samples": 2,
               "stub_prompts": 16},
     "small": {},
-    "full": {"model_dir": "models/Qwen2.5-7B"},
+    # full: validation every 10 updates (official trainer.test_freq=10, recipe/treepo/run_treepo_train.sh)
+    "full": {"model_dir": "models/Qwen2.5-7B", "eval_every": 10},
 }
 
 CLAIMS = [
