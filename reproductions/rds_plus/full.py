@@ -41,7 +41,7 @@ import torch
 
 from suite.context import RunContext
 from suite.data.external import locate
-from suite.errors import ConfigError, DataNotFoundError
+from suite.errors import DataNotFoundError
 from suite.io import atomic_torch_save
 from suite.models.locate import locate_model
 from suite.spec import DatasetRef, Outcome
@@ -114,19 +114,13 @@ def write_query_fixture(folder: Path, tasks: Sequence[str]) -> None:
 
 # --------------------------------------------------------------------------- embedding
 
-@torch.no_grad()
 def embed_texts(lm: Any, texts: Sequence[str], max_len: int, batch: int, pooling: M.Pooling) -> torch.Tensor:
     """Unit vectors (N, d) float32 on the model's device: final hidden states of each text (truncated to
     ``max_len`` tokens), pooled over its real tokens only (right padding, spec §7)."""
-    tok = lm.tokenizer
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
     out = []
     for s in range(0, len(texts), batch):
-        enc = tok(list(texts[s:s + batch]), return_tensors="pt", padding=True, padding_side="right",
-                  truncation=True, max_length=max_len).to(lm.device)
-        h = lm.model(**enc, output_hidden_states=True).hidden_states[-1]
-        out.append(M.pool_hidden(h.float(), enc["attention_mask"].bool(), pooling))
+        ids = lm.tokenizer(list(texts[s:s + batch]), truncation=True, max_length=max_len)["input_ids"]
+        out.append(embed_ids(lm, ids, batch, pooling))
     return torch.cat(out)
 
 
@@ -165,20 +159,24 @@ def query_ids(tok: Any, prompt: str, label: str, max_len: int) -> list[int]:
     return list(p) + list(lab["input_ids"])
 
 
+def right_padded(tok: Any, ids: Sequence[Sequence[int]], device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input ids (B, T), real-token mask (B, T)) of tokenized sequences, right-padded to the longest with the
+    tokenizer's pad id (its EOS when it has none), passed here so the shared tokenizer is never changed."""
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    rows = [list(r) for r in ids]
+    width = max(len(r) for r in rows)
+    x = torch.tensor([r + [pad] * (width - len(r)) for r in rows], dtype=torch.long, device=device)
+    lengths = torch.tensor([len(r) for r in rows], device=device)
+    return x, torch.arange(width, device=device)[None] < lengths[:, None]
+
+
 @torch.no_grad()
 def embed_ids(lm: Any, ids: Sequence[Sequence[int]], batch: int, pooling: M.Pooling) -> torch.Tensor:
-    """Unit vectors (N, d) float32 on the model's device of pre-tokenized sequences (right padding, pooled
-    over the real tokens only, spec §7)."""
-    tok = lm.tokenizer
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    """Unit vectors (N, d) float32 on the model's device of tokenized sequences, right-padded per batch and
+    pooled over the real tokens only (spec §7)."""
     out = []
     for s in range(0, len(ids), batch):
-        rows = ids[s:s + batch]
-        x = torch.full((len(rows), max(len(r) for r in rows)), pad, dtype=torch.long, device=lm.device)
-        mask = torch.zeros(x.shape, dtype=torch.bool, device=lm.device)
-        for i, r in enumerate(rows):
-            x[i, :len(r)] = torch.tensor(r, dtype=torch.long, device=lm.device)
-            mask[i, :len(r)] = True
+        x, mask = right_padded(lm.tokenizer, ids[s:s + batch], lm.device)
         h = lm.model(input_ids=x, attention_mask=mask.long(), output_hidden_states=True).hidden_states[-1]
         out.append(M.pool_hidden(h.float(), mask, pooling))
     return torch.cat(out)
@@ -282,16 +280,14 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     # mechanics on the model's own hidden states of the first items (spec §6 smoke list, §7)
     eos = lm.tokenizer.eos_token or ""
     first = [tulu_text(json.loads(line)["messages"], eos) for _, line in read_jsonl(pool_path, 0, 4)]
-    enc = lm.tokenizer(first, return_tensors="pt", padding=True, padding_side="right", truncation=True,
-                       max_length=cfg.full_max_seq_len).to(lm.device)
+    x, mask = right_padded(lm.tokenizer, lm.tokenizer(first, truncation=True, max_length=cfg.full_max_seq_len)
+                           ["input_ids"], lm.device)
     with torch.no_grad():
-        h = lm.model(**enc, output_hidden_states=True).hidden_states[-1].float().cpu()
-    m.update(mechanics(h, enc["attention_mask"].bool().cpu()))
+        h = lm.model(input_ids=x, attention_mask=mask.long(), output_hidden_states=True).hidden_states[-1].float().cpu()
+    m.update(mechanics(h, mask.cpu()))
 
     t0 = time.perf_counter()
     q_embs = []
-    if len(cfg.full_query_max_len) != len(cfg.full_tasks):
-        raise ConfigError(f"full_query_max_len={cfg.full_query_max_len}: one limit per task of {cfg.full_tasks}")
     for t, q_len in zip(cfg.full_tasks, cfg.full_query_max_len):
         # the official construct_test_sample: prompt and response each cut at the task's limit
         q_embs.append(embed_queries(lm, q_folder / f"{t}.jsonl", q_len, cfg.full_batch, pooling))
