@@ -85,7 +85,9 @@ SCALES = {
     "small": {},
     # the paper's protocol (official run_claps.sh): Flan-T5-base, SST-2, 16 shots, 2000 KMeans clusters,
     # percentile 90, 5-token greedy, cross-entropy reward, seed 42
-    "full": {"full": True, "tiny": False, "n_clusters": 2000, "chunk": 8, "random_prune_draws": 1},
+    # chunk 1: one prompt string per black-box call, as the official reward loop (full.HFTaskLM scores and pads
+    # each prompt on its own anyway, so this changes no reward)
+    "full": {"full": True, "tiny": False, "n_clusters": 2000, "chunk": 1, "random_prune_draws": 1},
 }
 
 _SMALL = ("small",)

@@ -106,7 +106,7 @@ class HFTaskLM:
     """The black box: template(prompt, example) -> verbalizer logits (Flan-T5: first decoder step;
     RoBERTa: the mask position)."""
 
-    def __init__(self, folder: Path, task: str, device: torch.device, eval_batch_size: int) -> None:
+    def __init__(self, folder: Path, task: str, device: torch.device) -> None:
         import transformers as tr
 
         cfg = json.loads((folder / "config.json").read_text())
@@ -120,7 +120,7 @@ class HFTaskLM:
         self.tok = tok_cls.from_pretrained(folder, local_files_only=True)
         cls = tr.AutoModelForMaskedLM if self.mask_lm else tr.AutoModelForSeq2SeqLM
         self.model = cls.from_pretrained(folder, local_files_only=True).to(device).eval()
-        self.device, self.bs, self.task = device, eval_batch_size, task
+        self.device, self.task = device, task
         space = "Ġ" if self.mask_lm else "▁"
         verb = VERBALIZERS[task]
         if self.mask_lm and task == "sst2":
@@ -131,6 +131,7 @@ class HFTaskLM:
         if self.mask_lm and task == "sst2":
             self.template = " {prompt} {sentence_1} It was " + self.tok.mask_token + "."
         self.splits: dict[str, tuple[list[str], list[str], torch.Tensor]] = {}
+        self.split_bs: dict[str, int] = {}
 
     def candidate_vocab(self) -> torch.Tensor:
         """§3.1: tokenizer vocabulary minus special tokens, word-initial pieces only."""
@@ -144,10 +145,15 @@ class HFTaskLM:
     def embeddings(self, ids: torch.Tensor) -> torch.Tensor:
         return self.model.get_input_embeddings().weight[ids].detach()
 
-    def set_split(self, name: str, rows: list[dict]) -> torch.Tensor:
+    def set_split(self, name: str, rows: list[dict], batch_size: int | None = None) -> torch.Tensor:
+        """``batch_size`` examples per LM forward (None: the whole split in one forward). Official: the reward
+        batch is scored in one ``_get_logits`` call per prompt (find_kl_dict, algs/greedy.py), validation and
+        test in consecutive batches of ``eval_batch_size`` (algs/base_trainer.py); without an attention mask
+        (below) the batch sets each input's padded length, so the batching is part of the reward."""
         f1, f2 = FIELDS[self.task]
         y = torch.tensor([r["label"] for r in rows], device=self.device)
         self.splits[name] = ([r[f1] for r in rows], [r[f2] for r in rows], y)
+        self.split_bs[name] = batch_size or max(len(rows), 1)
         return y
 
     def _texts(self, prompt: torch.Tensor) -> str:
@@ -157,21 +163,26 @@ class HFTaskLM:
     @torch.no_grad()
     def logits(self, prompts: torch.Tensor, split: str) -> torch.Tensor:
         s1, s2, _ = self.splits[split]
+        bs = self.split_bs[split]
         out = []
+        # one prompt at a time, as the official reward loop: a prompt's inputs are padded only to the longest
+        # example of its own batch, so its reward does not depend on the other prompts of the chunk
         for row in prompts:
             p = self._texts(row)
             texts = [self.template.format(prompt=p, sentence_1=a, sentence_2=b) for a, b in zip(s1, s2)]
             per = []
-            for i in range(0, len(texts), self.bs):
-                enc = self.tok(texts[i:i + self.bs], return_tensors="pt", padding=True, truncation=True).to(self.device)
-                if self.mask_lm:
+            for i in range(0, len(texts), bs):
+                enc = self.tok(texts[i:i + bs], return_tensors="pt", padding="longest", truncation=True).to(self.device)
+                if self.mask_lm:  # official passes the whole encoding (attention mask included) to the masked LM
                     lg = self.model(**enc).logits
                     pos = enc["input_ids"] == self.tok.mask_token_id
                     lg = lg[pos]
                 else:
+                    # official _get_logits (rewards/text_classification_reward.py): input_ids and one decoder
+                    # step only, NO attention mask, so the encoder and the cross-attention attend the pads
                     start = torch.full((enc["input_ids"].shape[0], 1), self.model.config.decoder_start_token_id,
                                        device=self.device)
-                    lg = self.model(**enc, decoder_input_ids=start).logits[:, 0]
+                    lg = self.model(input_ids=enc["input_ids"], decoder_input_ids=start).logits[:, 0]
                 per.append(lg[:, self.verb_ids].float())
             out.append(torch.cat(per))
         return torch.stack(out)
@@ -185,13 +196,14 @@ def run_full(cfg, ctx: RunContext) -> Outcome:  # noqa: ANN001
     # located like a paper file; without it (dry run, rehearsal) a tiny random T5 fixture with the same interface
     model_dir, model_name = locate_model(ctx, Path(cfg.model_dir).name, cfg.model_dir, HOW, write_tiny_t5,
                                          "tiny-random-t5")
-    lm = HFTaskLM(model_dir, cfg.task, torch.device(ctx.device), cfg.eval_batch_size)
+    lm = HFTaskLM(model_dir, cfg.task, torch.device(ctx.device))
     tr, val, test = few_shot(cfg.task, _read_jsonl(data_dir / "train.jsonl"),
                              _read_jsonl(data_dir / f"{test_split}.jsonl"), cfg.shots)
     g = torch.Generator().manual_seed(cfg.data_seed)
     batch_idx = torch.randperm(len(tr), generator=g)[:min(cfg.train_batch_size, len(tr))]  # one reward batch
-    ytr = lm.set_split("train", [tr[i] for i in batch_idx.tolist()])
-    yval, yte = lm.set_split("val", val), lm.set_split("test", test)
+    ytr = lm.set_split("train", [tr[i] for i in batch_idx.tolist()])   # the reward batch: one forward
+    yval = lm.set_split("val", val, cfg.eval_batch_size)
+    yte = lm.set_split("test", test, cfg.eval_batch_size)
     cand = lm.candidate_vocab()
     ref = ref.renamed(f"{cfg.task}-{cfg.shots}shot")
     bb = BlackBox(lm.logits, chunk=cfg.chunk)
