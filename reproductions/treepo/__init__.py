@@ -64,7 +64,11 @@ class Config:
     clip_high: Annotated[float, Range(0)] = 0.28
     clip_c: Annotated[float, Range(0)] = 10.0
     overlong_buffer: Annotated[int, Range(0)] = 4  # repo 512 of 7168 (1/14); here one segment of 32
-    filter_uniform: bool = True   # DAPO dynamic sampling, filter only (no refill): README
+    filter_uniform: bool = True   # DAPO dynamic sampling (filter_groups.enable, metric acc)
+    # DAPO refill (recipe/dapo/dapo_ray_trainer.py): each generation batch rolls out gen_prompts prompts; batches
+    # are generated until prompts_per_step non-uniform prompts are kept, at most max_gen_batches of them
+    gen_prompts: Annotated[int, Range(1)] = 16  # official 3 · train_prompt_bsz; here 1 × (cost, README)
+    max_gen_batches: Annotated[int, Range(0)] = 10  # filter_groups.max_num_gen_batches; 0: no limit
     eval_every: Annotated[int, Range(1)] = 20
     eval_samples: Annotated[int, Range(1)] = 4  # avg@k at temperature 1
     stub_prompts: Annotated[int, Range(1)] = 16
@@ -73,12 +77,14 @@ class Config:
     model_dir: str = ""
     data_dir: str = "TreePO_data"
     train_files: tuple[str, ...] = ("SimpleRL-simplelr_qwen_level3to5.train.parquet", "DeepScaler.train.parquet")
-    test_files: tuple[str, ...] = ("DeepScaler.aime.parquet",)
+    test_files: tuple[str, ...] = ("DeepScaler.aime.parquet", "SimpleRL-simplelr_qwen_level3to5.test.parquet")
+    full_max_prompt_len: Annotated[int, Range(1)] = 1024  # data.max_prompt_length, truncation 'left'
     full_seg_len: Annotated[int, Range(1)] = 512
     full_max_depth: Annotated[int, Range(1)] = 14
     full_width: Annotated[int, Range(1)] = 16
     full_first_div_max: Annotated[int, Range(1)] = 8
     full_prompts_per_step: Annotated[int, Range(1)] = 512
+    full_gen_prompts: Annotated[int, Range(1)] = 1536  # data.gen_batch_size = 3 · train_prompt_bsz
     full_mini_batch: Annotated[int, Range(1)] = 32
     full_updates: Annotated[int, Range(1)] = 200
     full_lr: Annotated[float, Range(0, open_lo=True)] = 1e-6
@@ -104,8 +110,8 @@ class Config:
 
 SCALES = {
     "smoke": {"n_train": 64, "n_test": 4, "dim": 16, "depth": 1, "heads": 2, "sft_steps": 5, "sft_batch": 16,
-              "prompts_per_step": 2, "updates": 1, "minibatches": 1, "eval_every": 1, "eval_samples": 2,
-              "stub_prompts": 16},
+              "prompts_per_step": 2, "gen_prompts": 2, "max_gen_batches": 2, "updates": 1, "minibatches": 1,
+              "eval_every": 1, "eval_samples": 2, "stub_prompts": 16},
     "small": {},
     # full: validation every 10 updates (official trainer.test_freq=10, recipe/treepo/run_treepo_train.sh)
     "full": {"model_dir": "models/Qwen2.5-7B", "eval_every": 10},
@@ -202,9 +208,9 @@ def run(cfg: Config, ctx: RunContext) -> Outcome:
 
 def rl_setup(cfg: Config, pad_id: int, tree: TreeConfig, **kw: object) -> RLSetup:
     d = dict(prompts_per_step=cfg.prompts_per_step, updates=cfg.updates, minibatches=cfg.minibatches, lr=cfg.lr,
-             eval_samples=cfg.eval_samples)
+             eval_samples=cfg.eval_samples, gen_prompts=cfg.gen_prompts)
     d.update(kw)
     return RLSetup(pad_id, tree, d["prompts_per_step"], d["updates"], d["minibatches"], d["lr"], cfg.weight_decay,
                    cfg.grad_clip, cfg.clip_low, cfg.clip_high, cfg.clip_c, cfg.overlong_buffer, cfg.filter_uniform,
-                   cfg.eval_every, d["eval_samples"], cfg.variant)
+                   cfg.eval_every, d["eval_samples"], cfg.variant, d["gen_prompts"], cfg.max_gen_batches)
 

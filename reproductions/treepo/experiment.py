@@ -19,8 +19,8 @@ from suite.rl import token_logprobs
 from suite.train import TrainConfig, fit
 
 from . import task as T
-from .method import (FINISHED, LMSampler, Rollout, TreeConfig, group_baseline, node_token_sum, overlong_penalty,
-                     ppo_loss, tree_advantage, tree_is_valid, tree_rollout, whiten)
+from .method import (FINISHED, LMSampler, Path, Rollout, TreeConfig, group_baseline, node_token_sum,
+                     overlong_penalty, ppo_loss, tree_advantage, tree_is_valid, tree_rollout, whiten)
 
 # arm -> (rollout, advantage): the method, the paper's baseline, and the C3 ablation
 ARMS = {"treepo": ("tree", "tree"), "grpo": ("independent", "grpo"), "treepo_root": ("tree", "root")}
@@ -44,6 +44,11 @@ class RLSetup:
     eval_every: int
     eval_samples: int
     variant: str = "paper"
+    # DAPO dynamic sampling (recipe/dapo/dapo_ray_trainer.py): prompts per generation batch (official
+    # gen_batch_size = 3 · train_prompt_bsz) and at most this many generation batches per update
+    # (algorithm.filter_groups.max_num_gen_batches; <= 0: no limit)
+    gen_prompts: int = 0  # 0: = prompts_per_step
+    max_gen_batches: int = 1
 
 
 # --------------------------------------------------------------------------- encoding
@@ -234,13 +239,13 @@ def train_arm(arm: str, base: torch.nn.Module, train: list[Any], env: Env, setup
     model = copy.deepcopy(base)
     off = sum(map(ord, arm))
     gen, rng = ctx.generator(100 + off), np.random.default_rng(ctx.seed * 7 + off)
-    prng = np.random.default_rng(ctx.seed * 13 + 5)  # same prompt order for every arm
     sampler = env.sampler(model, gen)
     state: dict[str, Any] = {"batches": [], "tokens": 0, "segments": 0, "leaves": 0, "train_acc": [],
+                             "gen_batches": [], "kept_prompts": [], "gave_up": 0,
                              "curve": [(0, 0, env.evaluate(model))]}
 
-    def rollout_batch() -> list[tuple[torch.Tensor, ...]]:
-        probs = [train[i] for i in prng.integers(len(train), size=setup.prompts_per_step)]
+    def generate(probs: list[Any]) -> tuple[list[list[int]], Rollout, np.ndarray, np.ndarray]:
+        """One generation batch: rollout, token accounting, (correct, reward) per leaf."""
         prompts = env.encode(probs)
         if rollout_kind == "tree":
             ro = tree_rollout(prompts, sampler, tree, env.eos, env.boxed, rng)
@@ -252,24 +257,66 @@ def train_arm(arm: str, base: torch.nn.Module, train: list[Any], env: Env, setup
         state["leaves"] += len(ro.leaves)
         correct, r = env.reward(ro, probs)
         state["train_acc"].append(float(correct.mean()))
-        toks, km, rm = batch_tensors(setup.pad_id, prompts, ro)
-        toks, km, rm = toks.to(ctx.device), km.to(ctx.device), rm.to(ctx.device)
-        adv = advantages(adv_kind, ro, r, rm.cpu(), setup.variant).to(ctx.device)
-        keep = np.ones(len(ro.leaves), dtype=bool)
-        if setup.filter_uniform:  # DAPO dynamic-sampling filter (no refill): drop all-equal groups
+        return prompts, ro, correct, r
+
+    def rollout_batch() -> list[tuple[torch.Tensor, ...]]:
+        """DAPO dynamic sampling (recipe/dapo/dapo_ray_trainer.py fit): generate batches of ``gen_prompts``
+        prompts, keep the prompts whose leaves' correctness is not uniform (std > 0, or a single leaf), until
+        ``prompts_per_step`` are kept (the surplus of the last batch is dropped) or ``max_gen_batches`` batches
+        were generated (official: a ValueError; here the update uses what was kept, counted in ``gave_up``).
+        Advantages (tree baseline + batch whitening, or GRPO) are computed on the kept batch only, as the
+        official compute_advantage runs after the filter. Without the filter: one generation batch, all kept."""
+        u = len(state["gen_batches"])
+        n_gen = setup.gen_prompts or setup.prompts_per_step
+        prompts: list[list[int]] = []
+        leaves: list[Path] = []
+        corr: list[np.ndarray] = []
+        rew: list[np.ndarray] = []
+        kept_prompts, g = 0, 0
+        while True:
+            # same prompts for every arm at the same (update, generation batch)
+            prng = np.random.default_rng([ctx.seed * 13 + 5, u, g])
+            g += 1
+            probs = [train[i] for i in prng.integers(len(train), size=n_gen)]
+            pr, ro, correct, r = generate(probs)
             pid = np.array([p.prompt for p in ro.leaves])
-            lo = np.full(len(probs), np.inf)
-            hi = np.full(len(probs), -np.inf)
-            np.minimum.at(lo, pid, correct)
-            np.maximum.at(hi, pid, correct)
-            keep = (hi > lo)[pid]
+            if setup.filter_uniform:
+                lo = np.full(len(probs), np.inf)
+                hi = np.full(len(probs), -np.inf)
+                np.minimum.at(lo, pid, correct)
+                np.maximum.at(hi, pid, correct)
+                single = np.bincount(pid, minlength=len(probs)) == 1
+                ok = np.flatnonzero((hi > lo) | single)[:setup.prompts_per_step - kept_prompts]
+            else:
+                ok = np.arange(len(probs))
+            new_id = {int(j): kept_prompts + k for k, j in enumerate(ok)}
+            sel = [i for i, p in enumerate(ro.leaves) if p.prompt in new_id]
+            prompts += [pr[j] for j in ok]
+            leaves += [replace(ro.leaves[i], prompt=new_id[ro.leaves[i].prompt],
+                               index=(new_id[ro.leaves[i].prompt],) + ro.leaves[i].index[1:]) for i in sel]
+            corr.append(correct[sel])
+            rew.append(r[sel])
+            kept_prompts += len(ok)
+            if not setup.filter_uniform or kept_prompts >= setup.prompts_per_step:
+                break
+            if 0 < setup.max_gen_batches <= g:
+                state["gave_up"] += 1
+                break
+        state["gen_batches"].append(g)
+        state["kept_prompts"].append(kept_prompts)
+        if not leaves:  # nothing kept: a zero-mask row of the last generation batch, no gradient signal
+            t, k, m = (x[:1].to(ctx.device) for x in batch_tensors(setup.pad_id, pr, ro))
+            z = torch.zeros(m.shape, device=ctx.device)
+            return [(t, k, torch.zeros_like(m), z, z)] * setup.minibatches
+        kept = Rollout(leaves, 0, 0, 0)
+        r = np.concatenate(rew)
+        toks, km, rm = batch_tensors(setup.pad_id, prompts, kept)
+        toks, km, rm = toks.to(ctx.device), km.to(ctx.device), rm.to(ctx.device)
+        adv = advantages(adv_kind, kept, r, rm.cpu(), setup.variant).to(ctx.device)
         with torch.no_grad():
             old = token_logprobs(model(toks, km)[:, :-1], toks[:, 1:])
-        idx = torch.tensor(np.flatnonzero(keep))
+        idx = torch.randperm(len(leaves), generator=gen).to(toks.device)
         empty = (toks[:1], km[:1], torch.zeros_like(rm[:1]), old[:1], adv[:1])  # no gradient signal
-        if len(idx) == 0:
-            return [empty] * setup.minibatches
-        idx = idx[torch.randperm(len(idx), generator=gen)].to(toks.device)
         chunks = [(toks[c], km[c], rm[c], old[c], adv[c]) for c in idx.chunk(setup.minibatches)]
         return chunks + [empty] * (setup.minibatches - len(chunks))
 
@@ -295,6 +342,7 @@ def train_arm(arm: str, base: torch.nn.Module, train: list[Any], env: Env, setup
     upd, tokc, acc = map(np.array, zip(*state["curve"]))
     return {"model": model, "updates": upd, "tokens_cum": tokc, "acc": acc, "tokens": state["tokens"],
             "segments": state["segments"], "leaves": state["leaves"], "train_acc": state["train_acc"],
+            "gen_batches": state["gen_batches"], "kept_prompts": state["kept_prompts"], "gave_up": state["gave_up"],
             "wall_s": res.wall_s}
 
 
@@ -310,6 +358,9 @@ def summarize(runs: dict[str, dict[str, Any]], setup: RLSetup) -> dict[str, floa
         m[f"segments_per_update_{arm}"] = r["segments"] / setup.updates
         m[f"train_acc_last10_{arm}"] = float(np.mean(r["train_acc"][-10:]))
         m[f"rl_wall_s_{arm}"] = float(r["wall_s"])
+        m[f"gen_batches_per_update_{arm}"] = float(np.mean(r["gen_batches"]))  # official train/num_gen_batches
+        m[f"kept_prompts_per_update_{arm}"] = float(np.mean(r["kept_prompts"]))
+        m[f"gave_up_updates_{arm}"] = float(r["gave_up"])
         for u, t, a in zip(r["updates"], r["tokens_cum"], r["acc"]):
             m[f"acc_{arm}@update={int(u)}"] = float(a)
             m[f"tokens_{arm}@update={int(u)}"] = float(t)

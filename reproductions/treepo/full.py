@@ -53,14 +53,29 @@ def read_parquet(path: Path) -> list[dict]:
     if miss:
         raise CorruptDataError(f"{path} lacks columns {miss} of the verl schema; re-download TreePO_data")
     out = []
-    for p, rm in zip(df["prompt"], df["reward_model"]):
+    # validation metrics are grouped by data_source, as verl's _validate does (default "unknown")
+    sources = df["data_source"] if "data_source" in df.columns else ["unknown"] * len(df)
+    for p, rm, src in zip(df["prompt"], df["reward_model"], sources):
         gt = rm.get("ground_truth") if isinstance(rm, dict) else None
         if isinstance(gt, (list, tuple, np.ndarray)):  # several truths: the official reward reads the last
             gt = gt[-1] if len(gt) else None
         if gt is None:
             raise CorruptDataError(f"{path}: a record has no reward_model.ground_truth; re-download TreePO_data")
-        out.append({"prompt": [dict(m) for m in p], "answer": str(gt)})
+        out.append({"prompt": [dict(m) for m in p], "answer": str(gt), "data_source": str(src)})
     return out
+
+
+def truncate_left(ids: list[int], max_len: int) -> list[int]:
+    """verl RLHFDataset with ``truncation='left'`` (and filter_overlong_prompts False, the ppo_trainer.yaml
+    default): a prompt longer than max_prompt_length keeps its last ``max_len`` tokens."""
+    return ids[-max_len:] if len(ids) > max_len else ids
+
+
+def by_source(correct: np.ndarray, sources: list[str]) -> dict[str, float]:
+    """Mean correctness per data_source (verl process_validation_metrics mean@N: the per-prompt mean over its N
+    samples, averaged over prompts; equal to the pooled mean since every prompt has N samples)."""
+    src = np.array(sources)
+    return {str(s): float(correct[src == s].mean()) for s in dict.fromkeys(sources)}
 
 
 def write_fixture(folder: Path, names: tuple[str, ...]) -> Path:
@@ -76,7 +91,8 @@ def write_fixture(folder: Path, names: tuple[str, ...]) -> Path:
              "extra_info": {"index": 1}}]
     for n in names:
         tmp = folder / f".{n}.tmp"
-        pd.DataFrame(recs).to_parquet(tmp)
+        # one data_source per file (the published files name theirs), so per-source metrics are exercised
+        pd.DataFrame([{**r, "data_source": f"fixture-{n.split('.')[0]}"} for r in recs]).to_parquet(tmp)
         tmp.replace(folder / n)
     return folder
 
@@ -137,14 +153,15 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     model_dir, model_name = _model_dir(cfg, ctx)
     if ctx.dry_run:
         tree = TreeConfig(seg_len=4, max_depth=3, width=4, first_div_max=2, max_response=12)
-        kw: dict[str, Any] = {"prompts_per_step": 2, "updates": 1, "minibatches": 1, "eval_samples": 2}
+        kw: dict[str, Any] = {"prompts_per_step": 2, "gen_prompts": 2, "updates": 1, "minibatches": 1,
+                              "eval_samples": 2}
     else:
         tree = TreeConfig(seg_len=cfg.full_seg_len, max_depth=cfg.full_max_depth, width=cfg.full_width,
                           first_div_max=cfg.full_first_div_max, max_response=cfg.full_seg_len * cfg.full_max_depth,
                           allocation=cfg.allocation)
         kw = {"prompts_per_step": cfg.full_prompts_per_step, "updates": cfg.full_updates,
               "minibatches": max(1, cfg.full_prompts_per_step // cfg.full_mini_batch), "lr": cfg.full_lr,
-              "eval_samples": cfg.full_eval_samples}
+              "eval_samples": cfg.full_eval_samples, "gen_prompts": cfg.full_gen_prompts}
     train = [r for f in cfg.train_files for r in read_parquet(data / f)]
     test = [r for f in cfg.test_files for r in read_parquet(data / f)]
     lm = load_causal_lm(model_dir, ctx.device)
@@ -156,8 +173,10 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
 
     def encode(recs: list[dict]) -> list[list[int]]:
         if getattr(tok, "chat_template", None):
-            return [tok.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=True) for r in recs]
-        return [tok.encode("\n".join(m["content"] for m in r["prompt"]) + "\n") for r in recs]
+            ids = [tok.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=True) for r in recs]
+        else:
+            ids = [tok.encode("\n".join(m["content"] for m in r["prompt"]) + "\n") for r in recs]
+        return [truncate_left(x, cfg.full_max_prompt_len) for x in ids]
 
     def reward(ro: Rollout, recs: list[dict]) -> tuple[np.ndarray, np.ndarray]:
         texts = tok.batch_decode([p.response for p in ro.leaves], skip_special_tokens=True)
@@ -169,15 +188,24 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     # the rollout's "has a boxed answer" test, as the official rollout's extract_last_boxed (reward.has_closed_box)
     has_box = lambda ids: has_closed_box(tok.decode(ids, skip_special_tokens=True))  # noqa: E731
 
+    last: dict[str, float] = {}
+
     def evaluate(m: torch.nn.Module) -> float:
         k = setup.eval_samples
         ev = replace(tree, width=k, first_div_min=1, first_div_max=k, repetition_stop=False, fallback=False)
         ro = tree_rollout(encode(test), HFSampler(m.model, eos, pad, ctx.generator(7)), ev, eos, has_box,
                           np.random.default_rng(0), first_div=k)
-        return float(reward(ro, test)[0].mean())
+        ok = reward(ro, test)[0]
+        last.clear()
+        last.update(by_source(ok, [test[p.prompt]["data_source"] for p in ro.leaves]))
+        return float(ok.mean())
 
     env = Env(encode=encode, reward=reward, sampler=lambda m, g: HFSampler(m.model, eos, pad, g),
               evaluate=evaluate, eos=eos, boxed=has_box)
-    runs = {arm: train_arm(arm, model, train, env, setup, ctx) for arm in cfg.arms}
+    runs, per_source = {}, {}
+    for arm in cfg.arms:
+        runs[arm] = train_arm(arm, model, train, env, setup, ctx)
+        per_source.update({f"acc_{arm}/{src}/mean@{setup.eval_samples}": v for src, v in last.items()})
     m = summarize(runs, setup)
+    m.update(per_source)  # final validation per data_source (official val-core/<data_source>/acc/mean@16)
     return Outcome(metrics=m, dataset=ref, notes={"model_dir": str(cfg.model_dir), "model": model_name})
