@@ -6,6 +6,7 @@ measures its per-task quality under whatever mask its hooks hold; everything els
 """
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
@@ -31,8 +32,8 @@ class Analysis:
     max_threshold_tokens: int = 8192  # neutral tokens kept for the per-neuron percentiles
 
 
-class Subject:
-    """An analysed network. Subclasses fill ``downs`` (W_down per layer), ``ffn_outs`` (modules whose
+class Subject(abc.ABC):
+    """An analysed network (abstract). Subclasses fill ``downs`` (W_down per layer), ``ffn_outs`` (modules whose
     output is W_down(a)), ``tasks``, ``seq_labels`` (task of each select sequence) and the methods."""
 
     prefix: str
@@ -43,19 +44,21 @@ class Subject:
         self.downs, self.ffn_outs = list(downs), list(ffn_outs)
         self.hooks = M.FFNHooks(self.downs)
 
+    @abc.abstractmethod
     def _forward(self, batch: Any) -> torch.Tensor:  # model output for one batch
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def batches(self, split: str) -> Iterator[tuple[Any, torch.Tensor]]:
         """(batch, real-token mask (B, T)) of the ``neutral`` or ``select`` sequences, in order."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def quality(self) -> dict[str, torch.Tensor]:
         """Per-task quality (higher is better) under the hooks' current mask: name -> (K,)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def probe_batch(self) -> Any:
-        raise NotImplementedError
+        ...
 
     @torch.no_grad()
     def acts(self, split: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

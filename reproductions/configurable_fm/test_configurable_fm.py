@@ -2,7 +2,6 @@
 the skill generator, each broken variant's effect, the presets, and the smoke run's checks."""
 from __future__ import annotations
 
-import dataclasses
 
 import pytest
 import torch
@@ -11,7 +10,7 @@ from torch import nn
 from suite import config, registry, runner
 from suite.context import for_tests
 
-from . import CLAIMS, SCALES, Config
+from . import CLAIMS, SCALES
 from . import experiment as E
 from . import method as M
 from . import skills as S

@@ -7,7 +7,6 @@ as RandInit, OrthInit and a GHN-3-style (full-rank, tiled) decoder trained ident
 """
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from typing import Annotated
 

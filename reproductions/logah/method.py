@@ -64,7 +64,6 @@ class GraphEncoder(nn.Module):
     def forward(self, shapes: list[tuple[int, int]]) -> torch.Tensor:
         dev = self.type_emb.weight.device
         types, adj = graph_of(shapes)
-        n = len(types)
         outs = torch.tensor([shapes[0][1]] + [s[0] for s in shapes]).clamp(max=self.shape_emb.num_embeddings - 1)
         ins = torch.tensor([0] + [s[1] for s in shapes]).clamp(max=self.shape_emb.num_embeddings - 1)
         deg = (adj.sum(0) + adj.sum(1)).clamp(max=7)
