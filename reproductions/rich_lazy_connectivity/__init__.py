@@ -22,7 +22,7 @@ from suite.spec import Claim, DatasetRef, Outcome, Paper, Plot, Resources, Table
 from suite.train import TrainConfig, fit
 
 from . import method as M
-from .method import Variant
+from .method import NtkSteps, Variant
 
 TASK_REF = DatasetRef("procedural-2AF", "stand-in")
 
@@ -40,7 +40,8 @@ class Config:
     lr: Annotated[float, Range(0, open_lo=True)] = 0.003
     momentum: Annotated[float, Range(0, 1)] = 0.9
     n_probe: Annotated[int, Range(2)] = 320           # 10 x 32 probe trials, drawn before training
-    n_kernel: Annotated[int, Range(1)] = 32           # trials for the tangent kernel (decision step)
+    n_kernel: Annotated[int, Range(1)] = 32           # trials for the tangent kernel (first of the probe)
+    ntk_steps: NtkSteps = "all"                       # kernel rows: every time step (main.py) or the decision step
     n_eval: Annotated[int, Range(1)] = 1024           # fresh trials for final loss / accuracy
     variant: Variant = "correct"                      # TEETH ONLY
 
@@ -154,6 +155,7 @@ def run(cfg: Config, ctx: RunContext) -> Outcome:
     w0 = M.gaussian_w0(cfg.n_hidden, cfg.gain, gen)
     stream = TrialStream(cfg, ctx.generator(STREAM_OFFSET))
     probe = stream.probe(cfg.n_probe, dev)  # main.py: inputs0 = the stream's first batches, before training
+    stream_start = stream.state_dict()
     evalb = M.make_2af(cfg.n_eval, gen, cfg.seq_len, cfg.noise, dev)
     xk = probe[0][:, :cfg.n_kernel]
     tcfg = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, optimizer="sgd",
@@ -168,9 +170,11 @@ def run(cfg: Config, ctx: RunContext) -> Outcome:
         w = _init_w(cfg, w0, r)
         rank_err = max(rank_err, abs(M.numerical_rank(w) - r))
         norm_err = max(norm_err, float((w.norm() - w0.norm()).abs() / w0.norm()))
-        model = make_model(cfg, ctx, w, i).to(dev)  # W_in / W_out redrawn per rank (main.py: new Net per rank)
+        if cfg.variant == "rank-ignored":  # TEETH: the sweep is a no-op, every 'rank' repeats the first one's run
+            stream.load_state_dict(stream_start)  # (same W_in / W_out and trials too, so no noise can fake a trend)
+        model = make_model(cfg, ctx, w, 0 if cfg.variant == "rank-ignored" else i).to(dev)  # main.py: new Net per rank
         a0 = M.decision_activity(model, probe[0])
-        k0 = M.tangent_kernel(model, xk)
+        k0 = M.tangent_kernel(model, xk, cfg.ntk_steps)
         w_start = model.w_hh.detach().clone()
         with torch.no_grad():
             init_loss = float(M.seq_loss(model, evalb))
@@ -184,7 +188,7 @@ def run(cfg: Config, ctx: RunContext) -> Outcome:
         secs = time.perf_counter() - t0
         model.eval()
         a1 = M.decision_activity(model, probe[0])
-        k1 = M.tangent_kernel(model, xk)
+        k1 = M.tangent_kernel(model, xk, cfg.ntk_steps)
         with torch.no_grad():
             logits, _ = model(evalb[0])
             final_loss = float(M.seq_loss(model, evalb))
@@ -218,6 +222,6 @@ def run(cfg: Config, ctx: RunContext) -> Outcome:
     metrics["method_seconds"] = res["seconds"][0]
     metrics["rank_error"] = float(rank_err)
     metrics["norm_rel_error"] = norm_err
-    k = M.tangent_kernel(model, xk)
+    k = M.tangent_kernel(model, xk, cfg.ntk_steps)
     metrics["self_align_error"] = abs(1 - float(M.alignment(k, k)))
     return Outcome(metrics=metrics, dataset=TASK_REF)
