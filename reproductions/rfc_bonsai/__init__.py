@@ -56,6 +56,10 @@ class Config:
     lam: Annotated[float, Range(0)] = 1000.0  # penalty weight when lam_grid is False
     lam_grid: bool = False            # True: each method's grid (spec §3), report the best
     oracle: bool = True
+    # CLOvE as the official ColoredMNIST clove_train runs it (coloredmnist/run_exp.py defaults, train.py): each step
+    # one random slice of clove_batch examples per environment, env risks and MMCEs summed, no explicit L2
+    clove_batch: Annotated[int, Range(1)] = 512  # examples per environment per step (--batch_size 512)
+    clove_width: Annotated[float, Range(0, open_lo=True)] = 0.4  # Laplacian kernel width (--kernel_scale 0.4)
     subset_hidden: Annotated[int, Range(1)] = 128  # ColoredMNIST-subset block (small scale): width
     subset_methods: tuple[str, ...] = ("erm", "irm", "vrex")
     subset_inits: tuple[str, ...] = ("bonsai_cf", "erm_cf", "rand_cf")
@@ -63,6 +67,10 @@ class Config:
     cam_epochs: Annotated[int, Range(1)] = 10  # ERM / DRO rounds and downstream (official n_epochs 10)
     cam_synth_epochs: Annotated[int, Range(1)] = 20  # synthesis (official camelyon17_rfc_r0r1_syn.sh --n_epochs 20)
     cam_batch: Annotated[int, Range(1)] = 32
+    # hospitals per batch of the penalised / downstream runs (WILDS group loader, src/configs/datasets.py
+    # n_groups_per_batch 2): cam_batch // cam_groups_per_batch patches from each of that many distinct hospitals
+    cam_groups_per_batch: Annotated[int, Range(1)] = 2
+    cam_clove_width: Annotated[float, Range(0, open_lo=True)] = 0.1  # *_clove_linear.sh --kernel_scale 0.1
     cam_lr: Annotated[float, Range(0, open_lo=True)] = 1e-3
     cam_weight_decay: Annotated[float, Range(0)] = 0.01
     cam_synth_weight_decay: Annotated[float, Range(0)] = 1e-6
@@ -145,6 +153,7 @@ def _protocol(cfg: Config, methods: tuple[str, ...], inits: tuple[str, ...], hid
                            irm_steps=cfg.irm_steps, irm_base_steps=cfg.irm_base_steps, ood_steps=cfg.ood_steps,
                            erm_init_steps=cfg.erm_init_steps,
                            lr=cfg.lr, rho=cfg.rho, oracle=oracle, erm_rhos=cfg.erm_rho_grid,
+                           clove_batch=cfg.clove_batch, clove_width=cfg.clove_width,
                            untrained_bonsai=cfg.variant == "untrained-bonsai")
 
 

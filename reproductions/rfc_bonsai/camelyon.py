@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from suite.errors import ConfigError
 from suite.ood import EnvData
 from suite.ood import bonsai as B
 from suite.ood.dro import GroupWeights, group_losses
@@ -96,6 +97,21 @@ def _acc(model: torch.nn.Module, batches: Any, y: torch.Tensor) -> float:
     return float(((logits > 0).float() == y.cpu()).float().mean())
 
 
+def downstream_config(cfg: Any, method: str, lam: float, wd: float, steps: int) -> OodTrainConfig:
+    """A downstream / ERM-init stage as the official WILDS IRM / VREX / CLOvE runs train it (ERM rows are their
+    lambda = 0 runs): SGD, minibatches from the group loader (src/configs/algorithm.py train_loader 'group',
+    uniform_over_groups, distinct_groups; src/configs/datasets.py n_groups_per_batch 2): ``cam_groups_per_batch``
+    distinct hospitals, ``cam_batch // cam_groups_per_batch`` patches each; the objective averages over the
+    hospitals in the batch. CLOvE's kernel width is ``cam_clove_width`` (official --kernel_scale 0.1)."""
+    if cfg.cam_batch % cfg.cam_groups_per_batch:  # WILDS GroupSampler raises the same
+        raise ConfigError(f"cam_batch={cfg.cam_batch} must be divisible by cam_groups_per_batch="
+                          f"{cfg.cam_groups_per_batch}")
+    return OodTrainConfig(steps=steps, lam=lam, lr=cfg.cam_lr, rho=0.0, optimizer="sgd", weight_decay=wd,
+                          batch_per_env=cfg.cam_batch // cfg.cam_groups_per_batch, draw="groups",
+                          groups_per_batch=cfg.cam_groups_per_batch,
+                          penalty_kwargs={"width": cfg.cam_clove_width} if method == "clove" else {})
+
+
 def run_camelyon(cfg: Any, ctx: Any) -> tuple[DatasetRef, dict[str, float]]:
     # every split stays on disk (memory-mapped uint8 patches): training draws read their rows per step
     # (S.Rows), every full pass (featurising, evaluation) reads batches through a DataLoader (S.loader)
@@ -110,9 +126,8 @@ def run_camelyon(cfg: Any, ctx: Any) -> tuple[DatasetRef, dict[str, float]]:
                           synth_weight_decay=cfg.cam_synth_weight_decay, batch_size=cfg.cam_batch,
                           variant=cfg.variant if cfg.variant in B.VARIANTS else "paper")
     make = _make(ctx.seed)
-    per_env = max(1, cfg.cam_batch // train.n_envs)
-    ood = lambda lam, wd: OodTrainConfig(steps=steps, lam=lam, lr=cfg.cam_lr, rho=0.0, optimizer="sgd",  # noqa: E731
-                                         weight_decay=wd, batch_per_env=per_env)
+    ood = lambda method, lam, wd: downstream_config(cfg, method, lam, wd, steps)  # noqa: E731
+    ood("erm", 0.0, 0.0)  # a cam_batch the group loader cannot split fails before any training (and in dry runs)
     if ctx.dry_run:  # build the networks and the optimiser stage on fixture-sized data, no training
         net = make(1, 0).to(ctx.device)
         xb = next(iter(S.loader(splits["train"], 2, ctx.device)))[0]
@@ -145,19 +160,19 @@ def run_camelyon(cfg: Any, ctx: Any) -> tuple[DatasetRef, dict[str, float]]:
     for method in cfg.cam_methods:
         for lam in lams(method):
             head = LinearOnFeatures(copy.deepcopy(base.head))
-            train_ood(head, fx["train"], method, ood(lam, cfg.cam_weight_decay), ctx=ctx, gen=gen,
+            train_ood(head, fx["train"], method, ood(method, lam, cfg.cam_weight_decay), ctx=ctx, gen=gen,
                       name=f"cam-{method}-bonsai_cf-{lam:g}")
             record(method, "bonsai_cf", lam, head, fx)
     for method in cfg.cam_finetune_methods:  # fine-tune everything from the Bonsai init (official: wd 1e-6)
         for lam in lams(method):
             model = B.downstream_init(found.synth)
-            train_ood(model, train, method, ood(lam, cfg.cam_finetune_weight_decay), ctx=ctx, gen=gen,
+            train_ood(model, train, method, ood(method, lam, cfg.cam_finetune_weight_decay), ctx=ctx, gen=gen,
                       name=f"cam-{method}-bonsai-{lam:g}")
             record(method, "bonsai", lam, model, None)
     for method in ("irm", "vrex"):  # ERM-init baselines
         for lam in cfg.cam_lams:
             model = copy.deepcopy(erm_model)
-            train_ood(model, train, method, ood(lam, cfg.cam_weight_decay), ctx=ctx, gen=gen,
+            train_ood(model, train, method, ood(method, lam, cfg.cam_weight_decay), ctx=ctx, gen=gen,
                       name=f"cam-{method}-erm-{lam:g}")
             record(method, "erm", lam, model, None)
 

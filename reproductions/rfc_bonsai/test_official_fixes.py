@@ -129,6 +129,51 @@ def test_camelyon_stages_follow_the_official_scripts(tmp_path, monkeypatch):
     wd = {n.split("-")[2]: c.weight_decay for n, c in calls}
     assert wd["bonsai"] == 1e-6 and wd["bonsai_cf"] == 0.01 and wd["erm"] == 0.01
     assert {c.steps for _, c in calls} == {b.erm_steps}
+    # every downstream / ERM-init run draws its batches as WILDS' group loader: 2 hospitals x 16 patches
+    # (src/configs/datasets.py n_groups_per_batch 2), not 32 // 3 from each of the 3 hospitals
+    assert {(c.draw, c.groups_per_batch, c.batch_per_env) for _, c in calls} == {("groups", 2, 16)}
+    # CLOvE's kernel width on Camelyon17 is the script's 0.1; the other penalties take no option
+    assert {c.penalty_kwargs.get("width") for n, c in calls if n.startswith("cam-clove-")} == {0.1}
+    assert all(c.penalty_kwargs == {} for n, c in calls if not n.startswith("cam-clove-"))
+
+
+def test_camelyon_batch_must_split_over_the_groups():
+    from suite.errors import ConfigError
+    from reproductions.rfc_bonsai.camelyon import downstream_config
+
+    with pytest.raises(ConfigError):
+        downstream_config(dataclasses.replace(_full(), cam_batch=33), "irm", 1.0, 0.01, 10)
+
+
+def test_clove_on_colored_mnist_is_the_official_clove_train(monkeypatch):
+    """coloredmnist/run_exp.py defaults (--batch_size 512, --kernel_scale 0.4) and train.py clove_train: every
+    step one random 512-example slice per environment, NLLs and MMCEs summed over the environments, no explicit
+    L2; the other methods stay full batch with their L2 weight. Checked through run() on ColoredDigits."""
+    from suite.ood import training as T
+    from reproductions.rfc_bonsai import _protocol, colored
+
+    cfg = _full()
+    assert (cfg.clove_batch, cfg.clove_width) == (512, 0.4)
+    p = _protocol(cfg, cfg.methods, cfg.inits, cfg.hidden, cfg.oracle)
+    c = colored.ood_config(p, "clove", 1001, 1e3, p.rho)
+    assert (c.batch_per_env, c.draw, c.env_reduce, c.rho, c.penalty_kwargs) == (512, "slice", "sum", 0.0,
+                                                                               {"width": 0.4})
+    v = colored.ood_config(p, "vrex", 1001, 1e3, p.rho)
+    assert (v.batch_per_env, v.env_reduce, v.rho) == (None, "mean", 0.0011)
+    seen = []
+    real = T.ood_loss
+
+    def spy(m, b, pen, lam, rho, env_reduce="mean"):
+        seen.append((len(b), tuple(torch.bincount(b.env).tolist()), env_reduce, rho))
+        return real(m, b, pen, lam, rho, env_reduce)
+
+    monkeypatch.setattr(T, "ood_loss", spy)
+    r = registry.get(SLUG)
+    small = dataclasses.replace(config.resolve(r, "smoke"), methods=("clove",), inits=("bonsai_cf",), oracle=False,
+                                ood_steps=3, dro_steps=2, synth_steps=2, erm_steps=2, erm_init_steps=2)
+    m = r.run(small, for_tests("smoke", 0)).metrics
+    assert "worst_env_acc/clove/bonsai_cf" in m
+    assert seen[-3:] == [(1024, (512, 512), "sum", 0.0)] * 3  # ColoredDigits: 600 per env, 512 drawn
 
 
 def test_erm_rows_sweep_the_official_l2_grid(monkeypatch):

@@ -43,7 +43,10 @@ class EnvData:
         return EnvData(self.x.to(device), self.y.to(device), self.env.to(device), self.n_envs)
 
     def subset(self, idx: torch.Tensor) -> "EnvData":
-        return EnvData(self.x[idx], self.y[idx], self.env[idx], self.n_envs)
+        """The examples ``idx``; the index goes to each tensor's device (x may live elsewhere than y and env,
+        e.g. frozen features kept on the host while the labels are on the GPU)."""
+        return EnvData(self.x[idx.to(self.x.device)], self.y[idx.to(self.y.device)], self.env[idx.to(self.env.device)],
+                       self.n_envs)
 
     def with_x(self, x: torch.Tensor) -> "EnvData":
         return EnvData(x, self.y, self.env, self.n_envs)
@@ -55,6 +58,44 @@ class EnvData:
             members = torch.nonzero(self.env == e).flatten()
             if len(members):
                 idx.append(members[torch.randint(len(members), (per_env,), generator=gen).to(members.device)])
+        return self.subset(torch.cat(idx))
+
+    def sample_groups(self, per_group: int, n_groups: int, gen: torch.Generator) -> "EnvData":
+        """A minibatch as WILDS' ``GroupSampler`` draws it (``train_loader='group'``, ``uniform_over_groups``,
+        ``distinct_groups``): ``n_groups`` distinct environments picked uniformly among the non-empty ones, then
+        ``per_group`` examples from each, without replacement unless the environment has no more than
+        ``per_group`` examples. The batch's environment ids are renumbered ``0..n_groups-1`` (in the order
+        picked) and its ``n_envs`` is ``n_groups``: every objective then averages over the groups present in the
+        batch, as WILDS' algorithms do (``split_into_groups(results['g'])``)."""
+        present = [e for e in range(self.n_envs) if bool((self.env == e).any())]
+        if n_groups < 1 or n_groups > len(present):
+            raise ConfigError(f"EnvData.sample_groups: {n_groups} groups per batch, {len(present)} non-empty "
+                              "environments")
+        picked = torch.randperm(len(present), generator=gen)[:n_groups].tolist()
+        idx, env = [], []
+        for g, k in enumerate(picked):  # loop over the picked environments, not examples
+            members = torch.nonzero(self.env == present[k]).flatten()
+            if len(members) <= per_group:  # WILDS: replace = len(group) <= n_points_per_group
+                take = torch.randint(len(members), (per_group,), generator=gen)
+            else:
+                take = torch.randperm(len(members), generator=gen)[:per_group]
+            idx.append(members[take.to(members.device)])
+            env.append(torch.full((per_group,), g, dtype=torch.long))
+        batch = self.subset(torch.cat(idx))
+        return EnvData(batch.x, batch.y, torch.cat(env).to(self.env.device), n_groups)
+
+    def slice_per_env(self, per_env: int, gen: torch.Generator) -> "EnvData":
+        """A minibatch as the official ColoredMNIST ``clove_train`` draws it (RFC coloredmnist/train.py):
+        ``length`` = the smallest environment's size, one random permutation of ``range(length)`` per
+        environment, and ``per_env`` examples at a fixed slice of it (the official loop over slices keeps only its
+        last slice; any fixed slice of a uniform permutation is a uniform draw without replacement). Only the
+        first ``length`` examples of each environment (in data order) can be drawn, as in the official code."""
+        members = [torch.nonzero(self.env == e).flatten() for e in range(self.n_envs)]
+        length = min(len(m) for m in members)
+        if per_env < 1 or length < per_env:  # the official loop would run zero slices (and crash)
+            raise ConfigError(f"EnvData.slice_per_env: {per_env} examples per environment, the smallest "
+                              f"environment has {length}")
+        idx = [m[torch.randperm(length, generator=gen)[:per_env].to(m.device)] for m in members]
         return self.subset(torch.cat(idx))
 
 

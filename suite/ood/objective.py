@@ -65,10 +65,13 @@ def combine(erm: torch.Tensor, penalty: torch.Tensor, lam: float, l2: torch.Tens
     return loss / lam if lam > 1.0 else loss
 
 
-def ood_loss(model: nn.Module, data: EnvData, penalty: Penalty, lam: float, rho: float) -> torch.Tensor:
-    """Total loss of one step of an OoD method on the environments of ``data``."""
+def ood_loss(model: nn.Module, data: EnvData, penalty: Penalty, lam: float, rho: float,
+             env_reduce: str = "mean") -> torch.Tensor:
+    """Total loss of one step of an OoD method on the environments of ``data``; the ERM term is the mean
+    (``env_reduce="mean"``) or the sum (``"sum"``, the official ColoredMNIST ``clove_train``) of the
+    environment risks."""
     out = forward(model, data)
-    erm = out.env_losses.mean()
+    erm = out.env_losses.sum() if env_reduce == "sum" else out.env_losses.mean()
     pen = penalty(out) if lam != 0 else torch.zeros((), device=erm.device)
     return combine(erm, pen, lam, l2_term(out.params), rho)
 

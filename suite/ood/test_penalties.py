@@ -53,15 +53,40 @@ def test_gradient_penalties_vanish_on_identical_envs():
     assert float(iga.penalty(_out())) > 0 and float(fishr.penalty(_out())) > 0
 
 
-def test_mmce_matches_double_sum():
-    g = torch.Generator().manual_seed(1)
-    z, y = torch.randn(12, generator=g), (torch.rand(12, generator=g) < 0.5).float()
+def _official_mmce(z, y, width):
+    """The official mmce_penalty (RFC coloredmnist/train.py clove_train, src/algorithms/CLOvE.py) as a double sum."""
     p = torch.sigmoid(z)
     r = torch.where(p > 0.5, p, 1 - p)
-    c = ((p > 0.5).float() == y).float()
-    s = sum(float((c[i] - r[i]) * (c[j] - r[j]) * torch.exp(-(r[i] - r[j]).abs() / 0.4))
-            for i in range(12) for j in range(12)) / 144
-    assert float(clove.mmce(z, y)) == pytest.approx(s ** 0.5, rel=1e-5)
+    c = ((z > 0) == (y > 0.5)).float()
+    n = len(z)
+    return sum(float((c[i] - r[i]) * (c[j] - r[j]) * torch.exp(-(r[i] - r[j]).abs() / width))
+               for i in range(n) for j in range(n)) / n ** 2
+
+
+@pytest.mark.parametrize("width", [0.4, 0.1])
+def test_mmce_matches_the_official_double_sum(width):
+    """No square root (the old suite.ood.clove took sqrt of this) and the kernel width as a parameter."""
+    g = torch.Generator().manual_seed(1)
+    z, y = torch.randn(12, generator=g), (torch.rand(12, generator=g) < 0.5).float()
+    assert float(clove.mmce(z, y, width)) == pytest.approx(_official_mmce(z, y, width), rel=1e-5)
+
+
+def test_clove_penalty_width_and_reduction_over_environments():
+    """reduce="mean": WILDS CLOvE (penalty /= n_groups); "sum": ColoredMNIST clove_train (train_penalty += mmce)."""
+    out = _out()
+    per_env = [_official_mmce(out.logits[out.env == e].detach(), out.y[out.env == e], 0.1) for e in range(2)]
+    assert float(clove.penalty(out, width=0.1)) == pytest.approx(sum(per_env) / 2, rel=1e-5)
+    assert float(clove.penalty(out, width=0.1, reduce="sum")) == pytest.approx(sum(per_env), rel=1e-5)
+    assert float(clove.penalty(out, width=0.1)) != pytest.approx(float(clove.penalty(out)), rel=1e-3)
+
+
+def test_ood_loss_sums_the_environment_risks_when_asked():
+    torch.manual_seed(0)
+    model, d = mlp_classifier(6, (8,)), _data()
+    out = forward(model, d)
+    mean = float(ood_loss(model, d, clove.penalty, 0.0, 0.0))
+    assert float(ood_loss(model, d, clove.penalty, 0.0, 0.0, env_reduce="sum")) == pytest.approx(
+        float(out.env_losses.sum()), rel=1e-6) and mean == pytest.approx(float(out.env_losses.mean()), rel=1e-6)
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))

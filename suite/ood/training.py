@@ -1,17 +1,22 @@
 """Training an OoD method through the suite's one loop (:func:`suite.train.fit`).
 
-Full-batch training (ColoredMNIST: every step sees all of every environment) or per-environment
-minibatches (Camelyon17: ``batch_per_env`` examples drawn from each environment every step).
+Full-batch training (ColoredMNIST: every step sees all of every environment) or minibatches of
+``batch_per_env`` examples per environment, drawn as ``draw`` says: ``"replacement"`` (from every environment,
+with replacement), ``"groups"`` (WILDS' GroupSampler, Camelyon17's penalised methods: ``groups_per_batch``
+distinct environments per batch) or ``"slice"`` (the official ColoredMNIST ``clove_train``: one random slice
+without replacement of each environment).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+import functools
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
 
 import torch
 from torch import nn
 
-from suite.errors import UnknownNameError
+from suite.errors import ConfigError, UnknownNameError
 from suite.ood.envs import EnvData
 from suite.ood.objective import Penalty, ood_loss
 from suite.train import TrainConfig, TrainResult, fit
@@ -21,7 +26,10 @@ from suite.train import TrainConfig, TrainResult, fit
 class OodTrainConfig:
     """One OoD training stage. ``lam``: penalty weight; ``anneal_steps``: steps with weight 1.0
     before ``lam`` applies (IRM's schedule; 0 = none, as when starting from Bonsai or ERM init);
-    ``rho``: the explicit L2 weight; ``batch_per_env``: None = full batch."""
+    ``rho``: the explicit L2 weight; ``batch_per_env``: None = full batch, else examples per environment drawn
+    as ``draw`` says (module docstring; ``"groups"`` needs ``groups_per_batch``); ``env_reduce``: the ERM term
+    and the penalty are the mean (default) or the sum over environments; ``penalty_kwargs``: keyword options of
+    the method's penalty (CLOvE: ``width``)."""
 
     steps: int
     lam: float = 0.0
@@ -32,6 +40,18 @@ class OodTrainConfig:
     weight_decay: float = 0.0
     anneal_steps: int = 0
     batch_per_env: int | None = None
+    draw: Literal["replacement", "groups", "slice"] = "replacement"
+    groups_per_batch: int | None = None
+    env_reduce: Literal["mean", "sum"] = "mean"
+    penalty_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.draw not in ("replacement", "groups", "slice"):
+            raise ConfigError(f"OodTrainConfig.draw: 'replacement', 'groups' or 'slice', got {self.draw!r}")
+        if self.draw == "groups" and self.batch_per_env is not None and not self.groups_per_batch:
+            raise ConfigError("OodTrainConfig: draw='groups' needs groups_per_batch")
+        if self.env_reduce not in ("mean", "sum"):
+            raise ConfigError(f"OodTrainConfig.env_reduce: 'mean' or 'sum', got {self.env_reduce!r}")
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(steps=self.steps, lr=self.lr, optimizer=self.optimizer, momentum=self.momentum,
@@ -46,26 +66,48 @@ def penalty_of(method: str) -> Penalty:
     return METHODS[method].penalty
 
 
+def configured_penalty(method: str, cfg: OodTrainConfig) -> Penalty:
+    """The method's penalty with ``cfg.penalty_kwargs`` (and ``reduce="sum"`` when ``cfg.env_reduce`` is
+    "sum") bound; a keyword the penalty does not take is a ConfigError."""
+    pen = penalty_of(method)
+    opts = dict(cfg.penalty_kwargs)
+    if cfg.env_reduce == "sum":
+        opts["reduce"] = "sum"
+    if not opts:
+        return pen
+    bad = sorted(set(opts) - set(inspect.signature(pen).parameters))
+    if bad:
+        raise ConfigError(f"the {method} penalty takes no option(s) {bad}")
+    return functools.partial(pen, **opts)
+
+
 def batches(data: EnvData, batch_per_env: int | None, gen: torch.Generator,
-            device: torch.device | str = "cpu") -> Callable[[int], Any]:
-    """``step -> (step, EnvData)``: the whole data (full batch, moved to ``device`` once) or a
-    per-environment minibatch drawn where the data lives and moved to ``device``."""
+            device: torch.device | str = "cpu", draw: str = "replacement",
+            groups_per_batch: int | None = None) -> Callable[[int], Any]:
+    """``step -> (step, EnvData)``: the whole data (full batch, moved to ``device`` once) or a minibatch
+    drawn where the data lives (``draw``: see the module docstring) and moved to ``device``."""
     if batch_per_env is None:
         whole = data.to(device)
         return lambda step: (step, whole)
+    if draw == "groups":
+        assert groups_per_batch is not None
+        return lambda step: (step, data.sample_groups(batch_per_env, groups_per_batch, gen).to(device))
+    if draw == "slice":
+        return lambda step: (step, data.slice_per_env(batch_per_env, gen).to(device))
     return lambda step: (step, data.sample(batch_per_env, gen).to(device))
 
 
 def train_ood(model: nn.Module, data: EnvData, method: str, cfg: OodTrainConfig, *, ctx: Any = None,
               name: str = "", gen: torch.Generator | None = None) -> TrainResult:
     """Minimise the method's objective (:func:`suite.ood.objective.ood_loss`) in place on ``model``."""
-    pen = penalty_of(method)
+    pen = configured_penalty(method, cfg)
     gen = gen if gen is not None else torch.Generator().manual_seed(0)
 
     def loss_fn(m: nn.Module, batch: tuple[int, EnvData]) -> torch.Tensor:
         step, b = batch
         lam = cfg.lam if step >= cfg.anneal_steps else min(cfg.lam, 1.0)
-        return ood_loss(m, b, pen, lam, cfg.rho)
+        return ood_loss(m, b, pen, lam, cfg.rho, cfg.env_reduce)
 
     dev = ctx.device if ctx is not None else next(model.parameters()).device
-    return fit(model, loss_fn, batches(data, cfg.batch_per_env, gen, dev), cfg.train_config(), ctx=ctx, name=name)
+    draw = batches(data, cfg.batch_per_env, gen, dev, cfg.draw, cfg.groups_per_batch)
+    return fit(model, loss_fn, draw, cfg.train_config(), ctx=ctx, name=name)
