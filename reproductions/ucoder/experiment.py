@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from suite.context import RunContext
+from suite.models import decoding
 from suite.models.tokenizer import Tokenizer, pad_sequences
 from suite.models.transformer import TransformerLM
 from suite.train import TrainConfig, fit
@@ -59,12 +60,18 @@ def sft(model: TransformerLM, tok: Tokenizer, texts: list[str], progs: list[str]
 @torch.no_grad()
 def sample(model: TransformerLM, tok: Tokenizer, texts: list[str], n: int, temperature: float, max_new: int,
            gen: torch.Generator, chunk: int = 4096) -> list[list[str]]:
-    """``n`` programs per text (stage 3). All prompts have the same length (texts are filled to TEXT_LEN)."""
-    prompts = torch.tensor([tok.encode(f"{t} {SEP}", bos=True) for t in texts]).repeat_interleave(n, 0)
+    """``n`` programs per text (stage 3), decoded with a key-value cache (``suite.models.decoding``, issue 17
+    item 3): each new token runs through the network alone instead of the whole sequence again. Prompts are
+    left-padded with a key mask, so texts of any length decode as they would alone (the DSL's texts all
+    have TEXT_LEN words, so the rows are not padded here)."""
+    dev = next(model.parameters()).device
+    ids, km = pad_sequences([tok.encode(f"{t} {SEP}", bos=True) for t in texts], tok.pad_id, left_pad=True)
+    ids, km = ids.repeat_interleave(n, 0).to(dev), km.repeat_interleave(n, 0).to(dev)
     outs = []
-    for lo in range(0, len(prompts), chunk):
-        o = model.generate(prompts[lo:lo + chunk], max_new, temperature=temperature, eos_id=tok.eos_id, generator=gen)
-        outs += tok.decode_batch(o[:, prompts.shape[1]:])
+    for lo in range(0, len(ids), chunk):
+        o = decoding.generate(model, ids[lo:lo + chunk], max_new, temperature=temperature, eos_id=tok.eos_id,
+                              generator=gen, key_mask=km[lo:lo + chunk])
+        outs += tok.decode_batch(o[:, ids.shape[1]:])
     return [outs[i * n:(i + 1) * n] for i in range(len(texts))]
 
 

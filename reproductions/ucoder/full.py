@@ -69,6 +69,16 @@ def completion_logprobs(lm: Any, prompt: str, bodies: list[str]) -> tuple[torch.
     return lp[:, plen - 1:].sum(1).cpu(), mask[:, plen:].sum(1).cpu()
 
 
+def load_lm(folder: Path, device: Any) -> Any:
+    """The HF model, sampling with its key-value cache (issue 17 item 3): ``CausalLM.generate`` calls HF
+    ``generate``, which runs only the new token per step when ``generation_config.use_cache`` is on; it is
+    switched on here because a checkpoint's ``generation_config.json`` may switch it off (then every step
+    re-runs the prompt and all tokens so far: the same tokens, O(T²) work)."""
+    lm = load_causal_lm(folder, device)
+    lm.model.generation_config.use_cache = True
+    return lm
+
+
 def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     tmp = None
     he = Path(cfg.humaneval)
@@ -80,13 +90,13 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
         tmp = tempfile.TemporaryDirectory(prefix="ucoder-dry-")
         root = Path(tmp.name)
         save_tiny_random_lm(root / "model", "qwen2", max_len=1024)
-        lm = load_causal_lm(root / "model", ctx.device)
+        lm = load_lm(root / "model", ctx.device)
         n, max_new, timeout = 2, 8, 5.0
     else:
         if ctx.data_root is None:
             raise DataNotFoundError(f"full scale needs --data-root (or SUITE_DATA) holding {cfg.model_dir}/ and "
                                     f"{cfg.humaneval}")
-        lm = load_causal_lm(Path(ctx.data_root) / cfg.model_dir, ctx.device)
+        lm = load_lm(Path(ctx.data_root) / cfg.model_dir, ctx.device)
         n, max_new, timeout = cfg.full_samples, cfg.full_max_new, 5.0
     rng = np.random.default_rng(ctx.seed)
     prec = {"consensus": [], "random": [], "min_nll": [], "greedy": []}

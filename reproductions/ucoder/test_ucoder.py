@@ -126,3 +126,96 @@ def test_completion_logprobs_score_only_completion_tokens_under_left_default(tmp
         alone = torch.gather(lp[:, :-1], 2, ids[:, 1:, None]).squeeze()[plen - 1:]
         assert int(cnt[i]) == ids.shape[1] - plen == len(alone)
         assert torch.allclose(total[i], alone.sum(), atol=1e-4)
+
+
+def _sharp_lm(tok, eos_boost: float = 3.0):
+    """A tiny random TransformerLM with sharp, context-dependent next-token distributions (weights × 8) and
+    a constant push towards EOS (final-norm bias along EOS's output row), so rows stop at different steps."""
+    import torch
+
+    from suite.models.transformer import TransformerLM
+
+    torch.manual_seed(0)
+    m = TransformerLM(tok.vocab_size, D.TEXT_LEN + 16, 32, 2, 4)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.mul_(8.0) if p.ndim > 1 else None
+        m.norm.bias.copy_(m.head.weight[tok.eos_id] / m.head.weight[tok.eos_id].norm() * eos_boost)
+    return m
+
+
+def _uncached(m, tok, texts: list[str], n: int, temperature: float, gen, chunk: int) -> list[list[str]]:
+    """The loop `sample` used before issue 17 item 3 (TransformerLM.generate re-runs the whole sequence per
+    token); equal-length texts only, as before. The oracle of the KV-cached sampler."""
+    import torch
+
+    from .experiment import SEP
+
+    prompts = torch.tensor([tok.encode(f"{t} {SEP}", bos=True) for t in texts]).repeat_interleave(n, 0)
+    outs = []
+    for lo in range(0, len(prompts), chunk):
+        o = m.generate(prompts[lo:lo + chunk], 12, temperature=temperature, eos_id=tok.eos_id, generator=gen)
+        outs += tok.decode_batch(o[:, prompts.shape[1]:])
+    return [outs[i * n:(i + 1) * n] for i in range(len(texts))]
+
+
+def test_kv_sampler_greedy_on_ragged_prompts_equals_each_prompt_alone_uncached() -> None:
+    """Issue 17 item 3: `sample` decodes through suite.models.decoding (KV cache, left padding + key mask).
+    Greedy, ragged prompts in mixed chunks, stop tokens: every row equals its text decoded alone by the
+    uncached loop (fails if the key mask is dropped: padding is then read as tokens)."""
+    import torch
+
+    from .experiment import sample
+
+    tok = tokenizer()
+    m = _sharp_lm(tok)
+    texts = [" ".join(p.text.split()[:k]) for p, k in zip(D.generate(6, 3), (24, 3, 10, 1, 17, 24))]
+    got = sample(m, tok, texts, 2, 0.0, 12, torch.Generator().manual_seed(1), chunk=5)
+    want = [_uncached(m, tok, [t], 2, 0.0, torch.Generator().manual_seed(1), chunk=5)[0] for t in texts]
+    assert got == want
+    lens = {len(o.split()) for os in got for o in os}
+    assert len(lens) > 2 and min(lens) < 12  # rows stop (EOS) at different steps
+
+
+def test_kv_sampler_at_temperature_1_equals_the_uncached_loop_with_the_same_generator() -> None:
+    """Temperature-1 sampling (stage 3), equal-length DSL texts as in the run, chunks of 8 rows sharing one
+    generator: the same programs as the uncached loop, draw for draw."""
+    import torch
+
+    from .experiment import sample
+
+    tok = tokenizer()
+    m = _sharp_lm(tok)
+    texts = [p.text for p in D.generate(10, 5)]
+    got = sample(m, tok, texts, 4, 1.0, 12, torch.Generator().manual_seed(2), chunk=8)
+    want = _uncached(m, tok, texts, 4, 1.0, torch.Generator().manual_seed(2), chunk=8)
+    assert got == want
+    flat = [o for os in got for o in os]
+    assert len(set(flat)) > 20 and min(len(o.split()) for o in flat) < 12
+
+
+def test_full_scale_sampling_runs_hf_generate_with_its_kv_cache(tmp_path) -> None:
+    """Full scale samples through `CausalLM.generate` (HF generate). `full.load_lm` switches the KV cache on
+    even when the checkpoint's generation_config switches it off: after the prefill every forward sees one new
+    token per row; the programs equal those of the uncached generate (same seed)."""
+    pytest.importorskip("transformers")
+    import torch
+
+    from suite.models.hf import load_causal_lm, save_tiny_random_lm
+
+    from .full import load_lm
+
+    folder = save_tiny_random_lm(tmp_path / "lm", "qwen2", max_len=256)
+    g = load_causal_lm(folder).model.generation_config
+    g.use_cache = False  # a checkpoint that ships with the cache off
+    g.save_pretrained(folder)
+    runs = {}
+    for name, loader in (("kv", load_lm), ("plain", load_causal_lm)):
+        lm = loader(folder, "cpu")
+        seen: list[int] = []
+        lm.model.register_forward_pre_hook(lambda mod, a, kw: seen.append(kw["input_ids"].shape[1]), with_kwargs=True)
+        torch.manual_seed(0)
+        runs[name] = (lm.generate(["def f(x):\n"] * 3, max_new_tokens=6, temperature=1.0), seen)
+    (kv, kv_len), (plain, plain_len) = runs["kv"], runs["plain"]
+    assert kv == plain
+    assert kv_len[1:] == [1] * 5 and plain_len[1:] == [plain_len[0] + i for i in range(1, 6)]
