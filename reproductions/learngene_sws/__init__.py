@@ -47,6 +47,17 @@ class Config:
     scratch_long_epochs: Annotated[int, Range(1)] = 20
     weight_decay: Annotated[float, Range(0)] = 0.05
     min_lr_ratio: Annotated[float, Range(0, 1)] = 0.0
+    # Stage-1 (Aux-Net, no-stage, ancestor) lr warmup in epochs, linear per step from lr / steps (official Aux-S:
+    # 5 epochs from 1e-6); descendants and scratch baselines: none (official Des-S: --warmup-epochs 0)
+    warmup_epochs: Annotated[int, Range(0)] = 0
+    # stochastic depth of every student ViT (official --drop-path 0.1, main.py default, used by both commands);
+    # the official value at every scale: the small preset has no regularisation values of its own
+    drop_path: Annotated[float, Range(0, 1, open_hi=True)] = 0.1
+    # DeiT's batch recipe (official main.py defaults) for every student ViT; 0 = off (smoke / small)
+    mixup: Annotated[float, Range(0)] = 0.0            # mixup alpha (switch to CutMix w.p. 0.5 when both > 0)
+    cutmix: Annotated[float, Range(0)] = 0.0           # CutMix alpha
+    label_smoothing: Annotated[float, Range(0, 1)] = 0.0
+    reprob: Annotated[float, Range(0, 1)] = 0.0        # random erasing probability ('pixel' mode, one box)
     batch_size: Annotated[int, Range(1)] = 64
     data: Literal["digits", "imagenet"] = "digits"   # imagenet: <data_root>/imagenet (full.py)
     workers: Annotated[int, Range(0)] = 8            # DataLoader workers (imagenet only)
@@ -71,7 +82,8 @@ SCALES = {
     # full: Aux-S on ImageNet-1K (released recipe, README table); see full.py
     "full": {"dim": 384, "heads": 6, "aux_heads": 12, "mlp_ratio": 4.0, "patch": 16, "stages": (3, 3, 4, 3, 3),
              "depths": (6, 8, 10, 12), "aux_epochs": 150, "aux_lr": 5e-4, "des_epochs": 10, "des_lr": 5e-5,
-             "scratch_long_epochs": 100, "batch_size": 512, "min_lr_ratio": 0.02, "data": "imagenet"},
+             "scratch_long_epochs": 100, "batch_size": 512, "min_lr_ratio": 0.02, "data": "imagenet",
+             "warmup_epochs": 5, "mixup": 0.8, "cutmix": 1.0, "label_smoothing": 0.1, "reprob": 0.25},
 }
 _S = ("small",)
 

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from suite.data.augment import mixup_cutmix, random_erasing
 from suite.models.convnet import ConvNet
 from suite.models.resnet import ResNet
 from suite.spec import curve_metrics
@@ -36,12 +37,41 @@ def build_vit(cfg: Any, depth: int, shape: tuple[int, int, int], classes: int, a
     """A descendant-shaped ViT; ``aux``: an ancestor (Aux-Net, no-stage, ancestor layers), with ``aux_heads``."""
     c, h, _ = shape
     heads = (cfg.aux_heads or cfg.heads) if aux else cfg.heads
-    return make_vit(h, cfg.patch, c, classes, cfg.dim, depth, heads, cfg.mlp_ratio)
+    return make_vit(h, cfg.patch, c, classes, cfg.dim, depth, heads, cfg.mlp_ratio, descendant=not aux,
+                    drop_path=cfg.drop_path)
 
 
-def _tc(cfg: Any, epochs: int, lr: float, wd: float) -> TrainConfig:
+def _tc(cfg: Any, epochs: int, lr: float, wd: float, warmup_steps: int = 0) -> TrainConfig:
     return TrainConfig(epochs=epochs, batch_size=cfg.batch_size, lr=lr, optimizer="adamw", weight_decay=wd,
-                       schedule="cosine", min_lr_ratio=cfg.min_lr_ratio)
+                       schedule="cosine", min_lr_ratio=cfg.min_lr_ratio, warmup_steps=warmup_steps)
+
+
+def augmenter(cfg: Any, classes: int):
+    """DeiT's batch-level recipe of the official main.py (full preset), None when every rate is 0: random erasing
+    (in DeiT's per-image transform, so before mixing), then mixup / CutMix (switch prob 0.5, 'batch' mode) with
+    label-smoothed soft targets. Returns ``(x, y) -> (x', targets)``."""
+    mixing = cfg.mixup > 0 or cfg.cutmix > 0 or cfg.label_smoothing > 0
+    if not mixing and cfg.reprob <= 0:
+        return None
+
+    def aug(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if cfg.reprob > 0:
+            x = random_erasing(x, cfg.reprob)
+        if mixing:
+            return mixup_cutmix(x, y, classes, cfg.mixup, cfg.cutmix, label_smoothing=cfg.label_smoothing)
+        return x, y
+
+    return aug
+
+
+def online_kd(student: torch.nn.Module, teacher: torch.nn.Module, batch: Any, aug: Any, alpha: float,
+              temperature: float) -> torch.Tensor:
+    """Distillation on one batch with the teacher run on the student's input after augmentation (DeiT's
+    ``DistillationLoss``: ``teacher_model(inputs)`` on the mixed samples); ``aug``: None or ``augmenter(...)``."""
+    x, y = aug(batch[0], batch[1]) if aug is not None else (batch[0], batch[1])
+    with torch.no_grad():
+        zt = teacher(x)
+    return distill_loss(student(x), zt, y, alpha, temperature)
 
 
 def build_teacher(shape: tuple[int, int, int], classes: int) -> torch.nn.Module:
@@ -61,6 +91,16 @@ def run_protocol(cfg: Any, ctx: Any, train: Any, test: Any, shape: tuple[int, in
     stages = tuple(cfg.stages)
     m: dict[str, float] = {}
     ce = lambda mod, b: F.cross_entropy(mod(b[0]), b[1])  # noqa: E731
+    aug = augmenter(cfg, classes)
+    if aug is None:
+        student_ce = ce
+    else:
+        def student_ce(mod, b):   # soft targets: F.cross_entropy on class probabilities = SoftTargetCrossEntropy
+            x, t = aug(b[0], b[1])
+            return F.cross_entropy(mod(x), t)
+    # Aux-S warmup (official: 5 epochs, per epoch from 1e-6; here per step, linear from lr / warmup_steps)
+    per_epoch = len(train) if not tensors else -(-len(train[1]) // cfg.batch_size)
+    aux_warmup = cfg.warmup_epochs * per_epoch
 
     # --- teacher (spec §6: a small CNN trained in-run; LeViT-384 at full scale)
     torch.manual_seed(ctx.seed)
@@ -68,17 +108,13 @@ def run_protocol(cfg: Any, ctx: Any, train: Any, test: Any, shape: tuple[int, in
     fit(teacher, ce, train, _tc(cfg, cfg.teacher_epochs, 1e-3, 0.0), ctx=ctx, name="teacher")
     m["teacher_acc"] = accuracy(teacher, test, dev)
     teacher.eval()
-    if tensors:   # teacher logits once (eval mode: the same numbers the online teacher would give)
+    if tensors and aug is None:   # teacher logits once (eval mode: the same numbers the online teacher would give)
         with torch.no_grad():
             kd_data = (train[0], train[1], teacher(train[0]))
         kd = lambda mod, b: distill_loss(mod(b[0]), b[2], b[1], cfg.alpha, cfg.temperature)  # noqa: E731
-    else:         # streamed data: teacher logits per batch
+    else:         # streamed or augmented data: teacher logits per batch, on the student's (augmented) input
         kd_data = train
-
-        def kd(mod, b):
-            with torch.no_grad():
-                zt = teacher(b[0])
-            return distill_loss(mod(b[0]), zt, b[1], cfg.alpha, cfg.temperature)
+        kd = lambda mod, b: online_kd(mod, teacher, b, aug, cfg.alpha, cfg.temperature)  # noqa: E731
 
     def pretrain(model, name):   # Stage 1: distillation from the teacher, same budget for every ancestor
         key = {"aux": "sws"}.get(name, name)
@@ -86,7 +122,7 @@ def run_protocol(cfg: Any, ctx: Any, train: Any, test: Any, shape: tuple[int, in
             m[f"table/{key}/pre_steps"], m[f"table/{key}/pre_s"] = 0.0, 0.0
             return model, 0.0, 0
         t0 = time.perf_counter()
-        r = fit(model, kd, kd_data, _tc(cfg, cfg.aux_epochs, cfg.aux_lr, cfg.weight_decay), ctx=ctx,
+        r = fit(model, kd, kd_data, _tc(cfg, cfg.aux_epochs, cfg.aux_lr, cfg.weight_decay, aux_warmup), ctx=ctx,
                 name=name)
         m[f"table/{key}/pre_steps"], m[f"table/{key}/pre_s"] = float(r.step), time.perf_counter() - t0
         return model, time.perf_counter() - t0, r.step
@@ -129,7 +165,7 @@ def run_protocol(cfg: Any, ctx: Any, train: Any, test: Any, shape: tuple[int, in
             ep = cfg.scratch_long_epochs if long else cfg.des_epochs
             lr = cfg.scratch_lr if init in ("scratch", "scratch_long") else cfg.des_lr
             t0 = time.perf_counter()
-            r = fit(des, ce, train, _tc(cfg, ep, lr, cfg.weight_decay), ctx=ctx, name=f"{init}-{d}")
+            r = fit(des, student_ce, train, _tc(cfg, ep, lr, cfg.weight_decay), ctx=ctx, name=f"{init}-{d}")
             m[f"train_s/{init}/{d}"] = time.perf_counter() - t0
             m[f"steps/{init}/{d}"] = float(r.step)
             accs[init].append(accuracy(des, test, dev))

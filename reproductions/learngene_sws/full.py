@@ -22,7 +22,8 @@ MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 class ImageFolder(Dataset):
     """<split>/<wnid>/*.JPEG -> (3x224x224 normalised float tensor, class index); class index = sorted wnid order.
     Train: random-resized-crop + horizontal flip; val: resize 256 + centre crop 224 (DeiT eval transform).
-    DeiT's RandAugment / mixup / cutmix / random erasing / repeated augmentation are left out (README)."""
+    Random erasing, mixup / CutMix and label smoothing act on the batch (``experiment.augmenter``); DeiT's
+    RandAugment and repeated augmentation are left out (README)."""
 
     def __init__(self, root: Path, classes: list[str], train: bool, size: int = 224) -> None:
         self.items = [(p, i) for i, c in enumerate(classes) for p in sorted((root / c).glob("*.JPEG"))]

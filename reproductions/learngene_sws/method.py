@@ -1,6 +1,9 @@
 """SWS (Xia et al., IJCAI 2024): stage-wise weight-shared Aux-Net -> learngene layers -> variable-depth descendants.
 
-Built on suite.models.ViT with mean pooling (the released Aux-Nets have no class token, spec §7).
+Built on suite.models.ViT without a class token and with mean pooling, as the released nets: the Aux-Net
+(SWS_vit.py, ``use_cls_token=False``) applies its final norm to every token, then averages; a descendant
+(des_models.py, timm ``global_pool='avg'``) averages, then applies ``fc_norm``, into which the Aux-Net's final
+norm is copied (utils.py ``gene_tranfer_1``). Both use stochastic depth (main.py ``--drop-path``).
 """
 from __future__ import annotations
 
@@ -13,9 +16,12 @@ from suite.models.vit import ViT
 
 
 def make_vit(image_size: int, patch: int, channels: int, classes: int, dim: int, depth: int, heads: int,
-             mlp_ratio: float) -> ViT:
+             mlp_ratio: float, descendant: bool = False, drop_path: float = 0.0) -> ViT:
+    """No class token, mean pooling; ``descendant``: pool, then norm (fc_norm), else norm, then pool (Aux-Net).
+    ``drop_path``: stochastic-depth rate of the last block (linear from 0 over the blocks, DeiT's rule)."""
     return ViT(image_size=image_size, patch_size=patch, in_channels=channels, num_classes=classes, dim=dim,
-               depth=depth, heads=heads, mlp_ratio=mlp_ratio, pool="mean")
+               depth=depth, heads=heads, mlp_ratio=mlp_ratio, pool="mean", class_token=False,
+               norm_after_pool=descendant, drop_path=drop_path)
 
 
 def share_stages(model: ViT, stages: tuple[int, ...]) -> ViT:
@@ -50,8 +56,9 @@ def stage_mapping(depth: int, n_stages: int) -> tuple[int, ...]:
 
 
 def expand(aux: ViT, stages: tuple[int, ...], depth: int, des: ViT, mapping: tuple[int, ...] | None = None) -> ViT:
-    """Stage 2 (spec §3): copy patch/pos embedding, final norm and head from the Aux-Net; descendant layer l copies
-    ALL weights of learngene layer mapping[l] (independent copies, tuned separately)."""
+    """Stage 2 (spec §3): copy patch/pos embedding, final norm (into the descendant's post-pool norm) and head
+    from the Aux-Net; descendant layer l copies ALL weights of learngene layer mapping[l] (independent copies,
+    tuned separately). A class token is copied only where both nets have one (the SWS nets have none)."""
     genes = learngene_layers(aux, stages)
     mapping = mapping if mapping is not None else stage_mapping(depth, len(genes))
     if len(mapping) != len(des.blocks):
@@ -60,7 +67,8 @@ def expand(aux: ViT, stages: tuple[int, ...], depth: int, des: ViT, mapping: tup
         for name in ("patch", "norm", "head"):
             getattr(des, name).load_state_dict(getattr(aux, name).state_dict())
         des.pos.copy_(aux.pos)
-        des.cls.copy_(aux.cls)
+        if des.cls is not None and aux.cls is not None:
+            des.cls.copy_(aux.cls)
         for blk, m in zip(des.blocks, mapping):   # weights into the descendant's own blocks (its own heads)
             blk.load_state_dict(genes[m].state_dict())
     return des

@@ -68,6 +68,78 @@ def test_expansion_copies_all_weights_as_independent_copies():
         assert torch.allclose(expand(one, (3,), 3, _vit(3)).eval()(x), one.eval()(x), atol=1e-6)
 
 
+def test_official_nets_no_class_token_pooling_and_drop_path():
+    """SWS_vit.py (Aux: no class token, final norm then mean), des_models.py (Des: mean then fc_norm), drop path
+    0.1 linear over the blocks (main.py --drop-path) at every scale; expand puts the Aux norm into the Des norm."""
+    from .experiment import build_vit
+
+    cfg = config.resolve(registry.get(SLUG), "small")
+    shape = (1, 8, 8)
+    torch.manual_seed(0)
+    aux = share_stages(build_vit(cfg, 8, shape, 10, aux=True), (2, 2, 2, 2))
+    des = expand(aux, (2, 2, 2, 2), 6, build_vit(cfg, 6, shape, 10))
+    assert aux.cls is None and des.cls is None and aux.pos.shape[1] == des.pos.shape[1] == 16
+    assert cfg.drop_path == 0.1 and aux.dpr[0] == 0.0 and abs(aux.dpr[-1] - 0.1) < 1e-7 and len(des.dpr) == 6
+    with torch.no_grad():
+        aux.norm.weight.normal_()   # a non-trivial final norm, so that its place matters
+        aux.norm.bias.normal_()
+        des = expand(aux, (2, 2, 2, 2), 6, des)
+        assert torch.equal(des.norm.weight, aux.norm.weight)
+        x = torch.randn(3, 1, 8, 8)
+        aux.eval(), des.eval()
+        assert torch.allclose(aux.features(x), aux.norm(aux.tokens(x)).mean(1), atol=1e-6)
+        assert torch.allclose(des.features(x), des.norm(des.tokens(x).mean(1)), atol=1e-6)
+        assert not torch.allclose(des.features(x), des.norm(des.tokens(x)).mean(1), atol=1e-4)
+
+
+def test_full_recipe_augmenter_and_off_at_small():
+    """Full preset: DeiT's random erasing + mixup/CutMix + label smoothing on every student batch; small: none."""
+    from .experiment import augmenter
+
+    r = registry.get(SLUG)
+    assert augmenter(config.resolve(r, "small"), 10) is None and augmenter(config.resolve(r, "smoke"), 10) is None
+    f = config.resolve(r, "full")
+    assert (f.mixup, f.cutmix, f.label_smoothing, f.reprob, f.warmup_epochs) == (0.8, 1.0, 0.1, 0.25, 5)
+    aug = augmenter(f, 10)
+    torch.manual_seed(0)
+    x, y = torch.randn(8, 3, 16, 16), torch.arange(8)
+    for _ in range(5):
+        xa, t = aug(x, y)
+        assert xa.shape == x.shape and t.shape == (8, 10) and torch.allclose(t.sum(1), torch.ones(8))
+        assert t.min() >= 0.1 / 10 - 1e-7 and t.max() <= 1 - 0.1 + 0.1 / 10 + 1e-7   # smoothed
+        assert not torch.equal(xa, x)
+
+
+def test_online_distillation_teacher_sees_the_augmented_batch():
+    from .experiment import augmenter, online_kd
+
+    seen = {}
+
+    class Probe(torch.nn.Module):
+        def __init__(self, key):
+            super().__init__()
+            self.key, self.lin = key, torch.nn.Linear(48, 10)
+
+        def forward(self, x):
+            seen[self.key] = x
+            return self.lin(x.flatten(1))
+
+    torch.manual_seed(0)
+    x, y = torch.randn(8, 3, 4, 4), torch.arange(8)
+    aug = augmenter(config.resolve(registry.get(SLUG), "full"), 10)
+    loss = online_kd(Probe("s"), Probe("t"), (x, y), aug, 1.0, 1.0)
+    assert torch.isfinite(loss) and seen["s"] is seen["t"] and not torch.equal(seen["s"], x)
+
+
+def test_smoke_with_the_full_recipe_runs():
+    """The augmented path at smoke size (per-batch teacher on the augmented input, warmup, soft targets)."""
+    r = registry.get(SLUG)
+    kw = ["mixup=0.8", "cutmix=1.0", "label_smoothing=0.1", "reprob=0.25", "warmup_epochs=1", "depths=2"]
+    m = r.run(config.resolve(r, "smoke", kw), for_tests()).metrics
+    assert all(torch.isfinite(torch.tensor(m[k])) for k in ("aux_acc", "acc_sws_mean", "acc_scratch_mean"))
+    assert m["aux_steps"] > 0
+
+
 def test_distill_loss_known_answers():
     z = torch.randn(4, 10)
     assert distill_loss(z, z).abs().item() < 1e-6                     # KL(p || p) = 0

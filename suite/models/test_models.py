@@ -102,6 +102,99 @@ def test_vit_shapes_and_params() -> None:
         ViT(image_size=8, patch_size=3)
 
 
+def _reference_vit(seed: int, x: torch.Tensor, d: int, depth: int, heads: int, pool: str, train: bool):
+    """The original ViT written out: modules created in the original order from ``seed``, then
+    cat([CLS], patches) + pos -> blocks -> final norm -> [CLS] or mean over patch tokens -> head."""
+    from torch import nn
+
+    from suite.models.blocks import Block
+
+    torch.manual_seed(seed)
+    patch = nn.Conv2d(1, d, 2, 2)
+    cls = torch.zeros(1, 1, d)
+    pos = torch.randn(1, 17, d) * 0.02
+    blocks = [Block(d, heads, 2.0, 0.0).train(train) for _ in range(depth)]
+    norm, head = nn.LayerNorm(d), nn.Linear(d, 10)
+    # own parameters first, then the submodules' (nn.Module.parameters order)
+    params = [cls, pos, patch.weight, patch.bias] + [p for b in blocks for p in b.parameters()] + [
+        norm.weight, norm.bias, head.weight, head.bias]
+    with torch.no_grad():
+        p = patch(x).flatten(2).transpose(1, 2)
+        h = torch.cat([cls.expand(p.shape[0], -1, -1), p], 1) + pos
+        for b in blocks:
+            h = b(h)
+        h = norm(h)
+        return head(h[:, 0] if pool == "cls" else h[:, 1:].mean(1)), params
+
+
+def test_vit_defaults_are_the_original_model() -> None:
+    """New options at their defaults: same parameters from the same seed, bit-identical forward."""
+    x = torch.randn(3, 1, 8, 8)
+    for pool in ("cls", "mean"):
+        for train in (True, False):
+            torch.manual_seed(5)
+            m = ViT(image_size=8, patch_size=2, in_channels=1, num_classes=10, dim=16, depth=3, heads=2,
+                    mlp_ratio=2.0, pool=pool).train(train)
+            want, params = _reference_vit(5, x, 16, 3, 2, pool, train)
+            assert len(list(m.parameters())) == len(params)
+            assert all(torch.equal(a, b) for a, b in zip(m.parameters(), params))
+            with torch.no_grad():
+                assert torch.equal(m(x), want)
+            assert m.dpr == [0.0, 0.0, 0.0] and m.cls is not None and not m.norm_after_pool
+
+
+def test_vit_without_class_token_pools_the_patch_tokens() -> None:
+    kw = dict(image_size=8, patch_size=2, in_channels=1, num_classes=10, dim=16, depth=2, heads=2, mlp_ratio=2.0)
+    x = torch.randn(3, 1, 8, 8)
+    base = ViT(**kw, pool="mean")
+    m = ViT(**kw, pool="mean", class_token=False).eval()
+    assert m.cls is None and m.pos.shape == (1, 16, 16)
+    assert count_params(m) == count_params(base) - 16 - 16          # no [CLS] and one position fewer
+    with torch.no_grad():
+        t = m.tokens(x)
+        assert t.shape == (3, 16, 16)                                  # patches only
+        assert torch.allclose(m.features(x), m.norm(t).mean(1), atol=1e-6)   # norm, then mean (Aux-Net)
+        m.norm_after_pool = True                                       # mean, then norm (timm fc_norm)
+        assert torch.allclose(m.features(x), m.norm(t.mean(1)), atol=1e-6)
+        assert not torch.allclose(m.norm(t.mean(1)), m.norm(t).mean(1), atol=1e-3)
+    with pytest.raises(ConfigError, match="class_token"):
+        ViT(**kw, pool="cls", class_token=False)
+
+
+def test_drop_path_keep_rate_scaling_and_identity_in_eval() -> None:
+    from suite.models.vit import drop_path
+
+    x = torch.ones(40000, 3, 2)
+    torch.manual_seed(0)
+    y = drop_path(x, 0.3, True)
+    per_sample = y.flatten(1)
+    assert torch.equal(per_sample.min(1).values, per_sample.max(1).values)   # one draw per sample
+    kept = per_sample[:, 0] != 0
+    assert abs(kept.float().mean().item() - 0.7) < 0.01                      # keep rate 1 - p
+    assert torch.allclose(per_sample[kept], torch.full_like(per_sample[kept], 1 / 0.7))   # scaled by 1/(1-p)
+    assert torch.equal(drop_path(x, 0.3, False), x) and torch.equal(drop_path(x, 0.0, True), x)
+
+
+def test_vit_drop_path_rates_and_branches() -> None:
+    kw = dict(image_size=8, patch_size=2, in_channels=1, num_classes=10, dim=16, depth=2, heads=2, mlp_ratio=2.0,
+              pool="mean", class_token=False)
+    assert ViT(**{**kw, "depth": 5}, drop_path=0.1).dpr == pytest.approx([0.0, 0.025, 0.05, 0.075, 0.1])  # timm's dpr
+    x = torch.randn(8, 1, 8, 8)
+    torch.manual_seed(0)
+    m = ViT(**kw, drop_path=0.9999)       # block 0: rate 0; block 1: both branches dropped (almost surely)
+    ref = ViT(**kw)
+    ref.load_state_dict(m.state_dict())
+    with torch.no_grad():
+        assert torch.equal(m.eval()(x), ref.eval()(x))                 # eval: the identity
+        m.train()
+        torch.manual_seed(1)
+        h = m.blocks[0](m.patch(x).flatten(2).transpose(1, 2) + m.pos)
+        assert torch.allclose(m.tokens(x), h, atol=1e-6)               # train: block 1 skipped, block 0 kept
+        assert not torch.allclose(ref.train().tokens(x), h, atol=1e-3)
+    with pytest.raises(ConfigError, match="drop_path"):
+        ViT(**kw, drop_path=1.0)
+
+
 def test_transformer_params_and_causality() -> None:
     v, t, d = 20, 16, 32
     m = TransformerLM(v, max_len=t, dim=d, depth=2, heads=4, causal=True)
