@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from suite.models.ssm import S4D, SSMConfig
+from suite.models.ssm import S4DBlock, SSMConfig, pool_sequence
 from suite.errors import UnknownNameError
 
 POOLS = ("mean", "last")
 NORMS = ("batch", "layer")
+# the block (norm kind, pre/post-norm) and the decoder pooling live in suite.models.ssm (S4DBlock, pool_sequence),
+# shared with reproductions/self_pretraining
 
 
 @dataclass
@@ -45,34 +47,6 @@ class ModelConfig:
             raise UnknownNameError(f"unknown norm {self.norm!r}; use one of {NORMS}")
 
 
-class _Norm(nn.Module):
-    def __init__(self, kind: str, H: int) -> None:
-        super().__init__()
-        self.kind = kind
-        self.norm = nn.BatchNorm1d(H) if kind == "batch" else nn.LayerNorm(H)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, H)
-        if self.kind == "batch":
-            return self.norm(x.transpose(1, 2)).transpose(1, 2)
-        return self.norm(x)
-
-
-class S4DBlock(nn.Module):
-    """Residual S4D block with batch/layer norm, pre- or post-norm."""
-
-    def __init__(self, H: int, cfg: ModelConfig, generator: torch.Generator | None = None) -> None:
-        super().__init__()
-        self.layer = S4D(H, cfg.ssm, generator=generator)
-        self.norm = _Norm(cfg.norm, H)
-        self.drop = nn.Dropout(cfg.dropout)
-        self.prenorm = cfg.prenorm
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.prenorm:
-            return x + self.drop(self.layer(self.norm(x)))
-        return self.norm(x + self.drop(self.layer(x)))
-
-
 class S4DClassifier(nn.Module):
     """Sequence classifier: ``forward(x)`` with x (B, L) token ids or (B, L[, d_input]) reals;
     for ``dual`` models x is (B, 2, L)."""
@@ -82,7 +56,8 @@ class S4DClassifier(nn.Module):
         self.cfg = cfg
         H = cfg.d_model
         self.encoder = nn.Embedding(cfg.vocab, H) if cfg.vocab > 0 else nn.Linear(cfg.d_input, H)
-        self.blocks = nn.ModuleList(S4DBlock(H, cfg, generator) for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(S4DBlock(H, cfg.ssm, cfg.norm, cfg.prenorm, cfg.dropout, generator)
+                                    for _ in range(cfg.n_layers))
         d_feat = 4 * H if cfg.dual else H
         self.decoder = (nn.Sequential(nn.Linear(d_feat, H), nn.GELU(), nn.Linear(H, cfg.n_classes)) if cfg.dual
                         else nn.Linear(H, cfg.n_classes))
@@ -100,13 +75,7 @@ class S4DClassifier(nn.Module):
             h = self.encoder(x.unsqueeze(-1) if x.dim() == 2 else x)
         for blk in self.blocks:
             h = blk(h)
-        if mask is None:
-            return h[:, -1] if self.cfg.pool == "last" else h.mean(1)
-        if self.cfg.pool == "last":  # the last real token (index length - 1)
-            last = (mask.sum(1) - 1).clamp_min(0)
-            return h[torch.arange(h.shape[0], device=h.device), last]
-        m = mask.unsqueeze(-1).to(h.dtype)
-        return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+        return pool_sequence(h, mask, self.cfg.pool)  # mean / last (real token with a mask)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.cfg.dual:
@@ -117,4 +86,4 @@ class S4DClassifier(nn.Module):
         return self.decoder(self.features(x))
 
 
-__all__ = ["ModelConfig", "S4DBlock", "S4DClassifier"]
+__all__ = ["ModelConfig", "S4DBlock", "S4DClassifier"]  # S4DBlock re-exported from suite.models.ssm

@@ -4,12 +4,14 @@ An encoder maps inputs to per-position states ``(B, L, H)``:
 - :class:`TransformerEncoder`: ``suite.models.transformer.TransformerLM`` in bidirectional mode
   (``causal=False``, learned positions, pre-LN) without its LM head; for pixel inputs its token
   embedding is a linear map of the ``d_input`` channels.
-- :class:`S4DEncoder`: embedding / linear input map, pre-norm residual blocks around the
-  bidirectional S4D layer of ``suite.models.ssm``, final LayerNorm.
+- :class:`S4DEncoder`: embedding / linear input map, residual blocks ``suite.models.ssm.S4DBlock`` around the
+  bidirectional S4D layer (norm kind and pre/post-norm per task, as the official ``s4-lra-<task>.yaml``), and a
+  final norm of the same kind after pre-norm blocks only (official ``SequenceModel``: ``Identity`` after post-norm).
 
 Pretraining = encoder + per-position linear decoder: vocabulary logits (tokens), 256 intensity-class
 logits (pixels pretrained with CE: Pathfinder, Path-X) or one value (pixels with L1: Image).
-Fine-tuning = the same encoder + mean pooling over real positions + linear classifier (:class:`Classifier`).
+Fine-tuning = the same encoder + pooling (``EncoderConfig.pool``: mean / last / max, over real positions;
+official ``decoder.mode``) + linear classifier (:class:`Classifier`).
 :func:`transfer_encoder` copies every encoder tensor and fails if any is left out (the repo's
 ``strict=False`` load hides missing keys, spec §7); for pixel tasks it drops the last input column (the
 mask-indicator channel) of the input map, as the repo does.
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from suite.models.ssm import S4D, SSMConfig
+from suite.models.ssm import NORMS, POOLS, Norm, S4DBlock, SSMConfig, pool_sequence
 from suite.errors import ConfigError, UnknownNameError
 from suite.models.transformer import TransformerLM
 
@@ -45,12 +47,20 @@ class EncoderConfig:
     dropout: float = 0.0
     ssm: SSMConfig = field(default_factory=lambda: SSMConfig(d_state=64, init="inv", bidirectional=True))
     positions: str = "learned"   # Transformer: "learned" or "sinusoidal" (fixed; the official LRA configs)
+    # S4D block (official ``model.norm`` / ``model.prenorm``; defaults = the official ``configs/model/base.yaml``)
+    norm: str = "layer"
+    prenorm: bool = True
+    pool: str = "mean"           # classifier pooling over positions (official ``decoder.mode``: pool, last, max)
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise UnknownNameError(f"unknown architecture {self.arch!r}; use one of {ARCHS}")
         if self.positions not in ("learned", "sinusoidal"):
             raise UnknownNameError(f"unknown positions {self.positions!r}; use learned or sinusoidal")
+        if self.norm not in NORMS:
+            raise UnknownNameError(f"unknown norm {self.norm!r}; use one of {NORMS}")
+        if self.pool not in POOLS:
+            raise UnknownNameError(f"unknown pool {self.pool!r}; use one of {POOLS}")
 
 
 def sinusoids(n: int, d: int) -> torch.Tensor:
@@ -85,7 +95,9 @@ class TransformerEncoder(nn.Module):
 
 
 class S4DEncoder(nn.Module):
-    """Input map -> n x [x + dropout(S4D(LayerNorm(x)))] -> LayerNorm; padding zeroed at each S4D input."""
+    """Input map -> n x S4DBlock (pre-norm ``x + dropout(S4D(norm(x)))`` or post-norm ``norm(x + dropout(S4D(x)))``,
+    BatchNorm or LayerNorm) -> final norm (pre-norm only; official ``SequenceModel``); padding zeroed at each S4D
+    input."""
 
     input_key = "embed.weight"
 
@@ -95,19 +107,15 @@ class S4DEncoder(nn.Module):
         H = cfg.d_model
         ssm = SSMConfig(**{**cfg.ssm.__dict__, "bidirectional": True})
         self.embed = nn.Embedding(cfg.vocab, H) if cfg.vocab > 0 else nn.Linear(cfg.d_input, H, bias=False)
-        self.norms = nn.ModuleList(nn.LayerNorm(H) for _ in range(cfg.n_layers))
-        self.layers = nn.ModuleList(S4D(H, ssm, generator=generator) for _ in range(cfg.n_layers))
-        self.drop = nn.Dropout(cfg.dropout)
-        self.norm = nn.LayerNorm(H)
+        self.blocks = nn.ModuleList(S4DBlock(H, ssm, cfg.norm, cfg.prenorm, cfg.dropout, generator)
+                                    for _ in range(cfg.n_layers))
+        self.norm = Norm(cfg.norm, H) if cfg.prenorm else nn.Identity()
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         h = self.embed(x.long() if self.cfg.vocab > 0 else x)
         keep = None if key_mask is None else key_mask.unsqueeze(-1).to(h.dtype)
-        for norm, layer in zip(self.norms, self.layers):
-            u = norm(h)
-            if keep is not None:  # padding enters no convolution: real positions ignore the padding length
-                u = u * keep
-            h = h + self.drop(layer(u))
+        for blk in self.blocks:  # keep: padding enters no convolution (real positions ignore the padding length)
+            h = blk(h, keep)
         return self.norm(h)
 
 
@@ -133,12 +141,15 @@ class PretrainModel(nn.Module):
 
 
 class Classifier(nn.Module):
-    """Encoder + mean pooling over real positions + linear head. ``dual`` (Retrieval): x is
-    (B, 2, L), both documents share the encoder, features ``[z1, z2, z1*z2, z1-z2]``."""
+    """Encoder + pooling over real positions (``encoder.cfg.pool``) + linear head. ``dual`` (Retrieval): x is
+    (B, 2, L), both documents share the encoder, features ``[z1, z2, z1*z2, z1-z2]``. ``normalize``: pixel
+    inputs in [0, 1] are mapped to [-1, 1] (``2x - 1``) by ``method._prep`` (official Pathfinder / Path-X
+    loaders, ``Normalize(mean=0.5, std=0.5)``)."""
 
-    def __init__(self, encoder: nn.Module, n_classes: int, pad_id: int | None = 0, dual: bool = False) -> None:
+    def __init__(self, encoder: nn.Module, n_classes: int, pad_id: int | None = 0, dual: bool = False,
+                 normalize: bool = False) -> None:
         super().__init__()
-        self.encoder, self.pad_id, self.dual = encoder, pad_id, dual
+        self.encoder, self.pad_id, self.dual, self.normalize = encoder, pad_id, dual, normalize
         H = encoder.cfg.d_model
         self.head = (nn.Sequential(nn.Linear(4 * H, H), nn.GELU(), nn.Linear(H, n_classes)) if dual
                      else nn.Linear(H, n_classes))
@@ -146,10 +157,7 @@ class Classifier(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         key_mask = (x != self.pad_id) if (self.encoder.cfg.vocab > 0 and self.pad_id is not None) else None
         h = self.encoder(x, key_mask)
-        if key_mask is None:
-            return h.mean(1)
-        m = key_mask.unsqueeze(-1).to(h.dtype)  # padding excluded from the mean (spec §7)
-        return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+        return pool_sequence(h, key_mask, self.encoder.cfg.pool)  # padding excluded (spec §7)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.dual:

@@ -9,7 +9,7 @@ import torch
 from suite.models.ssm import SSMConfig, ssm_param_groups
 from reproductions.self_pretraining.encoders import EncoderConfig, PretrainModel, build_encoder
 from reproductions.self_pretraining.masking import IGNORE, mask_pixels, mask_tokens
-from reproductions.self_pretraining.method import (PhaseConfig, _head, crop_pad, decoder_outputs, denoising_loss,
+from reproductions.self_pretraining.method import (PhaseConfig, _head, _prep, decoder_outputs, denoising_loss,
                                                    encoder_config, finetune, make_classifier, pretrain)
 from reproductions.self_pretraining.tasks import LRA_TASKS, PAD_ID, TaskData, listops_mini, load_lra, sdigits
 from suite.data.stream import DiskSplit
@@ -127,6 +127,12 @@ class LRAHP:
     ssm_lr: float = 1e-3                # S4D: lr of A, B (``layer.lr``)
     lr_dt: float | None = None          # S4D: lr of dt (None: the base lr, ``dt: null``)
     positions: str = "sinusoidal"       # Transformer: the repo's ``position`` encoder (fixed sinusoids)
+    # S4D block of the ``s4-lra-<task>[-mlm].yaml`` (the same in both files): ``model.norm``, ``model.prenorm``,
+    # ``model.layer.n_ssm`` (None: one (A, B) per channel, the files' ``${..d_model}`` / d_model / null)
+    norm: str = "batch"
+    prenorm: bool = True
+    n_ssm: int | None = None
+    pool: str = "mean"                  # classifier pooling, official ``decoder.mode`` (pool = mean, last, max)
 
 
 _T = dict(dropout=0.0, weight_decay=0.0)
@@ -140,13 +146,15 @@ LRA_HP: dict[tuple[str, str], LRAHP] = {
                                     pre_warmup_steps=2500, **_T),
     ("transformer", "pathfinder"): LRAHP(128, 4, 8, 32, 5e-4, 50, 200, mlp_ratio=1, warmup_steps=5000,
                                          pre_warmup_steps=2500, **_T),
-    ("transformer", "pathx"): LRAHP(128, 4, 4, 32, 5e-4, 200, 200, mlp_ratio=1, warmup_steps=5000, **_T),
-    ("s4d", "listops"): LRAHP(128, 8, 1, 50, 0.01, 100, 40, warmup_steps=2000),
+    ("transformer", "pathx"): LRAHP(128, 4, 4, 32, 5e-4, 200, 200, mlp_ratio=1, warmup_steps=5000, pool="max", **_T),
+    ("s4d", "listops"): LRAHP(128, 8, 1, 50, 0.01, 100, 40, warmup_steps=2000, prenorm=False),
     ("s4d", "text"): LRAHP(256, 6, 1, 16, 0.01, 32, 32, warmup_steps=5000, schedule="cosine", pre_warmup_steps=1000,
                            pre_schedule="constant"),
     ("s4d", "retrieval"): LRAHP(256, 6, 1, 64, 0.01, 20, 20, warmup_steps=2500),
-    ("s4d", "image"): LRAHP(512, 6, 1, 50, 0.01, 200, 200, dropout=0.1, schedule="cosine", pre_schedule="constant"),
-    ("s4d", "pathfinder"): LRAHP(256, 6, 1, 64, 0.004, 200, 200, warmup_steps=2500, weight_decay=0.03, lr_dt=1e-3),
+    ("s4d", "image"): LRAHP(512, 6, 1, 50, 0.01, 200, 200, dropout=0.1, schedule="cosine", pre_schedule="constant",
+                            norm="layer", prenorm=False, n_ssm=2),
+    ("s4d", "pathfinder"): LRAHP(256, 6, 1, 64, 0.004, 200, 200, warmup_steps=2500, weight_decay=0.03, lr_dt=1e-3,
+                                 pool="last"),
     ("s4d", "pathx"): LRAHP(256, 6, 1, 16, 5e-4, 50, 50, warmup_steps=10_000, schedule="cosine", pre_batch_size=32,
                            pre_warmup_steps=5000, pre_schedule="constant", ssm_lr=5e-4, lr_dt=5e-4),
 }
@@ -155,9 +163,15 @@ DRY_LEN = 1024  # dry-run forward passes use the first 1024 positions (a full-le
 
 def _lra_encoder_cfg(arch: str, hp: LRAHP, task: str) -> EncoderConfig:
     dt_min = 1e-4 if task == "pathx" else 1e-3
-    ssm = SSMConfig(d_state=hp.d_state, init="inv", bidirectional=True, lr=hp.ssm_lr, lr_dt=hp.lr_dt, dt_min=dt_min)
+    ssm = SSMConfig(d_state=hp.d_state, init="inv", bidirectional=True, lr=hp.ssm_lr, lr_dt=hp.lr_dt, dt_min=dt_min,
+                    n_ssm=hp.n_ssm)
+    if arch == "transformer":  # pre-LN LayerNorm trunk (every transformer-lra file: prenorm true, norm layer)
+        return EncoderConfig(arch=arch, d_model=hp.d_model, n_layers=hp.n_layers, heads=hp.heads,
+                             mlp_ratio=hp.mlp_ratio, dropout=hp.dropout, ssm=ssm, positions=hp.positions,
+                             pool=hp.pool)
     return EncoderConfig(arch=arch, d_model=hp.d_model, n_layers=hp.n_layers, heads=hp.heads,
-                         mlp_ratio=hp.mlp_ratio, dropout=hp.dropout, ssm=ssm, positions=hp.positions)
+                         mlp_ratio=hp.mlp_ratio, dropout=hp.dropout, ssm=ssm, positions=hp.positions,
+                         norm=hp.norm, prenorm=hp.prenorm, pool=hp.pool)
 
 
 def _phase(hp: LRAHP, epochs: float, scale: float, n_train: int, pretraining: bool = False,
@@ -186,8 +200,7 @@ def _dry_check(task: TaskData, arch: str, ec: EncoderConfig, hp: LRAHP, cfg, see
     clf, info = make_classifier(small, ec, seed + 1, enc)
     optimizer(ssm_param_groups(clf, hp.lr, hp.weight_decay), TrainConfig(steps=1, optimizer="adamw", lr=hp.lr))
     with torch.no_grad():
-        x = crop_pad(crop) if task.kind == "tokens" else crop.unsqueeze(-1)
-        out = clf.eval()(x)
+        out = clf.eval()(_prep(crop, clf))
     if out.shape != (len(crop), task.n_classes) or info["transfer_max_abs_diff"] != 0.0:
         raise ConfigError(f"LRA {task.name} {arch}: classifier output {tuple(out.shape)} or transfer is wrong")
 

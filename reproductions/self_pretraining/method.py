@@ -5,7 +5,7 @@ the task's own TRAINING inputs only (no labels, no val/test): masked-token CE (t
 pixels (2-channel input) the task's ``lm_loss`` as in the official ``-mlm`` configs: CE over the 256
 intensity classes of the masked pixels (Pathfinder, Path-X) or masked L1 (Image), :mod:`.masking`.
 Stage 2 (:func:`finetune`): the pretrained encoder is transferred into a fresh classifier
-(:func:`.encoders.transfer_encoder`, every tensor checked), decoder dropped, mean pooling + linear
+(:func:`.encoders.transfer_encoder`, every tensor checked), decoder dropped, pooling (mean; per task at full) + linear
 head, trained on labels. The scratch baseline runs the IDENTICAL fine-tuning recipe (same
 TrainConfig, same minibatch order, same head init) from a random encoder (§7 "fair comparison").
 
@@ -26,7 +26,7 @@ from reproductions.self_pretraining.encoders import (Classifier, EncoderConfig, 
                                                      encoder_diff, transfer_encoder)
 from reproductions.self_pretraining.masking import (PIXEL_CLASSES, mask_pixels, mask_tokens, masked_ce, masked_l1,
                                                     pixel_ce_targets)
-from reproductions.self_pretraining.tasks import PAD_ID, TaskData, model_input
+from reproductions.self_pretraining.tasks import PAD_ID, TaskData, model_input, normalize_pixels
 from suite.data import stream
 from suite.data.stream import DiskSplit
 from suite.errors import UnknownNameError
@@ -124,7 +124,9 @@ def denoising_loss(model: PretrainModel, x: torch.Tensor, task: TaskData, p: flo
         x = crop_pad(x)
         inp, tgt, _ = mask_tokens(x, p, task.mask_id, PAD_ID, generator, loss_on_all_positions=all_pos)
         return masked_ce(model(inp, x != PAD_ID), tgt)
-    inp, tgt, m = mask_pixels(x, p, generator)
+    # Pathfinder / Path-X: official PathFinderLMDataset normalises to [-1, 1] before masking (masked pixels read 0);
+    # the CE targets are the classes of the raw pixels (``sample_classes`` taken before the normalisation)
+    inp, tgt, m = mask_pixels(normalize_pixels(x) if task.normalize else x, p, generator)
     if task.lm_loss == "ce":  # official lm_loss: ce (Pathfinder, Path-X): target (pixel * 255).long() at masked pixels
         return masked_ce(model(inp), pixel_ce_targets(x, m, loss_on_all_positions=all_pos))
     return masked_l1(model(inp).squeeze(-1), tgt, m, loss_on_all_positions=all_pos)
@@ -177,6 +179,8 @@ def _prep(x: torch.Tensor, model: Classifier) -> torch.Tensor:
     x = model_input(x)
     if model.encoder.cfg.vocab > 0:
         return crop_pad(x)
+    if model.normalize:  # Pathfinder / Path-X: [-1, 1] as the official PathFinder loader
+        x = normalize_pixels(x)
     return x.unsqueeze(-1)
 
 
@@ -192,7 +196,7 @@ def make_classifier(task: TaskData, enc_cfg: EncoderConfig, seed: int, pretraine
         info["transfer_max_abs_diff"] = encoder_diff(pretrained, enc)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)
-        clf = Classifier(enc, task.n_classes, task.pad_id, task.dual)
+        clf = Classifier(enc, task.n_classes, task.pad_id, task.dual, task.normalize)
     return clf, info
 
 
@@ -217,5 +221,5 @@ def check_variant(variant: str) -> None:
         raise UnknownNameError(f"unknown variant {variant!r}; use one of {VARIANTS}")
 
 
-__all__ = ["VARIANTS", "Variant", "PhaseConfig", "crop_pad", "encoder_config", "decoder_outputs", "denoising_loss", "pretrain", "evaluate",
+__all__ = ["VARIANTS", "Variant", "PhaseConfig", "crop_pad", "encoder_config", "decoder_outputs", "denoising_loss", "pretrain", "evaluate", "_prep",
            "make_classifier", "finetune", "check_variant"]

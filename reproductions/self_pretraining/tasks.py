@@ -9,7 +9,8 @@ their ``x_train``/``x_test`` are DiskSplits of int16 byte ids / uint8 pixels rea
 :func:`model_input` turns a batch into what the models read (long ids, pixels in [0, 1]).
 
 Token ids: 0 is ``<pad>``; ``<mask>`` is one id past the task's vocabulary (pad and mask differ,
-spec §7). Pixel tasks carry values in [0, 1] and no ids.
+spec §7). Pixel tasks carry values in [0, 1] and no ids; Pathfinder and Path-X (``normalize``) are read by
+the models in [-1, 1] (:func:`normalize_pixels`, the official loaders' ``Normalize(mean=0.5, std=0.5)``).
 """
 from __future__ import annotations
 
@@ -34,7 +35,10 @@ class TaskData:
     ``x_train``/``x_test`` are tensors, or DiskSplits read per batch (full-length LRA Text,
     Retrieval, Path-X; a batch goes through :func:`model_input`). ``lm_loss``: the pretraining loss
     (official ``dataset.lm_loss``): ``'ce'`` (token ids, or the 256 intensity classes of a pixel task)
-    or ``'l1'`` (pixel values; the official code uses it for Image only)."""
+    or ``'l1'`` (pixel values; the official code uses it for Image only). ``normalize``: the models read the
+    pixels as ``(x - 0.5) / 0.5`` in [-1, 1] (pretraining input before masking, so masked pixels read 0, and
+    fine-tuning input; the CE targets stay the 256 classes of the raw pixels): official ``PathFinder`` /
+    ``PathFinderLMDataset`` (``normalize: True``), not Image."""
 
     name: str
     x_train: torch.Tensor | DiskSplit
@@ -48,6 +52,7 @@ class TaskData:
     dual: bool
     ref: DatasetRef
     lm_loss: str = "ce"
+    normalize: bool = False
 
     def __post_init__(self) -> None:
         if self.lm_loss not in ("ce", "l1") or (self.kind == "tokens" and self.lm_loss != "ce"):
@@ -111,6 +116,9 @@ class LRASpec:
     # pretraining loss of the official ``*-lra-<task>-mlm.yaml`` (``dataset.lm_loss`` / ``task.loss``): cross-entropy
     # everywhere (Pathfinder / Path-X: over the 256 pixel intensities) except Image (``lm_loss: l1``, ``masked_mae``)
     lm_loss: str = "ce"
+    # official src/dataloaders/lra.py: PathFinder (fine-tuning) and PathFinderLMDataset (pretraining, ``normalize:
+    # True``) map pixels to [-1, 1] with Normalize(mean=0.5, std=0.5); the CIFAR (Image) pipeline is not changed here
+    normalize: bool = False
 
 
 LRA_TASKS: dict[str, LRASpec] = {t.name: t for t in (
@@ -118,8 +126,8 @@ LRA_TASKS: dict[str, LRASpec] = {t.name: t for t in (
     LRASpec("text", "lra-text", 4096, 2, "tokens"),
     LRASpec("retrieval", "lra-retrieval", 4000, 2, "tokens", dual=True),
     LRASpec("image", "lra-image", 1024, 10, "pixels", lm_loss="l1"),
-    LRASpec("pathfinder", "lra-pathfinder", 1024, 2, "pixels"),
-    LRASpec("pathx", "", 16384, 2, "pixels"),
+    LRASpec("pathfinder", "lra-pathfinder", 1024, 2, "pixels", normalize=True),
+    LRASpec("pathx", "", 16384, 2, "pixels", normalize=True),
 )}
 PATHX_DIR = lra_stream.PATHX_DIR
 STREAMED = ("text", "retrieval", "pathx")  # larger than memory at full length: DiskSplits
@@ -133,6 +141,11 @@ def model_input(x: torch.Tensor) -> torch.Tensor:
     if x.dtype in (torch.int16, torch.int32):
         return x.long()
     return x
+
+
+def normalize_pixels(x: torch.Tensor) -> torch.Tensor:
+    """Pixels in [0, 1] -> [-1, 1]: ``(x - 0.5) / 0.5`` (torchvision ``Normalize(mean=0.5, std=0.5)``)."""
+    return (x - 0.5) / 0.5
 
 
 def _streamed(name: str, ctx) -> dict[str, DiskSplit]:
@@ -167,7 +180,8 @@ def load_lra(name: str, ctx) -> TaskData:
         if t.kind == "tokens":
             return TaskData(name, tr, tr.labels, te, te.labels, t.n_classes, "tokens", BYTE_VOCAB + 1, BYTE_VOCAB,
                             t.dual, tr.ref)
-        return TaskData(name, tr, tr.labels, te, te.labels, t.n_classes, "pixels", 0, None, False, tr.ref, t.lm_loss)
+        return TaskData(name, tr, tr.labels, te, te.labels, t.n_classes, "pixels", 0, None, False, tr.ref, t.lm_loss,
+                        t.normalize)
     if name == "listops":
         s = load_dataset(ctx, t.dataset, max_len=t.seq_len)
     else:
@@ -179,8 +193,8 @@ def load_lra(name: str, ctx) -> TaskData:
     if tr.x.dim() != 2:
         raise ConfigError(f"LRA {name}: expected pixel sequences (N, L), got {tuple(tr.x.shape)}")
     return TaskData(name, tr.x.float() / 255.0, tr.y.long(), te.x.float() / 255.0, te.y.long(), t.n_classes,
-                    "pixels", 0, None, False, ref, t.lm_loss)
+                    "pixels", 0, None, False, ref, t.lm_loss, t.normalize)
 
 
 __all__ = ["TaskData", "PAD_ID", "listops_mini", "sdigits", "LRASpec", "LRA_TASKS", "STREAMED", "model_input",
-           "load_lra"]
+           "normalize_pixels", "load_lra"]

@@ -240,12 +240,15 @@ def test_lra_hyperparameters_pinned_to_the_readme_table():
                     schedule=hp.schedule, pre_epochs=hp.pre_epochs, pre_batch=hp.pre_batch_size or hp.batch_size,
                     pre_warmup=hp.warmup_steps if hp.pre_warmup_steps is None else hp.pre_warmup_steps,
                     pre_schedule=hp.pre_schedule or hp.schedule)
+        table.update(pool=r[21])
+        ours.update(pool=hp.pool)
         if r[0] == "transformer":
             table.update(heads=int(r[4]), ff=float(r[5]), positions="sinusoidal")
             ours.update(heads=hp.heads, ff=float(hp.mlp_ratio), positions=hp.positions)
         else:
-            table.update(ssm_lr=float(r[16]), lr_dt=None if r[17] == "-" else float(r[17]))
-            ours.update(ssm_lr=hp.ssm_lr, lr_dt=hp.lr_dt)
+            table.update(ssm_lr=float(r[16]), lr_dt=None if r[17] == "-" else float(r[17]), norm=r[18],
+                         prenorm={"true": True, "false": False}[r[19]], n_ssm=None if r[20] == "H" else int(r[20]))
+            ours.update(ssm_lr=hp.ssm_lr, lr_dt=hp.lr_dt, norm=hp.norm, prenorm=hp.prenorm, n_ssm=hp.n_ssm)
         assert ours == table, f"{r[0]} {r[1]}: code {ours} != README {table}"
 
 
@@ -352,3 +355,127 @@ def test_no_gradient_clipping_in_any_phase(tmp_path, monkeypatch):
     assert len(seen) == 8, seen  # + 1 pretraining + 2 fine-tunings
     assert all(not c for c in seen), seen
     assert m["lra_pathfinder_s4d_mlm_loss_after"] > 1.0  # a 256-way CE; the old masked L1 was below 1 here
+
+
+# --------------------------------------------------------------------------- issue 17 (second pass): the S4 files'
+# block and decoder per task, the Transformer's Path-X max pooling, Pathfinder / Path-X pixels in [-1, 1]
+
+# read from IdoAmos/not-from-scratch @f919137, configs/experiment/lra/s4-lra-<task>.yaml (model.norm, model.prenorm,
+# model.layer.n_ssm: ${..d_model}, 256 = d_model and null all mean one (A, B) per channel) and decoder.mode
+OFFICIAL_S4_BLOCK = {  # task: (norm, prenorm, n_ssm (None = H), decoder mode)
+    "listops": ("batch", False, None, "mean"), "text": ("batch", True, None, "mean"),
+    "retrieval": ("batch", True, None, "mean"), "image": ("layer", False, 2, "mean"),
+    "pathfinder": ("batch", True, None, "last"), "pathx": ("batch", True, None, "mean")}
+
+
+@pytest.mark.parametrize("task", sorted(OFFICIAL_S4_BLOCK))
+def test_lra_s4d_block_per_task_is_the_official_one(task):
+    """The full S4D encoder is built with the official file's norm kind, pre/post-norm, n_ssm, a final norm after
+    pre-norm stacks only (official SequenceModel) and the file's decoder mode (old code: pre-LN LayerNorm and mean
+    pooling on every task)."""
+    from torch import nn
+
+    from reproductions.self_pretraining.experiment import LRA_HP, _lra_encoder_cfg
+    from suite.models.ssm import S4DBlock
+
+    norm, prenorm, n_ssm, pool = OFFICIAL_S4_BLOCK[task]
+    hp = replace(LRA_HP[("s4d", task)], d_model=8, n_layers=2, d_state=4)
+    ec = replace(_lra_encoder_cfg("s4d", hp, task), vocab=0, d_input=1)
+    enc = build_encoder(ec, 0)
+    assert all(isinstance(b, S4DBlock) for b in enc.blocks) and len(enc.blocks) == 2
+    for b in enc.blocks:
+        assert (b.norm.kind, b.prenorm, b.layer.kernel.n_ssm) == (norm, prenorm, 8 if n_ssm is None else n_ssm)
+        assert isinstance(b.norm.norm, nn.BatchNorm1d if norm == "batch" else nn.LayerNorm)
+    assert isinstance(enc.norm, nn.Identity) != prenorm  # final norm only after pre-norm blocks
+    assert ec.pool == pool
+
+
+def test_lra_transformer_pools_like_the_official_files():
+    """transformer-lra-pathx-small.yaml: ``decoder.mode: max``; every other transformer-lra file pools the mean."""
+    from reproductions.self_pretraining.experiment import LRA_HP, _lra_encoder_cfg
+
+    got = {t: _lra_encoder_cfg("transformer", LRA_HP[("transformer", t)], t).pool for t in OFFICIAL_S4_BLOCK}
+    assert got == {t: ("max" if t == "pathx" else "mean") for t in OFFICIAL_S4_BLOCK}
+
+
+@pytest.mark.parametrize("prenorm,norm", [(True, "batch"), (False, "batch"), (False, "layer")])
+def test_s4d_encoder_block_computes_pre_or_post_norm(prenorm, norm):
+    """Post-norm: h = norm(h + S4D(h)) and no final norm; pre-norm: h = h + S4D(norm(h)), then a final norm."""
+    enc = build_encoder(replace(_cfg("s4d", d_input=1), norm=norm, prenorm=prenorm), 0).eval()
+    x = torch.randn(3, 10, 1, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        h = enc.embed(x)
+        for b in enc.blocks:
+            h = h + b.layer(b.norm(h)) if prenorm else b.norm(h + b.layer(h))
+        want = enc.norm(h) if prenorm else h
+        assert torch.allclose(enc(x), want, atol=1e-6)
+
+
+@pytest.mark.parametrize("prenorm,norm", [(True, "batch"), (False, "batch"), (False, "layer")])
+def test_classifier_ignores_padding_with_every_official_block(prenorm, norm):
+    torch.manual_seed(0)
+    enc = build_encoder(replace(_cfg("s4d", vocab=18), norm=norm, prenorm=prenorm), seed=3)
+    clf = Classifier(enc, n_classes=4).eval()  # eval: BatchNorm uses its running statistics
+    x = torch.randint(1, 17, (3, 12), generator=torch.Generator().manual_seed(4))
+    x[0, 8:] = 0
+    padded = torch.cat([x, torch.zeros(3, 7, dtype=torch.long)], 1)
+    with torch.no_grad():
+        assert torch.allclose(clf(x), clf(padded), atol=1e-5)
+
+
+@pytest.mark.parametrize("pool", ["last", "max"])
+def test_classifier_pooling_modes(pool):
+    """Official SequenceDecoder: ``last`` = the last (real) position, ``max`` = max over positions, then the head."""
+    enc = build_encoder(replace(_cfg("s4d", d_input=1), pool=pool), 0)
+    clf = Classifier(enc, n_classes=3).eval()
+    x = torch.randn(2, 9, 1, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        h = enc(x)
+        want = clf.head(h[:, -1] if pool == "last" else h.max(1).values)
+        assert torch.allclose(clf(x), want, atol=1e-6)
+    tok = Classifier(build_encoder(replace(_cfg("s4d", vocab=18), pool=pool), 0), n_classes=3).eval()
+    t = torch.randint(1, 17, (2, 6), generator=torch.Generator().manual_seed(5))
+    t[1, 4:] = 0
+    with torch.no_grad():
+        h = tok.encoder(t, t != 0)
+        want = torch.stack([h[0, -1], h[1, 3]]) if pool == "last" else torch.stack([h[0].max(0).values,
+                                                                                     h[1, :4].max(0).values])
+        assert torch.allclose(tok.features(t), want, atol=1e-6)  # real tokens only
+
+
+def test_pathfinder_and_pathx_pixels_are_read_in_minus_one_one(tmp_path, monkeypatch):
+    """Official PathFinder / PathFinderLMDataset (src/dataloaders/lra.py): Normalize(mean=0.5, std=0.5) before
+    masking; masked pixels read 0, the CE targets are the classes of the raw pixels; Image is not normalised.
+    The old code fed [0, 1] (no negative input value)."""
+    from reproductions.self_pretraining import method
+    from reproductions.self_pretraining.tasks import LRA_TASKS, load_lra
+
+    assert {t: s.normalize for t, s in LRA_TASKS.items()} == {
+        "listops": False, "text": False, "retrieval": False, "image": False, "pathfinder": True, "pathx": True}
+    ctx = for_tests("full", 0, tmp=tmp_path / "run", data_root=tmp_path / "data", dry_run=True)
+    assert load_lra("pathfinder", ctx).normalize and load_lra("pathx", ctx).normalize
+    assert not load_lra("image", ctx).normalize
+    task = replace(_pixel_task("ce"), normalize=True)
+    x = task.x_train
+    seen = {}
+
+    class Spy(torch.nn.Module):
+        def forward(self, inp, key_mask=None):
+            seen["inp"] = inp
+            return torch.zeros(*inp.shape[:-1], 256)
+
+    real_ce = method.masked_ce
+    monkeypatch.setattr(method, "masked_ce", lambda logits, tgt: (seen.__setitem__("tgt", tgt), real_ce(logits, tgt))[1])
+    method.denoising_loss(Spy(), x, task, 0.5, "paper", torch.Generator().manual_seed(3))
+    inp, tgt = seen["inp"], seen["tgt"]
+    m = inp[..., 1].bool()
+    assert torch.equal(inp[..., 0][m], torch.zeros(int(m.sum())))  # masked pixels read 0
+    assert torch.allclose(inp[..., 0][~m], (x[~m] - 0.5) / 0.5)  # the others in [-1, 1]
+    assert float(inp[..., 0].min()) < 0
+    assert torch.equal(tgt[m], (x[m] * 255).round().long())  # targets: the raw 8-bit classes
+    assert torch.equal(tgt[~m], torch.full_like(tgt[~m], IGNORE))
+    enc_cfg = EncoderConfig(d_model=8, heads=2)
+    clf, _ = make_classifier(task, enc_cfg, 0, None)
+    assert clf.normalize and torch.allclose(method._prep(x, clf), (2 * x - 1).unsqueeze(-1))
+    plain, _ = make_classifier(_pixel_task("ce"), enc_cfg, 0, None)
+    assert not plain.normalize and torch.equal(method._prep(x, plain), x.unsqueeze(-1))

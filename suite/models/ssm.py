@@ -11,6 +11,11 @@ Public API (shared with other reproductions, e.g. ``self_pretraining``):
   kernel, ``step`` runs the recurrence.
 - :class:`S4D` — the sequence layer: ``y = K * u + D u`` -> GELU -> dropout -> Conv1d(H, 2H) + GLU;
   optional bidirectional kernel; ``forward`` (convolution mode) and ``step`` (recurrent mode).
+- :class:`S4DBlock` — the residual block around :class:`S4D` of the S4 repo's ``SequenceResidualBlock``:
+  post-norm ``norm(x + dropout(S4D(x)))`` or pre-norm ``x + dropout(S4D(norm(x)))``, BatchNorm or LayerNorm
+  (:class:`Norm`); used by ``reproductions/s4d`` and ``reproductions/self_pretraining``.
+- :func:`pool_sequence` — the decoder's reduction over positions (official ``SequenceDecoder.mode``:
+  ``pool`` = mean, ``last``, ``max``), over the real positions only when a mask is given.
 - :func:`ssm_param_groups` — optimiser groups: SSM parameters (log_dt, A, B) with their own lr and
   no weight decay; everything else with the base lr / weight decay (§5 / repo configs).
 
@@ -301,6 +306,69 @@ class S4D(nn.Module):
         return self._post(y.unsqueeze(-1)).squeeze(-1), state
 
 
+# --------------------------------------------------------------------------- block and decoder pooling
+
+NORMS = ("batch", "layer")
+POOLS = ("mean", "last", "max")
+
+
+class Norm(nn.Module):
+    """BatchNorm1d over (batch, length) or LayerNorm over channels, on ``(B, L, H)`` (S4 repo ``Normalization``)."""
+
+    def __init__(self, kind: str, H: int) -> None:
+        super().__init__()
+        if kind not in NORMS:
+            raise UnknownNameError(f"unknown norm {kind!r}; use one of {NORMS}")
+        self.kind = kind
+        self.norm = nn.BatchNorm1d(H) if kind == "batch" else nn.LayerNorm(H)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, H)
+        if self.kind == "batch":
+            return self.norm(x.transpose(1, 2)).transpose(1, 2)
+        return self.norm(x)
+
+
+class S4DBlock(nn.Module):
+    """Residual S4D block (S4 repo ``SequenceResidualBlock``, configs ``model.prenorm`` / ``model.norm``):
+    post-norm ``x = norm(x + dropout(S4D(x)))`` or pre-norm ``x = x + dropout(S4D(norm(x)))``.
+
+    ``keep`` (optional, (B, L, 1)): multiplies the S4D input, so padding positions enter no convolution."""
+
+    def __init__(self, H: int, cfg: SSMConfig, norm: str = "batch", prenorm: bool = False, dropout: float = 0.0,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.layer = S4D(H, cfg, generator=generator)
+        self.norm = Norm(norm, H)
+        self.drop = nn.Dropout(dropout)
+        self.prenorm = prenorm
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        u = self.norm(x) if self.prenorm else x
+        if keep is not None:
+            u = u * keep
+        y = x + self.drop(self.layer(u))
+        return y if self.prenorm else self.norm(y)
+
+
+def pool_sequence(h: torch.Tensor, mask: torch.Tensor | None = None, mode: str = "mean") -> torch.Tensor:
+    """``(B, L, H) -> (B, H)``: mean (``mode: pool``), last position or max over positions (official
+    ``SequenceDecoder``, src/tasks/decoders.py; ``max`` = ``cummax(...)[-1]``). With a ``mask`` (B, L) of real
+    positions (padding at the end; official ``use_lengths``): over the real positions only."""
+    if mode not in POOLS:
+        raise UnknownNameError(f"unknown pool {mode!r}; use one of {POOLS}")
+    if mask is None:
+        if mode == "last":
+            return h[:, -1]
+        return h.mean(1) if mode == "mean" else h.max(1).values
+    if mode == "last":  # the last real position (index length - 1)
+        last = (mask.sum(1) - 1).clamp_min(0)
+        return h[torch.arange(h.shape[0], device=h.device), last]
+    if mode == "max":
+        return h.masked_fill(~mask.unsqueeze(-1), float("-inf")).max(1).values
+    m = mask.unsqueeze(-1).to(h.dtype)
+    return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
 # --------------------------------------------------------------------------- optimiser groups
 
 def ssm_param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict[str, Any]]:
@@ -329,5 +397,6 @@ def count_params(params: Iterable[nn.Parameter]) -> int:
     return sum(p.numel() for p in params)
 
 
-__all__ = ["INITS", "DISCRETIZATIONS", "SSMConfig", "S4DKernel", "S4D", "init_diagonal", "hippo_legs_normal",
+__all__ = ["INITS", "DISCRETIZATIONS", "NORMS", "POOLS", "SSMConfig", "S4DKernel", "S4D", "Norm", "S4DBlock", "pool_sequence",
+           "init_diagonal", "hippo_legs_normal",
            "discretize", "vandermonde_kernel", "fft_conv", "recurrent_kernel", "ssm_param_groups"]
