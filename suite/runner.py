@@ -260,11 +260,10 @@ def _rehearse(spec: RunSpec, results_root: Path | None, device: str | None, show
                                         rehearsal=True)
             if first["status"] != "rehearsal":
                 return first
-            # the resume pass runs unchecked, on the CPU: suite.train.fit resumes with
-            # load_state(map_location=device), which puts the saved RNG states on the device, and
-            # torch.set_rng_state / .numpy() reject them there (found by this check; fixing suite/train.py
-            # stales every record, so it waits for the next full republish: README, issue 16 note)
-            second = _execute_locked(spec, repro, cfg, h, dev, folder, data_root, show_progress, rehearsal=True)
+            # the resume pass reads the first pass's checkpoints on the same (simulated) device
+            with guard():
+                second = _execute_locked(spec, repro, cfg, h, run_dev, folder, data_root, show_progress,
+                                         rehearsal=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if second["status"] == "rehearsal":
@@ -272,7 +271,7 @@ def _rehearse(spec: RunSpec, results_root: Path | None, device: str | None, show
         differ = sorted(k for k in set(first["metrics"]) | set(second["metrics"])
                         if first["metrics"].get(k) != second["metrics"].get(k) and not rehearsal.is_timing(k, timing))
         second.setdefault("notes", {})["device_check"] = (
-            f"{run_dev} simulated on the CPU for the first pass (suite/devicecheck.py); the resume pass unchecked"
+            f"{run_dev} simulated on the CPU for both passes (suite/devicecheck.py)"
             if checked else "none (ran on the device itself)")
         checkpoints = sorted(folder.glob("checkpoint*.pt"))
         second["notes"]["rehearsal_resume"] = {
