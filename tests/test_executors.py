@@ -135,6 +135,27 @@ def test_sbatch_rendering(tmp_path):
         command="x", folder=tmp_path, map_count=10, **executors.submitit_params("slurm", res, prof))
 
 
+def test_a_distributed_run_is_one_job_of_several_tasks(tmp_path):
+    """Resources(processes=N): one Slurm task per rank (--ntasks-per-node), the job's cpus split among them, every
+    GPU on the node; the CLI's --processes wins over the reproduction's, and a rank needs a GPU of its own."""
+    declared = Resources(cpus=16, gpus=4, mem_gb=64, time_min=60, processes=4)
+    res = executors.merge_resources(None, declared)
+    assert res.processes == 4
+    params = executors.submitit_params("slurm", res)
+    assert (params["ntasks_per_node"], params["cpus_per_task"], params["gpus_per_node"]) == (4, 4, 4)
+    text = _make_sbatch_string(command="python -m x", folder=tmp_path, **params)
+    for line in ("--ntasks-per-node=4", "--cpus-per-task=4", "--gpus-per-node=4"):
+        assert line in text, line
+    assert executors.submitit_params("local", res)["tasks_per_node"] == 4
+    one = executors.merge_resources(None, declared, ResourceOverrides(processes=1))
+    assert "ntasks_per_node" not in executors.submitit_params("slurm", one)
+    assert executors.submitit_params("slurm", one)["cpus_per_task"] == 16
+    with pytest.raises(ConfigError, match="one rank per GPU"):
+        executors.merge_resources(None, declared, ResourceOverrides(processes=8))
+    with pytest.raises(ConfigError, match="processes"):
+        executors.merge_resources(None, declared, ResourceOverrides(processes=0))
+
+
 # --------------------------------------------------------------------------- submission (debug executor)
 
 def _count_arrays(monkeypatch) -> list[int]:
