@@ -229,7 +229,12 @@ def _launch(spec: RunSpec, repro: registry.Reproduction, root: Path, folder: Pat
         rec = json.loads(reply.read_text()) if reply.exists() else None
     if rec is not None and "suite_error" in rec:  # bad input found inside run: exit 2, as in one process
         raise SuiteError(rec["suite_error"])
-    if rec is not None and (failure is None or rec.get("status") == "failed"):
+    if rec is not None:  # rank 0's record; an ok one waited at the end of the run for every rank
+        if failure is not None and rec.get("status") == "ok":
+            import logging
+
+            logging.getLogger("suite").warning("%s: a rank exited with an error after the run finished (%s)",
+                                               spec.slug, str(failure).strip().splitlines()[-1])
         return rec
     # rank 0 was stopped before it could write its record (another rank failed first): write the failure
     bad = getattr(failure, "error_index", "?")

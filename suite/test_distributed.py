@@ -42,11 +42,19 @@ def dist_run(cfg: DistConfig, ctx) -> Outcome:
     model = D.wrap(nn.Linear(4, 1).to(ctx.device), "ddp")
     res = fit(model, lambda m, b: ((m(b[0]).squeeze(-1) - b[1]) ** 2).mean(), (x, y),
               TrainConfig(steps=cfg.steps, batch_size=8, lr=0.05, optimizer="sgd", checkpoint_every=2), ctx=ctx)
+    # FSDP2: the Linear children sharded first, then the root; one step through the sharded model
+    from torch.distributed.fsdp import FSDPModule
+
+    torch.manual_seed(0)
+    sharded = D.wrap(nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1)).to(ctx.device), "fsdp",
+                     shard_children=lambda m: isinstance(m, nn.Linear))
+    sharded(x).pow(2).mean().backward()
+    fsdp_units = sum(isinstance(m, FSDPModule) for m in sharded.modules())
     weights = D.gather(torch.cat([p.detach().flatten().cpu() for p in model.parameters()]))
     spread = max(float((w - weights[0]).abs().max()) for w in weights)
     metrics = {"world": float(len(ranks)), "ranks_in_order": float(ranks == list(range(D.world_size()))),
                "rank_mean": rank_mean, "rank_sum": rank_sum, "shards_cover": float(items == list(range(7))),
-               "weight_spread": spread, "loss": res.final_loss}
+               "weight_spread": spread, "loss": res.final_loss, "fsdp_units": float(fsdp_units)}
     return Outcome(metrics, DatasetRef("gaussian", "stand-in"))
 
 
@@ -110,6 +118,7 @@ def test_two_ranks_run_with_one_record(tmp_path, repro, bounded):
     assert m["world"] == 2 and m["ranks_in_order"] == 1.0  # the gathered ranks are [0, 1]
     assert m["rank_mean"] == 0.5 and m["rank_sum"] == 2.0 and m["shards_cover"] == 1.0
     assert m["weight_spread"] <= 1e-6 and rec["claims"]["in-step"]["verdict"] == "holds"
+    assert m["fsdp_units"] == 3  # both Linear children and the root
     assert rec["env"]["world_size"] == 2
     assert [p.relative_to(tmp_path) for p in tmp_path.rglob("result.json")] == [
         runner.run_dir(spec, tmp_path).relative_to(tmp_path) / "result.json"]

@@ -156,6 +156,26 @@ def test_a_distributed_run_is_one_job_of_several_tasks(tmp_path):
         executors.merge_resources(None, declared, ResourceOverrides(processes=0))
 
 
+@pytest.mark.slow
+def test_a_job_of_two_tasks_runs_as_two_ranks(tmp_path, clean_git):
+    """The Slurm path with submitit's local executor: tasks_per_node=2, each task a rank whose rendezvous comes
+    from submitit's JobEnvironment (TorchDistributedEnvironment); one record, made by two ranks."""
+    from suite.test_distributed import DIST
+
+    with registry.temporarily(DIST):
+        spec = runner.RunSpec("_dist_test", "smoke", 0)
+        subs = executors.submit_runs([spec], executor="local", results_root=tmp_path, allow_dirty=True,
+                                     folder=tmp_path / "logs", extra=("suite.test_distributed:DIST",))
+        job = subs[0].job
+        assert job.num_tasks == 2
+        job.wait()
+        assert job.state in ("DONE", "COMPLETED", "FINISHED"), job.stderr()
+        rec = json.loads((subs[0].run_dir / runner.RESULT_FILE).read_text())
+    assert rec["env"]["world_size"] == 2 and rec["metrics"]["ranks_in_order"] == 1.0 and rec["metrics"]["world"] == 2
+    assert len(list(tmp_path.rglob(runner.RESULT_FILE))) == 1
+    assert len(json.loads((subs[0].run_dir / runner.JOBS_FILE).read_text())) == 1  # rank 0 alone logs the start
+
+
 # --------------------------------------------------------------------------- submission (debug executor)
 
 def _count_arrays(monkeypatch) -> list[int]:
