@@ -263,7 +263,7 @@ def _write_launch_failure(spec: RunSpec, repro: registry.Reproduction, folder: P
               "peak_mem_mb": None, "status": "failed", "error": error, "traceback": trace,
               "rank_errors": _rank_errors(folder)}
     if record["rank_errors"]:
-        record["error"] += "; " + "; ".join(f"{k}: {v}" for k, v in record["rank_errors"].items())
+        record["error"] = "; ".join(f"{k}: {v}" for k, v in record["rank_errors"].items()) + f" ({error})"
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / LOCK_FILE, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -554,8 +554,9 @@ def _execute_locked(spec: RunSpec, repro: registry.Reproduction, cfg: Any, h: st
         record["traceback"] = traceback.format_exc()
         if world > 1:  # a rank that failed first is often the cause of rank 0's error: name it
             record["rank_errors"] = _rank_errors(folder)
-            if record["rank_errors"]:
-                record["error"] += "; " + "; ".join(f"{k}: {v}" for k, v in record["rank_errors"].items())
+            if record["rank_errors"]:  # the failed rank's own error first, rank 0's (often a closed peer) after
+                record["error"] = "; ".join(f"{k}: {v}" for k, v in record["rank_errors"].items()) + \
+                    f" (rank0: {record['error']})"
     finally:
         torch.set_num_threads(threads)
     record["wall_s"] = round(time.perf_counter() - t0, 4)
