@@ -181,7 +181,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         bar = tqdm(total=len(specs), desc=f"suite run --scale {args.scale}", unit="run", file=sys.stderr)
     runs = runner.execute_many(specs, results_root, jobs=args.jobs, device=args.device, force=args.force,
                                data_root=args.data_root, show_progress=show and args.jobs == 1,
-                               dry_run=args.dry_run, rehearse=args.rehearse)
+                               dry_run=args.dry_run, rehearse=args.rehearse, processes=args.processes)
     done: list[tuple[Any, dict[str, Any]]] = []
     for spec, rec in runs:
         done.append((spec, rec))
@@ -257,7 +257,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     for spec in specs:
         runner.resolve(spec)
     overrides = executors.ResourceOverrides(cpus=args.cpus, gpus=args.gpus, mem_gb=args.mem_gb,
-                                            time_min=args.time_min, partition=args.partition)
+                                            time_min=args.time_min, partition=args.partition,
+                                            processes=args.processes)
     if args.dry_run:  # cost before you pay: the plan, nothing submitted
         rows = executors.plan(specs, profile=args.profile, results_root=args.results or runner.default_results_root(),
                               overrides=overrides, force=args.force)
@@ -435,6 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "budgets of reproductions/<slug>/rehearsal.toml; the record is marked rehearsal")
     p.add_argument("--jobs", type=int, default=1,
                    help="runs at once, each in its own process with cpu_count/jobs torch threads (default 1)")
+    p.add_argument("--processes", type=int, default=None,
+                   help="ranks of each run (torch.distributed, spawned here; one per GPU on cuda); default: the "
+                        "reproduction's Resources.processes for the scale")
     p.add_argument("--json", action="store_true", help="print the result records as JSON lines")
     p.set_defaults(fn=cmd_run)
 
@@ -444,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", default="slurm", choices=["slurm", "local", "inline"])
     p.add_argument("--cpus", type=int)
     p.add_argument("--gpus", type=int)
+    p.add_argument("--processes", type=int, help="ranks of each run: Slurm tasks of its job (one per GPU)")
     p.add_argument("--mem-gb", type=float)
     p.add_argument("--time-min", type=int)
     p.add_argument("--partition")

@@ -110,14 +110,14 @@ def load_profile(name: str) -> Profile:
     res_raw = raw.pop("resources", {})
     bad = sorted(set(res_raw) - {f.name for f in dataclasses.fields(Resources)})
     if bad:
-        raise ConfigError(f"profile {path}: unknown [resources] keys {bad}; use cpus, gpus, mem_gb, time_min")
+        raise ConfigError(f"profile {path}: unknown [resources] keys {bad}; use cpus, gpus, mem_gb, time_min, processes")
     for key in ("partition", "account", "qos", "constraint"):
         if raw.get(key) == "":
             raw[key] = None
     raw["setup"] = tuple(raw.get("setup", ()))
     try:
         return Profile(name=name, resources=Resources(**res_raw), path=str(path), **raw)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ConfigError(f"profile {path}: {exc}; fix the file") from None
 
 
@@ -125,13 +125,14 @@ def load_profile(name: str) -> Profile:
 
 @dataclass(frozen=True)
 class ResourceOverrides:
-    """CLI flags (``--cpus --gpus --mem-gb --time-min --partition``); ``None`` keeps the lower layer."""
+    """CLI flags (``--cpus --gpus --mem-gb --time-min --partition --processes``); ``None`` keeps the lower layer."""
 
     cpus: int | None = None
     gpus: int | None = None
     mem_gb: float | None = None
     time_min: float | None = None   # minutes; a fraction is allowed for local tests
     partition: str | None = None
+    processes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,7 @@ class JobResources:
     mem_gb: float
     time_min: float
     partition: str | None
+    processes: int = 1    # ranks of the run: Slurm tasks of the job (tasks_per_node)
 
 
 def merge_resources(profile: Profile | None, repro: Resources | None,
@@ -157,9 +159,13 @@ def merge_resources(profile: Profile | None, repro: Resources | None,
         mem_gb=o.mem_gb if o.mem_gb is not None else layer.mem_gb,
         time_min=o.time_min if o.time_min is not None else layer.time_min,
         partition=o.partition if o.partition is not None else (profile.partition if profile else None),
+        processes=o.processes if o.processes is not None else layer.processes,
     )
-    if out.cpus < 1 or out.gpus < 0 or out.mem_gb <= 0 or out.time_min <= 0:
-        raise ConfigError(f"resources {out} are not positive; fix --cpus/--gpus/--mem-gb/--time-min")
+    if out.cpus < 1 or out.gpus < 0 or out.mem_gb <= 0 or out.time_min <= 0 or out.processes < 1:
+        raise ConfigError(f"resources {out} are not positive; fix --cpus/--gpus/--mem-gb/--time-min/--processes")
+    if out.gpus > 0 and out.processes > out.gpus:
+        raise ConfigError(f"resources {out}: {out.processes} processes on {out.gpus} GPUs; a distributed run has "
+                          f"one rank per GPU: lower --processes or raise --gpus")
     return out
 
 
@@ -174,10 +180,12 @@ def submitit_params(kind: str, res: JobResources, profile: Profile | None = None
     """The executor's ``update_parameters`` kwargs for ``res`` (the only place that names them)."""
     p = profile or Profile(name="default")
     if kind == "slurm":
+        # a distributed run (processes > 1): one Slurm task per rank, the job's cpus split among them; every
+        # task sees the node's gpus (rank r takes cuda:LOCAL_RANK, suite/distributed.py)
         params: dict[str, Any] = {
             "job_name": name,
             "time": max(1, math.ceil(res.time_min)),
-            "cpus_per_task": res.cpus,
+            "cpus_per_task": max(1, res.cpus // res.processes),
             "mem": f"{int(res.mem_gb)}GB" if res.mem_gb == int(res.mem_gb) else f"{int(res.mem_gb * 1024)}MB",
             "signal_delay_s": p.signal_delay_s,
             "array_parallelism": max_parallel or p.array_parallelism,
@@ -185,6 +193,8 @@ def submitit_params(kind: str, res: JobResources, profile: Profile | None = None
         }
         if res.gpus:
             params["gpus_per_node"] = res.gpus
+        if res.processes > 1:
+            params["ntasks_per_node"] = res.processes  # submitit's SlurmExecutor spelling of --ntasks-per-node
         for key, value in (("partition", res.partition), ("account", p.account), ("qos", p.qos),
                            ("constraint", p.constraint)):
             if value:
@@ -197,6 +207,8 @@ def submitit_params(kind: str, res: JobResources, profile: Profile | None = None
     if kind == "local":
         params = {"timeout_min": res.time_min, "signal_delay_s": p.signal_delay_s,
                   "gpus_per_node": res.gpus, "stderr_to_stdout": True}
+        if res.processes > 1:
+            params["tasks_per_node"] = res.processes
         if p.setup:
             params["setup"] = list(p.setup)
         return params
@@ -216,6 +228,14 @@ def _job_id() -> str | None:
         return str(submitit.JobEnvironment().job_id)
     except RuntimeError:  # not inside a submitit job
         return os.environ.get("SLURM_JOB_ID")
+
+
+def _num_tasks() -> int:
+    """Tasks of this job (the ranks of a distributed run), 1 outside a submitit job."""
+    try:
+        return int(submitit.JobEnvironment().num_tasks)
+    except RuntimeError:
+        return 1
 
 
 def _read_json(path: Path, default: Any) -> Any:
@@ -249,6 +269,11 @@ class RunJob(Checkpointable):
     training state lives in the run folder (``checkpoint.pt``, written atomically by the loop).
     A failed run raises so that the job ends non-zero (Slurm state FAILED); ``error.json`` has
     the traceback.
+
+    A job of several tasks (``Resources.processes > 1``: ``--ntasks-per-node``) is a distributed run: every task
+    is a rank, whose rank and world come from submitit's ``JobEnvironment`` and are exported as the env://
+    rendezvous (``TorchDistributedEnvironment``) before :func:`suite.runner.execute` joins the group; rank 0
+    keeps ``jobs.json`` and the record (:mod:`suite.runner`).
     """
 
     def __init__(self, results_root: str | Path, data_root: str | Path | None = None,
@@ -264,15 +289,23 @@ class RunJob(Checkpointable):
         root = Path(self.results_root)
         folder = runner.run_dir(spec, root)
         done = folder / runner.RESULT_FILE
-        if done.exists():  # finished earlier (e.g. the signal came after the record was written)
+        tasks, rank = _num_tasks(), 0
+        if tasks > 1:  # one task per rank: export the rendezvous (the device is cuda:LOCAL_RANK, all GPUs visible)
+            from submitit.helpers import TorchDistributedEnvironment
+
+            rank = TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True).rank
+        elif done.exists():  # finished earlier (e.g. the signal came after the record was written)
             return json.loads(done.read_text())
-        folder.mkdir(parents=True, exist_ok=True)
-        jobs = _read_json(folder / runner.JOBS_FILE, [])
-        jobs.append({"job_id": _job_id(), "started": _now(), "host": socket.gethostname(),
-                     "restart_count": int(os.environ.get("SLURM_RESTART_COUNT", "0")),
-                     "git_sha": environment.git_state()["git_sha"]})
-        atomic_write_json(folder / runner.JOBS_FILE, jobs)
-        record = runner.execute(spec, root, device=self.device,
+        if rank == 0 and not done.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            jobs = _read_json(folder / runner.JOBS_FILE, [])
+            jobs.append({"job_id": _job_id(), "started": _now(), "host": socket.gethostname(),
+                         "restart_count": int(os.environ.get("SLURM_RESTART_COUNT", "0")),
+                         "git_sha": environment.git_state()["git_sha"]})
+            atomic_write_json(folder / runner.JOBS_FILE, jobs)
+        # the job's tasks are the ranks: a one-task job runs one process (never spawns ranks of its own);
+        # with several, rank 0 decides the reuse of a stored record for all (suite/runner.py)
+        record = runner.execute(spec, root, device=self.device, processes=1 if tasks == 1 else None,
                                 data_root=Path(self.data_root) if self.data_root else None)
         if record.get("status") != "ok":
             raise RuntimeError(f"{spec.slug} {spec.scale} seed {spec.seed} failed: {record.get('error')} "
@@ -384,7 +417,8 @@ def submit_runs(specs: Sequence[RunSpec], *, executor: str = "slurm", profile: s
 
     if executor == "inline":
         for sub in todo:
-            rec = runner.execute(sub.spec, results_root, device=device, data_root=data_root)
+            rec = runner.execute(sub.spec, results_root, device=device, data_root=data_root,
+                                 processes=sub.resources.processes if sub.resources else None)
             sub.job_id = "inline"
             if rec.get("status") != "ok":
                 log.warning("%s %s seed %d failed: %s", sub.spec.slug, sub.spec.scale, sub.spec.seed,

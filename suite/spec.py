@@ -168,6 +168,15 @@ class Resources:
     gpus: int = 0
     mem_gb: float = 4.0
     time_min: int = 10
+    # ranks of one run (torch.distributed, :mod:`suite.distributed`): one per GPU for a distributed run. The
+    # runner spawns them itself on this machine; on Slurm they are the job's tasks (tasks_per_node).
+    processes: int = 1
+
+    def __post_init__(self) -> None:
+        if self.processes < 1:
+            raise ValueError(f"Resources: processes must be >= 1, got {self.processes}")
+        if self.gpus > 0 and self.processes > self.gpus:
+            raise ValueError(f"Resources: processes ({self.processes}) must be <= gpus ({self.gpus}): one rank per GPU")
 
 
 @dataclass(frozen=True)

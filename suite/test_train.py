@@ -262,6 +262,45 @@ def test_lr_schedules_hand_values() -> None:
     assert scheduler(o, TrainConfig(steps=1), 10) is None
 
 
+def test_schedule_horizon_can_outlast_the_training_length() -> None:
+    """An official cosine over 80,000 steps that the run stops at 50,000 (s4d's LRA files): the lr at the end
+    of training is the horizon's, not the floor."""
+    x, y = _data()
+    lrs: list[float] = []
+    cfg = TrainConfig(steps=10, batch_size=32, lr=1.0, optimizer="sgd", schedule="cosine", schedule_steps=40)
+    fit(_mlp(0), _ce, (x, y), cfg, on_step=lambda s: lrs.append(s.lr))
+    assert lrs[-1] == pytest.approx(0.5 * (1 + np.cos(np.pi * 10 / 40)))  # the training length alone gives 0.0
+    same = TrainConfig(steps=10, batch_size=32, lr=1.0, optimizer="sgd", schedule="step", milestones=(0.5,),
+                       schedule_steps=40)  # milestones are fractions of the horizon: step 20, after training
+    lrs.clear()
+    fit(_mlp(0), _ce, (x, y), same, on_step=lambda s: lrs.append(s.lr))
+    assert set(lrs) == {1.0}
+    with pytest.raises(ConfigError, match="schedule_steps"):
+        TrainConfig(steps=10, schedule_steps=0)
+
+
+def test_schedule_per_epoch_matches_a_scheduler_stepped_per_epoch() -> None:
+    """``schedule_per_epoch``: the lr of every step of epoch e is CosineAnnealingLR(T_max=epochs) after e
+    epoch steps (happy_cgcd's official schedule), floor included."""
+    x, y = _data(n=96)
+    cfg = TrainConfig(epochs=4, batch_size=32, lr=0.1, optimizer="sgd", schedule="cosine", min_lr_ratio=1e-3,
+                      schedule_per_epoch=True)
+    lrs: list[float] = []
+    fit(_mlp(0), _ce, (x, y), cfg, on_step=lambda s: lrs.append(s.lr))
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
+    ref = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=4, eta_min=0.1 * 1e-3)
+    want = []
+    for _ in range(4):
+        want += [opt.param_groups[0]["lr"]] * 3  # three steps per epoch, one lr each
+        opt.step()
+        ref.step()
+    # on_step sees the lr after the step's scheduler update: the lr of the next step
+    assert lrs[:-1] == pytest.approx(want[1:])
+    with pytest.raises(ConfigError, match="schedule_per_epoch"):
+        fit(_mlp(0), _ce, lambda step: (x[:8], y[:8]),
+            TrainConfig(steps=4, schedule="cosine", schedule_per_epoch=True))
+
+
 def test_param_groups_and_decay_groups() -> None:
     x, y = _data()
     m = _mlp(0)

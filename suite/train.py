@@ -23,6 +23,10 @@ the loss carries between steps (a replay buffer, an EMA, a sampler of its own) i
 ``stateful={"name": obj}`` (objects with ``state_dict()``/``load_state_dict()``) and travels in the
 checkpoint with the rest.
 
+In a ``torch.distributed`` group of several processes (the model wrapped in DDP by the caller, each rank
+fed its own shard), rank 0 writes the checkpoint file and every other rank its own ``<stem>.rank<r>.pt``
+beside it (each rank's RNG and data position differ), so every rank resumes its own state.
+
 Fault injection for the kill-and-resume test (``tests/test_resume.py``): with
 ``SUITE_KILL_AFTER_CHECKPOINT=N`` in the environment, the first fit of a run that writes a periodic
 checkpoint at a step ``>= N`` kills its own process with SIGKILL, as a preempted job would die; a
@@ -58,8 +62,11 @@ class TrainConfig:
     """Hyper-parameters of one training run. Set exactly one of ``steps`` / ``epochs``.
 
     ``schedule`` is applied per optimiser step; ``warmup_steps`` (linear from ~0) prefixes every
-    schedule. ``milestones`` (step schedule) are fractions of the total steps, so smoke and full
-    scale share them; the lr is multiplied by ``gamma`` at each. ``min_lr_ratio``: floor of the
+    schedule. ``milestones`` (step schedule) are fractions of the schedule's horizon, so smoke and full
+    scale share them; the lr is multiplied by ``gamma`` at each. The horizon is the training length
+    unless ``schedule_steps`` sets it apart (an official schedule longer than the run, e.g. a cosine over
+    80,000 steps that training stops early). ``schedule_per_epoch``: the lr moves once per epoch, held at
+    the value of the epoch's first step (a scheduler stepped per epoch, as ``CosineAnnealingLR(T_max=epochs)``). ``min_lr_ratio``: floor of the
     cosine/linear decay as a fraction of the base lr. ``eval_every``/``log_every``/
     ``checkpoint_every`` count steps (0 = only at the end / never for checkpoints).
     ``bf16``: autocast to bfloat16 when the device is CUDA (ignored on CPU).
@@ -80,6 +87,8 @@ class TrainConfig:
     milestones: tuple[float, ...] = (0.5, 0.75)
     gamma: float = 0.1
     min_lr_ratio: float = 0.0
+    schedule_steps: int | None = None
+    schedule_per_epoch: bool = False
     grad_clip: float | None = None
     eval_every: int = 0
     checkpoint_every: int = 0
@@ -100,6 +109,9 @@ class TrainConfig:
             raise UnknownNameError(f"unknown optimizer {self.optimizer!r}; use one of {OPTIMIZERS}")
         if self.schedule not in SCHEDULES:
             raise UnknownNameError(f"unknown schedule {self.schedule!r}; use one of {SCHEDULES}")
+        if self.schedule_steps is not None and self.schedule_steps < 1:
+            raise ConfigError(f"TrainConfig: schedule_steps must be >= 1 (or None: the training length), "
+                              f"got {self.schedule_steps}")
         self.betas = tuple(self.betas)  # type: ignore[assignment]
         self.milestones = tuple(self.milestones)
 
@@ -129,8 +141,10 @@ class LrFactor:
     milestones: tuple[int, ...] = ()
     gamma: float = 0.1
     min_ratio: float = 0.0
+    hold: int = 1  # the factor moves every ``hold`` steps (an epoch's steps: a per-epoch scheduler)
 
     def __call__(self, s: int) -> float:
+        s -= s % self.hold
         if s < self.warmup:
             return (s + 1) / self.warmup
         if self.schedule == "constant":
@@ -145,13 +159,22 @@ class LrFactor:
         return self.min_ratio + (1.0 - self.min_ratio) * decay
 
 
-def scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig,
-              total_steps: int) -> torch.optim.lr_scheduler.LambdaLR | None:
-    """Per-step lr schedule of ``cfg`` (None for a constant lr without warmup: zero overhead)."""
+def scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int,
+              steps_per_epoch: int | None = None) -> torch.optim.lr_scheduler.LambdaLR | None:
+    """Per-step lr schedule of ``cfg`` over its horizon (``cfg.schedule_steps``, else ``total_steps``);
+    None for a constant lr without warmup: zero overhead. ``steps_per_epoch`` is needed by
+    ``cfg.schedule_per_epoch``."""
     if cfg.schedule == "constant" and cfg.warmup_steps <= 0:
         return None
-    miles = tuple(int(round(m * total_steps)) for m in cfg.milestones)
-    fn = LrFactor(cfg.schedule, total_steps, max(0, cfg.warmup_steps), miles, cfg.gamma, cfg.min_lr_ratio)
+    horizon = cfg.schedule_steps if cfg.schedule_steps is not None else total_steps
+    hold = 1
+    if cfg.schedule_per_epoch:
+        if not steps_per_epoch:
+            raise ConfigError("TrainConfig.schedule_per_epoch needs data with a length (epochs); "
+                              "set schedule_per_epoch=False for a callable data stream")
+        hold = int(steps_per_epoch)
+    miles = tuple(int(round(m * horizon)) for m in cfg.milestones)
+    fn = LrFactor(cfg.schedule, horizon, max(0, cfg.warmup_steps), miles, cfg.gamma, cfg.min_lr_ratio, hold)
     return torch.optim.lr_scheduler.LambdaLR(opt, fn)
 
 
@@ -178,13 +201,13 @@ def _rng_state() -> dict[str, Any]:
 
 
 def _set_rng_state(st: Mapping[str, Any]) -> None:
-    torch.set_rng_state(st["torch"])
+    torch.set_rng_state(st["torch"].cpu())
     n = st["numpy"]
     np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     v, internal, gauss = st["python"]
     random.setstate((v, tuple(internal), gauss))
     if "cuda" in st and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(st["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in st["cuda"]])
 
 
 def _plain(x: Any) -> Any:
@@ -228,10 +251,13 @@ class Checkpoint:
     extra: dict[str, Any]
 
 
-def _read_state(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def _read_state(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The checkpoint, read onto the host: RNG and generator states must stay there (torch.set_rng_state
+    and Generator.set_state take CPU byte tensors); the model and the optimiser copy their tensors onto their
+    own devices as they load them."""
     path = Path(path)
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state, dict) or state.get("format") != 1:
             raise ValueError("not a suite.train checkpoint")
         return state
@@ -245,10 +271,11 @@ def _read_state(path: str | os.PathLike[str], map_location: str | torch.device =
 
 def load_state(path: str | os.PathLike[str], model: nn.Module, opt: torch.optim.Optimizer | None = None,
                sched: Any = None, generators: Mapping[str, torch.Generator] | None = None, *,
-               restore_rng: bool = True, map_location: str | torch.device = "cpu") -> Checkpoint:
-    """Restore a :func:`save_state` file into ``model``/``opt``/``sched``/``generators`` (in place)
-    and, by default, the global torch/numpy/python RNGs. Returns the step and ``extra``."""
-    state = _read_state(path, map_location)
+               restore_rng: bool = True) -> Checkpoint:
+    """Restore a :func:`save_state` file into ``model``/``opt``/``sched``/``generators`` (in place, on
+    the devices they live on) and, by default, the global torch/numpy/python RNGs. Returns the step and
+    ``extra``."""
+    state = _read_state(path)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as e:
@@ -456,12 +483,25 @@ def _signature(model: nn.Module, name: str, total: int) -> dict[str, Any]:
             "params": [f"{k}:{tuple(v.shape)}" for k, v in model.state_dict().items()]}
 
 
+def _rank() -> int:
+    """This process's rank in an initialised ``torch.distributed`` group of more than one, else 0."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return dist.get_rank()
+    return 0
+
+
 def _checkpoint_file(ctx: Any, checkpoint: str | os.PathLike[str] | None, name: str) -> Path | None:
+    """The checkpoint file of this fit. In a distributed run every rank > 0 writes its own
+    (``<stem>.rank<r>.pt``): each holds that rank's RNG and data position, which differ across ranks."""
     if checkpoint is not None:
-        return Path(checkpoint)
-    if ctx is None:
+        path = Path(checkpoint)
+    elif ctx is None:
         return None
-    return Path(ctx.checkpoint_path) if not name else Path(ctx.run_dir) / f"checkpoint-{name}.pt"
+    else:
+        path = Path(ctx.checkpoint_path) if not name else Path(ctx.run_dir) / f"checkpoint-{name}.pt"
+    r = _rank()
+    return path if r == 0 else path.with_name(f"{path.stem}.rank{r}{path.suffix}")
 
 
 def fit(model: nn.Module, loss_fn: Callable[[nn.Module, Any], torch.Tensor], data: Any, cfg: TrainConfig, *,
@@ -507,7 +547,11 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, Any], torch.Tensor], dat
 
     params = list(param_groups) if param_groups is not None else [p for p in model.parameters() if p.requires_grad]
     opt = optimizer(params, cfg)
-    sched = scheduler(opt, cfg, total)
+    try:
+        per_epoch = len(stream)  # type: ignore[arg-type]
+    except TypeError:
+        per_epoch = None
+    sched = scheduler(opt, cfg, total, per_epoch)
     clip_params = [p for g in opt.param_groups for p in g["params"]]
 
     ckpt = _checkpoint_file(ctx, checkpoint, name)
@@ -523,7 +567,7 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, Any], torch.Tensor], dat
         if _read_state(ckpt)["extra"].get("signature") != sig:
             raise ConfigError(f"fit: checkpoint {ckpt} was written by a different fit (model, steps or name "
                               f"differ); delete it or pass a distinct name=")
-        got = load_state(ckpt, model, opt, sched, {"sampler": gen}, map_location=dev)
+        got = load_state(ckpt, model, opt, sched, {"sampler": gen})
         step = resumed_from = got.step
         history, evals = list(got.extra.get("history", [])), list(got.extra.get("evals", []))
         stream.load_state_dict(got.extra["stream"])

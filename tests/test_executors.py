@@ -135,6 +135,47 @@ def test_sbatch_rendering(tmp_path):
         command="x", folder=tmp_path, map_count=10, **executors.submitit_params("slurm", res, prof))
 
 
+def test_a_distributed_run_is_one_job_of_several_tasks(tmp_path):
+    """Resources(processes=N): one Slurm task per rank (--ntasks-per-node), the job's cpus split among them, every
+    GPU on the node; the CLI's --processes wins over the reproduction's, and a rank needs a GPU of its own."""
+    declared = Resources(cpus=16, gpus=4, mem_gb=64, time_min=60, processes=4)
+    res = executors.merge_resources(None, declared)
+    assert res.processes == 4
+    params = executors.submitit_params("slurm", res)
+    assert (params["ntasks_per_node"], params["cpus_per_task"], params["gpus_per_node"]) == (4, 4, 4)
+    text = _make_sbatch_string(command="python -m x", folder=tmp_path, **params)
+    for line in ("--ntasks-per-node=4", "--cpus-per-task=4", "--gpus-per-node=4"):
+        assert line in text, line
+    assert executors.submitit_params("local", res)["tasks_per_node"] == 4
+    one = executors.merge_resources(None, declared, ResourceOverrides(processes=1))
+    assert "ntasks_per_node" not in executors.submitit_params("slurm", one)
+    assert executors.submitit_params("slurm", one)["cpus_per_task"] == 16
+    with pytest.raises(ConfigError, match="one rank per GPU"):
+        executors.merge_resources(None, declared, ResourceOverrides(processes=8))
+    with pytest.raises(ConfigError, match="processes"):
+        executors.merge_resources(None, declared, ResourceOverrides(processes=0))
+
+
+@pytest.mark.slow
+def test_a_job_of_two_tasks_runs_as_two_ranks(tmp_path, clean_git):
+    """The Slurm path with submitit's local executor: tasks_per_node=2, each task a rank whose rendezvous comes
+    from submitit's JobEnvironment (TorchDistributedEnvironment); one record, made by two ranks."""
+    from suite.test_distributed import DIST
+
+    with registry.temporarily(DIST):
+        spec = runner.RunSpec("_dist_test", "smoke", 0)
+        subs = executors.submit_runs([spec], executor="local", results_root=tmp_path, allow_dirty=True,
+                                     folder=tmp_path / "logs", extra=("suite.test_distributed:DIST",))
+        job = subs[0].job
+        assert job.num_tasks == 2
+        job.wait()
+        assert job.state in ("DONE", "COMPLETED", "FINISHED"), job.stderr()
+        rec = json.loads((subs[0].run_dir / runner.RESULT_FILE).read_text())
+    assert rec["env"]["world_size"] == 2 and rec["metrics"]["ranks_in_order"] == 1.0 and rec["metrics"]["world"] == 2
+    assert len(list(tmp_path.rglob(runner.RESULT_FILE))) == 1
+    assert len(json.loads((subs[0].run_dir / runner.JOBS_FILE).read_text())) == 1  # rank 0 alone logs the start
+
+
 # --------------------------------------------------------------------------- submission (debug executor)
 
 def _count_arrays(monkeypatch) -> list[int]:

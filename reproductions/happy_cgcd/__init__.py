@@ -138,9 +138,11 @@ def load_protocol(cfg: Config, ctx) -> tuple[Protocol, Views, tuple[int, ...], D
 
 
 def _train_cfg(cfg: Config, epochs: int, lr: float) -> TrainConfig:
+    # official train_happy.py: CosineAnnealingLR(T_max=epochs, eta_min=lr*1e-3) stepped once per epoch, and
+    # training loaders with drop_last=True
     return TrainConfig(epochs=epochs, batch_size=cfg.batch_size, lr=lr, optimizer=cfg.optimizer,
                        weight_decay=cfg.weight_decay, schedule=cfg.schedule, min_lr_ratio=1e-3, log_every=50,
-                       checkpoint_every=cfg.checkpoint_every)
+                       checkpoint_every=cfg.checkpoint_every, schedule_per_epoch=True, drop_last=True)
 
 
 @torch.no_grad()
@@ -196,7 +198,7 @@ def train_stage0(cfg: Config, net: CGCDNet, proto: Protocol, views: Views, ctx) 
     0.65·(self-distillation + memax) + 0.35·CE(cos/0.1) + 0.65·InfoNCE + 0.35·SupCon."""
     s0 = proto.stages[0]
     tc = _train_cfg(cfg, cfg.stage0_epochs, cfg.lr0)
-    per_epoch = -(-len(s0.y) // cfg.batch_size)
+    per_epoch = len(s0.y) // cfg.batch_size  # the last partial batch is dropped
     calls = StepCount()  # checkpointed with the fit: a resumed run continues the warm-up where it stopped
 
     def loss(m: CGCDNet, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:

@@ -61,10 +61,11 @@ WORKERS = 4  # DataLoader reader processes on CUDA (none on a CPU: suite.data.st
 
 def fit_data(x: torch.Tensor | DiskSplit, y: torch.Tensor | None, batch_size: int, ctx: Any) -> Any:
     """What :func:`suite.train.fit` trains on: the tensors (``(x, y)`` or ``x``), or for an on-disk split the
-    shuffled batches ``(x, y)`` of :class:`suite.data.stream.EpochLoader`, drawn from fit's default data-order
+    shuffled batches ``(x, y)`` of :class:`suite.data.stream.EpochLoader` (last partial batch dropped, as the
+    official loaders and ``TrainConfig.drop_last`` for tensors), drawn from fit's default data-order
     generator (which fit checkpoints, so a resumed run reads the same batches)."""
     if isinstance(x, DiskSplit):
-        return stream.EpochLoader(x, batch_size, ctx.generator(DATA_ORDER_OFFSET),
+        return stream.EpochLoader(x, batch_size, ctx.generator(DATA_ORDER_OFFSET), drop_last=True,
                                   **stream.loader_options(ctx.device, WORKERS))
     return (x, y) if y is not None else x
 

@@ -184,3 +184,25 @@ def test_stage0_teacher_temperature_is_the_official_epoch_schedule():
     want = np.concatenate((np.linspace(0.07, 0.04, 30), np.full(70, 0.04)))
     got = np.array([H.teacher_temperature(cfg, e) for e in range(cfg.stage0_epochs)])
     assert np.allclose(got, want, rtol=0, atol=1e-12)
+
+
+def test_every_fit_steps_the_lr_per_epoch_and_drops_the_last_partial_batch(monkeypatch, tmp_path):
+    """Official train_happy.py: CosineAnnealingLR stepped once per epoch, and training DataLoaders with
+    drop_last=True (tensors: ``TrainConfig.drop_last``; an on-disk split: ``EpochLoader(drop_last=True)``)."""
+    from suite.data import stream
+    from suite.spec import DatasetRef
+    from reproductions.happy_cgcd import streaming
+
+    seen = []
+
+    def fake_fit(model, loss_fn, data, tc, **kw):
+        seen.append((kw.get("name"), tc.schedule_per_epoch, tc.drop_last))
+
+    monkeypatch.setattr(H, "fit", fake_fit)
+    cfg = suite_config.resolve(registry.get("happy_cgcd"), "smoke")
+    H.run(cfg, for_tests("smoke", 0, tmp=tmp_path))
+    assert seen and all(per_epoch and drop for _, per_epoch, drop in seen), seen
+    split = stream.DiskSplit(np.zeros((10, 2), dtype=np.float32), torch.zeros(10, dtype=torch.long),
+                             DatasetRef("toy", "stand-in"))
+    loader = streaming.fit_data(split, None, 4, for_tests("smoke", 0, tmp=tmp_path))
+    assert len(loader) == 2 and [len(b[0]) for b in loader] == [4, 4]

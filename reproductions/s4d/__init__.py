@@ -25,7 +25,7 @@ from reproductions.s4d.experiment import OptimConfig, accuracy, mean_loss, param
 from suite.config import Range
 from suite.models.ssm import INITS, SSMConfig
 from reproductions.s4d.model import ModelConfig, S4DClassifier
-from reproductions.s4d.tasks import LRA_TASKS, head, lra_inputs, lra_task, memory_task, open_lra
+from reproductions.s4d.tasks import LRA_TASKS, LRATask, head, lra_inputs, lra_task, memory_task, open_lra
 from suite.errors import ConfigError, UnknownNameError
 from suite.registry import reproduction
 from suite.spec import Assembly, Claim, DatasetRef, Outcome, Paper, Resources
@@ -242,6 +242,22 @@ def lra_averages(metrics: dict[str, float]) -> dict[str, float]:
     return out
 
 
+def lra_optim(t: LRATask, cfg: Config, n_train: int) -> OptimConfig:
+    """The optimiser settings of one LRA task's training run on ``n_train`` examples (the per-task table)."""
+    epochs = cfg.lra_epochs or t.epochs
+    # the last partial batch is dropped (official drop_last); a sample budget smaller than one batch (the
+    # rehearsal's two examples) trains on it as one batch. The whole split (the paper) is never that small.
+    batch = min(t.batch_size, n_train)
+    per_epoch = steps_per_epoch(n_train, batch)
+    # the official horizon (num_training_steps) where the run is the paper's (whole split, the task's epochs;
+    # ListOps, Text and Retrieval stop before it); a budget-cut run decays over its own length
+    paper_length = cfg.lra_max_train is None and cfg.lra_epochs is None
+    return OptimConfig(epochs=epochs, batch_size=batch, lr=t.lr, weight_decay=t.weight_decay,
+                       warmup_frac=min(1.0, t.warmup_steps / max(1, epochs * per_epoch)),
+                       eval_every=per_epoch, checkpoint_every=per_epoch, workers=cfg.workers,
+                       schedule_steps=t.schedule_steps if paper_length else None)
+
+
 def _run_lra(cfg: Config, ctx) -> tuple[dict[str, float], DatasetRef]:
     metrics: dict[str, float] = {}
     refs: list[DatasetRef] = []
@@ -256,14 +272,7 @@ def _run_lra(cfg: Config, ctx) -> tuple[dict[str, float], DatasetRef]:
             tr = tr.subset(torch.arange(min(cfg.lra_max_train, len(tr))))
         if cfg.lra_max_eval is not None:
             va, te = (s.subset(torch.arange(min(cfg.lra_max_eval, len(s)))) for s in (va, te))
-        epochs = cfg.lra_epochs or t.epochs
-        # the last partial batch is dropped (official drop_last); a sample budget smaller than one batch (the
-        # rehearsal's two examples) trains on it as one batch. The whole split (the paper) is never that small.
-        batch = min(t.batch_size, len(tr))
-        per_epoch = steps_per_epoch(len(tr), batch)
-        opt = OptimConfig(epochs=epochs, batch_size=batch, lr=t.lr, weight_decay=t.weight_decay,
-                          warmup_frac=min(1.0, t.warmup_steps / max(1, epochs * per_epoch)),
-                          eval_every=per_epoch, checkpoint_every=per_epoch, workers=cfg.workers)
+        opt = lra_optim(t, cfg, len(tr))
 
         def prep(x: torch.Tensor, t=t) -> torch.Tensor:
             return lra_inputs(x, t)

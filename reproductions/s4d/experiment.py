@@ -44,6 +44,7 @@ class OptimConfig:
     checkpoint_every: int = 0
     workers: int = 0  # reader processes of a DiskSplit on CUDA
     drop_last: bool = True  # official configs/loader/default.yaml ``drop_last: True``
+    schedule_steps: int | None = None  # the cosine's horizon when it is not the training length
 
 
 Split = ArrayDataset | DiskSplit
@@ -75,20 +76,6 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict[
         out += [dict(g, params=ps, **extra) for ps, extra in
                 ((keep, {}), (free, {"weight_decay": 0.0, "name": "no-decay"})) if ps]
     return out
-
-
-class _DropLastLoader(EpochLoader):
-    """:class:`suite.data.stream.EpochLoader` (same order, same generator) with the last partial batch of
-    every epoch dropped (official ``drop_last: True``)."""
-
-    def __len__(self) -> int:
-        return len(self.split) // self.batch_size
-
-    def __iter__(self) -> Iterator[Any]:
-        dl = stream.loader(self.split, self.batch_size, shuffle=self.shuffle, generator=self.generator,
-                           drop_last=True, workers=self.workers, pin_memory=self.pin_memory)
-        with torch.random.fork_rng(devices=[]):
-            return iter(dl)
 
 
 def steps_per_epoch(n: int, batch_size: int, drop_last: bool = True) -> int:
@@ -147,7 +134,7 @@ def train_classifier(model: nn.Module, train: Split, val: Split, test: Split,
                        weight_decay=opt.weight_decay, schedule="cosine",
                        warmup_steps=int(opt.warmup_frac * total), grad_clip=opt.grad_clip,
                        eval_every=opt.eval_every, checkpoint_every=opt.checkpoint_every, log_every=50,
-                       drop_last=opt.drop_last)
+                       drop_last=opt.drop_last, schedule_steps=opt.schedule_steps)
     groups = param_groups(model, opt.lr, opt.weight_decay)
     dev = ctx.device
 
@@ -161,8 +148,8 @@ def train_classifier(model: nn.Module, train: Split, val: Split, test: Split,
     loss_before = mean_loss(model, train, prep, device=dev)
     if isinstance(train, DiskSplit):  # read from disk per batch; the order from the fit's data-order stream
         gen = ctx.generator(DATA_ORDER_OFFSET)
-        kind = _DropLastLoader if opt.drop_last else EpochLoader
-        data: Any = kind(train, opt.batch_size, gen, **stream.loader_options(dev, opt.workers))
+        data: Any = EpochLoader(train, opt.batch_size, gen, drop_last=opt.drop_last,
+                                **stream.loader_options(dev, opt.workers))
         res = fit(model, loss_fn, data, tcfg, ctx=ctx, eval_fn=eval_fn, param_groups=groups, name=name, generator=gen)
     else:
         res = fit(model, loss_fn, (train.x, train.y), tcfg, ctx=ctx, eval_fn=eval_fn, param_groups=groups, name=name)

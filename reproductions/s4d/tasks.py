@@ -80,6 +80,7 @@ class LRATask:
     pool: str = "mean"             # decoder ``mode``: pool (mean) or last
     n_ssm: int | None = None       # None: one (A, B) per channel (``n_ssm: null`` or ``${..d_model}``)
     warmup_steps: int = 1000       # cosine_warmup ``num_warmup_steps`` (default 1000 when the file sets none)
+    schedule_steps: int = 0        # cosine_warmup ``num_training_steps``: the horizon of the lr decay
     tie_dropout: bool = False
     # pixel tasks: model input (x - pixel_mean) / pixel_std of the uint8 pixel x. Image: the official greyscale
     # CIFAR normalisation, mean 122.6, std 61 (in /255 units: src/dataloaders/basic.py, ``grayscale: true`` in
@@ -89,18 +90,20 @@ class LRATask:
 
 
 LRA_TASKS: dict[str, LRATask] = {t.name: t for t in (
-    LRATask("listops", lra_data.LISTOPS_DIR, 2048, 10, len(listops.VOCAB), False, 8, 128, 64, 50, 0.01, 40),
-    LRATask("text", lra_data.IMDB_DIR, 4096, 2, BYTE_VOCAB, False, 6, 256, 64, 16, 0.01, 32, prenorm=True),
+    LRATask("listops", lra_data.LISTOPS_DIR, 2048, 10, len(listops.VOCAB), False, 8, 128, 64, 50, 0.01, 40,
+            schedule_steps=80_000),
+    LRATask("text", lra_data.IMDB_DIR, 4096, 2, BYTE_VOCAB, False, 6, 256, 64, 16, 0.01, 32, prenorm=True,
+            schedule_steps=50_000),
     LRATask("retrieval", lra_data.RETRIEVAL_DIR, 4000, 2, BYTE_VOCAB, True, 6, 256, 64, 64, 0.01, 20, prenorm=True,
-            warmup_steps=2500),
+            warmup_steps=2500, schedule_steps=50_000),
     LRATask("image", cifar.C10_DIR, 1024, 10, 0, False, 6, 512, 64, 50, 0.01, 200, dropout=0.1, norm="layer",
-            n_ssm=2, warmup_steps=900, tie_dropout=True, pixel_mean=122.6, pixel_std=61.0),
+            n_ssm=2, warmup_steps=900, tie_dropout=True, pixel_mean=122.6, pixel_std=61.0, schedule_steps=180_000),
     LRATask("pathfinder", lra_data.PATHFINDER_DIR, 1024, 2, 0, False, 6, 256, 64, 64, 0.004, 200, prenorm=True,
-            weight_decay=0.03, pool="last", lr_dt=1e-3, warmup_steps=2500),
+            weight_decay=0.03, pool="last", lr_dt=1e-3, warmup_steps=2500, schedule_steps=500_000),
     # Path-X: the file sets lr 0.001 and 50,000 warmup steps, with a comment that the S4D paper used 5e-4 and
     # one epoch of warmup (10,000 steps at batch 16): we run the paper's values (README)
     LRATask("pathx", lra_stream.PATHX_DIR, 16384, 2, 0, False, 6, 256, 64, 16, 5e-4, 50, dt_min=1e-4,
-            prenorm=True, lr_dt=5e-4, ssm_lr=5e-4, warmup_steps=10_000),
+            prenorm=True, lr_dt=5e-4, ssm_lr=5e-4, warmup_steps=10_000, schedule_steps=500_000),
 )}
 
 

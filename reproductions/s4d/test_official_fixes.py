@@ -159,3 +159,19 @@ def test_pixel_inputs_follow_the_official_normalisation():
     assert torch.allclose(img, torch.tensor([[-122.6 / 61, -61.6 / 61, 132.4 / 61]]), atol=1e-5)
     for name in ("pathfinder", "pathx"):
         assert torch.allclose(lra_inputs(x, LRA_TASKS[name]), torch.tensor([[0.0, 61 / 255, 1.0]]))
+
+
+def test_the_paper_run_decays_over_the_official_horizon_and_a_cut_run_over_its_own():
+    """Official ``scheduler.num_training_steps``: ListOps' cosine spans 80,000 steps while 40 epochs of the
+    release's 96,000 examples at batch 50 are 76,800, so the lr never reaches 0. A budget-cut run (the rehearsal's
+    ``lra_max_train``) decays over its own length."""
+    from suite import config as suite_config
+    from suite import registry
+    from reproductions.s4d import lra_optim
+    from reproductions.s4d.tasks import LRA_TASKS
+
+    full = suite_config.resolve(registry.get("s4d"), "full")
+    opt = lra_optim(LRA_TASKS["listops"], full, 96_000)
+    assert opt.schedule_steps == 80_000 and opt.epochs * (96_000 // opt.batch_size) == 76_800
+    cut = suite_config.resolve(registry.get("s4d"), "full", ["lra_max_train=500"])
+    assert lra_optim(LRA_TASKS["listops"], cut, 500).schedule_steps is None

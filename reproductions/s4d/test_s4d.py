@@ -331,7 +331,7 @@ def test_lra_hyperparameters_pinned_to_the_readme_table():
     for r in rows:
         t = LRA_TASKS[r[0]]
         ours = (t.n_layers, t.d_model, t.d_state, t.norm, str(t.prenorm).lower(), t.dropout, t.batch_size, t.lr,
-                t.weight_decay, t.epochs, t.ssm_lr, t.lr_dt, t.dt_min, t.n_ssm, t.pool, t.warmup_steps)
+                t.weight_decay, t.epochs, t.ssm_lr, t.lr_dt, t.dt_min, t.n_ssm, t.pool, t.warmup_steps, t.schedule_steps)
         table = (int(r[2]), int(r[3]), int(r[4]), r[5], r[6], num(r[7]), int(r[8]), num(r[9]), num(r[10]), int(r[11]),
-                 num(r[12]), num(r[13]), num(r[14]), None if r[15] == "-" else int(r[15]), r[16], int(r[17]))
+                 num(r[12]), num(r[13]), num(r[14]), None if r[15] == "-" else int(r[15]), r[16], int(r[17]), int(r[18]))
         assert ours == table, f"{r[0]}: code {ours} != README {table}"

@@ -159,19 +159,22 @@ class EpochLoader:
     generator as ``.generator``, saves its state at every epoch start and restores it on resume, so a
     resumed epoch replays the same batches. (The DataLoader's worker base seed is drawn from the
     global RNG when an iterator starts: that draw is isolated, so a resume does not shift dropout or
-    masking randomness.)"""
+    masking randomness.) ``drop_last``: the last partial batch of every epoch is left out (a loader
+    built with ``drop_last=True``); the order of the full batches is the same."""
 
     def __init__(self, split: DiskSplit, batch_size: int, generator: torch.Generator, workers: int = 0,
-                 pin_memory: bool = False, shuffle: bool = True) -> None:
+                 pin_memory: bool = False, shuffle: bool = True, drop_last: bool = False) -> None:
         self.split, self.batch_size, self.generator = split, int(batch_size), generator
         self.workers, self.pin_memory, self.shuffle = int(workers), bool(pin_memory), shuffle
+        self.drop_last = bool(drop_last)
 
     def __len__(self) -> int:
-        return -(-len(self.split) // self.batch_size)
+        n = len(self.split)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[Any]:
         dl = loader(self.split, self.batch_size, shuffle=self.shuffle, generator=self.generator,
-                    workers=self.workers, pin_memory=self.pin_memory)
+                    drop_last=self.drop_last, workers=self.workers, pin_memory=self.pin_memory)
         with torch.random.fork_rng(devices=[]):
             return iter(dl)
 

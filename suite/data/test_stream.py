@@ -82,3 +82,12 @@ def test_decode_to_disk_matches_the_in_memory_decoder(tmp_path):
     assert isinstance(disk, np.memmap) and np.array_equal(disk, decode_images(tmp_path, rel, "RGB", (8, 6)))
     with pytest.raises(Exception, match="expected 6x6"):
         stream.decode_to_disk(tmp_path, rel, "RGB", (6, 6))
+
+
+def test_epoch_loader_drop_last_leaves_out_the_partial_batch_in_the_same_order():
+    """``EpochLoader(drop_last=True)`` yields the full batches of the same shuffled order and reports their
+    number as its length (fit's epoch count)."""
+    split = stream.DiskSplit(np.arange(10, dtype=np.float32)[:, None], torch.arange(10), DatasetRef("toy", "stand-in"))
+    full = [b[1].tolist() for b in stream.EpochLoader(split, 4, torch.Generator().manual_seed(3))]
+    cut = stream.EpochLoader(split, 4, torch.Generator().manual_seed(3), drop_last=True)
+    assert len(cut) == 2 and [b[1].tolist() for b in cut] == full[:2] and len(full) == 3
