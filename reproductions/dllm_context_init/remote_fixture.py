@@ -69,8 +69,6 @@ CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n
 def write_remote_code_dllm(folder: Path, seed: int = 0, max_len: int = 1024) -> Path:
     """Write the tiny remote-code DLLM (weights, config with ``auto_map``, its two code files, and a
     tokenizer with eos/pad/unk/mask roles and a chat template) to ``folder``."""
-    import torch
-
     import tempfile
 
     import torch

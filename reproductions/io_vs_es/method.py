@@ -10,7 +10,7 @@ from typing import Literal
 
 import torch
 
-from .simllm import N_H, N_HINT, hint_tokens
+from .simllm import N_HINT, hint_tokens
 
 # TEETH ONLY: wrong-outputs = the exemplar pool keeps the WRONG validation answers (gold filter inverted);
 # ignores-score = IO and RS keep a random candidate instead of the best on validation.

@@ -3,7 +3,6 @@ known answers, the pointer task, the recruitment criterion, the broken variants,
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch

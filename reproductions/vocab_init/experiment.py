@@ -7,7 +7,6 @@ import time
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from suite.context import RunContext
 from suite.models import TransformerLM

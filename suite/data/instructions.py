@@ -239,7 +239,7 @@ def make_pool(n: int, seed: int = 0, *, n_families: int = 40, zipf: float = 1.1,
     if n < 1 or not 0 <= corrupt_frac <= 1 or not 0 <= distractor_frac < 1 or zipf < 0:
         raise ConfigError("make_pool: need n >= 1, 0 <= corrupt_frac <= 1, 0 <= distractor_frac < 1, zipf >= 0")
     if not 0 <= junk_families < n_families or near_duplicates < 0 or near_duplicates >= n:
-        raise ConfigError(f"make_pool: need 0 <= junk_families < n_families and 0 <= near_duplicates < n")
+        raise ConfigError("make_pool: need 0 <= junk_families < n_families and 0 <= near_duplicates < n")
     r = random.Random(seed)
     fams = FAMILIES[:n_families]
     ranks = list(range(n_families))
