@@ -61,6 +61,9 @@ class Config:
     full_t_low: Annotated[float, Range(0, open_lo=True)] = 0.2
     full_t_high: Annotated[float, Range(0, open_lo=True)] = 0.8
     full_top_p: Annotated[float, Range(0, 1, open_lo=True)] = 0.95
+    # True: the CodeGen2 checkpoints ship their modelling code (official README: trust_remote_code=True);
+    # load_causal_lm then runs it. Only for trusted folders.
+    trust_remote_code: bool = True
 
     def validate(self) -> None:
         """Relations between fields, checked when the config resolves (before any run starts)."""

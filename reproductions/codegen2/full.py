@@ -41,14 +41,14 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
         tmp = tempfile.TemporaryDirectory(prefix="cg2-dry-")
         root = Path(tmp.name)
         save_tiny_random_lm(root / "model", "codegen", max_len=512, pad="<|endoftext|>")
-        lm = load_causal_lm(root / "model", ctx.device)
+        lm = load_causal_lm(root / "model", ctx.device, trust_remote_code=cfg.trust_remote_code)  # the same call
         n, max_new = 2, 16
     else:
         if ctx.data_root is None:
             raise DataNotFoundError(f"full scale needs --data-root (or SUITE_DATA) holding {cfg.model_dir}/ and "
                                     f"{cfg.humaneval}")
-        # CodeGen2 checkpoints ship their modelling code (spec: trust_remote_code=True)
-        lm = load_causal_lm(Path(ctx.data_root) / cfg.model_dir, ctx.device, trust_remote_code=True)
+        # CodeGen2 checkpoints ship their modelling code (config field trust_remote_code, default True)
+        lm = load_causal_lm(Path(ctx.data_root) / cfg.model_dir, ctx.device, trust_remote_code=cfg.trust_remote_code)
         n, max_new = cfg.full_samples, 384
     # HumanEval (§5): the ref (paper, or a stand-in fixture in a dry run without it) comes from the loader
     he = Path(cfg.humaneval)

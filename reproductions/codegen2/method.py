@@ -8,7 +8,8 @@ shared tiny ``TransformerLM``.
 - :func:`forward` — causal or Prefix-LM attention (bidirectional over the first P tokens of each
   row, causal after; §3 ablation) with left-padding-aware positions.
 - :func:`lm_loss` — next-token CE under a per-token loss mask.
-- :func:`sample` — batched left-to-right sampling until a stop token (generated tokens stay causal).
+- :func:`sample` — batched left-to-right sampling until a stop token (generated tokens stay causal), with the
+  suite's key-value cache (``suite.models.decoding``).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from suite.models import decoding
 from suite.models.tokenizer import Tokenizer
 from suite.models.transformer import TransformerLM
 
@@ -153,10 +155,12 @@ def lm_loss(model: TransformerLM, tokens: torch.Tensor, key_mask: torch.Tensor, 
 def sample(model: TransformerLM, prompts: list[list[int]], max_new: int, stop_ids: list[int], pad_id: int,
            temperature: float = 0.0, prefix_lm: bool = False, gen: torch.Generator | None = None,
            prefix_trim: int = 0) -> list[list[int]]:
-    """Left-padded batched sampling; each row stops at its first stop token (kept out of the output).
-    Prefix-LM: the prompt (less its last ``prefix_trim`` tokens, which training treats as targets)
-    is the prefix (bidirectional); generated tokens stay causal (§7)."""
-    model.eval()
+    """Left-padded batched sampling with the suite's key-value cache (``suite.models.decoding.generate``,
+    issue 17 item 3); each row stops at its first stop token (kept out of the output); padding is never
+    sampled. Prefix-LM: the prompt (less its last ``prefix_trim`` tokens, which training treats as targets)
+    is the prefix, encoded once with bidirectional attention; generated tokens attend causally to it and to
+    each other (§3, §7), so the cache is exact."""
+    dev = next(model.parameters()).device
     b = len(prompts)
     t0 = max(len(p) for p in prompts)
     toks = torch.full((b, t0), pad_id, dtype=torch.long)
@@ -164,27 +168,11 @@ def sample(model: TransformerLM, prompts: list[list[int]], max_new: int, stop_id
     for i, p in enumerate(prompts):  # ragged -> padded, once
         toks[i, t0 - len(p):] = torch.tensor(p)
         km[i, t0 - len(p):] = True
-    pe = torch.full((b,), t0 - prefix_trim) if prefix_lm else None
-    done = torch.zeros(b, dtype=torch.bool)
-    stop = torch.tensor(stop_ids)
-    out = []
-    for _ in range(max_new):
-        logits = forward(model, toks, km, pe)[:, -1].float()
-        logits[:, pad_id] = float("-inf")
-        if temperature == 0:
-            nxt = logits.argmax(-1)
-        else:
-            nxt = torch.multinomial((logits / temperature).softmax(-1), 1, generator=gen).squeeze(1)
-        nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
-        out.append(nxt)
-        done = done | torch.isin(nxt, stop)
-        toks = torch.cat([toks, nxt[:, None]], 1)
-        km = torch.cat([km, ~done[:, None] | torch.isin(nxt, stop)[:, None]], 1)
-        if bool(done.all()):
-            break
-    gen_ids = torch.stack(out, 1).tolist() if out else [[] for _ in range(b)]
+    out = decoding.generate(model, toks.to(dev), max_new, temperature=temperature, eos_id=stop_ids or None,
+                            generator=gen, key_mask=km.to(dev), prefix_end=t0 - prefix_trim if prefix_lm else None,
+                            suppress_ids=[pad_id])
     res = []
-    for row in gen_ids:
-        cut = [i for i, t in enumerate(row) if t in stop_ids or t == pad_id]
+    for row in out[:, t0:].tolist():
+        cut = [i for i, t in enumerate(row) if t in stop_ids]
         res.append(row[:cut[0]] if cut else row)
     return res

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from suite import config, registry
@@ -101,6 +103,70 @@ def test_left_padded_sampling_matches_single() -> None:
         assert alone == batched
 
 
+def _uncached_sample(model, prompts, max_new, stop_ids, pad_id, temperature=0.0, prefix_lm=False, gen=None,
+                     prefix_trim=0):
+    """The sampler ``sample`` replaced (issue 17 item 3), kept here as the reference: it re-runs the training
+    ``forward`` (the Prefix-LM ``attention_mask``) over the whole sequence for every new token."""
+    b, t0 = len(prompts), max(len(p) for p in prompts)
+    toks = torch.full((b, t0), pad_id, dtype=torch.long)
+    km = torch.zeros(b, t0, dtype=torch.bool)
+    for i, p in enumerate(prompts):
+        toks[i, t0 - len(p):], km[i, t0 - len(p):] = torch.tensor(p), True
+    pe = torch.full((b,), t0 - prefix_trim) if prefix_lm else None
+    done, stop, out = torch.zeros(b, dtype=torch.bool), torch.tensor(stop_ids), []
+    with torch.no_grad():
+        for _ in range(max_new):
+            logits = forward(model.eval(), toks, km, pe)[:, -1].float()
+            logits[:, pad_id] = float("-inf")
+            if temperature == 0:
+                nxt = logits.argmax(-1)
+            else:
+                nxt = torch.multinomial((logits / temperature).softmax(-1), 1, generator=gen).squeeze(1)
+            nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
+            out.append(nxt)
+            done = done | torch.isin(nxt, stop)
+            toks = torch.cat([toks, nxt[:, None]], 1)
+            km = torch.cat([km, ~done[:, None] | torch.isin(nxt, stop)[:, None]], 1)
+            if bool(done.all()):
+                break
+    res = []
+    for row in torch.stack(out, 1).tolist():
+        cut = [i for i, t in enumerate(row) if t in stop_ids or t == pad_id]
+        res.append(row[:cut[0]] if cut else row)
+    return res
+
+
+@pytest.mark.parametrize("pos", ["rope", "learned"])
+@pytest.mark.parametrize("prefix_lm,prefix_trim", [(False, 0), (True, 0), (True, 1)])
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_kv_cached_sample_equals_the_uncached_sampler(pos, prefix_lm, prefix_trim, temperature) -> None:
+    """``sample`` (KV cache, Prefix-LM prefix encoded once) gives the uncached sampler's tokens: greedy, and
+    sampling with the same generator; ragged left-padded prompts; several stop tokens."""
+    torch.manual_seed(3)
+    model = TransformerLM(TOK.vocab_size, 96, 32, 2, 4, pos_encoding=pos)
+    with torch.no_grad():  # sharper, more varied next-token distributions than the 0.02 init
+        for p_ in model.parameters():
+            p_.mul_(6.0) if p_.ndim > 1 else None
+    prompts = [TOK.encode(PROGS[i].header)[:n] for i, n in zip(range(6), (3, 17, 9, 30, 1, 22))]
+    prompts[2] = encode_infill_prompt("def f(a):", "    return a", TOK)  # sentinels in a prompt
+    free = _uncached_sample(model, prompts, 40, [], TOK.pad_id, temperature, prefix_lm,
+                            torch.Generator().manual_seed(5), prefix_trim)
+    counts = torch.bincount(torch.tensor([t for r in free for t in r]), minlength=TOK.vocab_size)
+    stops = counts.argsort(descending=True)[2:4].tolist()  # tokens that stop some rows, not all at once
+    for stop_ids in ([], stops):
+        want = _uncached_sample(model, prompts, 40, stop_ids, TOK.pad_id, temperature, prefix_lm,
+                                torch.Generator().manual_seed(5), prefix_trim)
+        got = sample(model, prompts, 40, stop_ids, TOK.pad_id, temperature, prefix_lm,
+                     torch.Generator().manual_seed(5), prefix_trim)
+        assert got == want, (stop_ids, got, want)
+    lens = [len(r) for r in got]
+    assert min(lens) < 40 and max(lens) > min(lens)  # the stop tokens cut rows at different steps
+    assert all(TOK.pad_id not in r for r in got)
+    if prefix_lm:  # the Prefix-LM decode differs from the causal one: the test exercises the prefix mask
+        assert got != sample(model, prompts, 40, stop_ids, TOK.pad_id, temperature, False,
+                             torch.Generator().manual_seed(5))
+
+
 def test_evaluator_is_restricted() -> None:
     p = PROGS[0]
     assert P.passes(p, "".join(p.body))
@@ -154,3 +220,34 @@ def test_clause_split_rebuilds_the_program() -> None:
         assert all(a + c + b == p.text for a, c, b in parts)
         assert [c for _, c, _ in parts] == p.header.split('"""')[1][:-1].split(", then ")
         assert all(", then" not in c and "." not in c for _, c, _ in parts)
+
+
+@pytest.mark.parametrize("trust", [True, False])
+def test_trust_remote_code_is_a_config_field_that_reaches_the_loader(monkeypatch, tmp_path, trust) -> None:
+    """Issue 17: ``trust_remote_code`` (default True: CodeGen2 ships its modelling code) is what
+    ``load_causal_lm`` gets, in the dry run (which still loads its tiny checkpoint with it) and the real run."""
+    from . import full
+
+    class Loaded(Exception):
+        pass
+
+    seen = []
+
+    def loader(folder, device, **kw):
+        seen.append(kw.get("trust_remote_code"))
+        if (tmp_path / "data") not in Path(folder).parents:  # the dry run: the real loader on its fixture
+            lm = real(folder, device, **kw)
+            assert lm.model.config.model_type == "codegen"
+        raise Loaded
+
+    real = full.load_causal_lm
+    monkeypatch.setattr(full, "load_causal_lm", loader)
+    r = registry.get("codegen2")
+    cfg = config.resolve(r, "full")
+    assert cfg.trust_remote_code is True  # the default
+    cfg = replace(cfg, trust_remote_code=trust)
+    with pytest.raises(Loaded):
+        full.run_full(cfg, for_tests("full", dry_run=True))
+    with pytest.raises(Loaded):
+        full.run_full(cfg, for_tests("full", data_root=tmp_path / "data"))
+    assert seen == [trust, trust]

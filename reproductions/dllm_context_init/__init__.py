@@ -63,6 +63,9 @@ class Config:
     max_problems: Annotated[int, Range(0)] = 0  # 0 = all 1319
     full_batch: Annotated[int, Range(1)] = 16
     aux_max_new_tokens: Annotated[int, Range(1)] = 256
+    # True: LLaDA ships its modelling code in the checkpoint folder (AutoModel + trust_remote_code runs it);
+    # the DLLM only, the auxiliary AR model (Qwen2.5) loads with the library's own code. Only for trusted folders.
+    trust_remote_code: bool = True
 
     def validate(self) -> None:
         """Relations between fields, checked when the config resolves (before any run starts)."""

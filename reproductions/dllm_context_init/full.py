@@ -88,17 +88,18 @@ def _chat(tok: Any, question: str) -> str:
     return msg + "\n"
 
 
-def load_dllm(folder: Path, dev: Any, dtype: torch.dtype) -> tuple[Any, Any]:
+def load_dllm(folder: Path, dev: Any, dtype: torch.dtype, trust_remote_code: bool = True) -> tuple[Any, Any]:
     """(model, tokenizer) of a DLLM folder that ships its own modelling code (LLaDA: AutoModel +
-    trust_remote_code, read from disk only)."""
+    ``trust_remote_code`` (config field, True for LLaDA), read from disk only)."""
     import transformers
 
     if not (folder / "config.json").is_file():
         raise DataNotFoundError(f"no LLaDA folder at {folder}; copy GSAI-ML/LLaDA-8B-Instruct there")
     try:
-        model = transformers.AutoModel.from_pretrained(folder, trust_remote_code=True, local_files_only=True,
-                                                       dtype=dtype).to(dev).eval()
-        tok = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=True, local_files_only=True)
+        model = transformers.AutoModel.from_pretrained(folder, trust_remote_code=trust_remote_code,
+                                                       local_files_only=True, dtype=dtype).to(dev).eval()
+        tok = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code,
+                                                         local_files_only=True)
     except OSError as e:
         raise SuiteError(f"cannot load the DLLM from {folder} ({str(e).splitlines()[0][:120]}); "
                          f"copy the full snapshot incl. modelling code") from e
@@ -115,7 +116,7 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
 
         write_remote_code_dllm(root / "dllm", seed=0)
         save_tiny_random_lm(root / "aux", "llama", max_len=1024, seed=1, eos="<eos>", pad="<pad>", unk="<unk>")
-        dllm_model, tok = load_dllm(root / "dllm", dev, torch.float32)
+        dllm_model, tok = load_dllm(root / "dllm", dev, torch.float32, cfg.trust_remote_code)
         aux = load_causal_lm(root / "aux", dev)
         mask_id, n, block, n_prob = tok.mask_token_id, 16, 8, 2
     else:
@@ -123,7 +124,7 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
             raise DataNotFoundError("full scale needs --data-root (or SUITE_DATA) holding "
                                     f"{cfg.dllm_dir or '<dllm_dir>'}/, {cfg.aux_dir or '<aux_dir>'}/ (HF folders) "
                                     f"and {cfg.gsm8k_dir}/test.jsonl")
-        dllm_model, tok = load_dllm(Path(ctx.data_root) / cfg.dllm_dir, dev, torch.bfloat16)
+        dllm_model, tok = load_dllm(Path(ctx.data_root) / cfg.dllm_dir, dev, torch.bfloat16, cfg.trust_remote_code)
         aux = load_causal_lm(Path(ctx.data_root) / cfg.aux_dir, dev)
         mask_id, n, block = cfg.mask_id, cfg.n, cfg.block_len
         n_prob = cfg.max_problems or None

@@ -200,3 +200,34 @@ def test_full_arms_are_also_scored_as_lm_eval_scores_gsm8k(tmp_path) -> None:
     assert m["lmeval_strict/aux"] == 0.0 and m["lmeval_flexible/aux"] == 0.5  # 42.00 is not 42 for lm-eval
     rows = [json.loads(x) for x in (tmp_path / "answers.jsonl").read_text().splitlines()]
     assert [(r["arm"], r["problem"]) for r in rows] == [("b1", 0), ("b1", 1), ("aux", 0), ("aux", 1)]
+
+
+def test_trust_remote_code_is_a_config_field_that_reaches_the_loader(monkeypatch, tmp_path) -> None:
+    """Issue 17: ``trust_remote_code`` (default True: LLaDA ships its modelling code) is what ``load_dllm`` passes
+    to transformers, in the dry run and the real run; False refuses the remote-code fixture."""
+    from . import full
+    from .remote_fixture import write_remote_code_dllm
+
+    class Loaded(Exception):
+        pass
+
+    seen = []
+
+    def loader(folder, dev, dtype, trust_remote_code):
+        seen.append(trust_remote_code)
+        raise Loaded
+
+    monkeypatch.setattr(full, "load_dllm", loader)
+    cfg = config.resolve(registry.get("dllm_context_init"), "full")
+    assert cfg.trust_remote_code is True  # the default
+    for trust in (True, False):
+        c = replace(cfg, trust_remote_code=trust)
+        with pytest.raises(Loaded):
+            full.run_full(c, for_tests("full", dry_run=True))
+        with pytest.raises(Loaded):
+            full.run_full(c, for_tests("full", data_root=tmp_path))
+    assert seen == [True, True, False, False]
+    monkeypatch.undo()
+    folder = write_remote_code_dllm(tmp_path / "dllm")
+    with pytest.raises(ValueError, match="trust_remote_code"):  # the flag reaches transformers
+        full.load_dllm(folder, "cpu", torch.float32, trust_remote_code=False)

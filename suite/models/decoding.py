@@ -5,14 +5,17 @@
 step costs one token-forward plus attention over the cache. It returns what ``TransformerLM.generate``
 returns (the same tokens up to float round-off, tested), and also takes left-padded prompts of different
 lengths: ``key_mask`` marks the real tokens, and positions count real tokens only (as Hugging Face models
-do), so a padded row decodes as the same prompt would alone.
+do), so a padded row decodes as the same prompt would alone. ``prefix_end`` decodes a Prefix-LM (the prompt's
+first columns attend to each other both ways, everything after causally; CodeGen2 §3): the prefix's keys and
+values never depend on later tokens, so the cache is exact there too. ``eos_id`` may list several stop tokens
+and ``suppress_ids`` bans tokens (e.g. padding) from being picked.
 
 The cache is built from the model's own modules (``tok_emb``, ``pos_emb``, ``blocks[i].attn.qkv`` ...), so
 the model is unchanged and every reproduction's trained weights decode here as they are.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -71,17 +74,24 @@ def _pick(logits: torch.Tensor, temperature: float, top_k: int | None,
 
 @torch.no_grad()
 def generate(model: TransformerLM, prompt: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
-             top_k: int | None = None, eos_id: int | None = None, generator: torch.Generator | None = None,
+             top_k: int | None = None, eos_id: int | Sequence[int] | None = None,
+             generator: torch.Generator | None = None,
              key_mask: torch.Tensor | None = None,
-             on_logits: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor:
+             on_logits: Callable[[torch.Tensor], None] | None = None,
+             prefix_end: torch.Tensor | int | None = None, suppress_ids: Sequence[int] = ()) -> torch.Tensor:
     """Sample a continuation of ``prompt`` (B, T0) with a key-value cache; returns (B, T0 + new).
 
     The arguments mean what they mean in ``TransformerLM.generate``: ``temperature == 0`` is greedy,
     ``top_k`` keeps the k most likely tokens, rows that emitted ``eos_id`` keep emitting it and decoding stops
-    when every row has. ``key_mask`` (B, T0) bool marks the real prompt tokens of left-padded rows (padding
-    is never attended to and takes no position). ``on_logits`` sees each step's next-token logits (B, vocab),
-    float, before temperature and top-k (e.g. to sum the policy's entropy). Unlike ``generate``, the context is
-    never cropped: T0 + new must fit ``max_len`` (a cache cannot slide learned absolute positions).
+    when every row has (``eos_id`` a sequence: any of them stops a row, which then keeps emitting the first).
+    ``key_mask`` (B, T0) bool marks the real prompt tokens of left-padded rows (padding is never attended to
+    and takes no position). ``on_logits`` sees each step's next-token logits (B, vocab),
+    float, before temperature and top-k (e.g. to sum the policy's entropy); ``suppress_ids`` are then set to
+    -inf, so they are never picked. ``prefix_end`` (int or (B,) long, prompt columns): Prefix-LM prefill, the
+    prompt columns j < prefix_end of a row attend to each other both ways (real tokens only), the other prompt
+    columns and every generated token attend causally (to the prefix, the cache and themselves). Unlike
+    ``generate``, the context is never cropped: T0 + new must fit ``max_len`` (a cache cannot slide learned
+    absolute positions).
     """
     if not model.causal:
         raise ConfigError("decoding.generate needs a causal TransformerLM; decode a bidirectional model by "
@@ -99,22 +109,34 @@ def generate(model: TransformerLM, prompt: torch.Tensor, max_new_tokens: int, te
         # prefill: causal attention over the real prompt tokens (a padding query attends to itself: no NaN row)
         causal = torch.ones(t0, t0, dtype=torch.bool, device=dev).tril()
         eye = torch.eye(t0, dtype=torch.bool, device=dev)
-        mask = (real[:, None, None, :] & causal) | eye
+        allowed = causal
+        if prefix_end is not None:  # Prefix-LM: bidirectional inside the prefix, causal after it
+            inside = torch.arange(t0, device=dev)[None, :] < torch.as_tensor(prefix_end, device=dev).reshape(-1, 1)
+            allowed = causal | (inside[:, :, None] & inside[:, None, :])  # (B, T0, T0)
+            allowed = allowed[:, None]
+        mask = (real[:, None, None, :] & allowed) | eye
         pos = (real.long().cumsum(1) - 1).clamp_min(0)
         logits, caches = _forward(model, prompt, pos, mask, None)
         nxt_pos = real.long().sum(1)  # (B,) the next position of every row
         keys = real
         out = prompt
         done = torch.zeros(b, dtype=torch.bool, device=dev)
+        stops = None
+        if eos_id is not None:
+            stops = torch.as_tensor(eos_id, dtype=torch.long, device=dev).reshape(-1)
+        banned = torch.as_tensor(list(suppress_ids), dtype=torch.long, device=dev)
         for step in range(max_new_tokens):
             if on_logits is not None:
                 on_logits(logits.float())
-            nxt = _pick(logits.float(), temperature, top_k, generator)
-            if eos_id is not None:
-                nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
-                done = done | (nxt == eos_id)
+            logits = logits.float()
+            if len(banned):
+                logits = logits.index_fill(1, banned, float("-inf"))
+            nxt = _pick(logits, temperature, top_k, generator)
+            if stops is not None:
+                nxt = torch.where(done, stops[0], nxt)
+                done = done | torch.isin(nxt, stops)
             out = torch.cat([out, nxt[:, None]], 1)
-            if step + 1 == max_new_tokens or (eos_id is not None and bool(done.all())):
+            if step + 1 == max_new_tokens or (stops is not None and bool(done.all())):
                 break
             keys = torch.cat([keys, torch.ones(b, 1, dtype=torch.bool, device=dev)], 1)
             logits, caches = _forward(model, nxt[:, None], nxt_pos[:, None], keys[:, None, None, :], caches)

@@ -75,3 +75,48 @@ def test_on_logits_sees_each_steps_next_token_logits():
     with torch.no_grad():
         for j, lg in enumerate(seen):  # the uncached model's last-position logits on the sequence so far
             assert torch.allclose(lg, m(out[:, :5 + j])[:, -1].float(), atol=1e-5)
+
+
+@pytest.mark.parametrize("pos", ["learned", "rope"])
+def test_prefix_lm_several_stops_and_suppressed_ids(pos):
+    """``prefix_end``: the prompt's first columns attend both ways and the rest causally, as an uncached
+    forward under that mask decodes; ``eos_id`` a list: any of them ends a row, which then repeats the first;
+    ``suppress_ids`` are never picked."""
+    m = _lm(pos, vocab=8)
+    g = torch.Generator().manual_seed(6)
+    prompt = torch.randint(0, 8, (6, 5), generator=g)
+    mask = torch.ones(6, 5, dtype=torch.bool)
+    mask[0, :2] = mask[3, :4] = False  # left padding
+    pe = torch.tensor([5, 4, 3, 5, 2, 0])
+    stops, banned = [1, 2], [3]
+    got = generate(m, prompt, 12, temperature=1.0, eos_id=stops, key_mask=mask, prefix_end=pe, suppress_ids=banned,
+                   generator=torch.Generator().manual_seed(8))
+    g = torch.Generator().manual_seed(8)
+    # the uncached reference: full forward of the sequence so far under the Prefix-LM mask, per step
+    seq, km, done = prompt, mask, torch.zeros(6, dtype=torch.bool)
+    with torch.no_grad():
+        for _ in range(12):
+            t = seq.shape[1]
+            i = torch.arange(t)
+            inside = i[None] < pe[:, None]
+            allowed = (i[None, :] <= i[:, None])[None] | (inside[:, :, None] & inside[:, None, :])
+            att = ((allowed & km[:, None, :]) | torch.eye(t, dtype=torch.bool))[:, None]
+            logits = m.eval()(seq, positions=(km.long().cumsum(1) - 1).clamp_min(0), attn_mask=att)[:, -1]
+            probs = logits.index_fill(1, torch.tensor(banned), float("-inf")).softmax(-1)
+            nxt = torch.multinomial(probs, 1, generator=g).squeeze(1)
+            nxt = torch.where(done, torch.tensor(stops[0]), nxt)
+            done = done | torch.isin(nxt, torch.tensor(stops))
+            seq, km = torch.cat([seq, nxt[:, None]], 1), torch.cat([km, torch.ones(6, 1, dtype=torch.bool)], 1)
+            if bool(done.all()):
+                break
+    assert torch.equal(got, seq)
+    new = got[:, 5:]
+    assert not (new == 3).any()
+    assert (new == 2).any() and (new == 1).any()  # both stop tokens occur
+    for row in new.tolist():  # after a row's first stop token it repeats stops[0]
+        k = next((j for j, t in enumerate(row) if t in stops), len(row))
+        assert all(t == stops[0] for t in row[k + 1:])
+    first = {}
+    for name, p_end in (("prefix", pe), ("causal", None)):  # the prefix mask matters here
+        generate(m, prompt, 1, key_mask=mask, prefix_end=p_end, on_logits=lambda lg, n=name: first.setdefault(n, lg))
+    assert not torch.allclose(first["prefix"][:4], first["causal"][:4], atol=1e-3)
