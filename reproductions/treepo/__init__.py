@@ -176,7 +176,8 @@ def _dataset() -> DatasetRef:
     plots=PLOTS,
     resources={"smoke": Resources(cpus=1, mem_gb=2, time_min=5),
                "small": Resources(cpus=2, mem_gb=4, time_min=20),
-               "full": Resources(cpus=32, gpus=8, mem_gb=512, time_min=72 * 60)},
+               # one rank per GPU (verl's FSDP workers on 8 GPUs, recipe/treepo/run_treepo_train.sh)
+               "full": Resources(cpus=32, gpus=8, processes=8, mem_gb=512, time_min=72 * 60)},
 )
 def run(cfg: Config, ctx: RunContext) -> Outcome:
     bad = [a for a in cfg.arms if a not in ARMS]

@@ -11,6 +11,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from suite import distributed as D
 from suite.context import RunContext
 from suite.errors import UnknownNameError
 from suite.models.tokenizer import Tokenizer, pad_sequences
@@ -218,6 +219,70 @@ class Env:
     evaluate: Callable[[torch.nn.Module], float]
     eos: int
     boxed: Callable[[list[int]], bool]
+    # several ranks: how the trained policy is wrapped (None: DDP; full.py: FSDP over the decoder layers, as verl)
+    wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None
+
+
+# --------------------------------------------------------------------------- data parallel (several ranks)
+
+def rank_generator(ctx: RunContext, offset: int) -> torch.Generator:
+    """``ctx.generator(offset)`` on rank 0 (so one process draws exactly what it always drew); on rank r > 0 a
+    stream of its own, so that ranks sampling different prompts do not reuse the same random numbers."""
+    if D.rank() == 0:
+        return ctx.generator(offset)
+    seed = np.random.SeedSequence([ctx.seed, offset, D.rank()]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(seed) & (2 ** 63 - 1))
+
+
+def rank_rng(seed: int) -> np.random.Generator:
+    """``np.random.default_rng(seed)`` on rank 0, a stream of its own on rank r > 0."""
+    return np.random.default_rng(seed if D.rank() == 0 else [seed, D.rank()])
+
+
+def sharded_rollout(probs: list[Any], encode: Callable[[list[Any]], list[list[int]]],
+                    rollout: Callable[[list[list[int]]], Rollout],
+                    reward: Callable[[Rollout, list[Any]], tuple[np.ndarray, np.ndarray]]
+                    ) -> tuple[list[list[int]], Rollout, np.ndarray, np.ndarray]:
+    """One generation batch data-parallel over the ranks (verl: the rollout batch split over the workers): rank r
+    rolls out and scores ``probs[r::world]``; the leaves, (correct, reward) and token counts are gathered so that every
+    rank holds the whole batch with the prompts in ``probs`` order and each prompt's leaves in its rollout order, as
+    one process's :func:`tree_rollout` orders them. The identity of a one-process rollout at world 1."""
+    mine = list(D.shard(list(range(len(probs)))))
+    local = [probs[i] for i in mine]
+    prompts = encode(local)
+    ro = rollout(prompts)
+    correct, r = reward(ro, local)
+    parts = D.gather((mine, prompts, ro.leaves, correct, r, ro.tokens_decoded, ro.segments_decoded, ro.fallbacks))
+    all_prompts: list[list[int]] = [[] for _ in probs]
+    per_prompt: list[list[tuple[Path, float, float]]] = [[] for _ in probs]
+    for ids, pr, leaves, c, rr, *_ in parts:
+        for j, i in enumerate(ids):
+            all_prompts[i] = pr[j]
+        for p, cj, rj in zip(leaves, c, rr):
+            i = ids[p.prompt]  # the leaf's prompt in the whole batch; its index string is re-rooted there
+            per_prompt[i].append((replace(p, prompt=i, index=(i,) + p.index[1:]), cj, rj))
+    rows = [x for group in per_prompt for x in group]
+    leaves_all = [x[0] for x in rows]
+    tokens, segments, fallbacks = (sum(part[k] for part in parts) for k in (5, 6, 7))
+    return (all_prompts, Rollout(leaves_all, tokens, segments, fallbacks),
+            np.array([x[1] for x in rows], dtype=np.float64), np.array([x[2] for x in rows], dtype=np.float64))
+
+
+def rank_rows(rows: torch.Tensor) -> torch.Tensor:
+    """This rank's rows of a mini-batch (``rows[rank::world]``); a rank left without any gets the first row, which
+    the caller masks out (every rank must run the forward and backward of every step: FSDP/DDP collectives)."""
+    mine = D.shard(rows)
+    return mine if len(mine) else rows[:1]
+
+
+def sync_weights(src: torch.nn.Module, dst: torch.nn.Module) -> None:
+    """Copy the trained (DDP- or FSDP-wrapped) policy's full weights into the rollout copy on every rank (verl's
+    actor -> rollout weight sync). A collective under FSDP: every rank calls it at the same points."""
+    params = {k.removeprefix("module."): v for k, v in src.named_parameters()}
+    with torch.no_grad():
+        for name, p in dst.named_parameters():
+            q = params[name]
+            p.copy_(q.full_tensor() if hasattr(q, "full_tensor") else q)
 
 
 def toy_env(tok: Tokenizer, test: list[T.Problem], setup: RLSetup, ctx: RunContext) -> Env:
@@ -237,25 +302,37 @@ def train_arm(arm: str, base: torch.nn.Module, train: list[Any], env: Env, setup
     rollout_kind, adv_kind = ARMS[arm]
     tree = setup.tree
     model = copy.deepcopy(base)
+    world = D.world_size()
+    roll = model  # one process: the policy rolls out and trains (unchanged)
+    if world > 1:  # verl's hybrid engine: the policy trains sharded, a full copy on every rank rolls out
+        roll = copy.deepcopy(base)
+        model = (env.wrap or (lambda m: D.wrap(m, "ddp")))(model)
     off = sum(map(ord, arm))
-    gen, rng = ctx.generator(100 + off), np.random.default_rng(ctx.seed * 7 + off)
-    sampler = env.sampler(model, gen)
+    # a rank's sampling streams are its own (rank 0's are those of one process); the prompt draws below are shared
+    gen, rng = rank_generator(ctx, 100 + off), rank_rng(ctx.seed * 7 + off)
+    sampler = env.sampler(roll, gen)
     state: dict[str, Any] = {"batches": [], "tokens": 0, "segments": 0, "leaves": 0, "train_acc": [],
                              "gen_batches": [], "kept_prompts": [], "gave_up": 0,
-                             "curve": [(0, 0, env.evaluate(model))]}
+                             "curve": [(0, 0, env.evaluate(roll))]}
+
+    def rollout(prompts: list[list[int]]) -> Rollout:
+        if rollout_kind == "tree":
+            return tree_rollout(prompts, sampler, tree, env.eos, env.boxed, rng)
+        # independent sampling: d0 = W, no branching, decode to EOS / cap
+        return tree_rollout(prompts, sampler, replace(tree, repetition_stop=False, fallback=False), env.eos,
+                            env.boxed, rng, first_div=tree.width)
 
     def generate(probs: list[Any]) -> tuple[list[list[int]], Rollout, np.ndarray, np.ndarray]:
-        """One generation batch: rollout, token accounting, (correct, reward) per leaf."""
-        prompts = env.encode(probs)
-        if rollout_kind == "tree":
-            ro = tree_rollout(prompts, sampler, tree, env.eos, env.boxed, rng)
-        else:  # independent sampling: d0 = W, no branching, decode to EOS / cap
-            ro = tree_rollout(prompts, sampler, replace(tree, repetition_stop=False, fallback=False), env.eos,
-                              env.boxed, rng, first_div=tree.width)
+        """One generation batch: rollout (sharded over the ranks), token accounting, (correct, reward) per leaf."""
+        if world == 1:
+            prompts = env.encode(probs)
+            ro = rollout(prompts)
+            correct, r = env.reward(ro, probs)
+        else:
+            prompts, ro, correct, r = sharded_rollout(probs, env.encode, rollout, env.reward)
         state["tokens"] += counted_tokens(ro, setup.variant)
         state["segments"] += ro.segments_decoded
         state["leaves"] += len(ro.leaves)
-        correct, r = env.reward(ro, probs)
         state["train_acc"].append(float(correct.mean()))
         return prompts, ro, correct, r
 
@@ -313,34 +390,51 @@ def train_arm(arm: str, base: torch.nn.Module, train: list[Any], env: Env, setup
         toks, km, rm = batch_tensors(setup.pad_id, prompts, kept)
         toks, km, rm = toks.to(ctx.device), km.to(ctx.device), rm.to(ctx.device)
         adv = advantages(adv_kind, kept, r, rm.cpu(), setup.variant).to(ctx.device)
-        with torch.no_grad():
-            old = token_logprobs(model(toks, km)[:, :-1], toks[:, 1:])
-        idx = torch.randperm(len(leaves), generator=gen).to(toks.device)
-        empty = (toks[:1], km[:1], torch.zeros_like(rm[:1]), old[:1], adv[:1])  # no gradient signal
-        chunks = [(toks[c], km[c], rm[c], old[c], adv[c]) for c in idx.chunk(setup.minibatches)]
-        return chunks + [empty] * (setup.minibatches - len(chunks))
+        if world == 1:
+            with torch.no_grad():
+                old = token_logprobs(model(toks, km)[:, :-1], toks[:, 1:])
+            idx = torch.randperm(len(leaves), generator=gen).to(toks.device)
+            empty = (toks[:1], km[:1], torch.zeros_like(rm[:1]), old[:1], adv[:1])  # no gradient signal
+            chunks = [(toks[c], km[c], rm[c], old[c], adv[c]) for c in idx.chunk(setup.minibatches)]
+            return chunks + [empty] * (setup.minibatches - len(chunks))
+        # several ranks: rank 0's mini-batch split on every rank; each rank keeps its rows of every mini-batch and
+        # takes their old log-probs with the rollout copy (the same weights as the policy now)
+        idx = D.broadcast(torch.randperm(len(leaves), generator=gen)).to(toks.device)
+        out = []
+        for c in idx.chunk(setup.minibatches):
+            rows = rank_rows(c)
+            keep = rm[rows] if len(D.shard(c)) else torch.zeros_like(rm[rows])
+            with torch.no_grad():
+                old = token_logprobs(roll(toks[rows], km[rows])[:, :-1], toks[rows][:, 1:])
+            out.append((toks[rows], km[rows], keep, old, adv[rows]))
+        z = torch.zeros(rm[:1].shape, device=toks.device)
+        return out + [(toks[:1], km[:1], torch.zeros_like(rm[:1]), z, z)] * (setup.minibatches - len(out))
 
     def data(step: int) -> tuple[torch.Tensor, ...]:
         if step % setup.minibatches == 0:
+            if world > 1:
+                sync_weights(model, roll)
             state["batches"] = rollout_batch()
         return state["batches"][step % setup.minibatches]
 
     def loss_fn(m: torch.nn.Module, b: tuple[torch.Tensor, ...]) -> torch.Tensor:
         t, k, rm, old, adv = b
         logp = token_logprobs(m(t, k)[:, :-1], t[:, 1:])
-        return ppo_loss(logp, old, adv, rm, setup.clip_low, setup.clip_high, setup.clip_c)
+        return ppo_loss(logp, old, adv, rm, setup.clip_low, setup.clip_high, setup.clip_c, across_ranks=world > 1)
 
     def on_step(st: Any) -> None:
         u = st.step // setup.minibatches
         if st.step % setup.minibatches == 0 and (u % setup.eval_every == 0 or u == setup.updates):
-            state["curve"].append((u, state["tokens"], env.evaluate(model)))
+            if world > 1:
+                sync_weights(model, roll)
+            state["curve"].append((u, state["tokens"], env.evaluate(roll)))
 
     tc = TrainConfig(steps=setup.updates * setup.minibatches, batch_size=1, lr=setup.lr, optimizer="adamw",
                      weight_decay=setup.weight_decay, grad_clip=setup.grad_clip, schedule="constant",
                      warmup_steps=min(10, setup.updates), log_every=max(1, setup.updates * setup.minibatches // 5))
     res = fit(model, loss_fn, data, tc, ctx=ctx, name=f"rl_{arm}", on_step=on_step)
     upd, tokc, acc = map(np.array, zip(*state["curve"]))
-    return {"model": model, "updates": upd, "tokens_cum": tokc, "acc": acc, "tokens": state["tokens"],
+    return {"model": roll, "updates": upd, "tokens_cum": tokc, "acc": acc, "tokens": state["tokens"],
             "segments": state["segments"], "leaves": state["leaves"], "train_acc": state["train_acc"],
             "gen_batches": state["gen_batches"], "kept_prompts": state["kept_prompts"], "gave_up": state["gave_up"],
             "wall_s": res.wall_s}

@@ -8,8 +8,14 @@ Outcome reward (spec §3 r_i; README "Full-scale reward"): the official scorer, 
 cut of ``verl/utils/reward_score/math_verify_timeout.py``, Qwen-Math's ``extract_answer`` and ``strip_string``, then
 Math-Verify's ``parse`` and symbolic comparison), scored 1 / 0 as the spec says (official +1 / -1).
 
+Several ranks (``Resources.processes = 8`` at full, one per GPU, as verl's FSDP workers): every update's prompts
+are sharded over the ranks for the rollout and gathered back (``experiment.sharded_rollout``); the policy trains
+FSDP-sharded over the decoder layers (:func:`fsdp_wrap`), each rank on its rows of every mini-batch with the token
+mean over the whole mini-batch; a full copy of the weights on every rank rolls out (verl's rollout engine), synced
+after the updates; the test prompts are sharded for validation.
+
 Deviations: no vLLM (HF ``generate`` per segment, so wall time is not the paper's GPU-hours; decoded
-tokens are counted as a prefix-cached engine decodes them), single device.
+tokens are counted as a prefix-cached engine decodes them).
 ``--dry-run`` uses a tiny random Qwen2 model, a character tokenizer and a 2-record fixture parquet in the
 published schema.
 """
@@ -22,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from suite import distributed as D
 from suite.context import RunContext
 from suite.errors import CorruptDataError, DataNotFoundError, SuiteError
 from suite.models.hf import load_causal_lm, save_tiny_random_lm
@@ -29,7 +36,7 @@ from suite.models.locate import locate_model
 from suite.data.external import locate
 from suite.spec import Outcome
 
-from .experiment import Env, summarize, train_arm
+from .experiment import Env, rank_generator, rank_rng, summarize, train_arm
 from .method import Rollout, TreeConfig, overlong_penalty, tree_rollout
 from .reward import answer_correct, has_closed_box, require_math_verify
 
@@ -134,6 +141,16 @@ class _Logits(torch.nn.Module):
         return self.model(input_ids=tokens, attention_mask=key_mask.long()).logits
 
 
+def fsdp_wrap(model: torch.nn.Module, layer_names: Any) -> torch.nn.Module:
+    """The policy sharded over the ranks with FSDP (``suite.distributed.wrap``), one unit per decoder layer: the
+    classes the HF model names in ``_no_split_modules``, which verl's FSDP auto-wrap policy shards
+    (``verl/utils/fsdp_utils.py get_fsdp_wrap_policy``), then the root (embeddings, final norm, head)."""
+    names = set(layer_names or ())
+    if not names:
+        raise SuiteError(f"{type(model).__name__}: the HF model names no _no_split_modules to shard with FSDP")
+    return D.wrap(model, "fsdp", shard_children=lambda m: type(m).__name__ in names)
+
+
 def _model_dir(cfg: Any, ctx: RunContext) -> tuple[Path, str]:
     """The policy's ``save_pretrained`` folder under the data root (or an absolute path); without it, in a dry
     run or a rehearsal, a tiny random Qwen2 written as its fixture."""
@@ -191,17 +208,22 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     last: dict[str, float] = {}
 
     def evaluate(m: torch.nn.Module) -> float:
+        """avg@k on the test files; the test prompts sharded over the ranks, the correctness gathered (rank order),
+        so every rank returns the same numbers (one process: all of them, as before)."""
         k = setup.eval_samples
         ev = replace(tree, width=k, first_div_min=1, first_div_max=k, repetition_stop=False, fallback=False)
-        ro = tree_rollout(encode(test), HFSampler(m.model, eos, pad, ctx.generator(7)), ev, eos, has_box,
-                          np.random.default_rng(0), first_div=k)
-        ok = reward(ro, test)[0]
+        mine = list(D.shard(test))
+        ro = tree_rollout(encode(mine), HFSampler(m.model, eos, pad, rank_generator(ctx, 7)), ev, eos, has_box,
+                          rank_rng(0), first_div=k)
+        parts = D.gather((reward(ro, mine)[0], [mine[p.prompt]["data_source"] for p in ro.leaves]))
+        ok = np.concatenate([c for c, _ in parts])
         last.clear()
-        last.update(by_source(ok, [test[p.prompt]["data_source"] for p in ro.leaves]))
+        last.update(by_source(ok, [s for _, src in parts for s in src]))
         return float(ok.mean())
 
+    layers = getattr(lm.model, "_no_split_modules", None)
     env = Env(encode=encode, reward=reward, sampler=lambda m, g: HFSampler(m.model, eos, pad, g),
-              evaluate=evaluate, eos=eos, boxed=has_box)
+              evaluate=evaluate, eos=eos, boxed=has_box, wrap=lambda m: fsdp_wrap(m, layers))
     runs, per_source = {}, {}
     for arm in cfg.arms:
         runs[arm] = train_arm(arm, model, train, env, setup, ctx)
