@@ -15,7 +15,6 @@ import json
 import os
 import signal
 import socket
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
