@@ -191,7 +191,8 @@ def execute(spec: RunSpec, results_root: Path | None = None, *, device: str | No
 
 # --------------------------------------------------------------------------- distributed runs
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (the rendezvous of ranks spawned on this machine)."""
     import socket
 
     with socket.socket() as s:
@@ -210,7 +211,7 @@ def _launch(spec: RunSpec, repro: registry.Reproduction, root: Path, folder: Pat
     with tempfile.TemporaryDirectory(prefix="suite-ranks-") as tmp:
         reply = Path(tmp) / "rank0.json"
         pctx = mp.start_processes(
-            _rank_main, args=(procs, _free_port(), spec, str(root), _portable(repro), device, force,
+            _rank_main, args=(procs, free_port(), spec, str(root), _portable(repro), device, force,
                               str(data_root) if data_root else None, show_progress, str(reply)),
             nprocs=procs, start_method="spawn", join=False)
         failure: Exception | None = None

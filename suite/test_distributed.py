@@ -4,7 +4,6 @@ per test (spawning is slow); every spawning test is bounded by an alarm so that 
 from __future__ import annotations
 
 import json
-import signal
 from dataclasses import dataclass
 
 import pytest
@@ -72,19 +71,6 @@ DIST = Reproduction(
 def repro():
     with registry.temporarily(DIST):
         yield DIST
-
-
-@pytest.fixture
-def bounded():
-    """Fail (instead of hanging) when a spawned run takes more than 90 s."""
-    def boom(*_):
-        raise TimeoutError("the distributed run hung")
-
-    old = signal.signal(signal.SIGALRM, boom)
-    signal.alarm(90)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
 
 
 def test_helpers_are_trivial_without_a_group():

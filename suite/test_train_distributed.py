@@ -4,7 +4,6 @@ interrupted run resumes to the weights of an uninterrupted one."""
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
@@ -12,13 +11,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
+from suite.runner import free_port
 from suite.train import TrainConfig, fit
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 KINDS = ("ddp", "fsdp")
@@ -85,7 +79,7 @@ def test_ranks_checkpoint_apart_and_an_interrupted_run_resumes_exactly(tmp_path)
     runs = [f"{kind}-{run}" for kind in KINDS for run in ("whole", "resumed")]
     for run in runs:
         (tmp_path / run).mkdir()
-    mp.start_processes(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, start_method="spawn")
+    mp.start_processes(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, start_method="spawn")
     for run in runs:  # before the fix both ranks wrote one checkpoint.pt
         assert sorted(p.name for p in (tmp_path / run).iterdir()) == ["checkpoint.pt", "checkpoint.rank1.pt"], run
     w = {(run, r): torch.load(tmp_path / f"{run}.rank{r}.weights", weights_only=True) for run in runs for r in (0, 1)}

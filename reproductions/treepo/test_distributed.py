@@ -13,8 +13,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import signal
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +23,7 @@ import torch.multiprocessing as mp
 
 from suite import distributed as D
 from suite import registry, runner
+from suite.runner import free_port
 from suite.models.hf import load_causal_lm, save_tiny_random_lm
 from suite.models.transformer import TransformerLM
 from suite.rl import token_logprobs
@@ -36,25 +35,6 @@ from .method import Rollout, TreeConfig, ppo_loss, tree_rollout
 
 needs_gloo = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="no gloo backend")
 TOK = T.tokenizer()
-
-
-@pytest.fixture
-def bounded():
-    """Fail (instead of hanging) when a spawned run takes more than 120 s."""
-    def boom(*_):
-        raise TimeoutError("the distributed run hung")
-
-    old = signal.signal(signal.SIGALRM, boom)
-    signal.alarm(120)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _DetSampler:
@@ -153,7 +133,7 @@ def _worker(rank: int, world: int, port: int, folder: str) -> None:
 @needs_gloo
 def test_two_ranks_gather_rollouts_and_match_the_one_process_gradient(tmp_path, bounded):
     save_tiny_random_lm(tmp_path / "qwen", "qwen2", max_len=64)
-    mp.start_processes(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, start_method="spawn")
+    mp.start_processes(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, start_method="spawn")
     outs = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     for o in outs:
         assert o["rollout_equal"], o  # (a) the whole batch, in one process's order, on both ranks
