@@ -194,15 +194,16 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     from . import MINILM_DATA, analysis_settings, minilm_metrics
 
     tasks, neutral_lines, ref = read_tasks(cfg, ctx)  # provenance from the loaders/locators, never typed here
-    if ctx.dry_run:
-        root = Path(tempfile.mkdtemp(prefix="cfm-tiny-llm-"))
-        model_dir = save_tiny_random_lm(root / "model", "llama")
+    if ctx.dry_run:  # a tiny random Llama, written to a folder that is gone once the model is loaded
+        with tempfile.TemporaryDirectory(prefix="cfm-tiny-llm-") as root:
+            lm = load_causal_lm(save_tiny_random_lm(Path(root) / "model", "llama"), ctx.device)
+        model_dir: Path | str = "tiny-random-llama (dry run)"
     else:
         if ctx.data_root is None and not cfg.model_dir.startswith("/"):
             raise DataNotFoundError(f"full scale needs --data-root (or SUITE_DATA) holding {cfg.model_dir}/ "
                                     f"(a save_pretrained folder of the LLM)")
         model_dir = Path(cfg.model_dir) if cfg.model_dir.startswith("/") else Path(ctx.data_root) / cfg.model_dir
-    lm = load_causal_lm(model_dir, ctx.device)
+        lm = load_causal_lm(model_dir, ctx.device)
     sel_rows, ev_rows = split_examples(tasks, cfg.full_per_task, ctx.seed)
     rng = random.Random(ctx.seed)
     neutral_lines = list(neutral_lines)
