@@ -235,6 +235,12 @@ def _unknown(kind: str, name: str, valid: Sequence[str], owner: str = "") -> str
     return f"unknown {kind} '{name}'{where}; {hint}valid: {', '.join(valid) or '(none)'}"
 
 
+def add(repro: Reproduction) -> None:
+    """Register a :class:`Reproduction` built elsewhere (a test's, a plugin's, one a spawned rank received) without
+    discovering the ``reproductions`` package; an already registered slug keeps its entry."""
+    _REGISTRY.setdefault(repro.slug, repro)
+
+
 class temporarily:
     """Register a reproduction for the duration of a ``with`` block (tests, examples)."""
 

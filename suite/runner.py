@@ -282,7 +282,7 @@ def _rank_main(local: int, world: int, port: int, spec: RunSpec, root: str, repr
                       LOCAL_RANK=str(local), LOCAL_WORLD_SIZE=str(world))
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     if repro is not None:  # registered at run time (tests, plugins): bring it along, without discovering every
-        registry._REGISTRY.setdefault(repro.slug, repro)  # reproduction (seconds of imports per rank)
+        registry.add(repro)  # reproduction (seconds of imports per rank)
     try:
         rec = execute(spec, Path(root), device=device, force=force, data_root=Path(data_root) if data_root else None,
                       show_progress=show_progress and local == 0)
