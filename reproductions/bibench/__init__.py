@@ -28,6 +28,9 @@ class BiBenchConfig:
     """One benchmark run. ``archs[0]`` is the main architecture (task, robustness and training tracks).
 
     ``setting``/``fp_setting``: ``<optimizer>_<lr>_<schedule>`` of the binarized / FP training.
+    ``fp_arch_settings``: ``"<arch>:<setting>"`` entries replacing ``fp_setting`` for that architecture's FP
+    model (BiBench's ``acc_cifar10/reactnet_fp32.py`` trains with Adam); an Adam setting there runs without
+    weight decay (BiBench's Adam schedules set none), an SGD one with ``fp_weight_decay``.
     ``hyper_weight_decay``: weight decay of the SGD hyper-sensitivity runs, FP and binarized (BiBench's
     Adam schedules have none). ``gap_floor``, ``std_floor``: floors of the robustness gaps and
     hyper-parameter stds in the OM ratios (a zero gap would divide by zero; README). ``variant`` is
@@ -42,6 +45,7 @@ class BiBenchConfig:
     batch_size: Annotated[int, Range(1)] = 128
     setting: str = "adam_1e-3_cosine"
     fp_setting: str = "adam_1e-3_cosine"
+    fp_arch_settings: tuple[str, ...] = ()
     weight_decay: Annotated[float, Range(0)] = 0.0
     fp_weight_decay: Annotated[float, Range(0)] = 0.0
     augment: bool = False
@@ -122,12 +126,15 @@ SMOKE = {"algorithms": ("bnn", "react"), "fp_epochs": 3, "bin_epochs": 2, "sever
          "hyper_settings": ("adam_1e-3_cosine", "sgd_1e-1_cosine"), "hyper_epochs": 1,
          "complexity_archs": (RN18, "digits_cnn"), "bench_m": 64, "bench_k": 512, "bench_repeats": 1}
 SMALL = {"fp_epochs": 20, "bin_epochs": 15, "severities": 3, "hyper_epochs": 4}
-FULL = {"dataset": "cifar-10", "archs": ("resnet18", "resnet20", "vgg_small"), "fp_epochs": 200,
-        "fp_setting": "sgd_1e-1_cosine", "fp_weight_decay": 1e-4, "bin_epochs": 400, "setting": "adam_1e-3_cosine",
+# BiBench configs/acc_cifar10/: ResNet-18, ResNet-20, ResNet-34, Bi-Real-18, ReActNet (+ our VGG-small, README)
+FULL_ARCHS = ("resnet18", "resnet20", "resnet34", "bireal18", "reactnet", "vgg_small")
+FULL = {"dataset": "cifar-10", "archs": FULL_ARCHS, "fp_epochs": 200,
+        "fp_setting": "sgd_1e-1_cosine", "fp_arch_settings": ("reactnet:adam_1e-3_cosine",),
+        "fp_weight_decay": 1e-4, "bin_epochs": 400, "setting": "adam_1e-3_cosine",
         "batch_size": 128, "augment": True, "severities": 5, "checkpoint_every": 2000,
         "hyper_settings": tuple(f"{o}_{s}" for o in ("sgd_1e-1", "sgd_1e-2", "adam_1e-3", "adam_1e-4")
                                 for s in ("cosine", "step")), "hyper_epochs": 200, "hyper_weight_decay": 1e-4,
-        "complexity_archs": (RN18, "resnet18", "resnet20", "vgg_small"), "bench_m": 1024, "bench_k": 4096}
+        "complexity_archs": (RN18, *FULL_ARCHS), "bench_m": 1024, "bench_k": 4096}
 
 
 @reproduction(
@@ -146,7 +153,8 @@ FULL = {"dataset": "cifar-10", "archs": ("resnet18", "resnet20", "vgg_small"), "
                   cols=("fp",) + ALGO_NAMES, title="BiBench tracks per algorithm (acc: main architecture's test "
                   "accuracy; om_*: the paper's overall metrics per track)", row_label="track"),),
     plots=(Plot(name="accuracy_per_algorithm", x="algo", ys=("acc_main", "acc_digits_mlp", "acc_resnet20",
-                "acc_vgg_small"), title=f"test accuracy per algorithm ({ALGO_LEGEND})", ylabel="test accuracy"),
+                "acc_resnet34", "acc_bireal18", "acc_reactnet", "acc_vgg_small"),
+                title=f"test accuracy per algorithm ({ALGO_LEGEND})", ylabel="test accuracy"),
            Plot(name="overall_metrics_per_algorithm", x="algo", ys=("om_task", "om_arch", "om_robust", "om_train"),
                 title=f"BiBench overall metrics per algorithm ({ALGO_LEGEND})", ylabel="OM (FP = 1)"),
            Plot(name="speedup_per_algorithm", x="algo", ys=("rs", "om_comp"),

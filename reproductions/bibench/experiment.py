@@ -21,7 +21,7 @@ from torch import nn
 from reproductions.bibench.complexity import complexity, count
 from reproductions.bibench.corruptions import CORRUPTIONS, corrupt
 from reproductions.bibench.layers import ALGO_NAMES, ALGORITHMS, BinaryOptions, update_epoch
-from reproductions.bibench.models import FAMILY, binarize, build
+from reproductions.bibench.models import ARCHS, FAMILY, binarize, build
 from suite.data import digits
 from suite.data.augment import flip_crop
 from suite.data.catalog import load_dataset
@@ -32,7 +32,8 @@ from suite.train import TrainConfig, fit
 
 DATASETS = ("digits", "cifar-10")
 ARCH_INPUT = {"digits_cnn": (1, 8, 8), "digits_mlp": (1, 8, 8), "resnet20": (3, 32, 32), "resnet18": (3, 32, 32),
-              "vgg_small": (3, 32, 32), "resnet18_imagenet": (3, 224, 224)}
+              "resnet34": (3, 32, 32), "bireal18": (3, 32, 32), "reactnet": (3, 32, 32), "vgg_small": (3, 32, 32),
+              "resnet18_imagenet": (3, 224, 224)}
 
 
 @dataclass
@@ -110,6 +111,19 @@ def hyper_weight_decay(cfg: Any, setting: str) -> float:
     """Weight decay of a hyper-sensitivity run, FP and binarized alike: BiBench's SGD schedules set
     ``cfg.hyper_weight_decay`` (1e-4), its Adam schedules none (configs/_base_/schedules/*_200e.py)."""
     return cfg.hyper_weight_decay if parse_setting(setting)[0] == "sgd" else 0.0
+
+
+def fp_schedule(cfg: Any, arch: str) -> tuple[str, float]:
+    """Setting and weight decay of ``arch``'s FP training: ``fp_setting`` with ``fp_weight_decay``, unless
+    ``fp_arch_settings`` names the architecture (``"reactnet:adam_1e-3_cosine"``: BiBench's
+    ``acc_cifar10/reactnet_fp32.py`` uses ``adam_1e-3_cosinelr_200e``, whose Adam sets no weight decay)."""
+    for entry in cfg.fp_arch_settings:
+        name, sep, setting = entry.partition(":")
+        if not sep:
+            raise ConfigError(f"fp_arch_settings entry {entry!r} must read '<arch>:<setting>'")
+        if name == arch:
+            return setting, cfg.fp_weight_decay if parse_setting(setting)[0] == "sgd" else 0.0
+    return cfg.fp_setting, cfg.fp_weight_decay
 
 
 @dataclass
@@ -250,6 +264,13 @@ def _check_cfg(cfg: Any) -> None:
             raise UnknownNameError(f"unknown corruption {c!r}; use some of {CORRUPTIONS}")
     for s in cfg.hyper_settings:
         parse_setting(s)
+    for entry in cfg.fp_arch_settings:
+        name, _, setting = entry.partition(":")
+        if name not in ARCHS:
+            raise UnknownNameError(f"fp_arch_settings: unknown architecture {name!r}; use one of {sorted(ARCHS)}")
+        parse_setting(setting)
+    for arch in cfg.archs:
+        fp_schedule(cfg, arch)
 
 
 def accuracy_tracks(bench: Bench, cfg: Any, ctx: Any) -> dict[str, float]:
@@ -262,7 +283,7 @@ def accuracy_tracks(bench: Bench, cfg: Any, ctx: Any) -> dict[str, float]:
     for arch in cfg.archs:
         torch.manual_seed(ctx.seed * 1000 + 1)
         fp = bench.new(arch)
-        t = bench.train(fp, f"fp-{arch}", cfg.fp_epochs, cfg.fp_setting, cfg.fp_weight_decay)
+        t = bench.train(fp, f"fp-{arch}", cfg.fp_epochs, *fp_schedule(cfg, arch))
         m[f"acc/{arch}/fp"] = t.acc
         ctx.log("bibench: %s FP acc %.4f (%.1fs)", arch, t.acc, t.wall_s)
         if arch == main:
@@ -392,6 +413,6 @@ def dry_run(bench: Bench, cfg: Any) -> dict[str, float]:
     return {"dry_run_models": float(n)}
 
 
-__all__ = ["Data", "load", "Bench", "train_config", "hyper_weight_decay", "SGD_MOMENTUM", "OFFICIAL_NORM",
-           "accuracy_tracks", "complexity_track", "hardware_track", "dry_run", "quadratic_mean", "algo_index",
+__all__ = ["Data", "load", "Bench", "train_config", "fp_schedule", "hyper_weight_decay", "SGD_MOMENTUM",
+           "OFFICIAL_NORM", "accuracy_tracks", "complexity_track", "hardware_track", "dry_run", "quadratic_mean", "algo_index",
            "parse_setting", "DATASETS"]
