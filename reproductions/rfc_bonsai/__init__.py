@@ -81,6 +81,12 @@ class Config:
                                                         500, 750, 1000)
     cam_clove_lams: tuple[Annotated[float, Range(0)], ...] = (0, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.0075,
                                                               0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1)
+    # IRMv1 penalty form on Camelyon17 (suite.ood.irm): official src/algorithms/IRM.py irm_penalty = "split_half"
+    cam_irm_form: Literal["squared", "split_half"] = "split_half"
+    # ERM-init IRMv1 / vREx (official camelyon17_irm.sh / camelyon17_vrex.sh): one run from scratch per
+    # (lambda, anneal): penalty weight 0 for `anneal` steps (--irm_penalty_anneal_iters), optimizer reset, then lambda
+    cam_erm_init_lams: tuple[Annotated[float, Range(0)], ...] = (0, 0.5, 1, 5, 10, 50, 100, 500, 1000)
+    cam_erm_init_anneal_steps: tuple[Annotated[int, Range(0)], ...] = (0, 500, 1000, 5000, 10000)
     cam_max_per_split: Annotated[int | None, Range(1)] = None
     variant: Variant = "paper"        # broken on purpose (teeth, ablations): see Variant above
 
@@ -187,7 +193,7 @@ def _colored(name: str, cfg: Config, ctx: RunContext):
                   row_label="method")],
     # at full, ColoredMNIST and Camelyon17 run as two jobs (suite run/submit), merged on the leaderboard
     assembly=Assembly(split="datasets", derive=_derived),
-    # full: estimates, never timed on a GPU; Camelyon17 is about 55 DenseNet-121 trainings per seed
+    # full: estimates, never timed on a GPU; Camelyon17 is 111 DenseNet-121 trainings per seed (README)
     resources={"smoke": Resources(cpus=1, mem_gb=2, time_min=5),
                "small": Resources(cpus=2, mem_gb=4, time_min=30),
                "full": Resources(cpus=8, gpus=1, mem_gb=64, time_min=2880),

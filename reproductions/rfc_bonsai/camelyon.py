@@ -5,12 +5,15 @@ ERM and ERM-init IRMv1 / vREx; the penalty weight is selected on IID validation 
 OOD validation (hospital 1), and test accuracy (hospital 2) is reported for both.
 
 Metrics ``camelyon17/test_acc/<method>/<init>/<selection>`` with init in {rand (ERM only), erm,
-bonsai, bonsai_cf} and selection in {iid_val, ood_val}.
+bonsai, bonsai_cf} and selection in {iid_val, ood_val}; the selected hyper-parameters are
+``camelyon17/lam/...`` and, for the ERM-init runs, ``camelyon17/anneal/...`` (penalty-free steps); the ERM
+baseline (round 0) is read at its best epoch on each validation split (``camelyon17/epochs/erm/rand/...``).
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 from typing import Any
 
 import torch
@@ -31,6 +34,7 @@ SPLITS = ("train", "id_val", "val", "test")
 EVAL_BATCH = 256
 # the official Camelyon17 DRO round is WILDS' groupDRO (src/algorithms/groupDRO.py, src/configs/algorithm.py)
 GROUP_DRO_STEP_SIZE = 0.01
+SELECTIONS = (("iid_val", "id_val"), ("ood_val", "val"))  # model selection: name, validation split
 
 
 def group_uniform_draw(groups: torch.Tensor, batch: int, gen: torch.Generator):
@@ -46,10 +50,11 @@ def group_uniform_draw(groups: torch.Tensor, batch: int, gen: torch.Generator):
 
 
 def group_dro_round(make: Any, x: Any, y: torch.Tensor, correct: torch.Tensor, bcfg: B.BonsaiConfig, *,
-                    ctx: Any, gen: torch.Generator, prefix: str) -> nn.Module:
+                    ctx: Any, gen: torch.Generator, prefix: str, select: B.EpochSelect | None = None) -> nn.Module:
     """Bonsai discovery round 1 on Camelyon17 as the official code runs it: a fresh network trained by online
     group DRO over the groups {round 0 right, round 0 wrong} (src/generate_groups.py: group = pred XOR y),
-    minibatches uniform over the groups. Variant "dro-mean" (broken on purpose) keeps q uniform (step 0)."""
+    minibatches uniform over the groups. Variant "dro-mean" (broken on purpose) keeps q uniform (step 0).
+    ``select``: keep the epoch of the best validation score (official camelyon17_rfc_r0r1_syn.sh --pred_epochs)."""
     from suite.train import fit
 
     model = make(1, 1)
@@ -63,22 +68,30 @@ def group_dro_round(make: Any, x: Any, y: torch.Tensor, correct: torch.Tensor, b
         xb, yb = x[i].to(dev), y[i].to(dev)
         return weights.objective(group_losses(m, xb, yb, masks[:, i].to(dev)))
 
-    fit(model, loss_fn, draw, bcfg.train_config(bcfg.dro_steps), ctx=ctx, name=f"{prefix}-round1",
-        stateful={"group_weights": weights})
+    if select is None:
+        fit(model, loss_fn, draw, bcfg.train_config(bcfg.dro_steps), ctx=ctx, name=f"{prefix}-round1",
+            stateful={"group_weights": weights})
+    else:
+        select.train(model, loss_fn, draw, bcfg.train_config(bcfg.dro_steps), ctx=ctx, name=f"{prefix}-round1",
+                     stateful={"group_weights": weights})
     return model
 
 
 def bonsai(make: Any, train: EnvData, bcfg: B.BonsaiConfig, *, ctx: Any, gen: torch.Generator,
-           prefix: str = "cam-bonsai") -> B.BonsaiResult:
+           prefix: str = "cam-bonsai", select: B.EpochSelect | None = None) -> B.BonsaiResult:
     """2-round Bonsai on Camelyon17: ERM round 0 (suite.ood.bonsai), the online group-DRO round 1
-    (:func:`group_dro_round`), then the shared synthesis. Variant "no-dro" runs both rounds as ERM."""
+    (:func:`group_dro_round`), then the shared synthesis. Variant "no-dro" runs both rounds as ERM. ``select``:
+    each round is kept at the epoch of its first score's best (the official scripts: IID validation,
+    ``final_mode=iid``); round 0 also keeps every other score's best epoch (``found.kept[0]``, the ERM rows)."""
     x, y = train.x, train.y
     if bcfg.variant == "no-dro":
-        return B.run_bonsai(make, x, y, bcfg, ctx=ctx, gen=gen, prefix=prefix)
-    r0 = B.discover(make, x, y, dataclasses.replace(bcfg, rounds=1), ctx=ctx, gen=gen, prefix=prefix)
-    m1 = group_dro_round(make, x, y, r0.correct[0], bcfg, ctx=ctx, gen=gen, prefix=prefix)
+        found = B.discover(make, x, y, bcfg, ctx=ctx, gen=gen, prefix=prefix, select=select)
+        return B.synthesize(make, x, y, found, bcfg, ctx=ctx, gen=gen, prefix=prefix)
+    r0 = B.discover(make, x, y, dataclasses.replace(bcfg, rounds=1), ctx=ctx, gen=gen, prefix=prefix, select=select)
+    first = None if select is None else B.EpochSelect(select.every, dict([next(iter(select.scores.items()))]))
+    m1 = group_dro_round(make, x, y, r0.correct[0], bcfg, ctx=ctx, gen=gen, prefix=prefix, select=first)
     correct = torch.stack([r0.correct[0], B.correctness(m1, x, y)])
-    found = B.BonsaiResult(correct, B.pseudo_labels(y[None], correct), r0.models + [m1])
+    found = B.BonsaiResult(correct, B.pseudo_labels(y[None], correct), r0.models + [m1], kept=r0.kept)
     return B.synthesize(make, x, y, found, bcfg, ctx=ctx, gen=gen, prefix=prefix)
 
 
@@ -102,14 +115,26 @@ def downstream_config(cfg: Any, method: str, lam: float, wd: float, steps: int) 
     lambda = 0 runs): SGD, minibatches from the group loader (src/configs/algorithm.py train_loader 'group',
     uniform_over_groups, distinct_groups; src/configs/datasets.py n_groups_per_batch 2): ``cam_groups_per_batch``
     distinct hospitals, ``cam_batch // cam_groups_per_batch`` patches each; the objective averages over the
-    hospitals in the batch. CLOvE's kernel width is ``cam_clove_width`` (official --kernel_scale 0.1)."""
+    hospitals in the batch. CLOvE's kernel width is ``cam_clove_width`` (official --kernel_scale 0.1); IRMv1's
+    penalty has the form ``cam_irm_form`` (official src/algorithms/IRM.py ``irm_penalty``: "split_half", the
+    product of the gradients of the even- and odd-indexed halves of each hospital, see suite.ood.irm)."""
     if cfg.cam_batch % cfg.cam_groups_per_batch:  # WILDS GroupSampler raises the same
         raise ConfigError(f"cam_batch={cfg.cam_batch} must be divisible by cam_groups_per_batch="
                           f"{cfg.cam_groups_per_batch}")
+    kwargs = ({"width": cfg.cam_clove_width} if method == "clove" else
+              {"form": cfg.cam_irm_form} if method == "irm" else {})
     return OodTrainConfig(steps=steps, lam=lam, lr=cfg.cam_lr, rho=0.0, optimizer="sgd", weight_decay=wd,
                           batch_per_env=cfg.cam_batch // cfg.cam_groups_per_batch, draw="groups",
-                          groups_per_batch=cfg.cam_groups_per_batch,
-                          penalty_kwargs={"width": cfg.cam_clove_width} if method == "clove" else {})
+                          groups_per_batch=cfg.cam_groups_per_batch, penalty_kwargs=kwargs)
+
+
+def erm_init_config(cfg: Any, method: str, lam: float, anneal: int, steps: int) -> OodTrainConfig:
+    """An official ERM-init IRMv1 / vREx run (scripts/camelyon17/camelyon17_{irm,vrex}.sh, src/algorithms/IRM.py,
+    VREX.py): a downstream stage (:func:`downstream_config`, weight decay ``cam_weight_decay``) of ``steps`` updates
+    in all, whose first ``anneal`` (``--irm_penalty_anneal_iters``) have penalty weight 0 (``penalty_weight = 0``
+    while ``update_count < irm_penalty_anneal_iters``), the optimizer re-created when they end, ``lam`` after."""
+    return dataclasses.replace(downstream_config(cfg, method, lam, cfg.cam_weight_decay, steps),
+                               anneal_steps=anneal, anneal_lam=0.0, anneal_reset=True)
 
 
 def run_camelyon(cfg: Any, ctx: Any) -> tuple[DatasetRef, dict[str, float]]:
@@ -139,20 +164,29 @@ def run_camelyon(cfg: Any, ctx: Any) -> tuple[DatasetRef, dict[str, float]]:
         return ref, {}
 
     gen = ctx.generator(29)
-    found = bonsai(make, train, bcfg, ctx=ctx, gen=gen, prefix="cam-bonsai")
-    erm_model = found.models[0]  # round 0 = ERM for cam_epochs: the ERM baseline and the ERM init
-    runs: dict[tuple[str, str], list[tuple[float, dict[str, float]]]] = {}
-    eval_splits = ("id_val", "val", "test")
     loaders = {s: S.loader(splits[s], EVAL_BATCH, ctx.device) for s in SPLITS}  # one per split, reused
+    # the ERM and DRO rounds are kept at their best epoch on the validation split (src/analysis_earlystop.py): the
+    # pipeline at the IID-val best (the official scripts' final_mode=iid), the ERM rows at each split's best
+    per_epoch = max(1, len(train) // cfg.cam_batch)
+    select = B.EpochSelect(per_epoch, {sel: functools.partial(lambda m, s: _acc(m, loaders[s], data[s].y), s=split)
+                                       for sel, split in SELECTIONS})
+    found = bonsai(make, train, bcfg, ctx=ctx, gen=gen, prefix="cam-bonsai", select=select)
+    runs: dict[tuple[str, str], list[tuple[dict[str, float], dict[str, float]]]] = {}
+    eval_splits = ("id_val", "val", "test")
 
-    def record(method: str, init: str, lam: float, model: torch.nn.Module, feats: dict[str, EnvData] | None) -> None:
+    def record(method: str, init: str, lam: float, model: torch.nn.Module, feats: dict[str, EnvData] | None,
+               **more: float) -> None:
         if feats is None:  # the whole network: images streamed from disk
             accs = {s: _acc(model, loaders[s], data[s].y) for s in eval_splits}
         else:  # a head on precomputed (in-memory) features
             accs = {s: _acc(model, [(f,) for f in feats[s].x.split(EVAL_BATCH)], feats[s].y) for s in eval_splits}
-        runs.setdefault((method, init), []).append((lam, accs))
+        runs.setdefault((method, init), []).append(({"lam": lam, **more}, accs))
 
-    record("erm", "rand", 0.0, erm_model, None)
+    # round 0 = ERM for cam_epochs: the ERM baseline, at its best IID-val and best OOD-val epoch (each selection
+    # below picks the one of its split: the other has no better score there)
+    erm_kept = found.kept[0] if found.kept else {"last": B.Kept(found.models[0], steps, float("nan"))}
+    for kept in erm_kept.values():
+        record("erm", "rand", 0.0, kept.model, None, epochs=kept.step / per_epoch)
     # frozen Bonsai features (cf): features once (1024 floats per patch, on the host), then the head only
     base = B.downstream_init(found.synth, freeze=True)
     fx = {s: d.with_x(S.predict(base.featurizer, loaders[s])) for s, d in data.items()}
@@ -169,18 +203,23 @@ def run_camelyon(cfg: Any, ctx: Any) -> tuple[DatasetRef, dict[str, float]]:
             train_ood(model, train, method, ood(method, lam, cfg.cam_finetune_weight_decay), ctx=ctx, gen=gen,
                       name=f"cam-{method}-bonsai-{lam:g}")
             record(method, "bonsai", lam, model, None)
-    for method in ("irm", "vrex"):  # ERM-init baselines
-        for lam in cfg.cam_lams:
-            model = copy.deepcopy(erm_model)
-            train_ood(model, train, method, ood(method, lam, cfg.cam_weight_decay), ctx=ctx, gen=gen,
-                      name=f"cam-{method}-erm-{lam:g}")
-            record(method, "erm", lam, model, None)
+    # ERM-init baselines as the official camelyon17_{irm,vrex}.sh run them: every (lambda, anneal) point is one run
+    # from scratch (the same initial weights as round 0, as the official runs of one seed share theirs) of cam_epochs,
+    # penalty-free for its first `anneal` steps, the optimizer re-created, then lambda (erm_init_config)
+    for method in ("irm", "vrex"):
+        for anneal in cfg.cam_erm_init_anneal_steps:
+            for lam in cfg.cam_erm_init_lams:
+                model = make(1, 0)
+                train_ood(model, train, method, erm_init_config(cfg, method, lam, anneal, steps), ctx=ctx, gen=gen,
+                          name=f"cam-{method}-erm-{lam:g}-anneal{anneal}")
+                record(method, "erm", lam, model, None, anneal=anneal)
 
     metrics: dict[str, float] = {"camelyon17/bonsai/agree_frac": float(
         (found.correct.all(0) | (~found.correct).all(0)).float().mean())}
     for (method, init), rs in runs.items():
-        for sel, key in (("iid_val", "id_val"), ("ood_val", "val")):
-            lam, accs = max(rs, key=lambda r: r[1][key])  # model selection on the validation split
+        for sel, key in SELECTIONS:
+            hp, accs = max(rs, key=lambda r: r[1][key])  # model selection on the validation split (whole grid)
             metrics[f"camelyon17/test_acc/{method}/{init}/{sel}"] = accs["test"]
-            metrics[f"camelyon17/lam/{method}/{init}/{sel}"] = lam
+            for name, value in hp.items():
+                metrics[f"camelyon17/{name}/{method}/{init}/{sel}"] = float(value)
     return ref, metrics

@@ -86,6 +86,41 @@ def test_camelyon_bonsai_round1_is_online_group_dro(monkeypatch):
     assert wrong.any() and float(seen["q"][1]) > 0.5  # the wrong group gained weight
 
 
+def test_camelyon_rounds_are_kept_at_their_best_iid_val_epoch():
+    """src/analysis_earlystop.py + camelyon17_rfc_r1.sh / _r0r1_syn.sh (final_mode=iid): the ERM round and the DRO
+    round are read at their best IID-validation epoch (--pred_epochs); the ERM round also keeps its best
+    OOD-validation epoch (the ERM row's OOD-val selection)."""
+    from suite.ood import EnvData
+    from reproductions.rfc_bonsai import camelyon as Cm
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 5, generator=g)
+    y = (x[:, 0] > 0).float()
+    y[:30] = 1 - y[:30]
+    train = EnvData(x, y, torch.zeros(200, dtype=torch.long), 1)
+    bcfg = B.BonsaiConfig(rounds=2, erm_steps=60, dro_steps=60, synth_steps=5, lr=1e-2, rho=0.0, optimizer="sgd",
+                          batch_size=16)
+    calls, snaps = [], []
+
+    def score(name, script):
+        def f(m):
+            calls.append(name)
+            snaps.append((name, [p.detach().clone() for p in m.parameters()]))
+            return script[sum(c == name for c in calls[:-1]) % 3]
+        return f
+
+    sel = B.EpochSelect(20, {"iid_val": score("iid", [0.3, 0.9, 0.5]), "ood_val": score("ood", [0.1, 0.2, 0.8])})
+    found = Cm.bonsai(_tiny_make(5), train, bcfg, ctx=for_tests("full", 0), gen=torch.Generator().manual_seed(1),
+                      select=sel)
+    assert calls == ["iid", "ood"] * 3 + ["iid"] * 3  # epochs at steps 20, 40, 60; round 1 scores IID val only
+    iid = [p for n, p in snaps if n == "iid"]
+    ood = [p for n, p in snaps if n == "ood"]
+    assert len(found.kept) == 1 and (found.kept[0]["iid_val"].step, found.kept[0]["ood_val"].step) == (40, 60)
+    for model, want in ((found.models[0], iid[1]), (found.kept[0]["ood_val"].model, ood[2]), (found.models[1], iid[4])):
+        assert all(torch.equal(p, q) for p, q in zip(model.parameters(), want))
+    assert torch.equal(found.correct[1], B.correctness(found.models[1], x, y))
+
+
 def test_camelyon_stages_follow_the_official_scripts(tmp_path, monkeypatch):
     """Epochs 10 (ERM / DRO rounds, downstream) and 20 (synthesis); fine-tuning weight decay 1e-6; the CLOvE grid
     of camelyon17_rfc_r0r1_syneven_clove_linear.sh. Bonsai and training are stubbed: this checks the plumbing."""
@@ -108,7 +143,7 @@ def test_camelyon_stages_follow_the_official_scripts(tmp_path, monkeypatch):
     seen, calls = {}, []
 
     def fake_bonsai(make, train, bcfg, **kw):
-        seen["bcfg"] = bcfg
+        seen["bcfg"], seen["select"] = bcfg, kw["select"]
         n = seen["n"] = len(train.y)
         c = torch.ones(2, n, dtype=torch.bool)
         return B.BonsaiResult(c, B.pseudo_labels(train.y[None], c), [Classifier(Mean(), nn.Linear(3, 1))] * 2,
@@ -116,6 +151,9 @@ def test_camelyon_stages_follow_the_official_scripts(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Cm, "bonsai", fake_bonsai)
     monkeypatch.setattr(Cm, "train_ood", lambda model, data, method, cfg, **kw: calls.append((kw["name"], cfg)))
+    made = []
+    monkeypatch.setattr(Cm, "_make", lambda seed: lambda out, offset: (made.append((out, offset)),
+                                                                       Classifier(Mean(), nn.Linear(3, out)))[1])
     cfg = _full()
     assert (cfg.cam_epochs, cfg.cam_synth_epochs) == (10, 20)
     Cm.run_camelyon(cfg, for_tests("full", 0, data_root=tmp_path / "data"))
@@ -123,6 +161,8 @@ def test_camelyon_stages_follow_the_official_scripts(tmp_path, monkeypatch):
     n = seen["n"]
     assert b.erm_steps == b.dro_steps == 10 * n // 32 and b.synth_steps == 20 * n // 32
     assert b.weight_decay == 0.01 and b.synth_weight_decay == 1e-6
+    # the rounds are kept at their best epoch (src/analysis_earlystop.py): evaluated once an epoch on both splits
+    assert seen["select"].every == max(1, n // 32) and list(seen["select"].scores) == ["iid_val", "ood_val"]
     lams = lambda prefix: [c.lam for n, c in calls if n.startswith(prefix)]  # noqa: E731
     assert lams("cam-clove-bonsai_cf-") == list(cfg.cam_clove_lams) and max(cfg.cam_clove_lams) == 1
     assert lams("cam-irm-bonsai_cf-") == list(cfg.cam_lams)
@@ -134,7 +174,45 @@ def test_camelyon_stages_follow_the_official_scripts(tmp_path, monkeypatch):
     assert {(c.draw, c.groups_per_batch, c.batch_per_env) for _, c in calls} == {("groups", 2, 16)}
     # CLOvE's kernel width on Camelyon17 is the script's 0.1; the other penalties take no option
     assert {c.penalty_kwargs.get("width") for n, c in calls if n.startswith("cam-clove-")} == {0.1}
-    assert all(c.penalty_kwargs == {} for n, c in calls if not n.startswith("cam-clove-"))
+    # IRMv1 on Camelyon17 is WILDS' split-half penalty (src/algorithms/IRM.py irm_penalty); vREx / ERM take no option
+    assert all(c.penalty_kwargs == {"form": "split_half"} for n, c in calls if n.startswith("cam-irm-"))
+    assert all(c.penalty_kwargs == {} for n, c in calls if not n.startswith(("cam-clove-", "cam-irm-")))
+    # ERM-init IRMv1 / vREx (camelyon17_irm.sh / _vrex.sh): the 9 x 5 (lambda, anneal) grid, penalty weight 0
+    # for the anneal steps, optimizer re-created; the Bonsai-init runs never anneal
+    assert (cfg.cam_erm_init_lams, cfg.cam_erm_init_anneal_steps) == ((0, 0.5, 1, 5, 10, 50, 100, 500, 1000),
+                                                                      (0, 500, 1000, 5000, 10000))
+    for m in ("irm", "vrex"):
+        init = [c for n, c in calls if n.startswith(f"cam-{m}-erm-")]
+        assert sorted((c.lam, c.anneal_steps) for c in init) == sorted(
+            (lam, a) for lam in cfg.cam_erm_init_lams for a in cfg.cam_erm_init_anneal_steps)
+        assert {(c.anneal_lam, c.anneal_reset, c.weight_decay) for c in init} == {(0.0, True, 0.01)}
+    assert all(c.anneal_steps == 0 and not c.anneal_reset for n, c in calls if "-erm-" not in n)
+    # each ERM-init run starts from scratch: a fresh network with round 0's initial weights (offset 0), not a copy
+    # of the trained round-0 model (Bonsai is stubbed here, so these are the only networks built)
+    assert made == [(1, 0)] * (2 * 9 * 5)
+
+
+def test_camelyon_irm_is_the_official_split_half_penalty(monkeypatch):
+    """src/algorithms/IRM.py irm_penalty (even / odd halves of each hospital) on Camelyon17, through the config's
+    penalty_kwargs to suite.ood.irm.penalty; the ColoredMNIST runs keep the squared form (coloredmnist/train.py
+    IRM_penalty)."""
+    from suite.ood import irm
+    from suite.ood.training import configured_penalty
+    from reproductions.rfc_bonsai import _protocol, colored
+    from reproductions.rfc_bonsai.camelyon import downstream_config, erm_init_config
+
+    cfg = _full()
+    assert cfg.cam_irm_form == "split_half"
+    for c in (downstream_config(cfg, "irm", 10.0, 0.01, 5), erm_init_config(cfg, "irm", 10.0, 500, 5)):
+        assert c.penalty_kwargs == {"form": "split_half"}
+        seen = []
+        monkeypatch.setattr(irm, "penalty", lambda out, form="squared": seen.append(form))
+        configured_penalty("irm", c)(None)
+        assert seen == ["split_half"]
+        monkeypatch.undo()
+    assert downstream_config(cfg, "vrex", 10.0, 0.01, 5).penalty_kwargs == {}
+    p = _protocol(cfg, cfg.methods, cfg.inits, cfg.hidden, cfg.oracle)
+    assert colored.ood_config(p, "irm", 1001, 1e3, p.rho).penalty_kwargs == {}
 
 
 def test_camelyon_batch_must_split_over_the_groups():

@@ -75,12 +75,15 @@ def test_camelyon_pipeline_trains_on_fixture(tmp_path, monkeypatch):
 
     monkeypatch.setenv("SUITE_CACHE", str(tmp_path / "cache"))
     camelyon17.write_fixture(tmp_path / "data" / camelyon17.SUBDIR)  # the published layout under a data root
-    cfg = Config(cam_epochs=1, cam_batch=6, cam_lams=(0, 10.0))
+    cfg = Config(cam_epochs=1, cam_batch=6, cam_lams=(0, 10.0), cam_erm_init_lams=(0, 10.0),
+                 cam_erm_init_anneal_steps=(0, 1))
     ref, m = run_camelyon(cfg, for_tests("full", 0, data_root=tmp_path / "data"))
     assert ref.provenance == "paper"
     for key in ("test_acc/erm/rand/iid_val", "test_acc/vrex/bonsai_cf/ood_val", "test_acc/vrex/bonsai/iid_val",
                 "test_acc/irm/erm/ood_val", "test_acc/clove/bonsai_cf/iid_val"):
         assert 0.0 <= m[f"camelyon17/{key}"] <= 1.0
+    assert m["camelyon17/anneal/irm/erm/iid_val"] in (0, 1) and m["camelyon17/lam/vrex/erm/ood_val"] in (0, 10)
+    assert 0 < m["camelyon17/epochs/erm/rand/iid_val"] <= 1 and 0 < m["camelyon17/epochs/erm/rand/ood_val"] <= 1
 
 
 def test_camelyon_streams_the_wilds_splits_from_disk(tmp_path, monkeypatch):

@@ -10,8 +10,10 @@
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, get_args
+from typing import Any, Callable, Literal, Mapping, get_args
 
 import torch
 import torch.nn.functional as F
@@ -72,6 +74,55 @@ class BonsaiResult:
     sample_idx: torch.Tensor | None = None
     targets: torch.Tensor | None = None  # (K, N) labels the synthesis distilled
     notes: dict[str, float] = field(default_factory=dict)
+    kept: list[dict[str, "Kept"]] = field(default_factory=list)  # per round, with EpochSelect: score -> Kept
+
+
+@dataclass
+class Kept:
+    """A round's network at the evaluation where ``score`` was best: after ``step`` updates."""
+
+    model: nn.Module
+    step: int
+    score: float
+
+
+@dataclass
+class EpochSelect:
+    """Which epoch of a discovery round is kept (the official Camelyon17 code: src/analysis_earlystop.py takes, per
+    validation split, ``np.argmax`` over the epochs of its accuracy, the first maximum, and the later stages read
+    the model of that epoch, ``--pred_epochs`` / ``--eval_epoch``). Every ``every`` steps (an epoch) and at the
+    end, each of ``scores`` (name -> score(model), higher is better) is evaluated and the weights of its best
+    evaluation so far are kept; the round continues with those of the first score."""
+
+    every: int
+    scores: Mapping[str, Callable[[nn.Module], float]]
+
+    def train(self, model: nn.Module, loss_fn: Callable[..., torch.Tensor], draw: Callable[[int], Any],
+              tcfg: TrainConfig, **fit_kw: Any) -> dict[str, Kept]:
+        """``fit`` with the per-epoch evaluations; loads the first score's best weights into ``model`` and returns
+        every score's :class:`Kept` (copies)."""
+        best: dict[str, tuple[float, int, dict[str, torch.Tensor]]] = {}
+        step = [0]
+
+        def count(state: Any) -> None:
+            step[0] = state.step
+
+        def evaluate(m: nn.Module) -> dict[str, float]:
+            got = {k: float(f(m)) for k, f in self.scores.items()}
+            for k, v in got.items():
+                if k not in best or v > best[k][0]:  # strictly better: the first maximum, as np.argmax
+                    best[k] = (v, step[0], {n: t.detach().clone() for n, t in m.state_dict().items()})
+            return got
+
+        fit(model, loss_fn, draw, dataclasses.replace(tcfg, eval_every=max(1, self.every)), eval_fn=evaluate,
+            on_step=count, **fit_kw)
+        kept = {}
+        for k, (v, at, state) in best.items():
+            copy_ = copy.deepcopy(model)
+            copy_.load_state_dict(state)
+            kept[k] = Kept(copy_, at, v)
+        model.load_state_dict(best[next(iter(self.scores))][2])
+        return kept
 
 
 @torch.no_grad()
@@ -143,12 +194,22 @@ MakeModel = Callable[[int, int], Classifier]  # (number of outputs, stream offse
 
 
 def discover(make_model: MakeModel, x: torch.Tensor, y: torch.Tensor, cfg: BonsaiConfig,
-             *, ctx: Any = None, gen: torch.Generator | None = None, prefix: str = "bonsai") -> BonsaiResult:
-    """Discovery episodes (§3 steps 1-2). ``make_model(1, k)`` builds round k's fresh network."""
+             *, ctx: Any = None, gen: torch.Generator | None = None, prefix: str = "bonsai",
+             select: EpochSelect | None = None) -> BonsaiResult:
+    """Discovery episodes (§3 steps 1-2). ``make_model(1, k)`` builds round k's fresh network. ``select``: keep
+    each round's best epoch (:class:`EpochSelect`; None = the last step, as on ColoredMNIST)."""
     gen = gen if gen is not None else torch.Generator().manual_seed(0)
     corrects: list[torch.Tensor] = []
     models: list[nn.Module] = []
+    kept: list[dict[str, Kept]] = []
     dev = torch.device(ctx.device) if ctx is not None else y.device
+
+    def train(model: nn.Module, loss_fn: Callable[..., torch.Tensor], draw: Callable[[int], Any], steps: int,
+              name: str) -> None:
+        if select is None:
+            fit(model, loss_fn, draw, cfg.train_config(steps), ctx=ctx, name=name)
+        else:
+            kept.append(select.train(model, loss_fn, draw, cfg.train_config(steps), ctx=ctx, name=name))
     for k in range(cfg.rounds):
         model = make_model(1, k)
         if k == 0 or cfg.variant == "no-dro":
@@ -160,7 +221,7 @@ def discover(make_model: MakeModel, x: torch.Tensor, y: torch.Tensor, cfg: Bonsa
                 return F.binary_cross_entropy_with_logits(logits, yb) + cfg.rho * l2_term(
                     p for p in m.parameters() if p.requires_grad)
 
-            fit(model, loss_fn, lambda s: draw(s), cfg.train_config(cfg.erm_steps), ctx=ctx, name=f"{prefix}-round{k}")
+            train(model, loss_fn, lambda s: draw(s), cfg.erm_steps, f"{prefix}-round{k}")
         else:
             masks = split_groups(torch.stack(corrects))  # (2k, N)
             draw = _stream(len(y), cfg.batch_size, gen)
@@ -172,11 +233,11 @@ def discover(make_model: MakeModel, x: torch.Tensor, y: torch.Tensor, cfg: Bonsa
                 i = idx.to(y.device)
                 return obj(m, x[idx.to(x.device)].to(dev), y[i].to(dev), masks[:, i].to(dev), cfg.rho)
 
-            fit(model, loss_fn, lambda s: draw(s), cfg.train_config(cfg.dro_steps), ctx=ctx, name=f"{prefix}-round{k}")
+            train(model, loss_fn, lambda s: draw(s), cfg.dro_steps, f"{prefix}-round{k}")
         corrects.append(correctness(model, x, y))
         models.append(model)
     correct = torch.stack(corrects)
-    return BonsaiResult(correct, pseudo_labels(y[None], correct), models)
+    return BonsaiResult(correct, pseudo_labels(y[None], correct), models, kept=kept)
 
 
 def synthesize(make_model: MakeModel, x: torch.Tensor, y: torch.Tensor, found: BonsaiResult,

@@ -88,3 +88,37 @@ def test_group_weights_are_the_online_group_dro_update():
     w.objective(torch.tensor([1.0, 3.0]))  # weights accumulate over steps
     assert float(w.q[1]) > float(q[1])
     assert set(w.state_dict()) == {"q"}  # checkpointed with the model (fit's stateful)
+
+
+def test_epoch_select_keeps_each_scores_first_best_epoch():
+    """Official Camelyon17 (src/analysis_earlystop.py): per validation split, np.argmax over the epochs (the first
+    maximum); the round continues with the first score's epoch: its weights and its right / wrong groups."""
+    torch.manual_seed(0)
+    x, y = _xy()
+    cfg = B.BonsaiConfig(rounds=2, erm_steps=12, dro_steps=12, lr=0.1, optimizer="sgd", batch_size=10)
+    script = {"a": [0.2, 0.7, 0.5, 0.7], "b": [0.9, 0.1, 0.3, 0.95]}  # 4 evaluations a round: steps 3, 6, 9, 12
+    calls, snaps = {"a": 0, "b": 0}, {}
+
+    def score(key):
+        def f(m):
+            i = calls[key] % 4
+            calls[key] += 1
+            snaps[(key, calls[key] - 1)] = [p.detach().clone() for p in m.parameters()]
+            return script[key][i]
+        return f
+
+    sel = B.EpochSelect(3, {"a": score("a"), "b": score("b")})
+    torch.manual_seed(0)
+    found = B.discover(lambda out, k: mlp_classifier(5, (4,), out), x, y, cfg, select=sel)
+    assert len(found.kept) == 2 and calls == {"a": 8, "b": 8}
+    for r, model in enumerate(found.models):
+        kept = found.kept[r]
+        assert (kept["a"].step, kept["a"].score, kept["b"].step, kept["b"].score) == (6, 0.7, 12, 0.95)
+        for got, want in ((model, snaps[("a", 4 * r + 1)]), (kept["a"].model, snaps[("a", 4 * r + 1)]),
+                          (kept["b"].model, snaps[("b", 4 * r + 3)])):
+            assert all(torch.equal(p, q) for p, q in zip(got.parameters(), want))
+        assert torch.equal(found.correct[r], B.correctness(kept["a"].model, x, y))
+    # without select: the last step; the evaluations did not perturb the training (round 0, same seed)
+    torch.manual_seed(0)
+    last = B.discover(lambda out, k: mlp_classifier(5, (4,), out), x, y, cfg)
+    assert last.kept == [] and all(torch.equal(p, q) for p, q in zip(last.models[0].parameters(), snaps[("b", 3)]))

@@ -3,6 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from suite.errors import ConfigError
 from suite.ood import METHODS, EnvData, combine, env_accuracies, ood_loss, worst_env_accuracy
 from suite.ood import clove, fishr, iga, irm, sd, vrex
 from suite.ood.net import mlp_classifier
@@ -25,6 +26,58 @@ def test_irm_matches_closed_form():
     z, y = out.logits, out.y
     closed = torch.stack([((torch.sigmoid(z) - y) * z)[out.env == e].mean() for e in range(2)]).pow(2).mean()
     assert torch.allclose(irm.penalty(out), closed, atol=1e-6)
+
+
+def _official_split_half_irm(out):
+    """WILDS / RFC src/algorithms/IRM.py as written: one scalar dummy scale, a Python loop over the groups present
+    in the batch (split_into_groups: each group's examples in batch order), irm_penalty = grad(mean of losses[0::2])
+    * grad(mean of losses[1::2]), summed over the groups and divided by n_groups_per_batch."""
+    scale = torch.tensor(1.0, requires_grad=True)
+    groups = torch.unique(out.env)
+    pen = 0.0
+    for g in groups.tolist():
+        idx = torch.nonzero(out.env == g).flatten()
+        losses = F.binary_cross_entropy_with_logits(scale * out.logits[idx], out.y[idx], reduction="none")
+        g1 = torch.autograd.grad(losses[0::2].mean(), [scale], create_graph=True)[0]
+        g2 = torch.autograd.grad(losses[1::2].mean(), [scale], create_graph=True)[0]
+        pen = pen + torch.sum(g1 * g2)
+    return pen / groups.numel()
+
+
+@pytest.mark.parametrize("n_envs,present", [(3, (0, 1, 2)), (3, (0, 2)), (2, (0, 1))])
+def test_irm_split_half_matches_the_official_per_group_loop(n_envs, present):
+    """Camelyon17's IRMv1 (official irm_penalty): value and parameter gradients (create_graph) equal the per-group
+    loop with a scalar dummy scale, on a batch whose groups are interleaved and of odd and even sizes; groups absent
+    from the batch do not count in the average; it differs from the squared ColoredMNIST form."""
+    g = torch.Generator().manual_seed(3)
+    env = torch.tensor(present)[torch.randint(len(present), (37,), generator=g)]  # interleaved, uneven sizes
+    d = EnvData(torch.randn(37, 6, generator=g), (torch.rand(37, generator=g) < 0.5).float(), env, n_envs)
+    torch.manual_seed(0)
+    model = mlp_classifier(6, (8,))
+    params = list(model.parameters())
+    mine = irm.penalty(forward(model, d), form="split_half")
+    ref = _official_split_half_irm(forward(model, d))
+    assert float(mine) == pytest.approx(float(ref), rel=1e-5, abs=1e-9)
+    for a, b in zip(torch.autograd.grad(mine, params), torch.autograd.grad(ref, params)):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-7)
+    squared = irm.penalty(forward(model, d))
+    assert float(squared) != pytest.approx(float(mine), rel=1e-2)
+    assert float(irm.penalty(forward(model, d), form="squared")) == float(squared)  # the default is "squared"
+
+
+def test_irm_split_half_pairs_the_even_and_odd_examples_of_each_group():
+    """Hand-checked: per-example d loss / ds = (sigmoid(z) - y) z; group 0 = examples 0, 2, 3 (in batch order: even
+    half {0, 3}, odd half {2}), group 1 = examples 1, 4 (even {1}, odd {4})."""
+    z = torch.tensor([0.5, -1.0, 2.0, 0.3, 1.5])
+    y = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0])
+    from suite.ood.objective import EnvOutputs
+
+    out = EnvOutputs(z, y, torch.tensor([0, 1, 0, 0, 1]), 2)
+    d = (torch.sigmoid(z) - y) * z
+    want = ((d[0] + d[3]) / 2 * d[2] + d[1] * d[4]) / 2
+    assert float(irm.penalty(out, form="split_half")) == pytest.approx(float(want), rel=1e-6)
+    with pytest.raises(ConfigError):
+        irm.penalty(out, form="halves")
 
 
 def test_vrex_and_sd():

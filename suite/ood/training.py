@@ -19,13 +19,15 @@ from torch import nn
 from suite.errors import ConfigError, UnknownNameError
 from suite.ood.envs import EnvData
 from suite.ood.objective import Penalty, ood_loss
-from suite.train import TrainConfig, TrainResult, fit
+from suite.train import TrainConfig, TrainResult, TrainState, fit
 
 
 @dataclass
 class OodTrainConfig:
-    """One OoD training stage. ``lam``: penalty weight; ``anneal_steps``: steps with weight 1.0
-    before ``lam`` applies (IRM's schedule; 0 = none, as when starting from Bonsai or ERM init);
+    """One OoD training stage. ``lam``: penalty weight; ``anneal_steps``: steps before ``lam`` applies (IRM's
+    schedule; 0 = none, as when starting from Bonsai or ERM init), with penalty weight ``anneal_lam`` meanwhile
+    (None: min(lam, 1.0)); ``anneal_reset``: re-create the optimizer when the anneal phase ends (WILDS IRM / VREX
+    ``_update``: ``if update_count == irm_penalty_anneal_iters: optimizer = initialize_optimizer(...)``);
     ``rho``: the explicit L2 weight; ``batch_per_env``: None = full batch, else examples per environment drawn
     as ``draw`` says (module docstring; ``"groups"`` needs ``groups_per_batch``); ``env_reduce``: the ERM term
     and the penalty are the mean (default) or the sum over environments; ``penalty_kwargs``: keyword options of
@@ -39,6 +41,8 @@ class OodTrainConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0
     anneal_steps: int = 0
+    anneal_lam: float | None = None
+    anneal_reset: bool = False
     batch_per_env: int | None = None
     draw: Literal["replacement", "groups", "slice"] = "replacement"
     groups_per_batch: int | None = None
@@ -103,11 +107,18 @@ def train_ood(model: nn.Module, data: EnvData, method: str, cfg: OodTrainConfig,
     pen = configured_penalty(method, cfg)
     gen = gen if gen is not None else torch.Generator().manual_seed(0)
 
+    warm = min(cfg.lam, 1.0) if cfg.anneal_lam is None else cfg.anneal_lam
+
     def loss_fn(m: nn.Module, batch: tuple[int, EnvData]) -> torch.Tensor:
         step, b = batch
-        lam = cfg.lam if step >= cfg.anneal_steps else min(cfg.lam, 1.0)
+        lam = cfg.lam if step >= cfg.anneal_steps else warm
         return ood_loss(m, b, pen, lam, cfg.rho, cfg.env_reduce)
+
+    def reset(state: TrainState) -> None:  # after update number anneal_steps: a fresh optimizer's (empty) state
+        if state.step == cfg.anneal_steps:
+            state.optimizer.state.clear()
 
     dev = ctx.device if ctx is not None else next(model.parameters()).device
     draw = batches(data, cfg.batch_per_env, gen, dev, cfg.draw, cfg.groups_per_batch)
-    return fit(model, loss_fn, draw, cfg.train_config(), ctx=ctx, name=name)
+    on_step = reset if cfg.anneal_reset and cfg.anneal_steps > 0 else None  # at step 0 the optimizer is fresh
+    return fit(model, loss_fn, draw, cfg.train_config(), ctx=ctx, name=name, on_step=on_step)
