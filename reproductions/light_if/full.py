@@ -173,9 +173,7 @@ def sample(lm: CausalLM, prompts: list[str], max_new: int,
     """Sampled sequences (left-padded prompt + response, right-padded), their attention mask, the prompt
     width and the decoded responses (temperature 1). ``chunk``: sequences per ``generate`` call (its KV
     cache must fit the device; the release samples with vLLM), all sharing one prompt width."""
-    tok = lm.tokenizer
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
+    tok = lm.tokenizer  # its pad token was set once by load_causal_lm
     enc = tok([chat(tok, p) for p in prompts], return_tensors="pt", padding=True, padding_side="left",
               add_special_tokens=False)
     enc = enc.to(lm.device)
@@ -401,9 +399,7 @@ def greedy_generations(lm: CausalLM, prompts: list[str], max_new: int, batch: in
     """Greedy chat-template generations (thinking mode where the template has it), decoded without special
     tokens: the IFEval protocol of lm-eval's task (``do_sample: false``). Prompts of similar length share a
     batch."""
-    tok = lm.tokenizer
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
+    tok = lm.tokenizer  # its pad token was set once by load_causal_lm
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     out = [""] * len(prompts)
     was = lm.model.training

@@ -37,9 +37,10 @@ class CausalLM:
         """Continuations of ``prompts`` (greedy when ``temperature == 0``; else sampled at
         ``temperature``, optionally truncated to the ``top_k`` tokens and/or the ``top_p`` nucleus),
         prompt text removed."""
-        tok = self.tokenizer
+        tok = self.tokenizer  # never changed here: load_causal_lm gave it its pad token
         if tok.pad_token_id is None:
-            tok.pad_token = tok.eos_token
+            raise SuiteError("CausalLM.generate: the tokenizer has no pad token; load the model with "
+                             "load_causal_lm (which pads with the eos token) or set tokenizer.pad_token")
         enc = tok(list(prompts), return_tensors="pt", padding=True, padding_side="left").to(self.device)
         kw: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": tok.pad_token_id}
         kw.update({"do_sample": True, "temperature": temperature, "top_k": top_k or 0, "top_p": top_p or 1.0}
@@ -64,7 +65,9 @@ def _tokenizer_class(folder: Path, tr: Any) -> Any:
 
 def load_causal_lm(folder: str | Path, device: str | torch.device = "cpu",
                    dtype: torch.dtype | None = None, trust_remote_code: bool = False) -> CausalLM:
-    """Load ``AutoModelForCausalLM`` + ``AutoTokenizer`` from a local folder, in eval mode on ``device``.
+    """Load ``AutoModelForCausalLM`` + ``AutoTokenizer`` from a local folder, in eval mode on ``device``. A
+    tokenizer without a pad token pads with its eos token, set once here (the usual convention for decoder-only
+    checkpoints), so that no caller changes the tokenizer it shares.
 
     ``dtype`` defaults to bfloat16 on CUDA and float32 on CPU. ``trust_remote_code`` runs the
     modelling code shipped in the folder (CodeGen2, LLaDA need it): only for checkpoints you trust.
@@ -79,6 +82,8 @@ def load_causal_lm(folder: str | Path, device: str | torch.device = "cpu",
         dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
     tok = _tokenizer_class(folder, tr).from_pretrained(folder, local_files_only=True,
                                                        trust_remote_code=trust_remote_code)
+    if tok.pad_token_id is None and tok.eos_token is not None:
+        tok.pad_token = tok.eos_token
     from packaging.version import Version
 
     key = "dtype" if Version(tr.__version__) >= Version("4.56") else "torch_dtype"  # renamed in 4.56

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from suite.errors import DataNotFoundError
-from suite.models.hf import load_causal_lm
+from suite.errors import DataNotFoundError, SuiteError
+from suite.models.hf import CausalLM, load_causal_lm
 
 
 def test_missing_folder_names_the_fix(tmp_path) -> None:
@@ -40,3 +40,30 @@ def test_load_tiny_gpt2(tmp_path) -> None:
     for _ in range(3):
         seq = torch.cat([seq, ref(seq).logits[:, -1].argmax(-1, keepdim=True)], 1)
     assert out[0].split() == [words[i] for i in seq[0, 2:].tolist() if words[i] != "<eos>"]
+
+
+def test_a_tokenizer_without_pad_gets_eos_once_at_load_and_generate_never_changes_it(tmp_path) -> None:
+    """Issue 17 item 3: no call changes a shared tokenizer. ``load_causal_lm`` gives a tokenizer without a pad
+    token its eos token (once, at load); ``generate`` then leaves the tokenizer as it found it, and refuses a
+    tokenizer without a pad token instead of setting one."""
+    transformers = pytest.importorskip("transformers")
+    tokenizers = pytest.importorskip("tokenizers")
+    words = ["<unk>", "<eos>", "the", "cat", "sat"]
+    raw = tokenizers.Tokenizer(tokenizers.models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    raw.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="<unk>", eos_token="<eos>")
+    assert tok.pad_token_id is None
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(vocab_size=len(words), n_positions=16, n_embd=8, n_layer=1, n_head=2,
+                                  bos_token_id=1, eos_token_id=1)
+    transformers.GPT2LMHeadModel(cfg).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    lm = load_causal_lm(tmp_path, "cpu")
+    assert lm.tokenizer.pad_token_id == lm.tokenizer.eos_token_id == 1
+    before = (lm.tokenizer.pad_token, lm.tokenizer.padding_side)
+    lm.generate(["the", "the cat sat"], max_new_tokens=2)
+    assert (lm.tokenizer.pad_token, lm.tokenizer.padding_side) == before
+    bare = CausalLM(lm.model, tok, lm.device)  # a tokenizer that never went through load_causal_lm
+    with pytest.raises(SuiteError, match="pad token"):
+        bare.generate(["the"], max_new_tokens=1)
+    assert tok.pad_token_id is None
