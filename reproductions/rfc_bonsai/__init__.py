@@ -19,7 +19,14 @@ from suite.spec import Assembly, Claim, DatasetRef, Outcome, Paper, Resources, T
 
 from .colored import INITS, ColoredProtocol, env_data, run_protocol
 
-DATASETS = ("colored-digits", "colored-mnist-subset", "colored-mnist", "camelyon17")
+# Camelyon17 (full scale) is three parts of the `datasets` split, each its own job at full (issue 17: 111
+# DenseNet-121 trainings per seed did not fit one 48-hour job): "camelyon17" = the Bonsai pipeline (its ERM round
+# gives the ERM rows; DRO round, synthesis, frozen-feature heads, fine-tunings), "camelyon17-erm-init-<method>" =
+# the official ERM-init grid of that method (camelyon17_{irm,vrex}.sh, 45 trainings). Every part's metrics are
+# named "camelyon17/...". Part -> (runs the pipeline, ERM-init methods).
+CAMELYON_PARTS = {"camelyon17": (True, ()), "camelyon17-erm-init-irm": (False, ("irm",)),
+                  "camelyon17-erm-init-vrex": (False, ("vrex",))}
+DATASETS = ("colored-digits", "colored-mnist-subset", "colored-mnist", *CAMELYON_PARTS)
 # Broken on purpose (teeth / ablations). Bonsai's own ablations live in suite.ood.bonsai ("true-labels",
 # "no-resample", "no-dro", "dro-mean"); two more are this protocol's:
 #   "untrained-bonsai": the downstream "Bonsai" representation is the untrained network it starts from
@@ -96,7 +103,8 @@ SCALES = {
               "inits": ("rand", "erm", "bonsai_cf", "erm_cf", "rand_cf")},
     "small": {"datasets": ("colored-digits", "colored-mnist-subset"), "inits": INITS,
               "cf_methods": ("sd", "iga", "fishr", "clove")},
-    "full": {"datasets": ("colored-mnist", "camelyon17"), "hidden": 390, "methods": ALL_METHODS,
+    "full": {"datasets": ("colored-mnist", "camelyon17", "camelyon17-erm-init-irm", "camelyon17-erm-init-vrex"),
+             "hidden": 390, "methods": ALL_METHODS,
              "inits": INITS, "lam_grid": True, "irm_base_steps": 1001,
              "erm_rho_grid": (0.0001, 0.0005, 0.001, 0.005, 0.01)},
 }
@@ -168,6 +176,11 @@ def bonsai_variant(variant: str) -> str:
     return variant if variant in B.VARIANTS else "paper"
 
 
+def metric_prefix(name: str) -> str:
+    """The prefix of the metrics measured on dataset ``name`` (every Camelyon17 part: ``camelyon17``)."""
+    return "camelyon17" if name in CAMELYON_PARTS else name
+
+
 def _colored(name: str, cfg: Config, ctx: RunContext):
     test_envs = NO_SHIFT_TEST_ENVS if cfg.variant == "no-shift" else TEST_ENVS
     if name == "colored-digits":
@@ -191,13 +204,19 @@ def _colored(name: str, cfg: Config, ctx: RunContext):
                   rows=("erm", "irm", "vrex"), cols=("bonsai_cf", "erm_cf", "rand_cf"),
                   title="Worst-environment test accuracy on ColoredMNIST from the real MNIST subset",
                   row_label="method")],
-    # at full, ColoredMNIST and Camelyon17 run as two jobs (suite run/submit), merged on the leaderboard
+    # at full, ColoredMNIST and the three Camelyon17 parts run as four jobs per seed (suite run/submit), merged
+    # on the leaderboard
     assembly=Assembly(split="datasets", derive=_derived),
-    # full: estimates, never timed on a GPU; Camelyon17 is 111 DenseNet-121 trainings per seed (README)
+    # full: estimates from epoch counts, never timed on a GPU (README "Job size"): the Camelyon17 pipeline is 21
+    # DenseNet-121 trainings (220 epochs), each ERM-init part 45 (450 epochs); "full" is what a run of several
+    # parts (--set datasets=...) gets
     resources={"smoke": Resources(cpus=1, mem_gb=2, time_min=5),
                "small": Resources(cpus=2, mem_gb=4, time_min=30),
                "full": Resources(cpus=8, gpus=1, mem_gb=64, time_min=2880),
-               "full:colored-mnist": Resources(cpus=4, gpus=1, mem_gb=16, time_min=480)},
+               "full:colored-mnist": Resources(cpus=4, gpus=1, mem_gb=16, time_min=480),
+               "full:camelyon17": Resources(cpus=8, gpus=1, mem_gb=64, time_min=1440),
+               "full:camelyon17-erm-init-irm": Resources(cpus=8, gpus=1, mem_gb=64, time_min=2880),
+               "full:camelyon17-erm-init-vrex": Resources(cpus=8, gpus=1, mem_gb=64, time_min=2880)},
 )
 def run(cfg: Config, ctx: RunContext) -> Outcome:
     bad = [d for d in cfg.datasets if d not in DATASETS]
@@ -206,13 +225,16 @@ def run(cfg: Config, ctx: RunContext) -> Outcome:
     ctx.log("rfc_bonsai: config %s", asdict(cfg))
     metrics: dict[str, float] = {}
     refs = []
+    cam = [d for d in cfg.datasets if d in CAMELYON_PARTS]
     for i, name in enumerate(cfg.datasets):
-        if name == "camelyon17":
-            from .camelyon import run_camelyon
+        if name in CAMELYON_PARTS:
+            if name == cam[0]:  # the Camelyon17 parts of this run in one call: the splits are read once
+                from .camelyon import run_camelyon
 
-            ref, got = run_camelyon(cfg, ctx)
-            refs.append(ref)
-            metrics.update(got)
+                cam_ref, got = run_camelyon(cfg, ctx, pipeline=any(CAMELYON_PARTS[d][0] for d in cam),
+                                            erm_init=tuple(m for d in cam for m in CAMELYON_PARTS[d][1]))
+                metrics.update(got)
+            refs.append(cam_ref)
             continue
         splits = _colored(name, cfg, ctx)
         train, test = env_data(splits, "train_"), env_data(splits, "test_")
@@ -235,8 +257,9 @@ def run(cfg: Config, ctx: RunContext) -> Outcome:
     metrics = {k.replace("cf/worst_env_acc", "worst_env_acc"): v for k, v in metrics.items()}
     metrics.update(_derived(metrics))
     # the record's dataset: the loaders' refs joined, least-real provenance; each metric names the
-    # dataset it was measured on (unprefixed: the first dataset; "<dataset>/...": that one)
-    by_metric = {k: next((r for name, r in zip(cfg.datasets, refs) if k.startswith(name + "/")), refs[0])
-                 for k in metrics}
+    # dataset it was measured on (unprefixed: the first dataset; "<prefix>/...": the dataset of that prefix, e.g.
+    # "camelyon17/..." for every Camelyon17 part)
+    by_metric = {k: next((r for name, r in zip(cfg.datasets, refs) if k.startswith(metric_prefix(name) + "/")),
+                         refs[0]) for k in metrics}
     return Outcome(metrics=metrics, dataset=DatasetRef.combine(*refs), metric_datasets=by_metric,
                    notes={"provenance_by_dataset": {r.name: r.provenance for r in refs}})

@@ -8,6 +8,12 @@ Metrics ``camelyon17/test_acc/<method>/<init>/<selection>`` with init in {rand (
 bonsai, bonsai_cf} and selection in {iid_val, ood_val}; the selected hyper-parameters are
 ``camelyon17/lam/...`` and, for the ERM-init runs, ``camelyon17/anneal/...`` (penalty-free steps); the ERM
 baseline (round 0) is read at its best epoch on each validation split (``camelyon17/epochs/erm/rand/...``).
+
+At full scale the protocol runs as three jobs (parts of the ``datasets`` split, see the package's
+``CAMELYON_PARTS``): the Bonsai pipeline (``pipeline=True``: the rounds, whose round 0 gives the ERM rows, the
+synthesis, the frozen-feature heads and the fine-tunings) and the ERM-init grid of each method (``erm_init``).
+They share no state: each ERM-init run draws its minibatches from a fresh stream of its own
+(:data:`ERM_INIT_STREAM`), so the parts' metrics are those of one job running them all.
 """
 from __future__ import annotations
 
@@ -35,6 +41,11 @@ EVAL_BATCH = 256
 # the official Camelyon17 DRO round is WILDS' groupDRO (src/algorithms/groupDRO.py, src/configs/algorithm.py)
 GROUP_DRO_STEP_SIZE = 0.01
 SELECTIONS = (("iid_val", "id_val"), ("ood_val", "val"))  # model selection: name, validation split
+ERM_INIT_METHODS = ("irm", "vrex")  # the official ERM-init baselines (camelyon17_irm.sh, camelyon17_vrex.sh)
+# ctx.generator stream of the ERM-init runs' minibatches: every (lambda, anneal) run starts it afresh, as every
+# official run of one seed is its own process seeded alike (src/run_expt.py set_seed), and shares no draws
+# with the pipeline (stream 29) or the other method's part
+ERM_INIT_STREAM = 31
 
 
 def group_uniform_draw(groups: torch.Tensor, batch: int, gen: torch.Generator):
@@ -137,7 +148,14 @@ def erm_init_config(cfg: Any, method: str, lam: float, anneal: int, steps: int) 
                                anneal_steps=anneal, anneal_lam=0.0, anneal_reset=True)
 
 
-def run_camelyon(cfg: Any, ctx: Any) -> tuple[DatasetRef, dict[str, float]]:
+def run_camelyon(cfg: Any, ctx: Any, *, pipeline: bool = True,
+                 erm_init: tuple[str, ...] = ERM_INIT_METHODS) -> tuple[DatasetRef, dict[str, float]]:
+    """The Camelyon17 protocol, or the parts of it named: ``pipeline`` (Bonsai, the ERM rows, the heads on frozen
+    Bonsai features, the fine-tunings) and the ERM-init grid of each method in ``erm_init``."""
+    bad = [m for m in erm_init if m not in ERM_INIT_METHODS]
+    if bad or not (pipeline or erm_init):
+        raise ConfigError(f"run_camelyon: pipeline={pipeline}, erm_init={erm_init!r}: run the pipeline and/or "
+                          f"ERM-init methods of {ERM_INIT_METHODS}")
     # every split stays on disk (memory-mapped uint8 patches): training draws read their rows per step
     # (S.Rows), every full pass (featurising, evaluation) reads batches through a DataLoader (S.loader)
     splits = S.load_splits(ctx, SPLITS, max_per_split=cfg.cam_max_per_split)
@@ -163,14 +181,7 @@ def run_camelyon(cfg: Any, ctx: Any) -> tuple[DatasetRef, dict[str, float]]:
                 len(train), steps, net.featurizer.out_dim)
         return ref, {}
 
-    gen = ctx.generator(29)
     loaders = {s: S.loader(splits[s], EVAL_BATCH, ctx.device) for s in SPLITS}  # one per split, reused
-    # the ERM and DRO rounds are kept at their best epoch on the validation split (src/analysis_earlystop.py): the
-    # pipeline at the IID-val best (the official scripts' final_mode=iid), the ERM rows at each split's best
-    per_epoch = max(1, len(train) // cfg.cam_batch)
-    select = B.EpochSelect(per_epoch, {sel: functools.partial(lambda m, s: _acc(m, loaders[s], data[s].y), s=split)
-                                       for sel, split in SELECTIONS})
-    found = bonsai(make, train, bcfg, ctx=ctx, gen=gen, prefix="cam-bonsai", select=select)
     runs: dict[tuple[str, str], list[tuple[dict[str, float], dict[str, float]]]] = {}
     eval_splits = ("id_val", "val", "test")
 
@@ -182,40 +193,49 @@ def run_camelyon(cfg: Any, ctx: Any) -> tuple[DatasetRef, dict[str, float]]:
             accs = {s: _acc(model, [(f,) for f in feats[s].x.split(EVAL_BATCH)], feats[s].y) for s in eval_splits}
         runs.setdefault((method, init), []).append(({"lam": lam, **more}, accs))
 
-    # round 0 = ERM for cam_epochs: the ERM baseline, at its best IID-val and best OOD-val epoch (each selection
-    # below picks the one of its split: the other has no better score there)
-    erm_kept = found.kept[0] if found.kept else {"last": B.Kept(found.models[0], steps, float("nan"))}
-    for kept in erm_kept.values():
-        record("erm", "rand", 0.0, kept.model, None, epochs=kept.step / per_epoch)
-    # frozen Bonsai features (cf): features once (1024 floats per patch, on the host), then the head only
-    base = B.downstream_init(found.synth, freeze=True)
-    fx = {s: d.with_x(S.predict(base.featurizer, loaders[s])) for s, d in data.items()}
-    lams = lambda m: (0.0,) if m == "erm" else cfg.cam_clove_lams if m == "clove" else cfg.cam_lams  # noqa: E731
-    for method in cfg.cam_methods:
-        for lam in lams(method):
-            head = LinearOnFeatures(copy.deepcopy(base.head))
-            train_ood(head, fx["train"], method, ood(method, lam, cfg.cam_weight_decay), ctx=ctx, gen=gen,
-                      name=f"cam-{method}-bonsai_cf-{lam:g}")
-            record(method, "bonsai_cf", lam, head, fx)
-    for method in cfg.cam_finetune_methods:  # fine-tune everything from the Bonsai init (official: wd 1e-6)
-        for lam in lams(method):
-            model = B.downstream_init(found.synth)
-            train_ood(model, train, method, ood(method, lam, cfg.cam_finetune_weight_decay), ctx=ctx, gen=gen,
-                      name=f"cam-{method}-bonsai-{lam:g}")
-            record(method, "bonsai", lam, model, None)
+    metrics: dict[str, float] = {}
+    if pipeline:
+        gen = ctx.generator(29)
+        # the ERM and DRO rounds are kept at their best epoch on the validation split (src/analysis_earlystop.py):
+        # the pipeline at the IID-val best (the official scripts' final_mode=iid), the ERM rows at each split's best
+        per_epoch = max(1, len(train) // cfg.cam_batch)
+        select = B.EpochSelect(per_epoch, {sel: functools.partial(lambda m, s: _acc(m, loaders[s], data[s].y), s=split)
+                                           for sel, split in SELECTIONS})
+        found = bonsai(make, train, bcfg, ctx=ctx, gen=gen, prefix="cam-bonsai", select=select)
+        # round 0 = ERM for cam_epochs: the ERM baseline, at its best IID-val and best OOD-val epoch (each selection
+        # below picks the one of its split: the other has no better score there)
+        erm_kept = found.kept[0] if found.kept else {"last": B.Kept(found.models[0], steps, float("nan"))}
+        for kept in erm_kept.values():
+            record("erm", "rand", 0.0, kept.model, None, epochs=kept.step / per_epoch)
+        # frozen Bonsai features (cf): features once (1024 floats per patch, on the host), then the head only
+        base = B.downstream_init(found.synth, freeze=True)
+        fx = {s: d.with_x(S.predict(base.featurizer, loaders[s])) for s, d in data.items()}
+        lams = lambda m: (0.0,) if m == "erm" else cfg.cam_clove_lams if m == "clove" else cfg.cam_lams  # noqa: E731
+        for method in cfg.cam_methods:
+            for lam in lams(method):
+                head = LinearOnFeatures(copy.deepcopy(base.head))
+                train_ood(head, fx["train"], method, ood(method, lam, cfg.cam_weight_decay), ctx=ctx, gen=gen,
+                          name=f"cam-{method}-bonsai_cf-{lam:g}")
+                record(method, "bonsai_cf", lam, head, fx)
+        for method in cfg.cam_finetune_methods:  # fine-tune everything from the Bonsai init (official: wd 1e-6)
+            for lam in lams(method):
+                model = B.downstream_init(found.synth)
+                train_ood(model, train, method, ood(method, lam, cfg.cam_finetune_weight_decay), ctx=ctx, gen=gen,
+                          name=f"cam-{method}-bonsai-{lam:g}")
+                record(method, "bonsai", lam, model, None)
+        metrics["camelyon17/bonsai/agree_frac"] = float((found.correct.all(0) | (~found.correct).all(0)).float().mean())
     # ERM-init baselines as the official camelyon17_{irm,vrex}.sh run them: every (lambda, anneal) point is one run
-    # from scratch (the same initial weights as round 0, as the official runs of one seed share theirs) of cam_epochs,
-    # penalty-free for its first `anneal` steps, the optimizer re-created, then lambda (erm_init_config)
-    for method in ("irm", "vrex"):
+    # from scratch (the same initial weights as round 0, as the official runs of one seed share theirs; the same
+    # minibatch stream, ERM_INIT_STREAM) of cam_epochs, penalty-free for its first `anneal` steps, the optimizer
+    # re-created, then lambda (erm_init_config)
+    for method in erm_init:
         for anneal in cfg.cam_erm_init_anneal_steps:
             for lam in cfg.cam_erm_init_lams:
                 model = make(1, 0)
-                train_ood(model, train, method, erm_init_config(cfg, method, lam, anneal, steps), ctx=ctx, gen=gen,
-                          name=f"cam-{method}-erm-{lam:g}-anneal{anneal}")
+                train_ood(model, train, method, erm_init_config(cfg, method, lam, anneal, steps), ctx=ctx,
+                          gen=ctx.generator(ERM_INIT_STREAM), name=f"cam-{method}-erm-{lam:g}-anneal{anneal}")
                 record(method, "erm", lam, model, None, anneal=anneal)
 
-    metrics: dict[str, float] = {"camelyon17/bonsai/agree_frac": float(
-        (found.correct.all(0) | (~found.correct).all(0)).float().mean())}
     for (method, init), rs in runs.items():
         for sel, key in SELECTIONS:
             hp, accs = max(rs, key=lambda r: r[1][key])  # model selection on the validation split (whole grid)
