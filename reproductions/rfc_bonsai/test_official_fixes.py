@@ -130,15 +130,7 @@ def test_camelyon_stages_follow_the_official_scripts(tmp_path, monkeypatch):
     monkeypatch.setenv("SUITE_CACHE", str(tmp_path / "cache"))
     camelyon17.write_fixture(tmp_path / "data" / camelyon17.SUBDIR)
 
-    class Mean(nn.Module):
-        out_dim = 3
-
-        def __init__(self):
-            super().__init__()
-            self.scale = nn.Parameter(torch.ones(()))
-
-        def forward(self, x):
-            return self.scale * x.float().mean((2, 3))
+    from reproductions.rfc_bonsai.test_camelyon_parts import _Mean as Mean  # a 3-feature stand-in featurizer
 
     seen, calls = {}, []
 
