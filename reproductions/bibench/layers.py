@@ -48,6 +48,10 @@ class Algorithm:
     recu: bool = False  # ReCU weight standardize + clamp, activation std normalization, learned alpha
     noise: bool = False  # FDA noise adaptation modules
     soft: bool = False  # soft/approximate gradient + scaled weights group (spec §2 C5)
+    # a binarized conv keeps the FP conv's bias (ReActNet's convs have one): in BiBench the FDA and ReCU convs
+    # subclass nn.Conv2d and load it; the other algorithms' convs are built without one and the non-strict
+    # checkpoint load drops it (bibench/models/layers/*.py)
+    conv_bias: bool = False
 
 
 ALGORITHMS: dict[str, Algorithm] = {
@@ -58,8 +62,8 @@ ALGORITHMS: dict[str, Algorithm] = {
         Algorithm("bireal", "clip", "approx", weight_scale=True, soft=True),
         Algorithm("xnorpp", "clip", "clip", gamma=True),
         Algorithm("react", "clip", "approx", weight_scale=True, act_shift=True, soft=True),
-        Algorithm("recu", "identity", "approx", recu=True, soft=True),
-        Algorithm("fda", "fda", "fda", weight_scale=True, noise=True, soft=True),
+        Algorithm("recu", "identity", "approx", recu=True, soft=True, conv_bias=True),
+        Algorithm("fda", "fda", "fda", weight_scale=True, noise=True, soft=True, conv_bias=True),
     )
 }
 ALGO_NAMES: tuple[str, ...] = tuple(ALGORITHMS)
@@ -264,11 +268,12 @@ class BinaryConv2d(nn.Conv2d, _Binary):
     def from_float(cls, conv: nn.Conv2d, algo: str, opts: BinaryOptions | None = None) -> "BinaryConv2d":
         if conv.groups != 1 or conv.dilation != (1, 1) or not isinstance(conv.padding, tuple):
             raise ConfigError("binarize: only groups=1, dilation=1 convolutions with numeric padding are supported")
+        keep_bias = conv.bias is not None and get_algorithm(algo).conv_bias
         m = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                bias=conv.bias is not None, algo=algo, opts=opts)
+                bias=keep_bias, algo=algo, opts=opts)
         with torch.no_grad():
             m.weight.copy_(conv.weight)
-            if conv.bias is not None:
+            if keep_bias:
                 m.bias.copy_(conv.bias)
         m._setup(algo, opts or BinaryOptions(), conv.in_channels)  # re-derive ReCU alpha from copied weights
         return m.to(conv.weight.device)

@@ -251,3 +251,17 @@ def test_fp_resnets_zero_initialise_each_blocks_second_bn():
             assert torch.all(b.bn1.weight == 1), arch
             if b.proj is not None:
                 assert torch.all(b.proj[1].weight == 1), arch
+
+
+def test_binarized_reactnet_convs_keep_the_bias_only_where_bibench_does():
+    """BiBench's BNN, XNOR, DoReFa, Bi-Real, XNOR++ and ReAct convs are built without a bias (the FP checkpoint's
+    bias is dropped by the non-strict load); the FDA and ReCU convs subclass nn.Conv2d and keep it."""
+    torch.manual_seed(0)
+    fp = build("reactnet", 10, 3, 32)
+    assert all(fp.get_submodule(n).bias is not None for n in binarizable(fp))  # nn.Conv2d's default bias
+    for algo in ALGO_NAMES:
+        layers = dict(binary_layers(binarize(fp, algo)))
+        keep = algo in ("fda", "recu")
+        assert all((m.bias is not None) == keep for m in layers.values()), algo
+        if keep:
+            assert all(torch.equal(m.bias, fp.get_submodule(n).bias) for n, m in layers.items())
