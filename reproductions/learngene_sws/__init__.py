@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from suite.config import Range
 from suite.context import RunContext
-from suite.data import digits
+from suite.data import digits, randaugment
 from suite.errors import ConfigError
 from suite.registry import reproduction
 from suite.spec import Claim, Outcome, Paper, Plot, Resources, Table
@@ -58,6 +58,12 @@ class Config:
     cutmix: Annotated[float, Range(0)] = 0.0           # CutMix alpha
     label_smoothing: Annotated[float, Range(0, 1)] = 0.0
     reprob: Annotated[float, Range(0, 1)] = 0.0        # random erasing probability ('pixel' mode, one box)
+    # DeiT's per-image and sampling recipe of the official main.py (full preset; ImageNet loader only, full.py):
+    # timm RandAugment string (--aa; '' = off, suite.data.randaugment) and repeated augmentation (RASampler,
+    # samplers.py: copies per image, 0 / 1 = off), whose epoch keeps floor(n // multiple * multiple / world) indices
+    rand_augment: str = ""
+    repeated_aug: Annotated[int, Range(0)] = 0
+    repeated_aug_multiple: Annotated[int, Range(1)] = 256
     batch_size: Annotated[int, Range(1)] = 64
     data: Literal["digits", "imagenet"] = "digits"   # imagenet: <data_root>/imagenet (full.py)
     workers: Annotated[int, Range(0)] = 8            # DataLoader workers (imagenet only)
@@ -70,6 +76,10 @@ class Config:
                 raise ConfigError(f"{name}={h} does not divide dim={self.dim}; pick a divisor of dim")
         if len(self.stages) > min(self.depths):
             raise ConfigError(f"every descendant needs >= {len(self.stages)} layers (one per stage)")
+        randaugment.parse(self.rand_augment)   # a bad timm string fails here, with its fix
+        if self.data != "imagenet" and (self.rand_augment or self.repeated_aug > 1):
+            raise ConfigError("rand_augment and repeated_aug act on the ImageNet loader (full.py) only; with "
+                              f"data={self.data!r} set rand_augment='' and repeated_aug=0")
 
 
 SCALES = {
@@ -83,7 +93,8 @@ SCALES = {
     "full": {"dim": 384, "heads": 6, "aux_heads": 12, "mlp_ratio": 4.0, "patch": 16, "stages": (3, 3, 4, 3, 3),
              "depths": (6, 8, 10, 12), "aux_epochs": 150, "aux_lr": 5e-4, "des_epochs": 10, "des_lr": 5e-5,
              "scratch_long_epochs": 100, "batch_size": 512, "min_lr_ratio": 0.02, "data": "imagenet",
-             "warmup_epochs": 5, "mixup": 0.8, "cutmix": 1.0, "label_smoothing": 0.1, "reprob": 0.25},
+             "warmup_epochs": 5, "mixup": 0.8, "cutmix": 1.0, "label_smoothing": 0.1, "reprob": 0.25,
+             "rand_augment": "rand-m9-mstd0.5-inc1", "repeated_aug": 3},
 }
 _S = ("small",)
 
@@ -136,7 +147,8 @@ def run(cfg: Config, ctx: RunContext) -> Outcome:
         from .experiment import build_vit
         from .method import expand, share_stages
 
-        train, test, classes, ref = full.load(ctx, cfg.batch_size, cfg.workers)
+        train, test, classes, ref = full.load(ctx, cfg.batch_size, cfg.workers, cfg.rand_augment, cfg.repeated_aug,
+                                              cfg.repeated_aug_multiple)
         shape = (3, 224, 224)
         if ctx.dry_run:   # build every model of the pipeline, train none
             aux = share_stages(build_vit(cfg, sum(cfg.stages), shape, classes, aux=True), tuple(cfg.stages))
