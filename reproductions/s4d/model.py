@@ -39,6 +39,9 @@ class ModelConfig:
     pool: str = "mean"
     dual: bool = False  # retrieval: two documents per example
     ssm: SSMConfig = field(default_factory=SSMConfig)
+    # residual dropout with one mask per (example, channel) over the sequence (official ``model.tie_dropout``:
+    # SequenceResidualBlock's DropoutNd, state-spaces/s4 src/models/sequence/backbones/block.py); False: element-wise
+    tie_dropout: bool = False
 
     def __post_init__(self) -> None:
         if self.pool not in POOLS:
@@ -56,7 +59,8 @@ class S4DClassifier(nn.Module):
         self.cfg = cfg
         H = cfg.d_model
         self.encoder = nn.Embedding(cfg.vocab, H) if cfg.vocab > 0 else nn.Linear(cfg.d_input, H)
-        self.blocks = nn.ModuleList(S4DBlock(H, cfg.ssm, cfg.norm, cfg.prenorm, cfg.dropout, generator)
+        self.blocks = nn.ModuleList(S4DBlock(H, cfg.ssm, cfg.norm, cfg.prenorm, cfg.dropout, generator,
+                                             tie_dropout=cfg.tie_dropout)
                                     for _ in range(cfg.n_layers))
         d_feat = 4 * H if cfg.dual else H
         self.decoder = (nn.Sequential(nn.Linear(d_feat, H), nn.GELU(), nn.Linear(H, cfg.n_classes)) if cfg.dual

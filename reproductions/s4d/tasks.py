@@ -81,7 +81,7 @@ class LRATask:
     n_ssm: int | None = None       # None: one (A, B) per channel (``n_ssm: null`` or ``${..d_model}``)
     warmup_steps: int = 1000       # cosine_warmup ``num_warmup_steps`` (default 1000 when the file sets none)
     schedule_steps: int = 0        # cosine_warmup ``num_training_steps``: the horizon of the lr decay
-    tie_dropout: bool = False
+    tie_dropout: bool = False      # ``model.tie_dropout``: dropout masks tied over the sequence, residual + layer
     # pixel tasks: model input (x - pixel_mean) / pixel_std of the uint8 pixel x. Image: the official greyscale
     # CIFAR normalisation, mean 122.6, std 61 (in /255 units: src/dataloaders/basic.py, ``grayscale: true`` in
     # v3-s4-cifar.yaml); Pathfinder / Path-X: x / 255 in [0, 1] (``center: False``, configs/dataset/pathfinder.yaml)

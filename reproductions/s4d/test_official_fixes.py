@@ -1,7 +1,7 @@
 """The full path follows the official code (state-spaces/s4 @e757cef) where it used to deviate by accident
 (issue 17; README table "Full preset against the official code"). Each test fails on the old behaviour:
-pooling over padding, weight decay of biases / norm / embedding parameters, the last partial batch, and the
-pixel scaling of Image and Pathfinder / Path-X."""
+pooling over padding, weight decay of biases / norm / embedding parameters, the last partial batch, the pixel
+scaling of Image and Pathfinder / Path-X, and the tied dropout of Image (block and layer)."""
 from __future__ import annotations
 
 import pytest
@@ -175,3 +175,33 @@ def test_the_paper_run_decays_over_the_official_horizon_and_a_cut_run_over_its_o
     assert opt.schedule_steps == 80_000 and opt.epochs * (96_000 // opt.batch_size) == 76_800
     cut = suite_config.resolve(registry.get("s4d"), "full", ["lra_max_train=500"])
     assert lra_optim(LRA_TASKS["listops"], cut, 500).schedule_steps is None
+
+
+# --------------------------------------------------------------------------- 5. tied dropout (``tie_dropout: true``)
+
+@pytest.mark.parametrize("name", sorted(LRA_TASKS))
+def test_lra_dropout_is_tied_in_the_block_and_the_layer(name):
+    """configs/model/s4.yaml / v3-s4-cifar.yaml ``tie_dropout: true``: SequenceResidualBlock's residual dropout and
+    S4Block's dropout after the GELU are DropoutNd (one mask per example and channel). Image is the one task with
+    dropout (0.1); the others have none (old code: Image's residual dropout element-wise)."""
+    from torch import nn
+
+    from reproductions.s4d import Config, _lra_model
+    from suite.models.ssm import TiedDropout
+
+    t = LRA_TASKS[name]
+    assert (t.dropout, t.tie_dropout) == ((0.1, True) if name == "image" else (0.0, False))
+    model = _lra_model(name, "inv", Config(), torch.Generator().manual_seed(0))
+    assert model.cfg.tie_dropout == t.tie_dropout
+    for blk in model.blocks:
+        assert isinstance(blk.drop, TiedDropout if t.tie_dropout else nn.Dropout) and blk.drop.p == t.dropout
+        assert (blk.layer.cfg.dropout, blk.layer.cfg.tie_dropout) == (t.dropout, t.tie_dropout)
+
+
+def test_default_model_keeps_element_wise_residual_dropout():
+    """Smoke / small and the memory task build ModelConfig without tie_dropout: nn.Dropout, as before."""
+    from torch import nn
+
+    model = S4DClassifier(ModelConfig(n_classes=3, d_model=8, n_layers=2, vocab=6, dropout=0.2,
+                                      ssm=SSMConfig(d_state=4, bidirectional=True)))
+    assert all(type(b.drop) is nn.Dropout and b.drop.p == 0.2 for b in model.blocks)

@@ -11,7 +11,8 @@ An encoder maps inputs to per-position states ``(B, L, H)``:
 Pretraining = encoder + per-position linear decoder: vocabulary logits (tokens), 256 intensity-class
 logits (pixels pretrained with CE: Pathfinder, Path-X) or one value (pixels with L1: Image).
 Fine-tuning = the same encoder + pooling (``EncoderConfig.pool``: mean / last / max, over real positions;
-official ``decoder.mode``) + linear classifier (:class:`Classifier`).
+official ``decoder.mode``) + classifier head (:class:`Classifier`; ``EncoderConfig.head``: linear, or the official
+``sequence_nonelinear`` 2-layer MLP).
 :func:`transfer_encoder` copies every encoder tensor and fails if any is left out (the repo's
 ``strict=False`` load hides missing keys, spec §7); for pixel tasks it drops the last input column (the
 mask-indicator channel) of the input map, as the repo does.
@@ -30,6 +31,11 @@ from suite.errors import ConfigError, UnknownNameError
 from suite.models.transformer import TransformerLM
 
 ARCHS = ("transformer", "s4d")
+# classifier head after the pooling (official ``decoder._name_``, src/tasks/decoders.py): ``linear`` = ``sequence``
+# (SequenceDecoder: one Linear(d_model, n_classes)); ``mlp`` = ``sequence_nonelinear`` (NoneLinearSequenceDecoder,
+# type 'mlp': Linear(d_model, d_model) -> ReLU -> Linear(d_model, n_classes)). Dual (Retrieval) models always use
+# the ``retrieval`` NLI head.
+HEADS = ("linear", "mlp")
 
 
 @dataclass
@@ -51,6 +57,10 @@ class EncoderConfig:
     norm: str = "layer"
     prenorm: bool = True
     pool: str = "mean"           # classifier pooling over positions (official ``decoder.mode``: pool, last, max)
+    head: str = "linear"         # classifier head after the pooling (HEADS; official ``decoder._name_``)
+    # S4D residual dropout with one mask per (example, channel) over the sequence (official ``model.tie_dropout``,
+    # S4 repo DropoutNd); False: element-wise. The dropout inside the S4D layer is ``ssm.dropout`` / ``ssm.tie_dropout``
+    tie_dropout: bool = False
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -61,6 +71,10 @@ class EncoderConfig:
             raise UnknownNameError(f"unknown norm {self.norm!r}; use one of {NORMS}")
         if self.pool not in POOLS:
             raise UnknownNameError(f"unknown pool {self.pool!r}; use one of {POOLS}")
+        if self.head not in HEADS:
+            raise UnknownNameError(f"unknown head {self.head!r}; use one of {HEADS}")
+        if self.tie_dropout and self.arch != "s4d":
+            raise ConfigError(f"tie_dropout is an S4D block option; the {self.arch} encoder has no tied dropout")
 
 
 def sinusoids(n: int, d: int) -> torch.Tensor:
@@ -107,7 +121,8 @@ class S4DEncoder(nn.Module):
         H = cfg.d_model
         ssm = SSMConfig(**{**cfg.ssm.__dict__, "bidirectional": True})
         self.embed = nn.Embedding(cfg.vocab, H) if cfg.vocab > 0 else nn.Linear(cfg.d_input, H, bias=False)
-        self.blocks = nn.ModuleList(S4DBlock(H, ssm, cfg.norm, cfg.prenorm, cfg.dropout, generator)
+        self.blocks = nn.ModuleList(S4DBlock(H, ssm, cfg.norm, cfg.prenorm, cfg.dropout, generator,
+                                             tie_dropout=cfg.tie_dropout)
                                     for _ in range(cfg.n_layers))
         self.norm = Norm(cfg.norm, H) if cfg.prenorm else nn.Identity()
 
@@ -141,8 +156,10 @@ class PretrainModel(nn.Module):
 
 
 class Classifier(nn.Module):
-    """Encoder + pooling over real positions (``encoder.cfg.pool``) + linear head. ``dual`` (Retrieval): x is
-    (B, 2, L), both documents share the encoder, features ``[z1, z2, z1*z2, z1-z2]``. ``normalize``: pixel
+    """Encoder + pooling over real positions (``encoder.cfg.pool``) + head on the pooled vector
+    (``encoder.cfg.head``: one linear layer, or ``mlp`` = Linear(H, H) -> ReLU -> Linear(H, n_classes), the official
+    ``sequence_nonelinear`` decoder). ``dual`` (Retrieval): x is (B, 2, L), both documents share the encoder,
+    features ``[z1, z2, z1*z2, z1-z2]`` into the NLI head (official ``retrieval`` decoder, GELU). ``normalize``: pixel
     inputs in [0, 1] are mapped to [-1, 1] (``2x - 1``) by ``method._prep`` (official Pathfinder / Path-X
     loaders, ``Normalize(mean=0.5, std=0.5)``)."""
 
@@ -151,8 +168,14 @@ class Classifier(nn.Module):
         super().__init__()
         self.encoder, self.pad_id, self.dual, self.normalize = encoder, pad_id, dual, normalize
         H = encoder.cfg.d_model
-        self.head = (nn.Sequential(nn.Linear(4 * H, H), nn.GELU(), nn.Linear(H, n_classes)) if dual
-                     else nn.Linear(H, n_classes))
+        if dual and encoder.cfg.head != "linear":
+            raise ConfigError(f"head {encoder.cfg.head!r}: a dual (Retrieval) classifier has the NLI head only")
+        if dual:
+            self.head = nn.Sequential(nn.Linear(4 * H, H), nn.GELU(), nn.Linear(H, n_classes))
+        elif encoder.cfg.head == "mlp":  # NoneLinearSequenceDecoder (type 'mlp'), applied after the pooling
+            self.head = nn.Sequential(nn.Linear(H, H), nn.ReLU(), nn.Linear(H, n_classes))
+        else:
+            self.head = nn.Linear(H, n_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         key_mask = (x != self.pad_id) if (self.encoder.cfg.vocab > 0 and self.pad_id is not None) else None
@@ -214,5 +237,5 @@ def encoder_diff(a: nn.Module, b: nn.Module, input_key: str | None = None) -> fl
     return out
 
 
-__all__ = ["ARCHS", "EncoderConfig", "TransformerEncoder", "S4DEncoder", "build_encoder", "PretrainModel",
+__all__ = ["ARCHS", "HEADS", "EncoderConfig", "TransformerEncoder", "S4DEncoder", "build_encoder", "PretrainModel",
            "Classifier", "transfer_encoder", "encoder_diff"]

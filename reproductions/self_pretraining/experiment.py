@@ -133,45 +133,57 @@ class LRAHP:
     prenorm: bool = True
     n_ssm: int | None = None
     pool: str = "mean"                  # classifier pooling, official ``decoder.mode`` (pool = mean, last, max)
+    # classifier head after the pooling, official ``decoder._name_``: ``linear`` (``sequence``, the pipelines'
+    # default) or ``mlp`` (``sequence_nonelinear``: Linear-ReLU-Linear; transformer-lra-{cifar,imdb}.yaml only).
+    # Retrieval's dual model has the NLI head of the aan pipeline (``retrieval``) whatever this says.
+    head: str = "linear"
+    # S4: official ``model.tie_dropout`` (configs/model/s4.yaml: true for every s4-lra file; the Transformer's
+    # base.yaml: false): dropout masks tied over the sequence, in the residual block and inside the S4 layer, which
+    # also gets ``dropout`` (the layer's unset ``dropout`` is the model's, src/models/sequence/model.py)
+    tie_dropout: bool = False
 
 
 _T = dict(dropout=0.0, weight_decay=0.0)
+_S = dict(tie_dropout=True)
 LRA_HP: dict[tuple[str, str], LRAHP] = {
     ("transformer", "listops"): LRAHP(512, 6, 8, 32, 0.05, 100, 100, mlp_ratio=4, warmup_steps=2000, **_T),
     ("transformer", "text"): LRAHP(512, 6, 8, 32, 0.05, 32, 65, mlp_ratio=4, warmup_steps=2000, dropout=0.0,
-                                   weight_decay=0.1, pre_warmup_steps=5000),
+                                   weight_decay=0.1, pre_warmup_steps=5000, head="mlp"),
     ("transformer", "retrieval"): LRAHP(128, 4, 4, 32, 0.05, 32, 32, mlp_ratio=4, warmup_steps=5000,
                                         pre_warmup_steps=2000, **_T),
     ("transformer", "image"): LRAHP(64, 3, 4, 50, 1e-3, 50, 200, mlp_ratio=2, warmup_steps=2000, pre_batch_size=32,
-                                    pre_warmup_steps=2500, **_T),
+                                    pre_warmup_steps=2500, head="mlp", **_T),
     ("transformer", "pathfinder"): LRAHP(128, 4, 8, 32, 5e-4, 50, 200, mlp_ratio=1, warmup_steps=5000,
                                          pre_warmup_steps=2500, **_T),
     ("transformer", "pathx"): LRAHP(128, 4, 4, 32, 5e-4, 200, 200, mlp_ratio=1, warmup_steps=5000, pool="max", **_T),
-    ("s4d", "listops"): LRAHP(128, 8, 1, 50, 0.01, 100, 40, warmup_steps=2000, prenorm=False),
+    ("s4d", "listops"): LRAHP(128, 8, 1, 50, 0.01, 100, 40, warmup_steps=2000, prenorm=False, **_S),
     ("s4d", "text"): LRAHP(256, 6, 1, 16, 0.01, 32, 32, warmup_steps=5000, schedule="cosine", pre_warmup_steps=1000,
-                           pre_schedule="constant"),
-    ("s4d", "retrieval"): LRAHP(256, 6, 1, 64, 0.01, 20, 20, warmup_steps=2500),
+                           pre_schedule="constant", **_S),
+    ("s4d", "retrieval"): LRAHP(256, 6, 1, 64, 0.01, 20, 20, warmup_steps=2500, **_S),
     ("s4d", "image"): LRAHP(512, 6, 1, 50, 0.01, 200, 200, dropout=0.1, schedule="cosine", pre_schedule="constant",
-                            norm="layer", prenorm=False, n_ssm=2),
+                            norm="layer", prenorm=False, n_ssm=2, **_S),
     ("s4d", "pathfinder"): LRAHP(256, 6, 1, 64, 0.004, 200, 200, warmup_steps=2500, weight_decay=0.03, lr_dt=1e-3,
-                                 pool="last"),
+                                 pool="last", **_S),
     ("s4d", "pathx"): LRAHP(256, 6, 1, 16, 5e-4, 50, 50, warmup_steps=10_000, schedule="cosine", pre_batch_size=32,
-                           pre_warmup_steps=5000, pre_schedule="constant", ssm_lr=5e-4, lr_dt=5e-4),
+                           pre_warmup_steps=5000, pre_schedule="constant", ssm_lr=5e-4, lr_dt=5e-4, **_S),
 }
 DRY_LEN = 1024  # dry-run forward passes use the first 1024 positions (a full-length CPU pass takes minutes)
 
 
 def _lra_encoder_cfg(arch: str, hp: LRAHP, task: str) -> EncoderConfig:
     dt_min = 1e-4 if task == "pathx" else 1e-3
+    # S4 layer dropout: the files leave ``model.layer.dropout`` unset, so SequenceModel gives the layer the model's
+    # ``dropout`` (not-from-scratch src/models/sequence/model.py), with the model's ``tie_dropout``
+    # (configs/model/layer/s4.yaml); applied after the activation, before the output map (src/models/sequence/ss/s4.py)
     ssm = SSMConfig(d_state=hp.d_state, init="inv", bidirectional=True, lr=hp.ssm_lr, lr_dt=hp.lr_dt, dt_min=dt_min,
-                    n_ssm=hp.n_ssm)
+                    n_ssm=hp.n_ssm, dropout=hp.dropout if arch == "s4d" else 0.0, tie_dropout=hp.tie_dropout)
     if arch == "transformer":  # pre-LN LayerNorm trunk (every transformer-lra file: prenorm true, norm layer)
         return EncoderConfig(arch=arch, d_model=hp.d_model, n_layers=hp.n_layers, heads=hp.heads,
                              mlp_ratio=hp.mlp_ratio, dropout=hp.dropout, ssm=ssm, positions=hp.positions,
-                             pool=hp.pool)
+                             pool=hp.pool, head=hp.head)
     return EncoderConfig(arch=arch, d_model=hp.d_model, n_layers=hp.n_layers, heads=hp.heads,
                          mlp_ratio=hp.mlp_ratio, dropout=hp.dropout, ssm=ssm, positions=hp.positions,
-                         norm=hp.norm, prenorm=hp.prenorm, pool=hp.pool)
+                         norm=hp.norm, prenorm=hp.prenorm, pool=hp.pool, head=hp.head, tie_dropout=hp.tie_dropout)
 
 
 def _phase(hp: LRAHP, epochs: float, scale: float, n_train: int, pretraining: bool = False,

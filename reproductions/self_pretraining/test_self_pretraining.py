@@ -240,8 +240,10 @@ def test_lra_hyperparameters_pinned_to_the_readme_table():
                     schedule=hp.schedule, pre_epochs=hp.pre_epochs, pre_batch=hp.pre_batch_size or hp.batch_size,
                     pre_warmup=hp.warmup_steps if hp.pre_warmup_steps is None else hp.pre_warmup_steps,
                     pre_schedule=hp.pre_schedule or hp.schedule)
-        table.update(pool=r[21])
-        ours.update(pool=hp.pool)
+        table.update(pool=r[21], head={"nli": "linear"}.get(r[22], r[22]), dropout=float(r[23]),
+                     tie_dropout={"true": True, "false": False}[r[24]])
+        ours.update(pool=hp.pool, head=hp.head, dropout=hp.dropout, tie_dropout=hp.tie_dropout)
+        assert (r[22] == "nli") == (r[1] == "retrieval")  # the dual model's NLI head (aan pipeline), no LRAHP.head
         if r[0] == "transformer":
             table.update(heads=int(r[4]), ff=float(r[5]), positions="sinusoidal")
             ours.update(heads=hp.heads, ff=float(hp.mlp_ratio), positions=hp.positions)
@@ -479,3 +481,105 @@ def test_pathfinder_and_pathx_pixels_are_read_in_minus_one_one(tmp_path, monkeyp
     assert clf.normalize and torch.allclose(method._prep(x, clf), (2 * x - 1).unsqueeze(-1))
     plain, _ = make_classifier(_pixel_task("ce"), enc_cfg, 0, None)
     assert not plain.normalize and torch.equal(method._prep(x, plain), x.unsqueeze(-1))
+
+
+# --------------------------------------------------------------------------- the official classifier head
+# (``decoder._name_``) and the S4 files' tied dropout (``tie_dropout: true``), IdoAmos/not-from-scratch @f919137
+
+# transformer-lra-{cifar,imdb}.yaml set ``decoder._name_: sequence_nonelinear``; listops sets ``sequence``,
+# pathfinder / pathx-small comment it out (the cifar pipeline's ``sequence``); aan uses the ``retrieval`` NLI head;
+# no s4-lra file names a decoder (the pipelines' ``sequence``)
+OFFICIAL_MLP_HEAD = {("transformer", "image"), ("transformer", "text")}
+
+
+@pytest.mark.parametrize("arch", ["transformer", "s4d"])
+def test_lra_classifier_head_per_task_is_the_official_decoder(arch):
+    """``sequence_nonelinear`` (NoneLinearSequenceDecoder, type mlp, src/tasks/decoders.py): Linear(d, d) -> ReLU
+    -> Linear(d, classes) on the pooled vector, for the Transformer's Image and Text only; one Linear elsewhere;
+    Retrieval's dual NLI head untouched. Old code: one Linear on every task."""
+    from torch import nn
+
+    from reproductions.self_pretraining.experiment import LRA_HP, _lra_encoder_cfg
+    from reproductions.self_pretraining.tasks import LRA_TASKS
+
+    for task, spec in LRA_TASKS.items():
+        hp = replace(LRA_HP[(arch, task)], d_model=8, n_layers=1, heads=2, d_state=4)
+        ec = replace(_lra_encoder_cfg(arch, hp, task), vocab=0, d_input=1, max_len=16)
+        assert ec.head == ("mlp" if (arch, task) in OFFICIAL_MLP_HEAD else "linear"), (arch, task)
+        head = Classifier(build_encoder(ec, 0), spec.n_classes, None, spec.dual).head
+        layout = [(type(m).__name__, getattr(m, "in_features", None), getattr(m, "out_features", None))
+                  for m in (head if isinstance(head, nn.Sequential) else [head])]
+        if spec.dual:
+            want = [("Linear", 32, 8), ("GELU", None, None), ("Linear", 8, spec.n_classes)]
+        elif (arch, task) in OFFICIAL_MLP_HEAD:
+            want = [("Linear", 8, 8), ("ReLU", None, None), ("Linear", 8, spec.n_classes)]
+        else:
+            want = [("Linear", 8, spec.n_classes)]
+        assert layout == want, (arch, task, layout)
+
+
+def test_mlp_head_is_applied_after_the_pooling():
+    """Official restrict (pool over the real positions) then output_transform: head(mean(h)), not mean(head(h))."""
+    enc = build_encoder(_cfg("transformer", vocab=18, head="mlp"), 0)
+    clf = Classifier(enc, n_classes=3).eval()
+    x = torch.randint(1, 17, (3, 10), generator=torch.Generator().manual_seed(6))
+    x[1, 6:] = 0
+    with torch.no_grad():
+        h = enc(x, x != 0)
+        m = (x != 0).unsqueeze(-1).float()
+        pooled = (h * m).sum(1) / m.sum(1)
+        lin1, act, lin2 = clf.head
+        assert isinstance(act, torch.nn.ReLU)
+        want = lin2(torch.relu(lin1(pooled)))
+        before = (clf.head(h) * m).sum(1) / m.sum(1)  # the head applied per position, then pooled
+        assert torch.allclose(clf(x), want, atol=1e-6)
+        assert not torch.allclose(want, before, atol=1e-4)  # the two orders differ (ReLU), so the test can tell
+
+
+def test_head_and_tied_dropout_defaults_leave_smoke_and_small_unchanged():
+    """Smoke / small build their encoders with the defaults: one Linear head, element-wise (here: no) dropout."""
+    from reproductions.self_pretraining.experiment import _encoder_cfg
+
+    cfg = config.resolve(registry.get("self_pretraining"), "small")
+    for arch in ("transformer", "s4d"):
+        ec = _encoder_cfg(cfg, arch)
+        assert (ec.head, ec.tie_dropout, ec.dropout, ec.ssm.dropout, ec.ssm.tie_dropout) == ("linear", False, 0.0,
+                                                                                           0.0, False)
+    with pytest.raises(UnknownNameError):
+        _cfg("transformer", head="mlp2")
+    with pytest.raises(ConfigError):
+        _cfg("transformer", tie_dropout=True)  # the Transformer trunk has no tied dropout
+    with pytest.raises(ConfigError):
+        Classifier(build_encoder(_cfg("s4d", vocab=18, head="mlp"), 0), 2, dual=True)
+
+
+@pytest.mark.parametrize("task", sorted(OFFICIAL_S4_BLOCK))
+def test_lra_s4d_dropout_is_tied_as_the_official_files(task):
+    """configs/model/s4.yaml ``tie_dropout: true`` (every s4-lra file; dropout 0.1 on Image only): the residual
+    dropout (SequenceResidualBlock) and the S4 layer's own dropout after its GELU (the layer's unset ``dropout`` is
+    the model's) draw one mask per example and channel. Old code: element-wise residual dropout, none in the layer."""
+    from torch import nn
+
+    from reproductions.self_pretraining.experiment import LRA_HP, _lra_encoder_cfg
+    from suite.models.ssm import TiedDropout
+
+    p = 0.1 if task == "image" else 0.0
+    hp = replace(LRA_HP[("s4d", task)], d_model=8, n_layers=2, d_state=4)
+    ec = replace(_lra_encoder_cfg("s4d", hp, task), vocab=0, d_input=1)
+    assert (hp.dropout, hp.tie_dropout, ec.tie_dropout) == (p, True, True)
+    enc = build_encoder(ec, 0)
+    for b in enc.blocks:
+        assert isinstance(b.drop, TiedDropout) and b.drop.p == p
+        assert (b.layer.cfg.dropout, b.layer.cfg.tie_dropout) == (p, True)
+    assert not _lra_encoder_cfg("transformer", LRA_HP[("transformer", task)], task).tie_dropout
+    if task == "image":  # in training, the residual branch's mask is the same at every position
+        blk = enc.blocks[0].train()
+        assert isinstance(blk.norm.norm, nn.LayerNorm) and not blk.prenorm
+        x = torch.randn(4, 12, 8, generator=torch.Generator().manual_seed(0))
+        torch.manual_seed(1)
+        with torch.no_grad():
+            z = blk.layer.eval()(x)  # the layer's own dropout off: isolate the residual one
+            d = blk.drop(z)
+        keep = (d != 0).float()
+        assert 0 < keep.mean() < 1 and torch.equal(keep, keep[:, :1].expand_as(keep))  # one mask per (example, channel)
+        assert torch.allclose(d, z * keep / 0.9)

@@ -13,7 +13,10 @@ Public API (shared with other reproductions, e.g. ``self_pretraining``):
   optional bidirectional kernel; ``forward`` (convolution mode) and ``step`` (recurrent mode).
 - :class:`S4DBlock` — the residual block around :class:`S4D` of the S4 repo's ``SequenceResidualBlock``:
   post-norm ``norm(x + dropout(S4D(x)))`` or pre-norm ``x + dropout(S4D(norm(x)))``, BatchNorm or LayerNorm
-  (:class:`Norm`); used by ``reproductions/s4d`` and ``reproductions/self_pretraining``.
+  (:class:`Norm`), element-wise or tied residual dropout (``tie_dropout``); used by ``reproductions/s4d`` and
+  ``reproductions/self_pretraining``.
+- :func:`tied_dropout` / :class:`TiedDropout` — dropout with one mask per (example, channel), the same at every
+  position (the S4 repo's ``DropoutNd`` with ``tie=True``; configs' ``tie_dropout: true``).
 - :func:`pool_sequence` — the decoder's reduction over positions (official ``SequenceDecoder.mode``:
   ``pool`` = mean, ``last``, ``max``), over the real positions only when a mask is given.
 - :func:`ssm_param_groups` — optimiser groups: SSM parameters (log_dt, A, B) with their own lr and
@@ -161,6 +164,8 @@ class SSMConfig:
     ``n_ssm``: number of distinct (A, B) copies shared across the H channels (None = one per
     channel; the repo's LRA configs use 1). ``lr``/``lr_dt``: learning rate of A, B / of log_dt
     (None = the optimiser's base lr); all four get weight decay 0 (:func:`ssm_param_groups`).
+    ``dropout``: inside the layer, after the GELU and before the output map (the S4 repo's S4 layer);
+    ``tie_dropout``: with one mask per (example, channel) over the sequence (:func:`tied_dropout`).
     """
 
     d_state: int = 64
@@ -258,6 +263,38 @@ class S4DKernel(nn.Module):
         return y, state
 
 
+def tied_dropout(x: torch.Tensor, p: float, training: bool = True, seq_dim: int = 1) -> torch.Tensor:
+    """Dropout with one keep/drop draw per (example, channel), shared by every position along ``seq_dim``;
+    kept entries are scaled by ``1/(1-p)``. The S4 repo's ``DropoutNd(tie=True)`` (src/models/nn/components.py:
+    mask of shape (batch, channels, 1, ...), used when a config sets ``tie_dropout: true``). Identity in eval or
+    at ``p = 0`` (no random numbers drawn)."""
+    if not training or p <= 0:
+        return x
+    if not 0 <= p < 1:
+        raise ConfigError(f"dropout probability must be in [0, 1), got {p}")
+    shape = list(x.shape)
+    shape[seq_dim] = 1
+    keep = torch.rand(shape, device=x.device) > p
+    return x * keep / (1 - p)
+
+
+class TiedDropout(nn.Module):
+    """:func:`tied_dropout` as a module on ``(batch, length, H)`` (``seq_dim=1``): one mask per example and
+    channel, the same at every position (S4 repo ``DropoutNd`` with ``tie=True``, ``transposed=False``)."""
+
+    def __init__(self, p: float = 0.5, seq_dim: int = 1) -> None:
+        super().__init__()
+        if not 0 <= p < 1:
+            raise ConfigError(f"dropout probability must be in [0, 1), got {p}")
+        self.p, self.seq_dim = p, seq_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return tied_dropout(x, self.p, self.training, self.seq_dim)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, seq_dim={self.seq_dim}"
+
+
 class S4D(nn.Module):
     """The S4D sequence layer on ``(batch, L, H)``: ``y = K * u + D u`` -> GELU -> dropout ->
     pointwise Conv1d(H, 2H) -> GLU (§3). ``bidirectional``: a second kernel (own C) runs on the
@@ -283,9 +320,8 @@ class S4D(nn.Module):
     def _post(self, y: torch.Tensor) -> torch.Tensor:  # (batch, H, L) -> (batch, H, L)
         y = F.gelu(y)
         if self.training and self.cfg.dropout > 0:
-            if self.cfg.tie_dropout:  # one mask per (sample, channel), shared over the sequence
-                keep = torch.rand(y.shape[:-1] + (1,), device=y.device) > self.cfg.dropout
-                y = y * keep / (1 - self.cfg.dropout)
+            if self.cfg.tie_dropout:  # one mask per (sample, channel), shared over the sequence (last dim here)
+                y = tied_dropout(y, self.cfg.dropout, True, seq_dim=-1)
             else:
                 y = F.dropout(y, self.cfg.dropout, True)
         return F.glu(self.out(y), dim=1)
@@ -332,14 +368,18 @@ class S4DBlock(nn.Module):
     """Residual S4D block (S4 repo ``SequenceResidualBlock``, configs ``model.prenorm`` / ``model.norm``):
     post-norm ``x = norm(x + dropout(S4D(x)))`` or pre-norm ``x = x + dropout(S4D(norm(x)))``.
 
+    ``tie_dropout`` (official ``model.tie_dropout``; default False = element-wise ``nn.Dropout``): the residual
+    dropout draws one mask per example and channel, shared over the sequence (:class:`TiedDropout`; the repo's
+    block uses ``DropoutNd`` when ``tie_dropout``). The dropout inside the S4D layer is the layer's own
+    (``SSMConfig.dropout`` / ``tie_dropout``).
     ``keep`` (optional, (B, L, 1)): multiplies the S4D input, so padding positions enter no convolution."""
 
     def __init__(self, H: int, cfg: SSMConfig, norm: str = "batch", prenorm: bool = False, dropout: float = 0.0,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, tie_dropout: bool = False) -> None:
         super().__init__()
         self.layer = S4D(H, cfg, generator=generator)
         self.norm = Norm(norm, H)
-        self.drop = nn.Dropout(dropout)
+        self.drop = TiedDropout(dropout) if tie_dropout else nn.Dropout(dropout)
         self.prenorm = prenorm
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
@@ -398,5 +438,6 @@ def count_params(params: Iterable[nn.Parameter]) -> int:
 
 
 __all__ = ["INITS", "DISCRETIZATIONS", "NORMS", "POOLS", "SSMConfig", "S4DKernel", "S4D", "Norm", "S4DBlock", "pool_sequence",
+           "tied_dropout", "TiedDropout",
            "init_diagonal", "hippo_legs_normal",
            "discretize", "vandermonde_kernel", "fft_conv", "recurrent_kernel", "ssm_param_groups"]
