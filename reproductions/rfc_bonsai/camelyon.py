@@ -66,8 +66,6 @@ def group_dro_round(make: Any, x: Any, y: torch.Tensor, correct: torch.Tensor, b
     group DRO over the groups {round 0 right, round 0 wrong} (src/generate_groups.py: group = pred XOR y),
     minibatches uniform over the groups. Variant "dro-mean" (broken on purpose) keeps q uniform (step 0).
     ``select``: keep the epoch of the best validation score (official camelyon17_rfc_r0r1_syn.sh --pred_epochs)."""
-    from suite.train import fit
-
     model = make(1, 1)
     masks = B.split_groups(correct)  # (2, N): right, wrong
     weights = GroupWeights(masks.shape[0], 0.0 if bcfg.variant == "dro-mean" else GROUP_DRO_STEP_SIZE)
@@ -79,12 +77,8 @@ def group_dro_round(make: Any, x: Any, y: torch.Tensor, correct: torch.Tensor, b
         xb, yb = x[i].to(dev), y[i].to(dev)
         return weights.objective(group_losses(m, xb, yb, masks[:, i].to(dev)))
 
-    if select is None:
-        fit(model, loss_fn, draw, bcfg.train_config(bcfg.dro_steps), ctx=ctx, name=f"{prefix}-round1",
-            stateful={"group_weights": weights})
-    else:
-        select.train(model, loss_fn, draw, bcfg.train_config(bcfg.dro_steps), ctx=ctx, name=f"{prefix}-round1",
-                     stateful={"group_weights": weights})
+    B.train_round(model, loss_fn, draw, bcfg.train_config(bcfg.dro_steps), select, ctx=ctx, name=f"{prefix}-round1",
+                  generator=gen, stateful={"group_weights": weights})
     return model
 
 
@@ -121,7 +115,8 @@ def _acc(model: torch.nn.Module, batches: Any, y: torch.Tensor) -> float:
     return float(((logits > 0).float() == y.cpu()).float().mean())
 
 
-def downstream_config(cfg: Any, method: str, lam: float, wd: float, steps: int) -> OodTrainConfig:
+def downstream_config(cfg: Any, method: str, lam: float, wd: float, steps: int,
+                      checkpoint_every: int = 0) -> OodTrainConfig:
     """A downstream / ERM-init stage as the official WILDS IRM / VREX / CLOvE runs train it (ERM rows are their
     lambda = 0 runs): SGD, minibatches from the group loader (src/configs/algorithm.py train_loader 'group',
     uniform_over_groups, distinct_groups; src/configs/datasets.py n_groups_per_batch 2): ``cam_groups_per_batch``
@@ -136,15 +131,17 @@ def downstream_config(cfg: Any, method: str, lam: float, wd: float, steps: int) 
               {"form": cfg.cam_irm_form} if method == "irm" else {})
     return OodTrainConfig(steps=steps, lam=lam, lr=cfg.cam_lr, rho=0.0, optimizer="sgd", weight_decay=wd,
                           batch_per_env=cfg.cam_batch // cfg.cam_groups_per_batch, draw="groups",
-                          groups_per_batch=cfg.cam_groups_per_batch, penalty_kwargs=kwargs)
+                          groups_per_batch=cfg.cam_groups_per_batch, penalty_kwargs=kwargs,
+                          checkpoint_every=checkpoint_every)
 
 
-def erm_init_config(cfg: Any, method: str, lam: float, anneal: int, steps: int) -> OodTrainConfig:
+def erm_init_config(cfg: Any, method: str, lam: float, anneal: int, steps: int,
+                    checkpoint_every: int = 0) -> OodTrainConfig:
     """An official ERM-init IRMv1 / vREx run (scripts/camelyon17/camelyon17_{irm,vrex}.sh, src/algorithms/IRM.py,
     VREX.py): a downstream stage (:func:`downstream_config`, weight decay ``cam_weight_decay``) of ``steps`` updates
     in all, whose first ``anneal`` (``--irm_penalty_anneal_iters``) have penalty weight 0 (``penalty_weight = 0``
     while ``update_count < irm_penalty_anneal_iters``), the optimizer re-created when they end, ``lam`` after."""
-    return dataclasses.replace(downstream_config(cfg, method, lam, cfg.cam_weight_decay, steps),
+    return dataclasses.replace(downstream_config(cfg, method, lam, cfg.cam_weight_decay, steps, checkpoint_every),
                                anneal_steps=anneal, anneal_lam=0.0, anneal_reset=True)
 
 
@@ -164,12 +161,15 @@ def run_camelyon(cfg: Any, ctx: Any, *, pipeline: bool = True,
     train = data["train"]
     steps = max(1, cfg.cam_epochs * len(train) // cfg.cam_batch)
     synth_steps = max(1, cfg.cam_synth_epochs * len(train) // cfg.cam_batch)  # official: --n_epochs 20
+    # every training checkpoints once an epoch (the draws' generator and, for the rounds, the best epoch so far
+    # travel with it), so a requeued job resumes its part where it stopped instead of starting it over
+    per_epoch = max(1, len(train) // cfg.cam_batch)
     bcfg = B.BonsaiConfig(rounds=2, erm_steps=steps, dro_steps=steps, synth_steps=synth_steps, lr=cfg.cam_lr, rho=0.0,
                           optimizer="sgd", momentum=0.9, weight_decay=cfg.cam_weight_decay,
                           synth_weight_decay=cfg.cam_synth_weight_decay, batch_size=cfg.cam_batch,
-                          variant=cfg.variant if cfg.variant in B.VARIANTS else "paper")
+                          variant=cfg.variant if cfg.variant in B.VARIANTS else "paper", checkpoint_every=per_epoch)
     make = _make(ctx.seed)
-    ood = lambda method, lam, wd: downstream_config(cfg, method, lam, wd, steps)  # noqa: E731
+    ood = lambda method, lam, wd: downstream_config(cfg, method, lam, wd, steps, per_epoch)  # noqa: E731
     ood("erm", 0.0, 0.0)  # a cam_batch the group loader cannot split fails before any training (and in dry runs)
     if ctx.dry_run:  # build the networks and the optimiser stage on fixture-sized data, no training
         net = make(1, 0).to(ctx.device)
@@ -198,7 +198,6 @@ def run_camelyon(cfg: Any, ctx: Any, *, pipeline: bool = True,
         gen = ctx.generator(29)
         # the ERM and DRO rounds are kept at their best epoch on the validation split (src/analysis_earlystop.py):
         # the pipeline at the IID-val best (the official scripts' final_mode=iid), the ERM rows at each split's best
-        per_epoch = max(1, len(train) // cfg.cam_batch)
         select = B.EpochSelect(per_epoch, {sel: functools.partial(lambda m, s: _acc(m, loaders[s], data[s].y), s=split)
                                            for sel, split in SELECTIONS})
         found = bonsai(make, train, bcfg, ctx=ctx, gen=gen, prefix="cam-bonsai", select=select)
@@ -232,8 +231,8 @@ def run_camelyon(cfg: Any, ctx: Any, *, pipeline: bool = True,
         for anneal in cfg.cam_erm_init_anneal_steps:
             for lam in cfg.cam_erm_init_lams:
                 model = make(1, 0)
-                train_ood(model, train, method, erm_init_config(cfg, method, lam, anneal, steps), ctx=ctx,
-                          gen=ctx.generator(ERM_INIT_STREAM), name=f"cam-{method}-erm-{lam:g}-anneal{anneal}")
+                train_ood(model, train, method, erm_init_config(cfg, method, lam, anneal, steps, per_epoch),
+                          ctx=ctx, gen=ctx.generator(ERM_INIT_STREAM), name=f"cam-{method}-erm-{lam:g}-anneal{anneal}")
                 record(method, "erm", lam, model, None, anneal=anneal)
 
     for (method, init), rs in runs.items():

@@ -49,6 +49,7 @@ class BonsaiConfig:
     synth_weight_decay: float = 0.0
     batch_size: int | None = None
     variant: str = "paper"
+    checkpoint_every: int = 0  # steps between fit's checkpoints (0: none); Camelyon17 saves every epoch
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
@@ -59,7 +60,7 @@ class BonsaiConfig:
     def train_config(self, steps: int, weight_decay: float | None = None) -> TrainConfig:
         return TrainConfig(steps=steps, lr=self.lr, optimizer=self.optimizer, momentum=self.momentum,
                            weight_decay=self.weight_decay if weight_decay is None else weight_decay,
-                           log_every=max(1, steps), bf16=False)
+                           log_every=max(1, steps), bf16=False, checkpoint_every=self.checkpoint_every)
 
 
 @dataclass
@@ -100,8 +101,9 @@ class EpochSelect:
     def train(self, model: nn.Module, loss_fn: Callable[..., torch.Tensor], draw: Callable[[int], Any],
               tcfg: TrainConfig, **fit_kw: Any) -> dict[str, Kept]:
         """``fit`` with the per-epoch evaluations; loads the first score's best weights into ``model`` and returns
-        every score's :class:`Kept` (copies)."""
-        best: dict[str, tuple[float, int, dict[str, torch.Tensor]]] = {}
+        every score's :class:`Kept` (copies). The best so far travels in fit's checkpoint (``stateful``), so a
+        round resumed mid-way still knows the epochs before the interruption."""
+        best = _BestSoFar()
         step = [0]
 
         def count(state: Any) -> None:
@@ -110,19 +112,46 @@ class EpochSelect:
         def evaluate(m: nn.Module) -> dict[str, float]:
             got = {k: float(f(m)) for k, f in self.scores.items()}
             for k, v in got.items():
-                if k not in best or v > best[k][0]:  # strictly better: the first maximum, as np.argmax
-                    best[k] = (v, step[0], {n: t.detach().clone() for n, t in m.state_dict().items()})
+                best.offer(k, v, step[0], m)
             return got
 
+        stateful = {**fit_kw.pop("stateful", {}), "epoch_select": best}
         fit(model, loss_fn, draw, dataclasses.replace(tcfg, eval_every=max(1, self.every)), eval_fn=evaluate,
-            on_step=count, **fit_kw)
+            on_step=count, stateful=stateful, **fit_kw)
         kept = {}
-        for k, (v, at, state) in best.items():
+        for k, (v, at, state) in best.best.items():
             copy_ = copy.deepcopy(model)
             copy_.load_state_dict(state)
             kept[k] = Kept(copy_, at, v)
-        model.load_state_dict(best[next(iter(self.scores))][2])
+        model.load_state_dict(best.best[next(iter(self.scores))][2])
         return kept
+
+
+class _BestSoFar:
+    """Per score: (best value, its step, a copy of the weights then); a ``fit`` stateful object."""
+
+    def __init__(self) -> None:
+        self.best: dict[str, tuple[float, int, dict[str, torch.Tensor]]] = {}
+
+    def offer(self, key: str, value: float, step: int, model: nn.Module) -> None:
+        if key not in self.best or value > self.best[key][0]:  # strictly better: the first maximum, as np.argmax
+            self.best[key] = (value, step, {n: t.detach().clone() for n, t in model.state_dict().items()})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: {"value": v, "step": at, "weights": w} for k, (v, at, w) in self.best.items()}
+
+    def load_state_dict(self, st: Mapping[str, Any]) -> None:
+        self.best = {k: (float(d["value"]), int(d["step"]), dict(d["weights"])) for k, d in st.items()}
+
+
+def train_round(model: nn.Module, loss_fn: Callable[..., torch.Tensor], draw: Callable[[int], Any],
+                tcfg: TrainConfig, select: EpochSelect | None = None, **fit_kw: Any) -> dict[str, Kept]:
+    """One discovery round: ``fit`` to the last step, or with ``select`` kept at its best epoch (what
+    :meth:`EpochSelect.train` returns; {} without ``select``)."""
+    if select is None:
+        fit(model, loss_fn, draw, tcfg, **fit_kw)
+        return {}
+    return select.train(model, loss_fn, draw, tcfg, **fit_kw)
 
 
 @torch.no_grad()
@@ -205,11 +234,11 @@ def discover(make_model: MakeModel, x: torch.Tensor, y: torch.Tensor, cfg: Bonsa
     dev = torch.device(ctx.device) if ctx is not None else y.device
 
     def train(model: nn.Module, loss_fn: Callable[..., torch.Tensor], draw: Callable[[int], Any], steps: int,
-              name: str) -> None:
-        if select is None:
-            fit(model, loss_fn, draw, cfg.train_config(steps), ctx=ctx, name=name)
-        else:
-            kept.append(select.train(model, loss_fn, draw, cfg.train_config(steps), ctx=ctx, name=name))
+              name: str) -> None:  # the draws' generator travels in the checkpoint (fit's generator=)
+        got = train_round(model, loss_fn, draw, cfg.train_config(steps), select, ctx=ctx, name=name, generator=gen)
+        if select is not None:
+            kept.append(got)
+
     for k in range(cfg.rounds):
         model = make_model(1, k)
         if k == 0 or cfg.variant == "no-dro":
@@ -221,7 +250,7 @@ def discover(make_model: MakeModel, x: torch.Tensor, y: torch.Tensor, cfg: Bonsa
                 return F.binary_cross_entropy_with_logits(logits, yb) + cfg.rho * l2_term(
                     p for p in m.parameters() if p.requires_grad)
 
-            train(model, loss_fn, lambda s: draw(s), cfg.erm_steps, f"{prefix}-round{k}")
+            train(model, loss_fn, draw, cfg.erm_steps, f"{prefix}-round{k}")
         else:
             masks = split_groups(torch.stack(corrects))  # (2k, N)
             draw = _stream(len(y), cfg.batch_size, gen)
@@ -233,7 +262,7 @@ def discover(make_model: MakeModel, x: torch.Tensor, y: torch.Tensor, cfg: Bonsa
                 i = idx.to(y.device)
                 return obj(m, x[idx.to(x.device)].to(dev), y[i].to(dev), masks[:, i].to(dev), cfg.rho)
 
-            train(model, loss_fn, lambda s: draw(s), cfg.dro_steps, f"{prefix}-round{k}")
+            train(model, loss_fn, draw, cfg.dro_steps, f"{prefix}-round{k}")
         corrects.append(correctness(model, x, y))
         models.append(model)
     correct = torch.stack(corrects)
@@ -262,8 +291,8 @@ def synthesize(make_model: MakeModel, x: torch.Tensor, y: torch.Tensor, found: B
         bce = F.binary_cross_entropy_with_logits(logits, t_all[sel.to(t_all.device)].to(logits.device))  # mean over heads and examples
         return bce + cfg.rho * l2_term(p for p in m.parameters() if p.requires_grad)
 
-    fit(net, loss_fn, lambda s: draw(s), cfg.train_config(cfg.synth_steps, cfg.synth_weight_decay), ctx=ctx,
-        name=f"{prefix}-synthesis")
+    fit(net, loss_fn, draw, cfg.train_config(cfg.synth_steps, cfg.synth_weight_decay), ctx=ctx,
+        name=f"{prefix}-synthesis", generator=gen)
     agree = found.correct.all(0) | (~found.correct).all(0)
     found.synth, found.sample_idx, found.targets = net, idx, targets
     found.notes.update({"agree_frac": float(agree.float().mean()), "n_disagree": float((~agree).sum())})

@@ -122,3 +122,52 @@ def test_epoch_select_keeps_each_scores_first_best_epoch():
     torch.manual_seed(0)
     last = B.discover(lambda out, k: mlp_classifier(5, (4,), out), x, y, cfg)
     assert last.kept == [] and all(torch.equal(p, q) for p, q in zip(last.models[0].parameters(), snaps[("b", 3)]))
+
+
+def test_epoch_select_resumed_round_keeps_the_best_epoch_before_the_interruption(tmp_path):
+    """A Camelyon17 round checkpoints every epoch; a job requeued mid-round must still keep the best epoch seen
+    before the interruption (the best so far travels in fit's checkpoint as stateful state) and draw the same
+    minibatches after it (the draws' generator travels too): the kept weights equal an uninterrupted run's."""
+    from suite.context import for_tests
+
+    x, y = _xy()
+    cfg = B.BonsaiConfig(rounds=1, erm_steps=12, lr=0.1, optimizer="sgd", batch_size=10, checkpoint_every=3)
+    make = lambda out, k: mlp_classifier(5, (4,), out)  # noqa: E731
+
+    class Preempted(Exception):
+        pass
+
+    def scripted(values):
+        calls, snaps = [0], []
+
+        def f(m):
+            v = values[calls[0]]
+            calls[0] += 1
+            if v is None:
+                raise Preempted  # the job is killed at the evaluation of step 9 (after its checkpoint)
+            snaps.append([p.detach().clone() for p in m.parameters()])
+            return v
+        return f, snaps
+
+    torch.manual_seed(0)
+    f, ref_snaps = scripted([0.2, 0.7, 0.5, 0.6])  # evaluations at steps 3, 6, 9, 12
+    g, ref_last = scripted([0.1, 0.2, 0.3, 0.9])  # a second score, best at the last step (after the resume)
+    ref = B.discover(make, x, y, cfg, ctx=for_tests(tmp=tmp_path / "a"), select=B.EpochSelect(3, {"a": f, "b": g}))
+    assert (ref.kept[0]["a"].step, ref.kept[0]["a"].score, ref.kept[0]["b"].step) == (6, 0.7, 12)
+
+    f, _ = scripted([0.2, 0.7, None, 0.5, 0.6])
+    g, _ = scripted([0.1, 0.2])
+    torch.manual_seed(0)
+    try:
+        B.discover(make, x, y, cfg, ctx=for_tests(tmp=tmp_path / "b"), select=B.EpochSelect(3, {"a": f, "b": g}))
+    except Preempted:
+        pass
+    f, _ = scripted([0.5, 0.6])  # the requeued job: step 9 is evaluated again, then step 12
+    g, _ = scripted([0.3, 0.9])
+    torch.manual_seed(123)  # another process: other initial weights, which the checkpoint replaces
+    got = B.discover(make, x, y, cfg, ctx=for_tests(tmp=tmp_path / "b"), select=B.EpochSelect(3, {"a": f, "b": g}))
+    assert (got.kept[0]["a"].step, got.kept[0]["a"].score, got.kept[0]["b"].step) == (6, 0.7, 12)
+    for model, want in ((got.kept[0]["a"].model, ref_snaps[1]), (got.models[0], ref_snaps[1]),
+                        (got.kept[0]["b"].model, ref_last[3])):  # the last: drawn after the resume
+        assert all(torch.equal(p, q) for p, q in zip(model.parameters(), want))
+    assert torch.equal(got.correct, ref.correct)

@@ -62,3 +62,38 @@ def test_penalty_weight_per_step(monkeypatch):
         seen.clear()
         _train(mlp_classifier(5, (8,)), dataclasses.replace(CFG, anneal_lam=anneal_lam), torch.Generator())
         assert seen == want
+
+
+def test_a_resumed_stage_draws_the_minibatches_it_would_have(tmp_path, monkeypatch):
+    """With checkpoint_every, train_ood's draws' generator travels in fit's checkpoint: a stage interrupted at
+    step 5 (last checkpoint at step 4, after the anneal reset at step 3) and resumed in a fresh process with a
+    fresh generator ends bit for bit where the uninterrupted stage ends."""
+    from suite.context import for_tests
+
+    cfg = dataclasses.replace(CFG, checkpoint_every=2)
+    torch.manual_seed(0)
+    base = mlp_classifier(5, (8,))
+    ref = copy.deepcopy(base)
+    T.train_ood(ref, _data(), "irm", cfg, gen=torch.Generator().manual_seed(1), ctx=for_tests(tmp=tmp_path / "a"),
+                name="stage")
+
+    real, calls = T.ood_loss, [0]
+
+    def dies_at_step_5(*a, **k):
+        calls[0] += 1
+        if calls[0] == 6:
+            raise KeyboardInterrupt  # the job is killed inside step 5 (zero-based), after step 4's checkpoint
+        return real(*a, **k)
+
+    monkeypatch.setattr(T, "ood_loss", dies_at_step_5)
+    try:
+        T.train_ood(copy.deepcopy(base), _data(), "irm", cfg, gen=torch.Generator().manual_seed(1),
+                    ctx=for_tests(tmp=tmp_path / "b"), name="stage")
+    except KeyboardInterrupt:
+        pass
+    monkeypatch.setattr(T, "ood_loss", real)
+    got = mlp_classifier(5, (8,))  # the requeued job's fresh weights and fresh generator
+    res = T.train_ood(got, _data(), "irm", cfg, gen=torch.Generator().manual_seed(1),
+                      ctx=for_tests(tmp=tmp_path / "b"), name="stage")
+    assert res.resumed_from_step == 4
+    assert torch.equal(_params(got), _params(ref))

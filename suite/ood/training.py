@@ -31,7 +31,7 @@ class OodTrainConfig:
     ``rho``: the explicit L2 weight; ``batch_per_env``: None = full batch, else examples per environment drawn
     as ``draw`` says (module docstring; ``"groups"`` needs ``groups_per_batch``); ``env_reduce``: the ERM term
     and the penalty are the mean (default) or the sum over environments; ``penalty_kwargs``: keyword options of
-    the method's penalty (CLOvE: ``width``)."""
+    the method's penalty (CLOvE: ``width``); ``checkpoint_every``: steps between fit's checkpoints (0: none)."""
 
     steps: int
     lam: float = 0.0
@@ -48,6 +48,7 @@ class OodTrainConfig:
     groups_per_batch: int | None = None
     env_reduce: Literal["mean", "sum"] = "mean"
     penalty_kwargs: dict[str, Any] = field(default_factory=dict)
+    checkpoint_every: int = 0
 
     def __post_init__(self) -> None:
         if self.draw not in ("replacement", "groups", "slice"):
@@ -59,7 +60,8 @@ class OodTrainConfig:
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(steps=self.steps, lr=self.lr, optimizer=self.optimizer, momentum=self.momentum,
-                           weight_decay=self.weight_decay, log_every=max(1, self.steps), bf16=False)
+                           weight_decay=self.weight_decay, log_every=max(1, self.steps), bf16=False,
+                           checkpoint_every=self.checkpoint_every)
 
 
 def penalty_of(method: str) -> Penalty:
@@ -121,4 +123,5 @@ def train_ood(model: nn.Module, data: EnvData, method: str, cfg: OodTrainConfig,
     dev = ctx.device if ctx is not None else next(model.parameters()).device
     draw = batches(data, cfg.batch_per_env, gen, dev, cfg.draw, cfg.groups_per_batch)
     on_step = reset if cfg.anneal_reset and cfg.anneal_steps > 0 else None  # at step 0 the optimizer is fresh
-    return fit(model, loss_fn, draw, cfg.train_config(), ctx=ctx, name=name, on_step=on_step)
+    # generator=gen: the draws' generator travels in fit's checkpoint, so a resumed stage draws what it would have
+    return fit(model, loss_fn, draw, cfg.train_config(), ctx=ctx, name=name, on_step=on_step, generator=gen)
