@@ -2,7 +2,8 @@
 GLUE-style classification, read from disk; nothing is downloaded.
 
 Layout under the data root (``--data-root`` / ``$SUITE_DATA``):
-  <model_dir>/                         a ``save_pretrained`` folder (config.json, weights, tokenizer)
+  <model_dir>/                         a ``save_pretrained`` folder (config.json, weights, tokenizer; a T5 also
+                                       spiece.model, which the official slow T5 tokenizer reads)
   <data_dir>/<task>/train.jsonl        the HF dataset split exported with ``Dataset.to_json`` (one JSON per line)
   <data_dir>/<task>/<test split>.jsonl validation.jsonl (GLUE: the test labels are hidden), test.jsonl (snli,
                                        ag_news), validation_matched.jsonl (mnli)
@@ -26,6 +27,7 @@ from suite.errors import ConfigError, SuiteError
 from suite.spec import Outcome
 
 from .experiment import stub_checks
+from .task_tokenizer import load_task_tokenizer, load_vocab_tokenizer
 from .toy import STUB_REF
 from .method import (BlackBox, EMPTY, accuracy, claps, empty_prompts, greedy_search, random_prune, random_search,
                      top_share)
@@ -47,7 +49,8 @@ FIELDS = {"sst2": ("sentence", "sentence"), "rte": ("sentence1", "sentence2"), "
           "mnli": ("premise", "hypothesis"), "snli": ("premise", "hypothesis"), "ag_news": ("text", "text")}
 TEST_SPLIT = {"mnli": "validation_matched", "snli": "test", "ag_news": "test"}
 HOW = ("export with datasets: load_dataset('glue', task)[split].to_json(f'<data root>/glue/{task}/{split}.jsonl'); "
-       "model: AutoModel*.from_pretrained('google/flan-t5-base').save_pretrained('<data root>/models/flan-t5-base')")
+       "model: AutoModel*.from_pretrained('google/flan-t5-base').save_pretrained('<data root>/models/flan-t5-base'), "
+       "the tokenizer too, with its spiece.model")
 
 
 # ------------------------------------------------------------------ dry-run fixtures (published formats, tiny)
@@ -69,20 +72,23 @@ def write_data_fixture(folder: Path, task: str) -> None:
 
 
 def write_tiny_t5(folder: Path) -> None:
-    """A tiny random T5 with a word-level '▁' tokenizer (dry runs and rehearsals; never a result)."""
+    """A tiny random T5 with a tiny sentencepiece tokenizer (spiece.model for the slow tokenizer the official
+    reward loads, tokenizer.json for the fast one), trained offline on template-shaped lines of the fixture words
+    (dry runs and rehearsals; never a result)."""
     import transformers as tr
-    from tokenizers import Tokenizer, models, pre_tokenizers, decoders
 
-    folder.mkdir(parents=True, exist_ok=True)
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
-    for w in _WORDS:
-        vocab.setdefault("▁" + w, len(vocab))
-    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.Metaspace()
-    tk.decoder = decoders.Metaspace()
-    fast = tr.PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
-    fast.save_pretrained(folder)
-    conf = tr.T5Config(vocab_size=len(vocab), d_model=16, d_kv=8, d_ff=32, num_layers=1, num_decoder_layers=1,
+    from .task_tokenizer import save_tiny_t5_tokenizer, train_tiny_spiece
+
+    g = torch.Generator().manual_seed(0)
+    lines = []
+    for template in TEMPLATES.values():
+        for _ in range(60):
+            ws = [_WORDS[int(j)] for j in torch.randint(len(_WORDS), (8,), generator=g)]
+            lines.append(template.format(prompt=" ".join(ws[:2]), sentence_1=" ".join(ws[2:5]),
+                                         sentence_2=" ".join(ws[5:])))
+    lines += [" ".join(_WORDS)] * 5
+    tok = save_tiny_t5_tokenizer(folder, train_tiny_spiece(lines, _WORDS))
+    conf = tr.T5Config(vocab_size=len(tok), d_model=16, d_kv=8, d_ff=32, num_layers=1, num_decoder_layers=1,
                        num_heads=2, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
     torch.manual_seed(0)
     tr.T5ForConditionalGeneration(conf).save_pretrained(folder)
@@ -113,11 +119,10 @@ class HFTaskLM:
         self.mask_lm = "roberta" in cfg.get("model_type", "") or "bert" in cfg.get("model_type", "")
         if self.mask_lm and task != "sst2":
             raise ConfigError(f"task={task}: the masked-LM (RoBERTa) templates here cover sst2 only")
-        tconf = folder / "tokenizer_config.json"
-        tcls = json.loads(tconf.read_text()).get("tokenizer_class") if tconf.is_file() else None
-        tok_cls = tr.PreTrainedTokenizerFast if tcls in ("PreTrainedTokenizerFast", "TokenizersBackend") \
-            else tr.AutoTokenizer
-        self.tok = tok_cls.from_pretrained(folder, local_files_only=True)
+        # as official (task_tokenizer.py): the reward's tokenizer (slow sentencepiece T5Tokenizer, fast for a
+        # masked LM) encodes the inputs and maps the verbalizers; the fast one gives candidates and decodes them
+        self.tok = load_task_tokenizer(folder, self.mask_lm)
+        self.vocab_tok = load_vocab_tokenizer(folder)
         cls = tr.AutoModelForMaskedLM if self.mask_lm else tr.AutoModelForSeq2SeqLM
         self.model = cls.from_pretrained(folder, local_files_only=True).to(device).eval()
         self.device, self.task = device, task
@@ -135,8 +140,9 @@ class HFTaskLM:
 
     def candidate_vocab(self) -> torch.Tensor:
         """§3.1: tokenizer vocabulary minus special tokens, word-initial pieces only."""
-        special = {self.tok.unk_token, self.tok.pad_token, self.tok.sep_token, self.tok.cls_token}
-        ids = sorted(i for w, i in self.tok.get_vocab().items() if w not in special and self.space in w)
+        vt = self.vocab_tok  # official crossover_tokenizer (fast AutoTokenizer), run_prune_search.py
+        special = {vt.unk_token, vt.pad_token, vt.sep_token, vt.cls_token}
+        ids = sorted(i for w, i in vt.get_vocab().items() if w not in special and self.space in w)
         missing = [v for v in self.verb_ids if v not in set(ids)]
         if missing:
             raise SuiteError(f"verbalizer ids {missing} are not in the candidate vocabulary")
@@ -158,7 +164,8 @@ class HFTaskLM:
 
     def _texts(self, prompt: torch.Tensor) -> str:
         ids = [int(i) for i in prompt.tolist() if i != EMPTY]
-        return "".join(self.tok.decode([i], skip_special_tokens=True) for i in ids)
+        # official greedy decodes each candidate id with the crossover (fast) tokenizer (algs/greedy.py)
+        return "".join(self.vocab_tok.decode([i], skip_special_tokens=True) for i in ids)
 
     @torch.no_grad()
     def logits(self, prompts: torch.Tensor, split: str) -> torch.Tensor:
