@@ -258,7 +258,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         runner.resolve(spec)
     overrides = executors.ResourceOverrides(cpus=args.cpus, gpus=args.gpus, mem_gb=args.mem_gb,
                                             time_min=args.time_min, partition=args.partition,
-                                            processes=args.processes)
+                                            processes=args.processes, nodes=args.nodes)
     if args.dry_run:  # cost before you pay: the plan, nothing submitted
         rows = executors.plan(specs, profile=args.profile, results_root=args.results or runner.default_results_root(),
                               overrides=overrides, force=args.force)
@@ -448,6 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus", type=int)
     p.add_argument("--gpus", type=int)
     p.add_argument("--processes", type=int, help="ranks of each run: Slurm tasks of its job (one per GPU)")
+    p.add_argument("--nodes", type=int, help="machines each run's ranks spread over (Slurm --nodes; --cpus, --gpus "
+                                             "and --mem-gb are then per node)")
     p.add_argument("--mem-gb", type=float)
     p.add_argument("--time-min", type=int)
     p.add_argument("--partition")

@@ -110,7 +110,8 @@ def load_profile(name: str) -> Profile:
     res_raw = raw.pop("resources", {})
     bad = sorted(set(res_raw) - {f.name for f in dataclasses.fields(Resources)})
     if bad:
-        raise ConfigError(f"profile {path}: unknown [resources] keys {bad}; use cpus, gpus, mem_gb, time_min, processes")
+        raise ConfigError(f"profile {path}: unknown [resources] keys {bad}; use cpus, gpus, mem_gb, time_min, "
+                          "processes, nodes")
     for key in ("partition", "account", "qos", "constraint"):
         if raw.get(key) == "":
             raw[key] = None
@@ -125,7 +126,8 @@ def load_profile(name: str) -> Profile:
 
 @dataclass(frozen=True)
 class ResourceOverrides:
-    """CLI flags (``--cpus --gpus --mem-gb --time-min --partition --processes``); ``None`` keeps the lower layer."""
+    """CLI flags (``--cpus --gpus --mem-gb --time-min --partition --processes --nodes``); ``None`` keeps the lower
+    layer."""
 
     cpus: int | None = None
     gpus: int | None = None
@@ -133,6 +135,7 @@ class ResourceOverrides:
     time_min: float | None = None   # minutes; a fraction is allowed for local tests
     partition: str | None = None
     processes: int | None = None
+    nodes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,8 @@ class JobResources:
     mem_gb: float
     time_min: float
     partition: str | None
-    processes: int = 1    # ranks of the run: Slurm tasks of the job (tasks_per_node)
+    processes: int = 1    # ranks of the run: Slurm tasks of the job (processes / nodes per node)
+    nodes: int = 1        # machines of the job; cpus, gpus and mem_gb are per node
 
 
 def merge_resources(profile: Profile | None, repro: Resources | None,
@@ -160,12 +164,18 @@ def merge_resources(profile: Profile | None, repro: Resources | None,
         time_min=o.time_min if o.time_min is not None else layer.time_min,
         partition=o.partition if o.partition is not None else (profile.partition if profile else None),
         processes=o.processes if o.processes is not None else layer.processes,
+        nodes=o.nodes if o.nodes is not None else layer.nodes,
     )
-    if out.cpus < 1 or out.gpus < 0 or out.mem_gb <= 0 or out.time_min <= 0 or out.processes < 1:
-        raise ConfigError(f"resources {out} are not positive; fix --cpus/--gpus/--mem-gb/--time-min/--processes")
-    if out.gpus > 0 and out.processes > out.gpus:
-        raise ConfigError(f"resources {out}: {out.processes} processes on {out.gpus} GPUs; a distributed run has "
-                          f"one rank per GPU: lower --processes or raise --gpus")
+    if (out.cpus < 1 or out.gpus < 0 or out.mem_gb <= 0 or out.time_min <= 0 or out.processes < 1
+            or out.nodes < 1):
+        raise ConfigError(f"resources {out} are not positive; fix --cpus/--gpus/--mem-gb/--time-min/--processes/"
+                          f"--nodes")
+    if out.processes % out.nodes:
+        raise ConfigError(f"resources {out}: {out.processes} processes do not split evenly over {out.nodes} nodes; "
+                          f"pass --processes a multiple of --nodes")
+    if out.gpus > 0 and out.processes // out.nodes > out.gpus:
+        raise ConfigError(f"resources {out}: {out.processes // out.nodes} processes per node on {out.gpus} GPUs; a "
+                          f"distributed run has one rank per GPU: lower --processes, raise --gpus or --nodes")
     return out
 
 
@@ -185,7 +195,7 @@ def submitit_params(kind: str, res: JobResources, profile: Profile | None = None
         params: dict[str, Any] = {
             "job_name": name,
             "time": max(1, math.ceil(res.time_min)),
-            "cpus_per_task": max(1, res.cpus // res.processes),
+            "cpus_per_task": max(1, res.cpus // (res.processes // res.nodes)),
             "mem": f"{int(res.mem_gb)}GB" if res.mem_gb == int(res.mem_gb) else f"{int(res.mem_gb * 1024)}MB",
             "signal_delay_s": p.signal_delay_s,
             "array_parallelism": max_parallel or p.array_parallelism,
@@ -193,8 +203,10 @@ def submitit_params(kind: str, res: JobResources, profile: Profile | None = None
         }
         if res.gpus:
             params["gpus_per_node"] = res.gpus
-        if res.processes > 1:
-            params["ntasks_per_node"] = res.processes  # submitit's SlurmExecutor spelling of --ntasks-per-node
+        if res.processes > 1:  # submitit's SlurmExecutor spelling of --ntasks-per-node
+            params["ntasks_per_node"] = res.processes // res.nodes
+        if res.nodes > 1:  # the ranks of several machines meet through submitit's TorchDistributedEnvironment
+            params["nodes"] = res.nodes
         for key, value in (("partition", res.partition), ("account", p.account), ("qos", p.qos),
                            ("constraint", p.constraint)):
             if value:
@@ -204,6 +216,9 @@ def submitit_params(kind: str, res: JobResources, profile: Profile | None = None
         if p.sbatch:
             params["additional_parameters"] = dict(p.sbatch)
         return params
+    if res.nodes > 1:
+        raise ConfigError(f"the {kind} executor runs on this machine only, and these runs ask for {res.nodes} nodes; "
+                          f"submit to Slurm (--executor slurm) or pass --nodes 1")
     if kind == "local":
         params = {"timeout_min": res.time_min, "signal_delay_s": p.signal_delay_s,
                   "gpus_per_node": res.gpus, "stderr_to_stdout": True}
@@ -485,10 +500,11 @@ def plan(specs: Sequence[RunSpec], *, profile: str | Profile | None = None, resu
         groups[resources_for(spec, prof, overrides)].append(spec)
     rows = []
     for res, group in groups.items():
-        hours = len(group) * res.time_min / 60
+        hours = len(group) * res.time_min / 60 * res.nodes  # cpus, gpus and memory are per node
         rows.append({"reproductions": ", ".join(sorted({s.slug for s in group})), "jobs": len(group),
-                     "cpus/job": res.cpus, "gpus/job": res.gpus, "mem_gb/job": res.mem_gb,
-                     "time_min/job": res.time_min, "partition": res.partition or "-",
+                     "cpus/job": res.cpus * res.nodes, "gpus/job": res.gpus * res.nodes,
+                     "mem_gb/job": res.mem_gb * res.nodes, "time_min/job": res.time_min,
+                     "partition": res.partition or "-",
                      "gpu_hours": round(hours * res.gpus, 2), "cpu_hours": round(hours * res.cpus, 2)})
     rows.sort(key=lambda r: (-r["gpu_hours"], -r["cpu_hours"], r["reproductions"]))
     if skipped:

@@ -171,12 +171,18 @@ class Resources:
     # ranks of one run (torch.distributed, :mod:`suite.distributed`): one per GPU for a distributed run. The
     # runner spawns them itself on this machine; on Slurm they are the job's tasks (tasks_per_node).
     processes: int = 1
+    # machines the ranks spread over (Slurm --nodes; processes / nodes tasks on each). With nodes > 1, cpus, gpus
+    # and mem_gb are per node, as Slurm's --cpus-per-task x tasks, --gpus-per-node and --mem count them
+    nodes: int = 1
 
     def __post_init__(self) -> None:
         if self.processes < 1:
             raise ValueError(f"Resources: processes must be >= 1, got {self.processes}")
-        if self.gpus > 0 and self.processes > self.gpus:
-            raise ValueError(f"Resources: processes ({self.processes}) must be <= gpus ({self.gpus}): one rank per GPU")
+        if self.nodes < 1 or self.processes % self.nodes:
+            raise ValueError(f"Resources: nodes ({self.nodes}) must be >= 1 and divide processes ({self.processes})")
+        if self.gpus > 0 and self.processes // self.nodes > self.gpus:
+            raise ValueError(f"Resources: processes per node ({self.processes // self.nodes}) must be <= gpus "
+                             f"({self.gpus}): one rank per GPU")
 
 
 @dataclass(frozen=True)

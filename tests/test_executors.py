@@ -221,6 +221,10 @@ def test_plan_counts_jobs_and_gpu_hours_submits_nothing(tmp_path, repros):
     text = executors.render_plan(rows)
     total = next(line for line in text.splitlines() if "TOTAL" in line)
     assert [c.strip() for c in total.strip("|").split("|")][-2] == "9"  # 3 jobs x 2 GPUs x 1.5 h
+    # over 2 nodes every job reserves each node's GPUs and cpus
+    rows = executors.plan(specs, results_root=tmp_path,
+                          overrides=ResourceOverrides(gpus=2, time_min=90, processes=4, nodes=2))
+    assert sum(r["gpu_hours"] for r in rows) == 3 * 2 * 2 * 1.5 and rows[0]["gpus/job"] == 4
 
 
 def test_submit_dry_run_prints_the_plan(tmp_path, capsys):
@@ -400,3 +404,28 @@ def test_local_time_limit_requeues_and_resumes(tmp_path, repros, clean_git):
     straight = runner.execute(runner.RunSpec("_ckpt_test", "smoke", 3, ("steps=300",)), tmp_path / "straight")
     assert rec["metrics"] == straight["metrics"]
     assert status.collect(tmp_path / "r")["state"].tolist() == ["done"]
+
+
+def test_a_run_over_several_nodes_asks_slurm_for_them(tmp_path):
+    """Resources(nodes=N): the ranks spread over N machines (--nodes, processes / N tasks on each); cpus, gpus and
+    memory are per node, as Slurm counts them; the CLI's --nodes wins; the local executor refuses (one machine)."""
+    declared = Resources(cpus=32, gpus=8, mem_gb=256, time_min=60, processes=16, nodes=2)
+    res = executors.merge_resources(None, declared)
+    params = executors.submitit_params("slurm", res)
+    assert (params["nodes"], params["ntasks_per_node"], params["cpus_per_task"], params["gpus_per_node"]) == \
+        (2, 8, 4, 8)
+    text = _make_sbatch_string(command="python -m x", folder=tmp_path, **params)
+    for line in ("--nodes=2", "--ntasks-per-node=8", "--cpus-per-task=4", "--gpus-per-node=8", "--mem=256GB"):
+        assert line in text, line
+    with pytest.raises(ConfigError, match="--nodes 1"):
+        executors.submitit_params("local", res)
+    one = executors.merge_resources(None, declared, ResourceOverrides(nodes=1, processes=8))
+    assert "nodes" not in executors.submitit_params("slurm", one)
+    with pytest.raises(ConfigError, match="multiple of --nodes"):
+        executors.merge_resources(None, declared, ResourceOverrides(processes=15))
+    with pytest.raises(ConfigError, match="per node"):
+        executors.merge_resources(None, declared, ResourceOverrides(nodes=1))  # 16 ranks on one 8-GPU node
+    with pytest.raises(ValueError, match="divide"):
+        Resources(processes=3, nodes=2)
+    with pytest.raises(ValueError, match="per node"):
+        Resources(gpus=4, processes=16, nodes=2)
