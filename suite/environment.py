@@ -160,6 +160,19 @@ def device_name(dev: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo, else the platform's word for it). Records carry it
+    because float results differ between CPUs at the last bits, and a discrete search can amplify that."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def capture(dev: torch.device) -> dict[str, Any]:
     import numpy
 
@@ -169,6 +182,11 @@ def capture(dev: torch.device) -> dict[str, Any]:
         torch=torch.__version__,
         numpy=numpy.__version__,
         device=device_name(dev),
+        # The kernels torch picked (its instruction set) and how many threads split a reduction both
+        # change float results at the last bits; with the CPU model they say where a record was made.
+        cpu=cpu_model(),
+        cpu_capability=torch.backends.cpu.get_cpu_capability(),
+        torch_threads=torch.get_num_threads(),
         host=socket.gethostname(),
         slurm_job_id=os.environ.get("SLURM_ARRAY_JOB_ID", os.environ.get("SLURM_JOB_ID")) and
         "_".join(filter(None, [os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID"),

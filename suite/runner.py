@@ -521,6 +521,7 @@ def _execute_locked(spec: RunSpec, repro: registry.Reproduction, cfg: Any, h: st
     threads = torch.get_num_threads()
     if spec.scale == "smoke":
         torch.set_num_threads(1)  # smoke is defined as seconds on one CPU core
+    env["torch_threads"] = torch.get_num_threads()  # the count the run computes with
     t0 = time.perf_counter()
     try:
         outcome = repro.run(cfg, ctx)

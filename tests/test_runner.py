@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 from suite import registry, rehearsal, runner
 from suite.errors import SuiteError, UnknownNameError
@@ -25,14 +26,23 @@ def test_record_schema_and_verdicts(tmp_path):
     assert rec["dataset"] == {"name": "toy-gaussian", "provenance": "stand-in"}
     for k in ("git_sha", "git_dirty", "python", "torch", "device", "host", "slurm_job_id"):
         assert k in rec["env"]
+    # where the floats were made: CPU model, the kernels' instruction set, torch's thread count
+    assert rec["env"]["cpu"] and rec["env"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert rec["env"]["torch_threads"] == torch.get_num_threads()
     folder = tmp_path / "_toy" / "small" / f"{rec['config_hash']}-s3"
     assert json.loads((folder / "result.json").read_text()) == rec
     assert not list(folder.glob(".*tmp"))
 
 
 def test_not_expected_at_smoke_and_broken_fails(tmp_path):
-    rec = runner.execute(runner.RunSpec("_toy", "smoke", 0), tmp_path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        rec = runner.execute(runner.RunSpec("_toy", "smoke", 0), tmp_path)
+    finally:
+        torch.set_num_threads(threads)
     assert rec["claims"]["slope"]["verdict"] == "not-expected"
+    assert rec["env"]["torch_threads"] == 1  # smoke computes on one thread, and says so
     bad = runner.execute(runner.RunSpec("_toy", "small", 0, ("broken=true",)), tmp_path)
     assert bad["claims"]["beats-baseline"]["verdict"] == "fails"
     assert bad["claims"]["slope"]["verdict"] == "fails"
