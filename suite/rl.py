@@ -1,6 +1,9 @@
 """Policy-gradient pieces shared by the RL reproductions (treepo, light_if): per-token log-probabilities,
-group-relative advantages and the clipped surrogate with clip-higher and dual clip."""
+group-relative advantages, the clipped surrogate with clip-higher and dual clip, and token-budget
+micro-batching with gradient accumulation inside one ``suite.train.fit`` step."""
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -40,3 +43,53 @@ def dual_clip_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.T
     ratio = (logp - old_logp).clamp(-20, 20).exp()
     pg = torch.maximum(-adv * ratio, -adv * ratio.clamp(1 - clip_low, 1 + clip_high))
     return torch.where(adv < 0, torch.minimum(pg, -adv * clip_c), pg)
+
+
+# --------------------------------------------------------------------------- micro-batching (verl use_dynamic_bsz)
+
+def micro_batches(lengths: list[int], budget: int) -> list[list[int]]:
+    """verl ``use_dynamic_bsz``: split rows into micro-batches of at most ``budget`` tokens
+    (``ppo_max_token_len_per_gpu``). We pad instead of removing padding, so a micro-batch costs
+    rows × its longest row; rows are packed greedily in order of length. A row over the budget goes alone."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    out: list[list[int]] = []
+    for i in order:
+        if out and (len(out[-1]) + 1) * lengths[out[-1][0]] <= budget:
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out
+
+
+def _local(t: torch.Tensor) -> torch.Tensor:
+    """A DTensor's (FSDP2 parameter's or gradient's) local shard, differentiably; any other tensor as is."""
+    return t.to_local() if hasattr(t, "to_local") else t
+
+
+def accumulate_step(model: torch.nn.Module, parts: list[Callable[[], torch.Tensor]]) -> torch.Tensor:
+    """Gradient accumulation inside one ``suite.train.fit`` step (fit zeroes the gradients after calling the loss
+    and backpropagates the one tensor it returns). Every part but the last is backpropagated here, as a DDP or
+    FSDP model reduces any backward over the ranks, and its gradient is moved off the parameters into an fp32
+    stash (an FSDP2 parameter's local shard); the returned tensor is the last part plus Σ <p, stash_p> minus its
+    detached value, so fit's backward adds the stash to the last part's gradient and the value is the sum of the
+    parts. ``parts``: callables returning one micro-batch's (already weighted) loss. Under DDP/FSDP every rank
+    must pass as many parts (each part's forward is a collective)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:  # the previous step's gradient (fit zeroes it only after this returns) must not be stashed
+        p.grad = None
+    stash: list[torch.Tensor | None] = [None] * len(params)
+    value = 0.0
+    for part in parts[:-1]:
+        loss = part()
+        loss.backward()
+        for k, p in enumerate(params):
+            if p.grad is not None:
+                g = _local(p.grad).float()
+                stash[k] = g if stash[k] is None else stash[k].add_(g)
+                p.grad = None
+        value += float(loss.detach())
+        del loss
+    last = parts[-1]()
+    inj = sum(((_local(p) * g.to(p.dtype)).sum() for p, g in zip(params, stash) if g is not None),
+              torch.zeros((), device=last.device))
+    return last + value + (inj - inj.detach())

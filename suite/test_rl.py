@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from suite.rl import dual_clip_surrogate, group_advantage, token_logprobs
+from suite.rl import accumulate_step, dual_clip_surrogate, group_advantage, micro_batches, token_logprobs
 
 
 def test_group_advantage_is_grpo_per_group_and_the_baseline_without_std():
@@ -46,3 +46,31 @@ def test_token_logprobs_is_the_log_softmax_at_each_target():
     tokens = torch.randint(0, 7, (2, 6), generator=g)
     lp = token_logprobs(logits[:, :5], tokens[:, 1:])
     assert torch.equal(lp[:, 2], token_logprobs(logits[:, 2:3], tokens[:, 3:4])[:, 0])
+
+
+def test_micro_batches_respect_the_token_budget():
+    lengths = [900, 50, 400, 400, 2000, 10, 300]
+    groups = micro_batches(lengths, 1000)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    for g in groups:  # padded cost = rows × longest row, or one row alone
+        assert len(g) == 1 or len(g) * max(lengths[i] for i in g) <= 1000
+    assert len(micro_batches(lengths, 10 ** 6)) == 1
+
+
+def test_accumulate_step_is_the_gradient_of_the_sum():
+    """fit backpropagates the returned tensor once: its gradient and value must be those of Σ parts."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    xs = [torch.randn(5, 3) for _ in range(3)]
+    ws = [0.2, 0.5, 0.3]
+    parts = [lambda x=x, w=w: net(x).pow(2).mean() * w for x, w in zip(xs, ws)]
+    net(torch.ones(2, 3)).sum().backward()  # the previous fit step's gradient, still on the parameters
+    out = accumulate_step(net, parts)
+    net.zero_grad(set_to_none=True)
+    out.backward()
+    got = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad(set_to_none=True)
+    ref = sum(f() for f in parts)
+    ref.backward()
+    assert float(out.detach()) == pytest.approx(float(ref.detach()), rel=1e-6)
+    assert all(torch.allclose(a, p.grad, atol=1e-6) for a, p in zip(got, net.parameters()))

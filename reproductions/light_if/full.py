@@ -36,7 +36,7 @@ from suite.errors import ConfigError, CorruptDataError, DataNotFoundError
 from suite.models.hf import CausalLM, load_causal_lm, save_tiny_random_lm
 from suite.models.locate import locate_model
 from suite.spec import DatasetRef, Outcome
-from suite.rl import token_logprobs
+from suite.rl import accumulate_step, micro_batches, token_logprobs
 from suite.train import TrainConfig, fit
 
 from . import ifeval as IF
@@ -251,20 +251,6 @@ def rl_schedule(n_items: int, cfg: Any) -> tuple[int, int, int]:
     return per_epoch, updates, cfg.full_rl_epochs * per_epoch * updates
 
 
-def micro_batches(lengths: list[int], budget: int) -> list[list[int]]:
-    """verl ``use_dynamic_bsz``: split rows into micro-batches of at most ``budget`` tokens
-    (``ppo_max_token_len_per_gpu``). We pad instead of removing padding, so a micro-batch costs
-    rows × its longest row; rows are packed greedily in order of length. A row over the budget goes alone."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    out: list[list[int]] = []
-    for i in order:
-        if out and (len(out[-1]) + 1) * lengths[out[-1][0]] <= budget:
-            out[-1].append(i)
-        else:
-            out.append([i])
-    return out
-
-
 class RolloutBatch:
     """The rollout batch that the updates of one RL step consume: sequences, masks, GRPO advantages and the
     old (behaviour) and reference log-probs, both computed once before the first update (verl's
@@ -304,28 +290,6 @@ def _logprobs(model: Any, ids: torch.Tensor, att: torch.Tensor, lengths: list[in
 
 def _device(model: Any) -> torch.device:
     return next(model.parameters()).device
-
-
-def accumulate_step(model: Any, parts: list[Any]) -> torch.Tensor:
-    """Gradient accumulation inside one ``suite.train.fit`` step (fit backpropagates the returned loss
-    once): every part but the last is backpropagated here and its gradient stashed; the returned tensor
-    is the last part plus Σ_p <p, stash_p> − its detached value, so fit's backward adds the stash and the
-    value is the sum of all parts. ``parts``: callables returning one micro-batch's weighted loss."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    stash: list[torch.Tensor | None] = [None] * len(params)
-    value = 0.0
-    for part in parts[:-1]:
-        loss = part()
-        grads = torch.autograd.grad(loss, params, allow_unused=True)
-        for k, g in enumerate(grads):
-            if g is not None:
-                stash[k] = g.float() if stash[k] is None else stash[k].add_(g.float())
-        value += float(loss.detach())
-        del loss, grads
-    last = parts[-1]()
-    inj = sum(((p * g.to(p.dtype)).sum() for p, g in zip(params, stash) if g is not None),
-              torch.zeros((), device=last.device))
-    return last + value + (inj - inj.detach())
 
 
 def rl_stage(lm: CausalLM, items: list[tuple[str, dict]], kind: str, gcfg: GRPOConfig, cfg: Any,

@@ -42,33 +42,6 @@ def test_rl_schedule_is_the_recipe() -> None:
         F.rl_schedule(4800, replace(cfg, full_rl_mini_batch=48))
 
 
-def test_micro_batches_respect_the_token_budget() -> None:
-    lengths = [900, 50, 400, 400, 2000, 10, 300]
-    groups = F.micro_batches(lengths, 1000)
-    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
-    for g in groups:  # padded cost = rows × longest row, or one row alone
-        assert len(g) == 1 or len(g) * max(lengths[i] for i in g) <= 1000
-    assert len(F.micro_batches(lengths, 10 ** 6)) == 1
-
-
-def test_accumulate_step_is_the_gradient_of_the_sum() -> None:
-    """fit backpropagates the returned tensor once: its gradient and value must be those of Σ parts."""
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
-    xs = [torch.randn(5, 3) for _ in range(3)]
-    ws = [0.2, 0.5, 0.3]
-    parts = [lambda x=x, w=w: net(x).pow(2).mean() * w for x, w in zip(xs, ws)]
-    out = F.accumulate_step(net, parts)
-    net.zero_grad(set_to_none=True)
-    out.backward()
-    got = [p.grad.clone() for p in net.parameters()]
-    net.zero_grad(set_to_none=True)
-    ref = sum(f() for f in parts)
-    ref.backward()
-    assert float(out.detach()) == pytest.approx(float(ref.detach()), rel=1e-6)
-    assert all(torch.allclose(a, p.grad, atol=1e-6) for a, p in zip(got, net.parameters()))
-
-
 def test_overlong_prompts_are_filtered(tiny) -> None:
     from suite.models.hf import load_causal_lm
 

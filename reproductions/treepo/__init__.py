@@ -89,6 +89,9 @@ class Config:
     full_updates: Annotated[int, Range(1)] = 200
     full_lr: Annotated[float, Range(0, open_lo=True)] = 1e-6
     full_eval_samples: Annotated[int, Range(1)] = 16
+    # padded tokens per forward/backward (verl use_dynamic_bsz, actor.ppo_max_token_len_per_gpu =
+    # max_prompt_length + max_response_length; the same budget for the old-log-prob pass)
+    full_micro_tokens: Annotated[int, Range(1)] = 8192
 
     def validate(self) -> None:
         """Relations between fields, checked when the config resolves (before any run starts)."""
@@ -213,5 +216,6 @@ def rl_setup(cfg: Config, pad_id: int, tree: TreeConfig, **kw: object) -> RLSetu
     d.update(kw)
     return RLSetup(pad_id, tree, d["prompts_per_step"], d["updates"], d["minibatches"], d["lr"], cfg.weight_decay,
                    cfg.grad_clip, cfg.clip_low, cfg.clip_high, cfg.clip_c, cfg.overlong_buffer, cfg.filter_uniform,
-                   cfg.eval_every, d["eval_samples"], cfg.variant, d["gen_prompts"], cfg.max_gen_batches)
+                   cfg.eval_every, d["eval_samples"], cfg.variant, d["gen_prompts"], cfg.max_gen_batches,
+                   micro_tokens=int(d.get("micro_tokens", 0)))
 

@@ -16,7 +16,7 @@ from suite.context import RunContext
 from suite.errors import UnknownNameError
 from suite.models.tokenizer import Tokenizer, pad_sequences
 from suite.models.transformer import TransformerLM
-from suite.rl import token_logprobs
+from suite.rl import accumulate_step, micro_batches, token_logprobs
 from suite.train import TrainConfig, fit
 
 from . import task as T
@@ -50,6 +50,10 @@ class RLSetup:
     # (algorithm.filter_groups.max_num_gen_batches; <= 0: no limit)
     gen_prompts: int = 0  # 0: = prompts_per_step
     max_gen_batches: int = 1
+    # verl use_dynamic_bsz: at most this many padded tokens per forward/backward of the update and of the
+    # old-log-prob pass (actor.ppo_max_token_len_per_gpu, log_prob_max_token_len_per_gpu); 0: one pass per
+    # mini-batch (smoke and small, whose mini-batches are small)
+    micro_tokens: int = 0
 
 
 # --------------------------------------------------------------------------- encoding
@@ -93,6 +97,62 @@ def advantages(kind: str, ro: Rollout, r: np.ndarray, rm: torch.Tensor, variant:
     if variant == "flip-adv":  # TEST-ONLY broken variant: ascend the wrong way
         a = -a
     return whiten(torch.tensor(a, dtype=torch.float32)[:, None].expand_as(rm), rm)
+
+
+# --------------------------------------------------------------------------- micro-batched update
+
+def _groups(km: torch.Tensor, budget: int) -> tuple[list[int], list[list[int]]]:
+    """Each row's length (its tokens start at column 0, right padding) and the micro-batches of at most
+    ``budget`` padded tokens (``suite.rl.micro_batches``)."""
+    lens = km.sum(1).tolist()
+    return lens, micro_batches(lens, budget)
+
+
+@torch.no_grad()
+def batch_logprobs(model: torch.nn.Module, toks: torch.Tensor, km: torch.Tensor, budget: int) -> torch.Tensor:
+    """log p of every next token, (B, T−1), as the old log-probs of the update. ``budget`` > 0: micro-batch by
+    micro-batch, each cut to its longest row (right padding, so exact for a causal model; verl
+    log_prob_max_token_len_per_gpu); 0 past a row's micro-batch width, where its response mask is 0."""
+    if budget <= 0:
+        return token_logprobs(model(toks, km)[:, :-1], toks[:, 1:])
+    out = torch.zeros(toks.shape[0], toks.shape[1] - 1, device=toks.device)
+    lens, groups = _groups(km, budget)
+    for g in groups:
+        L = max(lens[i] for i in g)
+        out[g, :L - 1] = token_logprobs(model(toks[g, :L], km[g, :L])[:, :-1], toks[g, 1:L])
+    return out
+
+
+def minibatch_loss(m: torch.nn.Module, b: tuple[torch.Tensor, ...], setup: RLSetup, world: int = 1) -> torch.Tensor:
+    """The PPO loss of one mini-batch ``b`` = (tokens, key mask, response mask, old log-probs, advantages), this
+    rank's rows of it. ``setup.micro_tokens`` > 0: verl's dynamic micro-batching: the rows split into micro-batches
+    of at most that many padded tokens, each cut to its longest row, run forward and backward one at a time with
+    their gradients accumulated in one fit step (``suite.rl.accumulate_step``). Each micro-batch's token sum is
+    divided by the token count of the whole mini-batch (over the ranks), so the accumulated gradient is the one-pass
+    token-mean gradient (verl weights each micro-batch's token mean by its share of rows instead, equal only when
+    the rows hold as many tokens). Every rank runs as many micro-batches, the most any rank needs (the others add
+    a masked row), since each forward of a sharded model is a collective."""
+    t, k, rm, old, adv = b
+    clip = (setup.clip_low, setup.clip_high, setup.clip_c)
+    if setup.micro_tokens <= 0:
+        logp = token_logprobs(m(t, k)[:, :-1], t[:, 1:])
+        return ppo_loss(logp, old, adv, rm, *clip, across_ranks=world > 1)
+    lens, groups = _groups(k, setup.micro_tokens)
+    n_tok = rm.float().sum()
+    if world > 1:
+        groups += [[]] * (max(D.gather(len(groups))) - len(groups))
+        n_tok = D.all_sum(n_tok)
+
+    def part(g: list[int]) -> Callable[[], torch.Tensor]:
+        def loss() -> torch.Tensor:
+            rows, L = (g, max(lens[i] for i in g)) if g else ([0], t.shape[1])
+            keep = rm[rows, :L - 1] if g else torch.zeros_like(rm[:1])  # a masked row: no gradient signal
+            logp = token_logprobs(m(t[rows, :L], k[rows, :L])[:, :-1], t[rows, 1:L])
+            return ppo_loss(logp, old[rows, :L - 1], adv[rows, :L - 1], keep, *clip, across_ranks=world > 1,
+                            tokens=n_tok)
+        return loss
+
+    return accumulate_step(m, [part(g) for g in groups])
 
 
 # --------------------------------------------------------------------------- scripted stub (smoke §6)
@@ -391,8 +451,7 @@ def train_arm(arm: str, base: torch.nn.Module, train: list[Any], env: Env, setup
         toks, km, rm = toks.to(ctx.device), km.to(ctx.device), rm.to(ctx.device)
         adv = advantages(adv_kind, kept, r, rm.cpu(), setup.variant).to(ctx.device)
         if world == 1:
-            with torch.no_grad():
-                old = token_logprobs(model(toks, km)[:, :-1], toks[:, 1:])
+            old = batch_logprobs(model, toks, km, setup.micro_tokens)
             idx = torch.randperm(len(leaves), generator=gen).to(toks.device)
             empty = (toks[:1], km[:1], torch.zeros_like(rm[:1]), old[:1], adv[:1])  # no gradient signal
             chunks = [(toks[c], km[c], rm[c], old[c], adv[c]) for c in idx.chunk(setup.minibatches)]
@@ -404,8 +463,7 @@ def train_arm(arm: str, base: torch.nn.Module, train: list[Any], env: Env, setup
         for c in idx.chunk(setup.minibatches):
             rows = rank_rows(c)
             keep = rm[rows] if len(D.shard(c)) else torch.zeros_like(rm[rows])
-            with torch.no_grad():
-                old = token_logprobs(roll(toks[rows], km[rows])[:, :-1], toks[rows][:, 1:])
+            old = batch_logprobs(roll, toks[rows], km[rows], setup.micro_tokens)
             out.append((toks[rows], km[rows], keep, old, adv[rows]))
         z = torch.zeros(rm[:1].shape, device=toks.device)
         return out + [(toks[:1], km[:1], torch.zeros_like(rm[:1]), z, z)] * (setup.minibatches - len(out))
@@ -418,9 +476,7 @@ def train_arm(arm: str, base: torch.nn.Module, train: list[Any], env: Env, setup
         return state["batches"][step % setup.minibatches]
 
     def loss_fn(m: torch.nn.Module, b: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        t, k, rm, old, adv = b
-        logp = token_logprobs(m(t, k)[:, :-1], t[:, 1:])
-        return ppo_loss(logp, old, adv, rm, setup.clip_low, setup.clip_high, setup.clip_c, across_ranks=world > 1)
+        return minibatch_loss(m, b, setup, world)
 
     def on_step(st: Any) -> None:
         u = st.step // setup.minibatches

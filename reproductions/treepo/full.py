@@ -171,14 +171,15 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
     if ctx.dry_run:
         tree = TreeConfig(seg_len=4, max_depth=3, width=4, first_div_max=2, max_response=12)
         kw: dict[str, Any] = {"prompts_per_step": 2, "gen_prompts": 2, "updates": 1, "minibatches": 1,
-                              "eval_samples": 2}
+                              "eval_samples": 2, "micro_tokens": 16}  # rows of ~20 tokens: one per micro-batch
     else:
         tree = TreeConfig(seg_len=cfg.full_seg_len, max_depth=cfg.full_max_depth, width=cfg.full_width,
                           first_div_max=cfg.full_first_div_max, max_response=cfg.full_seg_len * cfg.full_max_depth,
                           allocation=cfg.allocation)
         kw = {"prompts_per_step": cfg.full_prompts_per_step, "updates": cfg.full_updates,
               "minibatches": max(1, cfg.full_prompts_per_step // cfg.full_mini_batch), "lr": cfg.full_lr,
-              "eval_samples": cfg.full_eval_samples, "gen_prompts": cfg.full_gen_prompts}
+              "eval_samples": cfg.full_eval_samples, "gen_prompts": cfg.full_gen_prompts,
+              "micro_tokens": cfg.full_micro_tokens}
     train = [r for f in cfg.train_files for r in read_parquet(data / f)]
     test = [r for f in cfg.test_files for r in read_parquet(data / f)]
     lm = load_causal_lm(model_dir, ctx.device)

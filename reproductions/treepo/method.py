@@ -262,13 +262,18 @@ def overlong_penalty(lengths: np.ndarray, max_len: int, buffer: int, factor: flo
 
 def ppo_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
              clip_low: float = 0.2, clip_high: float = 0.28, clip_c: float = 10.0,
-             across_ranks: bool = False) -> torch.Tensor:
+             across_ranks: bool = False, tokens: torch.Tensor | None = None) -> torch.Tensor:
     """§3 PPO clip-higher with dual clip (c = 10) (``suite.rl.dual_clip_surrogate``), token-mean aggregation
     over the mini-batch. ``across_ranks``: this rank holds a shard of the mini-batch's rows; the token mean is over
     the WHOLE mini-batch (divided by the token count summed over the ranks) and multiplied by the world size, since
-    DDP/FSDP average the ranks' gradients: the averaged gradient is that of the one-process token mean."""
+    DDP/FSDP average the ranks' gradients: the averaged gradient is that of the one-process token mean.
+    ``tokens``: these rows are one micro-batch of a mini-batch with this many response tokens (summed over the
+    ranks when ``across_ranks``): the token sum is divided by it, so the micro-batches' losses add up to the
+    mini-batch's token mean."""
     loss = dual_clip_surrogate(logp, old_logp, adv, clip_low, clip_high, clip_c)
     m = mask.float()
+    if tokens is not None:
+        return (loss * m).sum() / tokens.clamp_min(1.0) * (D.world_size() if across_ranks else 1)
     if across_ranks:
         return (loss * m).sum() / D.all_sum(m.sum()).clamp_min(1.0) * D.world_size()
     return (loss * m).sum() / m.sum().clamp_min(1.0)

@@ -5,7 +5,8 @@ slow), each bounded by an alarm so that a hang fails instead of blocking.
   every rank, the one-process rollout of the whole batch (deterministic sampler: same leaves, order, index strings,
   rewards, token counts); (b) the gradient of the distributed token-mean PPO loss (each rank its rows, the global
   token count, times the world size) through DDP (tiny transformer) and FSDP (tiny Qwen2 sharded over its decoder
-  layers as the full path does) equals the one-process loss's gradient on the whole mini-batch;
+  layers as the full path does) equals the one-process loss's gradient on the whole mini-batch, also when each rank
+  micro-batches its rows (full scale's dynamic micro-batching; rank 1 pads to rank 0's micro-batch count);
 - (c) the full path run by the runner as 2 ranks completes with one record made by a world of 2.
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ from suite.models.transformer import TransformerLM
 from suite.rl import token_logprobs
 
 from . import task as T
-from .experiment import encode_prompts, rank_rows, sharded_rollout
+from .experiment import RLSetup, encode_prompts, minibatch_loss, rank_rows, sharded_rollout
 from .full import _Logits, fsdp_wrap, write_fixture
 from .method import Rollout, TreeConfig, ppo_loss, tree_rollout
 
@@ -69,8 +70,11 @@ def _batch(n_rows: int, vocab: int, seed: int) -> tuple[torch.Tensor, ...]:
     return toks, km, rm, adv, noise
 
 
-def _grad_gap(base: torch.nn.Module, wrapped: torch.nn.Module, n_rows: int, vocab: int, seed: int) -> float:
-    """max |grad(distributed loss) − grad(one-process loss)| over the parameters, for one mini-batch of n_rows."""
+def _grad_gap(base: torch.nn.Module, wrapped: torch.nn.Module, n_rows: int, vocab: int, seed: int,
+              micro: int = 0) -> float:
+    """max |grad(distributed loss) − grad(one-process loss)| over the parameters, for one mini-batch of n_rows;
+    ``micro`` > 0: the distributed loss micro-batched (rows of 9 tokens: micro // 9 rows per micro-batch) through
+    ``experiment.minibatch_loss`` as a fit step runs it (gradients zeroed after the loss, before its backward)."""
     toks, km, rm, adv, noise = _batch(n_rows, vocab, seed)
     ref = copy.deepcopy(base)
     with torch.no_grad():
@@ -78,8 +82,14 @@ def _grad_gap(base: torch.nn.Module, wrapped: torch.nn.Module, n_rows: int, voca
     ppo_loss(token_logprobs(ref(toks, km)[:, :-1], toks[:, 1:]), old, adv, rm).backward()
     rows = rank_rows(torch.arange(n_rows))
     keep = rm[rows] if len(D.shard(torch.arange(n_rows))) else torch.zeros_like(rm[rows])
-    logp = token_logprobs(wrapped(toks[rows], km[rows])[:, :-1], toks[rows][:, 1:])
-    ppo_loss(logp, old[rows], adv[rows], keep, across_ranks=True).backward()
+    if micro:
+        setup = RLSetup(0, TreeConfig(), 1, 1, 1, 1e-3, 0.0, 1.0, 0.2, 0.28, 10.0, 4, True, 1, 1, micro_tokens=micro)
+        loss = minibatch_loss(wrapped, (toks[rows], km[rows], keep, old[rows], adv[rows]), setup, D.world_size())
+        wrapped.zero_grad(set_to_none=True)
+        loss.backward()
+    else:
+        logp = token_logprobs(wrapped(toks[rows], km[rows])[:, :-1], toks[rows][:, 1:])
+        ppo_loss(logp, old[rows], adv[rows], keep, across_ranks=True).backward()
     grads = {k.removeprefix("module."): p.grad for k, p in wrapped.named_parameters()}
     gap = 0.0
     for k, p in ref.named_parameters():
@@ -117,6 +127,9 @@ def _worker(rank: int, world: int, port: int, folder: str) -> None:
         torch.manual_seed(0)
         lm = TransformerLM(TOK.vocab_size, 16, 16, 2, 2, causal=True)
         out["ddp_gap"] = max(_grad_gap(lm, D.wrap(copy.deepcopy(lm), "ddp"), n, TOK.vocab_size, n) for n in (5, 1))
+        # rank 0 holds 3 rows -> 2 micro-batches of <= 18 tokens, rank 1 2 rows -> 1, padded to 2
+        out["ddp_micro_gap"] = max(_grad_gap(lm, D.wrap(copy.deepcopy(lm), "ddp"), n, TOK.vocab_size, n, micro=18)
+                                   for n in (5, 1))
         hf = load_causal_lm(Path(folder) / "qwen", "cpu").model
         pol = _Logits(hf)
         gaps = []
@@ -124,6 +137,8 @@ def _worker(rank: int, world: int, port: int, folder: str) -> None:
             sharded = fsdp_wrap(copy.deepcopy(pol), hf._no_split_modules)
             gaps.append(_grad_gap(pol, sharded, n, hf.config.vocab_size, 10 + n))
         out["fsdp_gap"] = max(gaps)
+        out["fsdp_micro_gap"] = max(_grad_gap(pol, fsdp_wrap(copy.deepcopy(pol), hf._no_split_modules), n,
+                                              hf.config.vocab_size, 20 + n, micro=9) for n in (5, 1))
         out["fsdp_units"] = sum(type(m).__name__.startswith("FSDP") for m in sharded.modules())
         (Path(folder) / f"rank{rank}.json").write_text(json.dumps(out))
     finally:
@@ -140,6 +155,7 @@ def test_two_ranks_gather_rollouts_and_match_the_one_process_gradient(tmp_path, 
         assert o["leaves"] > 5
         assert o["ddp_gap"] < 1e-6, o  # (b) the averaged gradient is the one-process token-mean gradient
         assert o["fsdp_gap"] < 1e-6, o
+        assert o["ddp_micro_gap"] < 1e-6 and o["fsdp_micro_gap"] < 1e-6, o  # micro-batched: the same gradient
         assert o["fsdp_units"] == 1 + 2  # the tiny Qwen2's 2 decoder layers and the root
 
 

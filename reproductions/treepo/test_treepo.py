@@ -12,7 +12,7 @@ from suite.context import for_tests
 
 from . import CLAIMS, SCALES, Config, run, tree_config
 from . import task as T
-from .experiment import StubSampler, encode_prompts, mechanics
+from .experiment import RLSetup, StubSampler, batch_logprobs, encode_prompts, mechanics, minibatch_loss
 from .method import (EARLY_STOP, FINISHED, LMSampler, Path, TreeConfig, _split, group_baseline, node_token_sum,
                      ppo_loss, tree_advantage, tree_is_valid, tree_rollout, whiten)
 
@@ -149,3 +149,45 @@ def test_full_dry_run_provenance_is_the_fixture(tmp_path) -> None:
                          names, HOW, fixture=lambda f: write_fixture(f, names))
     assert ref.provenance == "stand-in" and "fixture" in ref.name
     assert all(read_parquet(folder / n) for n in names)
+
+
+def _ragged_minibatch(seed: int) -> tuple[torch.Tensor, ...]:
+    """A right-padded mini-batch of 6 rows of 5..16 tokens, response masks after a 3-token prompt."""
+    g = torch.Generator().manual_seed(seed)
+    lens = torch.tensor([16, 5, 11, 9, 16, 7])
+    toks = torch.randint(3, T.tokenizer().vocab_size, (6, 16), generator=g)
+    km = torch.arange(16)[None] < lens[:, None]
+    toks = toks.masked_fill(~km, 0)
+    c = torch.arange(15)[None]
+    rm = (c >= 2) & (c < lens[:, None] - 1)
+    return toks, km, rm, torch.randn(6, 15, generator=g) * 0.3, torch.randn(6, 15, generator=g)
+
+
+@pytest.mark.parametrize("budget", [1, 20, 40])
+def test_micro_batched_update_is_the_one_pass_gradient(budget: int) -> None:
+    """verl's dynamic micro-batching (full scale): the rows cut into micro-batches of <= budget padded tokens and
+    accumulated in one fit step give the one-pass token-mean loss and gradient; the old log-probs taken in
+    micro-batches equal the one-pass ones on every response token."""
+    from suite.models.transformer import TransformerLM
+
+    torch.manual_seed(0)
+    model = TransformerLM(T.tokenizer().vocab_size, 16, 16, 2, 2, causal=True)
+    toks, km, rm, noise, adv = _ragged_minibatch(budget)
+    setup = RLSetup(0, TreeConfig(), 1, 1, 1, 1e-3, 0.0, 1.0, 0.2, 0.28, 10.0, 4, True, 1, 1)
+    old = batch_logprobs(model, toks, km, 0)
+    chunked = batch_logprobs(model, toks, km, budget)
+    assert torch.allclose(chunked[rm], old[rm], atol=1e-6)
+    b = (toks, km, rm, old + noise, adv)
+
+    def grads(micro: int) -> tuple[float, list[torch.Tensor]]:
+        model(toks, km).sum().backward()  # the previous fit step's gradient, still on the parameters
+        loss = minibatch_loss(model, b, replace(setup, micro_tokens=micro))
+        model.zero_grad(set_to_none=True)  # as fit: after the loss, before its backward
+        loss.backward()
+        return float(loss.detach()), [p.grad.clone() for p in model.parameters()]
+
+    v0, g0 = grads(0)
+    v1, g1 = grads(budget)
+    assert v1 == pytest.approx(v0, rel=1e-5)
+    assert max(float((a - c).abs().max()) for a, c in zip(g0, g1)) < 1e-6
+    assert max(float(a.abs().max()) for a in g0) > 1e-3  # a gradient worth comparing
