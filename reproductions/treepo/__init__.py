@@ -92,6 +92,8 @@ class Config:
     # padded tokens per forward/backward (verl use_dynamic_bsz, actor.ppo_max_token_len_per_gpu =
     # max_prompt_length + max_response_length; the same budget for the old-log-prob pass)
     full_micro_tokens: Annotated[int, Range(1)] = 8192
+    # prefixes per HF generate call of the rollout sampler (ours: the official vLLM engine batches on its own)
+    full_sampler_batch: Annotated[int, Range(1)] = 64
 
     def validate(self) -> None:
         """Relations between fields, checked when the config resolves (before any run starts)."""

@@ -104,30 +104,53 @@ def write_fixture(folder: Path, names: tuple[str, ...]) -> Path:
     return folder
 
 
+class _StepEntropy:
+    """A ``generate`` logits processor that keeps each row's entropy of the next-token distribution, step by step
+    (B,) on the device, and leaves the scores as they are: the entropy without storing (B, steps, vocab) scores
+    (``output_scores``), which at a 152k vocabulary and 512-token segments does not fit a GPU."""
+
+    def __init__(self) -> None:
+        self.steps: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        lp = scores.float().log_softmax(-1)
+        self.steps.append(-(lp.exp() * lp).nan_to_num().sum(-1))
+        return scores
+
+
 class HFSampler:
     """Segment sampler over a Hugging Face causal LM: ``generate`` ≤ n new tokens per prefix (temperature
-    1, top-p 1), cut after EOS; mean entropy from the sampling scores."""
+    1, top-p 1), cut after EOS; mean entropy of the sampling distributions. ``batch``: prefixes per ``generate``
+    call (its KV cache must fit the device; the official rollout's vLLM schedules its own)."""
 
-    def __init__(self, model: Any, eos: int, pad: int, gen: torch.Generator) -> None:
-        self.model, self.eos, self.pad, self.gen = model, eos, pad, gen
+    def __init__(self, model: Any, eos: int, pad: int, gen: torch.Generator, batch: int = 64) -> None:
+        self.model, self.eos, self.pad, self.gen, self.batch = model, eos, pad, gen, batch
 
     @torch.no_grad()
     def __call__(self, prefixes: list[list[int]], n: int) -> tuple[list[list[int]], np.ndarray]:
+        from transformers import LogitsProcessorList
+
         dev = next(self.model.parameters()).device
-        L = max(map(len, prefixes))
-        ids = torch.tensor([[self.pad] * (L - len(p)) + p for p in prefixes], device=dev)
-        att = torch.tensor([[0] * (L - len(p)) + [1] * len(p) for p in prefixes], device=dev)
         torch.manual_seed(int(torch.randint(2 ** 31 - 1, (1,), generator=self.gen)))
-        out = self.model.generate(input_ids=ids, attention_mask=att, max_new_tokens=n, do_sample=True,
-                                  temperature=1.0, top_p=1.0, top_k=0, pad_token_id=self.pad, eos_token_id=self.eos,
-                                  output_scores=True, return_dict_in_generate=True)
-        new = out.sequences[:, L:].cpu()
-        stop = (new == self.eos).int().cumsum(1)
-        valid = (stop - (new == self.eos).int()) == 0          # up to and including the first EOS
-        lp = torch.stack(out.scores, 1).float().log_softmax(-1).cpu()
-        ent = -(lp.exp() * lp).nan_to_num().sum(-1)
-        ent = (ent * valid).sum(1) / valid.sum(1).clamp_min(1)
-        return [r[v].tolist() for r, v in zip(new, valid)], ent.numpy()
+        rows: list[list[int]] = []
+        ents: list[torch.Tensor] = []
+        for lo in range(0, len(prefixes), self.batch):
+            chunk = prefixes[lo:lo + self.batch]
+            L = max(map(len, chunk))
+            ids = torch.tensor([[self.pad] * (L - len(p)) + p for p in chunk], device=dev)
+            att = torch.tensor([[0] * (L - len(p)) + [1] * len(p) for p in chunk], device=dev)
+            ent = _StepEntropy()
+            out = self.model.generate(input_ids=ids, attention_mask=att, max_new_tokens=n, do_sample=True,
+                                      temperature=1.0, top_p=1.0, top_k=0, pad_token_id=self.pad,
+                                      eos_token_id=self.eos, logits_processor=LogitsProcessorList([ent]))
+            new = out[:, L:]
+            is_eos = new == self.eos
+            valid = (is_eos.int().cumsum(1) - is_eos.int()) == 0  # up to and including the first EOS
+            e = torch.stack(ent.steps, 1)[:, :new.shape[1]]
+            ents.append(((e * valid).sum(1) / valid.sum(1).clamp_min(1)).cpu())
+            new, valid = new.cpu(), valid.cpu()
+            rows += [r[v].tolist() for r, v in zip(new, valid)]
+        return rows, torch.cat(ents).numpy()
 
 
 class _Logits(torch.nn.Module):
@@ -214,7 +237,8 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
         k = setup.eval_samples
         ev = replace(tree, width=k, first_div_min=1, first_div_max=k, repetition_stop=False, fallback=False)
         mine = list(D.shard(test))
-        ro = tree_rollout(encode(mine), HFSampler(m.model, eos, pad, rank_generator(ctx, 7)), ev, eos, has_box,
+        ro = tree_rollout(encode(mine), HFSampler(m.model, eos, pad, rank_generator(ctx, 7), cfg.full_sampler_batch),
+                          ev, eos, has_box,
                           rank_rng(0), first_div=k)
         parts = D.gather((reward(ro, mine)[0], [mine[p.prompt]["data_source"] for p in ro.leaves]))
         ok = np.concatenate([c for c, _ in parts])
@@ -223,7 +247,7 @@ def run_full(cfg: Any, ctx: RunContext) -> Outcome:
         return float(ok.mean())
 
     layers = getattr(lm.model, "_no_split_modules", None)
-    env = Env(encode=encode, reward=reward, sampler=lambda m, g: HFSampler(m.model, eos, pad, g),
+    env = Env(encode=encode, reward=reward, sampler=lambda m, g: HFSampler(m.model, eos, pad, g, cfg.full_sampler_batch),
               evaluate=evaluate, eos=eos, boxed=has_box, wrap=lambda m: fsdp_wrap(m, layers))
     runs, per_source = {}, {}
     for arm in cfg.arms:
