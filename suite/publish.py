@@ -6,13 +6,15 @@ whole publication with a one-line error (exit 2):
 - records from a dirty tree (``env.git_dirty``) unless ``allow_dirty``;
 - records whose code hash differs from the reproduction's code as committed at HEAD.
 Then the records are merged into ``<out>/records/<slug>.jsonl`` (locked) and every page is
-regenerated from ``<out>/records`` alone.
+regenerated from ``<out>/records`` alone. What the new records change in the verdicts (against the published
+records they supersede) is returned, so a republication says which verdicts flipped.
 """
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from suite import environment, leaderboard, registry
 from suite.errors import SuiteError
@@ -55,12 +57,47 @@ def refusal(rec: dict[str, Any], path: str, committed: dict[str, str | None], al
     return None
 
 
+class Published(NamedTuple):
+    added: int  # records new or updated in the record files
+    pages: list[Path]  # the pages written
+    changes: list[str]  # one line per claim whose verdict a new record changed (``verdict_changes``)
+
+
+def _run_key(rec: dict[str, Any]) -> tuple[str, int, tuple[str, ...]]:
+    """A run as the pages show it: scale, seed and overrides (a teeth variant), whatever the config hash."""
+    return rec["scale"], int(rec["seed"]), tuple(rec.get("overrides") or ())
+
+
+def verdict_changes(slug: str, published: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[str]:
+    """The claims whose verdict a new record changes: each new record against the newest published record of the
+    same scale, seed and overrides started before it (the one it supersedes on the pages; a record of older code
+    is still that run). One line per changed claim, e.g. ``claps small seed 2: claps-beats-random-pruning (paper)
+    holds -> fails``."""
+    prev: dict[tuple, dict[str, Any]] = {}
+    for r in published:
+        k = _run_key(r)
+        if k not in prev or (r.get("started") or "") > (prev[k].get("started") or ""):
+            prev[k] = r
+    out = []
+    for rec in sorted(new, key=_run_key):
+        old = prev.get(_run_key(rec))
+        if old is None or (old.get("started") or "") >= (rec.get("started") or ""):
+            continue
+        scale, seed, over = _run_key(rec)
+        run = f"{slug} {scale} seed {seed}" + (f" {' '.join(over)}" if over else "")
+        for cid, c in sorted(rec.get("claims", {}).items()):
+            was = (old.get("claims", {}).get(cid) or {}).get("verdict")
+            if was is not None and was != c.get("verdict"):
+                out.append(f"{run}: {cid} ({c.get('kind', '?')}) {was} -> {c.get('verdict')}")
+    return out
+
+
 def publish(results_root: Path, out_dir: Path = PUBLISHED, *, scale: str | None = None,
             slugs: list[str] | None = None, allow_dirty: bool = False,
-            render_only: bool = False) -> tuple[int, list[Path]]:
+            render_only: bool = False) -> Published:
     out_dir = Path(out_dir)
     if render_only:
-        return 0, leaderboard.render(out_dir)
+        return Published(0, leaderboard.render(out_dir), [])
     if not Path(results_root).exists():
         raise SuiteError(f"no results at {results_root}; pass --results DIR (or --render-only)")
     by_slug = leaderboard.collect(results_root)
@@ -77,9 +114,13 @@ def publish(results_root: Path, out_dir: Path = PUBLISHED, *, scale: str | None 
         more = f" (and {len(refused) - 1} more refused)" if len(refused) > 1 else ""
         raise SuiteError(refused[0] + more)
     added = 0
+    changes: list[str] = []
     from suite import store
 
     for slug in sorted({s for _, s in cands}):
-        added += store.merge_into_jsonl(out_dir / leaderboard.RECORDS / f"{slug}.jsonl",
-                                        [rec for rec, s in cands if s == slug])
-    return added, leaderboard.render(out_dir)
+        path = out_dir / leaderboard.RECORDS / f"{slug}.jsonl"
+        mine = [rec for rec, s in cands if s == slug]
+        old = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+        changes += verdict_changes(slug, old, mine)
+        added += store.merge_into_jsonl(path, mine)
+    return Published(added, leaderboard.render(out_dir), changes)

@@ -92,3 +92,24 @@ def test_committed_code_hash_matches_a_clean_checkout():
     if dirty:
         pytest.skip("fasterpam's code is modified in this checkout")
     assert publish.committed_code_hash(module) == environment.code_hash(module)
+
+
+def test_a_republication_names_the_verdicts_it_changes(tmp_path, capsys):
+    """A rerun that flips a claim says so (against the published record of the same scale, seed and overrides)."""
+    _run(tmp_path / "res", edit=_clean)
+    code, out = _publish(capsys, tmp_path / "res", tmp_path / "lb")
+    assert code == 0 and "->" not in out.out  # nothing published before: nothing changed
+
+    def flipped(rec):
+        _clean(rec)
+        rec["claims"]["beats-baseline"]["verdict"] = "fails"
+        rec["started"] = "2999-01-01T00:00:00+00:00"  # a later rerun
+        rec["config_hash"] = "0" * 12  # of another config: still the same run on the pages
+
+    _run(tmp_path / "res2", edit=flipped)
+    code, out = _publish(capsys, tmp_path / "res2", tmp_path / "lb")
+    assert code == 0, out.err
+    assert "_toy small seed 0: beats-baseline (paper) holds -> fails" in out.out
+    assert "slope" not in out.out  # unchanged verdicts are not listed
+    code, out = _publish(capsys, tmp_path / "res2", tmp_path / "lb")  # the same records again: nothing new
+    assert "holds -> fails" not in out.out
