@@ -224,7 +224,8 @@ def _lra_model(task_name: str, init: str, cfg: Config, generator: torch.Generato
     t = lra_task(task_name)
     # the S4D paper's per-task settings (tasks.LRA_TASKS, pinned to the official v3 configs: README)
     ssm = SSMConfig(d_state=t.d_state, init=init, disc="zoh", dt_min=t.dt_min, dt_max=0.1, n_ssm=t.n_ssm,
-                    lr=t.ssm_lr, lr_dt=t.lr_dt, bidirectional=True, dropout=t.dropout, tie_dropout=t.tie_dropout)
+                    lr=t.ssm_lr, lr_dt=t.lr_dt, bidirectional=True, dropout=t.dropout, tie_dropout=t.tie_dropout,
+                    conv_dropout=t.dropout)  # S4Block hands its dropout, untied, to its FFTConv too
     mcfg = ModelConfig(n_classes=t.n_classes, d_model=t.d_model, n_layers=t.n_layers, vocab=t.vocab,
                        dropout=t.dropout, norm=t.norm, prenorm=t.prenorm, pool=t.pool, dual=t.dual, ssm=ssm,
                        tie_dropout=t.tie_dropout)  # tied in the residual block and in the layer (model.tie_dropout)

@@ -196,6 +196,8 @@ def test_lra_dropout_is_tied_in_the_block_and_the_layer(name):
     for blk in model.blocks:
         assert isinstance(blk.drop, TiedDropout if t.tie_dropout else nn.Dropout) and blk.drop.p == t.dropout
         assert (blk.layer.cfg.dropout, blk.layer.cfg.tie_dropout) == (t.dropout, t.tie_dropout)
+        # S4Block also hands its dropout to its FFTConv, without tie_dropout: element-wise before the GELU
+        assert blk.layer.cfg.conv_dropout == t.dropout
 
 
 def test_default_model_keeps_element_wise_residual_dropout():

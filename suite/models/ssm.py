@@ -166,6 +166,8 @@ class SSMConfig:
     (None = the optimiser's base lr); all four get weight decay 0 (:func:`ssm_param_groups`).
     ``dropout``: inside the layer, after the GELU and before the output map (the S4 repo's S4 layer);
     ``tie_dropout``: with one mask per (example, channel) over the sequence (:func:`tied_dropout`).
+    ``conv_dropout``: element-wise dropout on ``K * u + D u`` before the GELU (state-spaces/s4's current S4Block
+    gives its inner FFTConv the block's dropout but not its ``tie_dropout``; the older S4 layer has none).
     """
 
     d_state: int = 64
@@ -181,6 +183,7 @@ class SSMConfig:
     bidirectional: bool = False
     dropout: float = 0.0
     tie_dropout: bool = False
+    conv_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         if self.init not in INITS:
@@ -296,7 +299,7 @@ class TiedDropout(nn.Module):
 
 
 class S4D(nn.Module):
-    """The S4D sequence layer on ``(batch, L, H)``: ``y = K * u + D u`` -> GELU -> dropout ->
+    """The S4D sequence layer on ``(batch, L, H)``: ``y = K * u + D u`` -> (conv dropout) -> GELU -> dropout ->
     pointwise Conv1d(H, 2H) -> GLU (§3). ``bidirectional``: a second kernel (own C) runs on the
     reversed sequence and the two outputs are summed."""
 
@@ -318,6 +321,8 @@ class S4D(nn.Module):
         return y + self.D.unsqueeze(-1) * u
 
     def _post(self, y: torch.Tensor) -> torch.Tensor:  # (batch, H, L) -> (batch, H, L)
+        if self.training and self.cfg.conv_dropout > 0:  # FFTConv's own dropout, element-wise, before the GELU
+            y = F.dropout(y, self.cfg.conv_dropout, True)
         y = F.gelu(y)
         if self.training and self.cfg.dropout > 0:
             if self.cfg.tie_dropout:  # one mask per (sample, channel), shared over the sequence (last dim here)

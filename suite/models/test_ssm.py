@@ -114,3 +114,25 @@ def test_s4d_layer_tied_dropout_after_the_activation():
         want = F.glu(layer.out(g * keep / 0.5), dim=1).transpose(1, 2)
     assert 0 < keep.float().mean() < 1
     assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_conv_dropout_is_element_wise_before_the_gelu():
+    """``SSMConfig.conv_dropout`` (state-spaces/s4's FFTConv dropout, which S4Block gives the block's dropout
+    untied): y = glu(out(gelu(dropout(K * u + D u)))) with an element-wise mask; none in eval."""
+    cfg = SSMConfig(d_state=4, bidirectional=True, conv_dropout=0.5)
+    layer = S4D(6, cfg, generator=torch.Generator().manual_seed(0)).train()
+    u = torch.randn(3, 40, 6, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.manual_seed(5)
+        y = layer(u)
+        z = layer.ssm(u.transpose(1, 2))
+        torch.manual_seed(5)
+        dropped = F.dropout(z, 0.5, True)
+        want = F.glu(layer.out(F.gelu(dropped)), dim=1).transpose(1, 2)
+        assert torch.allclose(y, want, atol=1e-6)
+        kept = dropped != 0
+        assert 0.3 < kept.float().mean() < 0.7
+        assert not torch.equal(kept, kept[..., :1].expand_as(kept))  # not tied over the sequence
+        plain = F.glu(layer.out(F.gelu(z)), dim=1).transpose(1, 2)
+        assert not torch.allclose(y, plain, atol=1e-3)
+        assert torch.allclose(layer.eval()(u), plain, atol=1e-6)  # identity in eval
