@@ -352,10 +352,20 @@ def _cost(recs: list[dict[str, Any]]) -> str:
     total = sum((r.get("wall_s") or 0) * max(1, _gpus(r)) for r in recs)
     shas = sorted({str((r.get("env") or {}).get("git_sha", "unknown"))[:10] for r in recs})
     dirty = any((r.get("env") or {}).get("git_dirty") for r in recs)
-    devices = sorted({str((r.get("env") or {}).get("device", "?")) for r in recs})
+    devices = sorted({_device(r.get("env") or {}) for r in recs})
     codes = sorted({str((r.get("env") or {}).get("code_hash", "none")) for r in recs})
     return (f"cost {fmt(total)} device-seconds over {len(recs)} runs on {', '.join(devices)}; "
             f"git {', '.join(shas)}{' (dirty tree)' if dirty else ''}; code {', '.join(codes)}")
+
+
+def _device(env: dict[str, Any]) -> str:
+    """The device a record names, with the CPU model, its kernels' instruction set and torch's thread count where
+    the record carries them (records since these fields exist): float results differ between machines."""
+    dev = str(env.get("device", "?"))
+    if not env.get("cpu"):
+        return dev
+    threads = env.get("torch_threads")
+    return f"{dev} [{env['cpu']}, {env.get('cpu_capability') or '?'}, {threads} torch thread{'s' * (threads != 1)}]"
 
 
 def _gpus(rec: dict[str, Any]) -> int:

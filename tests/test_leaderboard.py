@@ -41,6 +41,9 @@ def test_pages_from_records(board):
     assert "`slope`" not in index, "checks are not listed one by one in the claims matrix"
     assert "verified 1/1" in index  # ... but as one mechanics row
     assert len((out / "records" / "_toy.jsonl").read_text().splitlines()) == 3
+    # the cost line names where the floats were made: CPU model, instruction set, torch threads
+    env = json.loads((out / "records" / "_toy.jsonl").read_text().splitlines()[0])["env"]
+    assert f"[{env['cpu']}, {env['cpu_capability']}, {env['torch_threads']} torch thread" in page
 
 
 def test_rendering_is_deterministic_and_traceable(board):
