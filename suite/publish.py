@@ -11,7 +11,6 @@ records they supersede) is returned, so a republication says which verdicts flip
 """
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -120,7 +119,6 @@ def publish(results_root: Path, out_dir: Path = PUBLISHED, *, scale: str | None 
     for slug in sorted({s for _, s in cands}):
         path = out_dir / leaderboard.RECORDS / f"{slug}.jsonl"
         mine = [rec for rec, s in cands if s == slug]
-        old = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-        changes += verdict_changes(slug, old, mine)
+        changes += verdict_changes(slug, store.read_jsonl(path) if path.exists() else [], mine)
         added += store.merge_into_jsonl(path, mine)
     return Published(added, leaderboard.render(out_dir), changes)

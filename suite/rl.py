@@ -61,6 +61,22 @@ def micro_batches(lengths: list[int], budget: int) -> list[list[int]]:
     return out
 
 
+@torch.no_grad()
+def microbatch_logprobs(logits_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], ids: torch.Tensor,
+                        mask: torch.Tensor, lengths: list[int], groups: list[list[int]]) -> torch.Tensor:
+    """log p of every next token of ``ids`` (B, L), (B, L-1) fp32 on ``ids``' device, micro-batch by micro-batch
+    (``groups``, e.g. :func:`micro_batches` of ``lengths``), each cut to its longest row (``lengths``: a row's last
+    real column + 1; exact for a causal LM, whose positions never see the padding after them); 0 past a row's
+    micro-batch width. ``logits_of(ids, mask) -> logits``: the model's forward (moving to its device if need be)."""
+    out = torch.zeros(ids.shape[0], ids.shape[1] - 1, device=ids.device)
+    for g in groups:
+        L = max(lengths[i] for i in g)
+        x = ids[g, :L]
+        logits = logits_of(x[:, :-1], mask[g, :L - 1])
+        out[g, :L - 1] = token_logprobs(logits, x[:, 1:].to(logits.device)).to(out.device)
+    return out
+
+
 def _local(t: torch.Tensor) -> torch.Tensor:
     """A DTensor's (FSDP2 parameter's or gradient's) local shard, differentiably; any other tensor as is."""
     return t.to_local() if hasattr(t, "to_local") else t

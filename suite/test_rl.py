@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from suite.rl import accumulate_step, dual_clip_surrogate, group_advantage, micro_batches, token_logprobs
+from suite.rl import (accumulate_step, dual_clip_surrogate, group_advantage, micro_batches, microbatch_logprobs,
+                      token_logprobs)
 
 
 def test_group_advantage_is_grpo_per_group_and_the_baseline_without_std():
@@ -74,3 +75,23 @@ def test_accumulate_step_is_the_gradient_of_the_sum():
     ref.backward()
     assert float(out.detach()) == pytest.approx(float(ref.detach()), rel=1e-6)
     assert all(torch.allclose(a, p.grad, atol=1e-6) for a, p in zip(got, net.parameters()))
+
+
+def test_microbatch_logprobs_equal_one_pass_on_every_real_token():
+    """A causal stand-in (a running sum of embeddings, then a head): micro-batches cut to their longest row give the
+    one-pass log-probs at every position before a row's end, and 0 past its micro-batch width."""
+    g = torch.Generator().manual_seed(0)
+    emb, head = torch.randn(11, 4, generator=g), torch.randn(4, 11, generator=g)
+    logits_of = lambda x, m: (emb[x] * m[..., None]).cumsum(1) @ head  # noqa: E731
+    lengths = [9, 3, 6, 9, 2]
+    ids = torch.randint(0, 11, (5, 9), generator=g)
+    mask = torch.arange(9)[None] < torch.tensor(lengths)[:, None]
+    ref = token_logprobs(logits_of(ids[:, :-1], mask[:, :-1]), ids[:, 1:])
+    groups = micro_batches(lengths, 12)
+    assert len(groups) > 2
+    got = microbatch_logprobs(logits_of, ids, mask.float(), lengths, groups)
+    real = torch.arange(8)[None] < torch.tensor(lengths)[:, None] - 1
+    assert torch.allclose(got[real], ref[real], atol=1e-6)
+    width = {i: max(lengths[j] for j in grp) for grp in groups for i in grp}
+    for i, row in enumerate(got):
+        assert (row[width[i] - 1:] == 0).all()

@@ -36,7 +36,7 @@ from suite.errors import ConfigError, CorruptDataError, DataNotFoundError
 from suite.models.hf import CausalLM, load_causal_lm, save_tiny_random_lm
 from suite.models.locate import locate_model
 from suite.spec import DatasetRef, Outcome
-from suite.rl import accumulate_step, micro_batches, token_logprobs
+from suite.rl import accumulate_step, micro_batches, microbatch_logprobs
 from suite.train import TrainConfig, fit
 
 from . import ifeval as IF
@@ -274,16 +274,13 @@ class RolloutBatch:
 def _logprobs(model: Any, ids: torch.Tensor, att: torch.Tensor, lengths: list[int],
               groups: list[list[int]]) -> torch.Tensor:
     """log p(y_t) of every next token of ``ids`` (B, L) under ``model``, micro-batch by micro-batch (each cut
-    to its longest row, ``lengths``), (B, L-1) on the CPU; 0 past a row's micro-batch width."""
-    out = torch.zeros(ids.shape[0], ids.shape[1] - 1)
+    to its longest row, ``lengths``; ``suite.rl.microbatch_logprobs``), (B, L-1) on ``ids``' device (the CPU
+    here); 0 past a row's micro-batch width."""
     was = model.training
     model.eval()
     dev = _device(model)
-    for g in groups:
-        L = max(lengths[i] for i in g)
-        x, am = ids[g, :L].to(dev), att[g, :L].to(dev).long()
-        out[g, :L - 1] = token_logprobs(model(input_ids=x[:, :-1], attention_mask=am[:, :-1]).logits,
-                                       x[:, 1:]).float().cpu()
+    out = microbatch_logprobs(lambda x, am: model(input_ids=x.to(dev), attention_mask=am.to(dev).long()).logits,
+                              ids, att, lengths, groups)
     model.train(was)
     return out
 

@@ -16,7 +16,7 @@ from suite.context import RunContext
 from suite.errors import UnknownNameError
 from suite.models.tokenizer import Tokenizer, pad_sequences
 from suite.models.transformer import TransformerLM
-from suite.rl import accumulate_step, micro_batches, token_logprobs
+from suite.rl import accumulate_step, micro_batches, microbatch_logprobs, token_logprobs
 from suite.train import TrainConfig, fit
 
 from . import task as T
@@ -115,12 +115,7 @@ def batch_logprobs(model: torch.nn.Module, toks: torch.Tensor, km: torch.Tensor,
     log_prob_max_token_len_per_gpu); 0 past a row's micro-batch width, where its response mask is 0."""
     if budget <= 0:
         return token_logprobs(model(toks, km)[:, :-1], toks[:, 1:])
-    out = torch.zeros(toks.shape[0], toks.shape[1] - 1, device=toks.device)
-    lens, groups = _groups(km, budget)
-    for g in groups:
-        L = max(lens[i] for i in g)
-        out[g, :L - 1] = token_logprobs(model(toks[g, :L], km[g, :L])[:, :-1], toks[g, 1:L])
-    return out
+    return microbatch_logprobs(model, toks, km, *_groups(km, budget))
 
 
 def minibatch_loss(m: torch.nn.Module, b: tuple[torch.Tensor, ...], setup: RLSetup, world: int = 1) -> torch.Tensor:
