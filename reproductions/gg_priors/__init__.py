@@ -1,9 +1,11 @@
 """It Takes a Good Model to Train a Good Model: Generalized Gaussian Priors for Optimized LLMs
 (Wu, Xiong, Wen, Han; arXiv 2506.00486, 2025).
 
-One run: GG sampler / shape estimator / RF8 / DeepShape mechanics; a digits MLP trained from
-the standard initialisations (PyTorch default, He normal, Xavier normal) and GG initialisation; BackSlash + fine-tune; DeepShape + fine-tune; RF8 against FP8
-E4M3 / E5M2 / INT8; optionally a tiny char GPT (default vs GG init). See README.md.
+One run: GG sampler / shape estimator / RF8 / DeepShape mechanics; a model trained from the standard
+initialisations (its default, He normal, Xavier normal) and GG initialisation; BackSlash + fine-tune;
+DeepShape + fine-tune; RF8 against FP8 E4M3 / E5M2 / INT8. The model is a digits MLP at smoke and small
+(plus a tiny char GPT at small) and, at full, GPT-2 on a text corpus with the authors' GPT-2 recipe
+(lm_task.py). See README.md.
 """
 from __future__ import annotations
 
@@ -12,12 +14,11 @@ from typing import Annotated, Literal
 
 from suite.config import Range
 from suite.context import RunContext
-from suite.data import digits
 from suite.errors import ConfigError
 from suite.registry import reproduction
 from suite.spec import Claim, Outcome, Paper, Plot, Resources
 
-from .experiment import measure, mlp
+from .experiment import make_task, measure
 
 # TEST-ONLY broken variants (teeth): "rf8-floor" (floor instead of round for the RF8 exponents),
 # "deepshape-unsorted" (levels assigned without sorting), "gg-no-fan" (GG init with Var = xi, the 1/fan
@@ -30,6 +31,8 @@ Variant = Literal["paper", "rf8-floor", "deepshape-unsorted", "gg-no-fan", "back
 
 @dataclass
 class Config:
+    # "digits-mlp" (spec §6, smoke/small) | "gpt2-text" (full: the authors' GPT-2 recipe, lm_task.py)
+    task: Literal["digits-mlp", "gpt2-text"] = "digits-mlp"
     hidden: tuple[Annotated[int, Range(1)], ...] = (256, 256)  # MLP 64-256-256-10 (spec §6)
     epochs: Annotated[int, Range(1)] = 20
     batch_size: Annotated[int, Range(1)] = 64
@@ -44,6 +47,9 @@ class Config:
     bs_lambda: Annotated[float, Range(0)] = 100.0  # BackSlash lambda; shrink/step = lambda*nu/n (reference 2e3; README)
     bs_c: Annotated[float, Range(0, open_lo=True)] = 1.0
     bs_epochs: Annotated[int, Range(1)] = 5
+    # BackSlash starts from the plain-trained model ("trained") or from its initial weights ("init": the
+    # GPT-2 recipe's BackSlash run, train.py: 3 BackSlash epochs from scratch, then 8 normal ones)
+    bs_from: Literal["trained", "init"] = "trained"
     ft_epochs: Annotated[int, Range(0)] = 2
     ft_lr: Annotated[float, Range(0, open_lo=True)] = 1e-4
     ds_shape_scale: Annotated[float, Range(0, open_lo=True)] = 0.8  # DeepShape nu' = 0.8 nu, beta' = 0.6 beta (spec §3)
@@ -57,7 +63,17 @@ class Config:
     gpt_context: Annotated[int, Range(1)] = 32
     gpt_lr: Annotated[float, Range(0, open_lo=True)] = 3e-3
     gpt_xi: Annotated[float, Range(0, open_lo=True)] = 1.0
-    gpt_init_embeddings: bool = True
+    gpt_init_embeddings: bool = True   # GG init of embedding tables too (the reference: every 2-D tensor)
+    # task "gpt2-text" (full; values of the authors' GPT-2 recipe, README "Full scale")
+    lm_context: Annotated[int, Range(2)] = 512        # make_config.py n_positions, make_dataset.py block_size
+    lm_dim: Annotated[int, Range(1)] = 256            # n_embd
+    lm_layers: Annotated[int, Range(1)] = 4           # n_layer
+    lm_heads: Annotated[int, Range(1)] = 4            # n_head
+    lm_vocab: Annotated[int, Range(8)] = 8000         # BpeTrainer vocab_size
+    lm_min_frequency: Annotated[int, Range(1)] = 2    # BpeTrainer min_frequency
+    lm_weight_decay: Annotated[float, Range(0)] = 0.1  # TrainingArguments weight_decay
+    lm_warmup_ratio: Annotated[float, Range(0, 1)] = 0.03
+    lm_grad_clip: Annotated[float, Range(0, open_lo=True)] = 1.0  # the HF Trainer's max_grad_norm default
     gpt_target_loss: Annotated[float, Range(0)] = 1.5  # reached after ~100 of 300 small-scale steps
     variant: Variant = "paper"                    # TEST-ONLY broken variants (see Variant)
 
@@ -69,14 +85,22 @@ class Config:
         if not any(nu < 2 for nu in self.nus):
             raise ConfigError(f"nus={','.join(map(str, self.nus))} needs at least one shape < 2 (the GG-vs-default "
                               f"claim); add one to nus")
+        if self.task == "gpt2-text" and self.lm_dim % self.lm_heads:
+            raise ConfigError(f"lm_dim={self.lm_dim} is not a multiple of lm_heads={self.lm_heads}; change one")
 
 
 SCALES = {
     "smoke": {"hidden": (64, 64), "epochs": 3, "nus": (1.0, 2.0), "bs_epochs": 1, "ft_epochs": 1,
               "n_draws": 200_000, "ds_adj_minnum": 5, "bs_lambda": 10.0},
     "small": {"gpt_steps": 300},
-    "full": {"hidden": (1024, 1024), "epochs": 100, "bs_epochs": 20, "ft_epochs": 5, "gpt_steps": 20000,
-             "n_draws": 2_000_000, "ds_adj_minnum": 200, "ds_step_log2": 10, "bs_lambda": 2000.0},
+    # the authors' GPT-2 recipe (README "Full scale": phuang1024/DBS @ eaaa60f gpt2/ and gg_prior/): 8 plain
+    # epochs; BackSlash 3 epochs from the initial weights + 8 normal epochs, lr 3e-4 throughout, 16 blocks a
+    # step; BackSlash rdo 2e3, clip 1 (backslash.py); DeepShape's reference step 2^-13 and adj_minnum 1000
+    # (deepshape.py); xi = 1 (GELU counted as linear, as the small-scale char GPT); no char GPT
+    "full": {"task": "gpt2-text", "epochs": 8, "batch_size": 16, "lr": 3e-4, "bs_epochs": 3, "ft_epochs": 8,
+             "ft_lr": 3e-4, "bs_from": "init", "bs_lambda": 2000.0, "bs_c": 1.0, "xi": 1.0,
+             "ds_adj_minnum": 1000, "ds_step_log2": 13, "target_loss": 5.0, "n_draws": 2_000_000,
+             "gpt_steps": 0},
 }
 
 CLAIMS = [
@@ -112,7 +136,8 @@ CLAIMS = [
                "default, He normal, Xavier normal; accuracy)",
           metric="acc_gg_best_minus_best_standard", op=">=", ref=-1.0, scales=("small", "full")),
     Claim(id="C2-backslash-rate", kind="paper", teeth="backslash-sign-flipped",
-          text="BackSlash (5 epochs) + 2 normal epochs cuts bits/param by >= 20 %",
+          text="BackSlash epochs + normal epochs (small: 5 + 2 from the trained model; full: 3 + 8 from the "
+               "initial weights) cut bits/param by >= 20 %",
           metric="backslash_bits_ratio", op="<=", ref=0.8, scales=("small", "full")),
     Claim(id="C2-backslash-acc", kind="paper", teeth="backslash-no-n",
           text="... with accuracy within 2 points of plain training (GG init)",
@@ -156,7 +181,7 @@ PLOTS = [
     plots=PLOTS,
     resources={"smoke": Resources(cpus=1, mem_gb=2, time_min=5),
                "small": Resources(cpus=2, mem_gb=4, time_min=20),
-               "full": Resources(cpus=8, gpus=1, mem_gb=32, time_min=720)},
+               "full": Resources(cpus=8, gpus=1, mem_gb=16, time_min=120)},
 )
 def run(cfg: Config, ctx: RunContext) -> Outcome:
     if cfg.fan_mode not in ("in", "out"):
@@ -166,9 +191,9 @@ def run(cfg: Config, ctx: RunContext) -> Outcome:
     if not any(nu < 2 for nu in cfg.nus):
         raise ConfigError(f"nus={cfg.nus} needs at least one shape < 2 (the GG-vs-default claim)")
     ctx.log("gg_priors: config %s", asdict(cfg))
-    if ctx.dry_run:
-        splits = digits.load(seed=0)
-        mlp(cfg)
-        return Outcome(metrics={}, dataset=splits["train"].ref)
+    if ctx.dry_run:  # the task's loader, tokenizer and model class, as the real run builds them
+        task = make_task(cfg, ctx)
+        task.build()
+        return Outcome(metrics={}, dataset=task.ref)
     metrics, ref = measure(cfg, ctx)
     return Outcome(metrics=metrics, dataset=ref)

@@ -1,6 +1,8 @@
 """The measurement protocol of one run (spec §6): GG sampler / estimator / RF8 / DeepShape mechanics;
-digits MLP trained from default vs GG initialisation; BackSlash (GG and default init); DeepShape +
-fine-tune; RF8 against FP8 E4M3 / E5M2 / INT8; optionally a tiny char GPT (default vs GG init)."""
+one task's model trained from the standard vs GG initialisations; BackSlash (GG and default init);
+DeepShape + fine-tune; RF8 against FP8 E4M3 / E5M2 / INT8; optionally a tiny char GPT (default vs GG
+init). The task is the digits MLP (smoke, small: :class:`DigitsTask`) or GPT-2 on a text corpus (full:
+:class:`lm_task.LMTask`); both offer ``build`` / ``train`` / ``accuracy``."""
 from __future__ import annotations
 
 import copy
@@ -86,6 +88,33 @@ def mlp(cfg: Any) -> nn.Module:
     return MLP(64, tuple(cfg.hidden), 10)
 
 
+class DigitsTask:
+    """The digits MLP of spec §6 (seeded 75/25 split of scikit-learn's digits; accuracy on the test part)."""
+
+    def __init__(self, cfg: Any, ctx: RunContext) -> None:
+        splits = digits.load(seed=0)
+        self.cfg, self.ctx, self.ref = cfg, ctx, splits["train"].ref
+        self.data = (splits["train"].x.flatten(1), splits["train"].y)
+        self.test = (splits["test"].x.flatten(1), splits["test"].y)
+
+    def build(self) -> nn.Module:
+        return mlp(self.cfg)
+
+    def train(self, model: nn.Module, name: str, epochs: int, lr: float, backslash: float = 0.0,
+              bs_variant: str = "paper") -> TrainResult:
+        return train_mlp(model, self.cfg, self.data, self.ctx, name, epochs, lr, backslash, bs_variant)
+
+    def accuracy(self, model: nn.Module) -> float:
+        return acc_pct(model, *self.test)
+
+
+def make_task(cfg: Any, ctx: RunContext) -> Any:
+    if cfg.task == "gpt2-text":
+        from .lm_task import LMTask
+        return LMTask(cfg, ctx)
+    return DigitsTask(cfg, ctx)
+
+
 @torch.no_grad()
 def acc_pct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()
@@ -118,12 +147,11 @@ def rate(model: nn.Module, cfg: Any) -> dict[str, float]:
             "zero_frac": K.zero_fraction(x, cfg.rate_step)}
 
 
-def format_accs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, prefix: str,
-                variant: str = "paper") -> dict[str, float]:
-    out = {f"acc_{prefix}_fp32": acc_pct(model, x, y)}
+def format_accs(model: nn.Module, task: Any, prefix: str, variant: str = "paper") -> dict[str, float]:
+    out = {f"acc_{prefix}_fp32": task.accuracy(model)}
     for fmt in FORMATS:
         use = "rf8-unsigned" if fmt == "rf8" and variant == "rf8-unsigned" else fmt
-        out[f"acc_{prefix}_{fmt}"] = acc_pct(K.quantize_weights_(copy.deepcopy(model), use), x, y)
+        out[f"acc_{prefix}_{fmt}"] = task.accuracy(K.quantize_weights_(copy.deepcopy(model), use))
     # the strongest 8-bit baseline the paper compares RF8 with: FP8 E4M3 or symmetric per-tensor INT8
     out[f"acc_{prefix}_best_fp8_int8"] = max(out[f"acc_{prefix}_fp8_e4m3"], out[f"acc_{prefix}_int8"])
     return out
@@ -132,16 +160,18 @@ def format_accs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, prefix: str,
 @torch.no_grad()
 def baseline_init_(net: nn.Module, name: str, xi: float, generator: torch.Generator) -> nn.Module:
     """The standard initialisations GG init is compared with (spec §4): ``he`` = Kaiming normal
-    (fan_in, ReLU gain), ``xavier`` = Glorot normal; biases 0 as in GG init. ``default`` keeps
-    PyTorch's nn.Linear init (Kaiming-uniform with a = sqrt(5), a smaller variance)."""
+    (fan_in, ReLU gain), ``xavier`` = Glorot normal; norm weights 1 and biases 0 as in GG init; fans
+    read in the (out, in) layout (GPT-2's Conv1D weights transposed). ``default`` keeps the model's own
+    init (PyTorch's nn.Linear: Kaiming-uniform with a = sqrt(5), a smaller variance; GPT-2: N(0, 0.02))."""
+    norms, views = gg.norm_weights(net), gg.out_in_views(net)
     for p in net.parameters():
         if p.dim() >= 2:
             if name == "he":
-                nn.init.kaiming_normal_(p, mode="fan_in", nonlinearity="relu", generator=generator)
+                nn.init.kaiming_normal_(views[id(p)], mode="fan_in", nonlinearity="relu", generator=generator)
             elif name == "xavier":
-                nn.init.xavier_normal_(p, generator=generator)
+                nn.init.xavier_normal_(views[id(p)], generator=generator)
         elif name in ("he", "xavier"):
-            p.zero_()
+            p.fill_(1.0) if id(p) in norms else p.zero_()
     return net
 
 
@@ -164,31 +194,38 @@ def gauss_vs_gg_nll(x: torch.Tensor) -> tuple[float, float]:
     return nll_gg, nll_g
 
 
+def init_model(task: Any, cfg: Any, ctx: RunContext, name: str, nu: float | None) -> nn.Module:
+    """A fresh model of ``task`` with the initialisation ``name`` (a standard one, or GG with shape
+    ``nu``): the same weights every time it is called with the same arguments."""
+    torch.manual_seed(ctx.seed)
+    net = task.build()
+    if nu is not None:
+        # variant "gg-no-fan" (TEST-ONLY teeth): Var = xi instead of xi / fan
+        gg.gg_init_(net, nu, cfg.xi, ctx.generator(200), cfg.fan_mode, cfg.gpt_init_embeddings,
+                    fan_scale=cfg.variant != "gg-no-fan")
+    else:
+        baseline_init_(net, name, cfg.xi, ctx.generator(202))
+    return net
+
+
 def measure(cfg: Any, ctx: RunContext) -> tuple[dict[str, float], DatasetRef]:
     m: dict[str, float] = {}
     m.update(sampler_checks(cfg, ctx))
     m.update(rf8_checks(cfg.variant))
-    splits = digits.load(seed=0)
-    xtr, ytr = splits["train"].x.flatten(1), splits["train"].y
-    xte, yte = splits["test"].x.flatten(1), splits["test"].y
-    data = (xtr, ytr)
+    task = make_task(cfg, ctx)
+    prefix = "mlp" if cfg.task == "digits-mlp" else "lm"
 
-    # ---- C2: standard (PyTorch default, He normal, Xavier normal) vs GG initialisation (same data
+    # ---- C2: standard (the model's default, He normal, Xavier normal) vs GG initialisation (same data
     # order, same recipe)
     models: dict[str, nn.Module] = {}
-    runs = [(b, None) for b in BASELINE_INITS] + [(nu_tag(nu), nu) for nu in cfg.nus]
-    for name, nu in runs:
-        torch.manual_seed(ctx.seed)
-        net = mlp(cfg)
-        if nu is not None:
-            # variant "gg-no-fan" (TEST-ONLY teeth): Var = xi instead of xi / fan
-            gg.gg_init_(net, nu, cfg.xi, ctx.generator(200), cfg.fan_mode,
-                        fan_scale=cfg.variant != "gg-no-fan")
-        else:
-            baseline_init_(net, name, cfg.xi, ctx.generator(202))
-        res = train_mlp(net, cfg, data, ctx, f"mlp-{name}", cfg.epochs, cfg.lr)
+    inits = {b: None for b in BASELINE_INITS} | {nu_tag(nu): nu for nu in cfg.nus}
+    for name, nu in inits.items():
+        net = init_model(task, cfg, ctx, name, nu)
+        res = task.train(net, f"{prefix}-{name}", cfg.epochs, cfg.lr)
         models[name] = net
-        m[f"acc_{name}"] = acc_pct(net, xte, yte)
+        m[f"acc_{name}"] = task.accuracy(net)
+        if hasattr(task, "evaluate"):
+            m[f"val_loss_{name}"] = task.evaluate(net)[1]
         m[f"final_loss_{name}"] = res.final_loss
         m[f"steps_to_target_{name}"] = steps_to(res, cfg.target_loss)
         m[f"bits_{name}"] = rate(net, cfg)["bits"]
@@ -208,15 +245,15 @@ def measure(cfg: Any, ctx: RunContext) -> tuple[dict[str, float], DatasetRef]:
     base = nu_tag(cfg.pipeline_nu)
     m.update(deepshape_checks(models[base], cfg, cfg.variant))
 
-    # ---- BackSlash (+ normal fine-tune) from the GG- and default-initialised models
+    # ---- BackSlash (+ normal fine-tune) for the GG- and default-initialised models: from the trained
+    # model (bs_from="trained") or from the same initial weights (bs_from="init", the GPT-2 recipe)
     for src in (base, "default"):
-        net = copy.deepcopy(models[src])
-        train_mlp(net, cfg, data, ctx, f"bs-{src}", cfg.bs_epochs, cfg.lr, backslash=cfg.bs_lambda,
-                  bs_variant=cfg.variant)
-        train_mlp(net, cfg, data, ctx, f"bs-ft-{src}", cfg.ft_epochs, cfg.ft_lr)
+        net = copy.deepcopy(models[src]) if cfg.bs_from == "trained" else init_model(task, cfg, ctx, src, inits[src])
+        task.train(net, f"bs-{src}", cfg.bs_epochs, cfg.lr, backslash=cfg.bs_lambda, bs_variant=cfg.variant)
+        task.train(net, f"bs-ft-{src}", cfg.ft_epochs, cfg.ft_lr)
         r = rate(net, cfg)
         tag = "gg" if src == base else "default"
-        m[f"acc_backslash_{tag}"] = acc_pct(net, xte, yte)
+        m[f"acc_backslash_{tag}"] = task.accuracy(net)
         m[f"bits_backslash_{tag}"] = r["bits"]
         m[f"eg_bits_backslash_{tag}"] = r["eg_bits"]
         m[f"zero_frac_backslash_{tag}"] = r["zero_frac"]
@@ -233,17 +270,17 @@ def measure(cfg: Any, ctx: RunContext) -> tuple[dict[str, float], DatasetRef]:
         shape_s, std_s = 1.0 / shape_s, 1.0 / std_s
     deepshape_(net, shape_s, std_s, cfg.ds_adj_minnum, cfg.ds_step_log2,
                "unsorted" if cfg.variant == "deepshape-unsorted" else "paper")
-    m["acc_deepshape_no_ft"] = acc_pct(net, xte, yte)
+    m["acc_deepshape_no_ft"] = task.accuracy(net)
     m["bits_deepshape_no_ft"] = rate(net, cfg)["bits"]
-    train_mlp(net, cfg, data, ctx, "deepshape-ft", cfg.ft_epochs, cfg.ft_lr)
-    m["acc_deepshape"] = acc_pct(net, xte, yte)
+    task.train(net, "deepshape-ft", cfg.ft_epochs, cfg.ft_lr)
+    m["acc_deepshape"] = task.accuracy(net)
     m["bits_deepshape"] = rate(net, cfg)["bits"]
     models["deepshape"] = net
 
     # ---- C4: RF8 vs 8-bit formats on the final models
     for name in ("backslash", "deepshape", base):
         tag = "plain_gg" if name == base else name
-        m.update(format_accs(models[name], xte, yte, tag, cfg.variant))
+        m.update(format_accs(models[name], task, tag, cfg.variant))
     # accuracy vs coding rate curves (x = uniform step exponent) for the leaderboard plot
     steps = cfg.rate_steps_log2
     for name in ("default", base, "backslash", "deepshape"):
@@ -251,10 +288,10 @@ def measure(cfg: Any, ctx: RunContext) -> tuple[dict[str, float], DatasetRef]:
         m.update(curve_metrics(f"bits_{tag}", "step_log2", steps,
                                [K.entropy_bits(K.all_params(models[name]), 2.0 ** -s) for s in steps]))
         m.update(curve_metrics(f"acc_{tag}", "step_log2", steps,
-                               [acc_pct(uniform_quantized(models[name], 2.0 ** -s), xte, yte) for s in steps]))
+                               [task.accuracy(uniform_quantized(models[name], 2.0 ** -s)) for s in steps]))
     if cfg.gpt_steps > 0:
         m.update(gpt_runs(cfg, ctx))
-    return m, splits["train"].ref
+    return m, task.ref
 
 
 # --------------------------------------------------------------------------- tiny char GPT

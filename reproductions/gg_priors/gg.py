@@ -78,23 +78,42 @@ def fan(w: torch.Tensor, mode: str) -> int:
     raise ConfigError(f"fan mode {mode!r} unknown; use 'in' or 'out'")
 
 
+def out_in_views(model: nn.Module) -> dict[int, torch.Tensor]:
+    """Every weight as an (out, in, ...) tensor, keyed by the parameter's id: the parameter itself, or
+    its transpose for Hugging Face's GPT-2 ``Conv1D`` (weight stored (in, out)), so that fans and the
+    standard initialisations read the same axes in both layouts."""
+    views = {id(p): p for p in model.parameters()}
+    for m in model.modules():
+        if type(m).__name__ == "Conv1D" and getattr(m, "weight", None) is not None and m.weight.dim() == 2:
+            views[id(m.weight)] = m.weight.t()
+    return views
+
+
+def norm_weights(model: nn.Module) -> set[int]:
+    """ids of the normalisation layers' scale parameters (initialised to 1)."""
+    return {id(m.weight) for m in model.modules()
+            if isinstance(m, (nn.LayerNorm, nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm)) and m.weight is not None}
+
+
 @torch.no_grad()
 def gg_init_(model: nn.Module, nu: float, xi: float, generator: torch.Generator, fan_mode: str = "in",
              embeddings: bool = True, fan_scale: bool = True) -> nn.Module:
     """GG initialisation (spec §3): every weight with >= 2 dims drawn from GG(0, nu, beta) with
     beta = sqrt(xi / fan * Gamma(1/nu) / Gamma(3/nu)) (so Var = xi / fan); norm weights = 1, biases
-    = 0. nu = 2 is He-normal. ``embeddings=False`` leaves nn.Embedding weights as they are."""
+    = 0. nu = 2 is He-normal. ``embeddings=False`` leaves nn.Embedding weights as they are. The fans are
+    read in the (out, in) layout (:func:`out_in_views`), so GPT-2's transposed Conv1D weights get their
+    true fan_in (the reference's ``param.shape[0]`` is fan_in there and fan_out for nn.Linear)."""
     skip = set()
     if not embeddings:
         skip = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
-    norms = {id(m.weight) for m in model.modules()
-             if isinstance(m, (nn.LayerNorm, nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm)) and m.weight is not None}
+    norms, views = norm_weights(model), out_in_views(model)
     for _, p in model.named_parameters():
         if id(p) in skip:
             continue
         if p.dim() >= 2:
-            var = xi / fan(p, fan_mode) if fan_scale else xi  # fan_scale=False: TEST-ONLY teeth
-            p.copy_(sample(tuple(p.shape), nu, beta_for_std(math.sqrt(var), nu), generator))
+            w = views[id(p)]  # (out, in) layout: a GPT-2 Conv1D weight transposed
+            var = xi / fan(w, fan_mode) if fan_scale else xi  # fan_scale=False: TEST-ONLY teeth
+            w.copy_(sample(tuple(w.shape), nu, beta_for_std(math.sqrt(var), nu), generator))
         elif id(p) in norms:
             p.fill_(1.0)
         else:

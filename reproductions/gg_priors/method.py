@@ -59,7 +59,7 @@ def deepshape_(model: nn.Module, shape_scale: float = 0.8, std_scale: float = 0.
     mu, nu, beta = gg.estimate(flat[flat.abs() <= qmax * step])
     mu_q, beta_q = round(mu / step), beta / step
     central = (q - mu_q).abs() <= qmax  # a contiguous value interval, remapped onto itself
-    grid = torch.arange(mu_q - qmax, mu_q + qmax + 1, dtype=torch.int64)
+    grid = torch.arange(mu_q - qmax, mu_q + qmax + 1, dtype=torch.int64, device=flat.device)
     idx = torch.nonzero(central).flatten()
     cnt = target_counts(grid, mu_q, shape_scale * nu, std_scale * beta_q, idx.numel())
     order = idx[torch.argsort(flat[idx], stable=True)] if variant == "paper" else idx
