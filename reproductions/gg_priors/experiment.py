@@ -2,7 +2,7 @@
 one task's model trained from the standard vs GG initialisations; BackSlash (GG and default init);
 DeepShape + fine-tune; RF8 against FP8 E4M3 / E5M2 / INT8; optionally a tiny char GPT (default vs GG
 init). The task is the digits MLP (smoke, small: :class:`DigitsTask`) or GPT-2 on a text corpus (full:
-:class:`lm_task.LMTask`); both offer ``build`` / ``train`` / ``accuracy``."""
+:class:`lm_task.LMTask`); both offer ``build`` / ``train`` / ``scores`` / ``accuracy``."""
 from __future__ import annotations
 
 import copy
@@ -103,6 +103,10 @@ class DigitsTask:
     def train(self, model: nn.Module, name: str, epochs: int, lr: float, backslash: float = 0.0,
               bs_variant: str = "paper") -> TrainResult:
         return train_mlp(model, self.cfg, self.data, self.ctx, name, epochs, lr, backslash, bs_variant)
+
+    def scores(self, model: nn.Module) -> dict[str, float]:
+        """The model's held-out scores: ``acc`` (% of test digits)."""
+        return {"acc": self.accuracy(model)}
 
     def accuracy(self, model: nn.Module) -> float:
         return acc_pct(model, *self.test)
@@ -223,9 +227,7 @@ def measure(cfg: Any, ctx: RunContext) -> tuple[dict[str, float], DatasetRef]:
         net = init_model(task, cfg, ctx, name, nu)
         res = task.train(net, f"{prefix}-{name}", cfg.epochs, cfg.lr)
         models[name] = net
-        m[f"acc_{name}"] = task.accuracy(net)
-        if hasattr(task, "evaluate"):
-            m[f"val_loss_{name}"] = task.evaluate(net)[1]
+        m.update({f"{k}_{name}": v for k, v in task.scores(net).items()})  # acc_* (+ val_loss_* for the LM)
         m[f"final_loss_{name}"] = res.final_loss
         m[f"steps_to_target_{name}"] = steps_to(res, cfg.target_loss)
         m[f"bits_{name}"] = rate(net, cfg)["bits"]

@@ -99,7 +99,7 @@ def decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 
 class LMTask:
-    """GPT-2 on the recipe's corpus: ``build`` / ``train`` / ``accuracy`` as the digits task has them."""
+    """GPT-2 on the recipe's corpus: ``build`` / ``train`` / ``scores`` / ``accuracy`` as the digits task has them."""
 
     def __init__(self, cfg: Any, ctx: RunContext) -> None:
         self.cfg, self.ctx = cfg, ctx
@@ -133,8 +133,9 @@ class LMTask:
                    on_step=hook if backslash > 0 else None)
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module) -> tuple[float, float]:
-        """(next-token accuracy %, mean token loss) on the validation blocks, on the model's device."""
+    def scores(self, model: nn.Module) -> dict[str, float]:
+        """``acc`` (next-token accuracy %) and ``val_loss`` (mean token loss, nats) on the validation
+        blocks, in one pass on the model's device."""
         model.eval()
         dev = next(model.parameters()).device
         hits, loss, n = 0.0, 0.0, 0
@@ -145,7 +146,7 @@ class LMTask:
             hits += float((logits.argmax(-1) == tgt).sum())
             loss += float(nn.functional.cross_entropy(logits.flatten(0, 1), tgt.flatten(), reduction="sum"))
             n += tgt.numel()
-        return 100.0 * hits / n, loss / n
+        return {"acc": 100.0 * hits / n, "val_loss": loss / n}
 
     def accuracy(self, model: nn.Module) -> float:
-        return self.evaluate(model)[0]
+        return self.scores(model)["acc"]

@@ -183,8 +183,10 @@ def test_teeth_unsorted_deepshape_fails_rank_claim_through_run():
 def test_bad_config_is_rejected():
     with pytest.raises(ConfigError, match="one of"):
         config.resolve(registry.get("gg_priors"), "smoke", ["variant=nope"])
-    with pytest.raises(ConfigError):
-        run(Config(**{**SCALES["smoke"], "pipeline_nu": 1.5}), for_tests("smoke", 0))
+    with pytest.raises(ConfigError, match="pipeline_nu=1.5 must be one of nus"):  # smoke nus are 1, 2
+        config.resolve(registry.get("gg_priors"), "smoke", ["pipeline_nu=1.5"])
+    with pytest.raises(ConfigError, match="one of"):
+        config.resolve(registry.get("gg_priors"), "smoke", ["fan_mode=sideways"])
 
 
 @pytest.mark.slow

@@ -96,10 +96,10 @@ def test_next_token_accuracy_counts_shifted_targets(tmp_path):
             nxt = torch.roll(input_ids, -1, dims=1)
             return type("O", (), {"logits": torch.nn.functional.one_hot(nxt, 10_000).float() * 50})()
 
-    acc, loss = task.evaluate(Oracle())
+    acc, loss = task.scores(Oracle()).values()
     assert acc == 100.0 and loss < 1e-6
     untrained = init_model(task, cfg, for_tests(), "default", None)
-    acc0, loss0 = task.evaluate(untrained)
+    acc0, loss0 = task.scores(untrained).values()
     assert acc0 < 50 and abs(loss0 - math.log(task.tok.get_vocab_size())) < 1.0
 
 
