@@ -2,8 +2,10 @@
 
 A claim's ``teeth`` is a value of its reproduction's ``variant`` config field. ``suite teeth <slug>``
 runs each such variant at small scale, seed 0 (an ordinary run with ``--set variant=<v>``, stored
-and publishable like any record) and checks that every claim naming it fails there. The
-leaderboard reads the same records back for its teeth column (:func:`verdict`).
+and publishable like any record) and checks that every claim naming it fails there, against the
+unbroken method's own small seed-0 run (run too, or reused when stored): a claim the unbroken method
+already fails gives no evidence either way. The leaderboard reads the same records back for its
+teeth column (:func:`judge`).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ TEETH_SCALE = "small"
 TEETH_SEED = 0
 OK = "fails as it should"
 DEFECT = "still holds: defect"
+NO_EVIDENCE = "fails, but so does the unbroken method (no evidence either way)"
 
 
 def variant_choices(repro: registry.Reproduction) -> tuple[str, ...]:
@@ -54,6 +57,16 @@ def verdict(claim: Claim, rec: dict[str, Any] | None, scale: str = TEETH_SCALE) 
     return {"fails": OK, "holds": DEFECT}.get(v, f"{v} under the broken variant")
 
 
+def judge(claim: Claim, broken: dict[str, Any] | None, unbroken: dict[str, Any] | None,
+          scale: str = TEETH_SCALE) -> str:
+    """:func:`verdict` of the broken variant's record, read against the unbroken method's record of
+    the same scale and seed: when the method fails the claim too, the failure shows nothing."""
+    said = verdict(claim, broken, scale)
+    if said == OK and unbroken is not None and verdict(claim, unbroken, scale) == OK:
+        return NO_EVIDENCE
+    return said
+
+
 def check_declared(repro: registry.Reproduction) -> list[str]:
     """Problems with the teeth a reproduction declares (empty when all is well)."""
     choices = variant_choices(repro)
@@ -70,18 +83,28 @@ def check_declared(repro: registry.Reproduction) -> list[str]:
 
 def run(slug: str, results_root: Path, *, device: str | None = None, force: bool = False,
         data_root: Path | None = None, show_progress: bool = False) -> list[dict[str, Any]]:
-    """Run every teeth variant of ``slug`` (small, seed 0); one row per claim that names one."""
+    """Run every teeth variant of ``slug`` (small, seed 0), and the unbroken method's small seed-0 run
+    they are read against (reused when stored with the current code); one row per claim that names a
+    variant."""
     from suite import runner
 
     repro = registry.get(slug)
+    variants = by_variant(repro)
+    if not variants:
+        return []
+
+    def execute(ov: tuple[str, ...]) -> dict[str, Any]:
+        return runner.execute(runner.RunSpec(slug, TEETH_SCALE, TEETH_SEED, ov), results_root, device=device,
+                              force=force, data_root=data_root, show_progress=show_progress)
+    base = execute(())
+    unbroken = base if base.get("status") == "ok" else None
     rows = []
-    for variant, claims in sorted(by_variant(repro).items()):
-        spec = runner.RunSpec(slug, TEETH_SCALE, TEETH_SEED, overrides(variant))
-        rec = runner.execute(spec, results_root, device=device, force=force, data_root=data_root,
-                             show_progress=show_progress)
+    for variant, claims in sorted(variants.items()):
+        rec = execute(overrides(variant))
         ok = rec.get("status") == "ok"
         for c in claims:
             rows.append({"reproduction": slug, "claim": c.id, "kind": c.kind, "variant": variant,
-                         "verdict": verdict(c, rec if ok else None) if ok else f"run failed: {rec.get('error')}",
-                         "value": (rec.get("claims") or {}).get(c.id, {}).get("value") if ok else None})
+                         "verdict": judge(c, rec, unbroken) if ok else f"run failed: {rec.get('error')}",
+                         "value": (rec.get("claims") or {}).get(c.id, {}).get("value") if ok else None,
+                         "unbroken": ((unbroken or {}).get("claims") or {}).get(c.id, {}).get("value")})
     return rows

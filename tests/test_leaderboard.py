@@ -85,6 +85,26 @@ def test_teeth_column_reads_the_broken_variants_run(tmp_path):
     assert _row(page, "beats-baseline")[8] == "holds (1/1)", "the teeth run is not the reported group"
 
 
+def test_teeth_of_a_claim_the_method_fails_too_show_nothing(tmp_path):
+    """``suite teeth`` and the leaderboard read a broken variant's failure against the unbroken
+    method's own seed-0 run: when the method fails the claim too, neither says "fails as it should"."""
+    import dataclasses
+
+    from suite import teeth
+
+    impossible = dataclasses.replace(TOY.claims[0], op="<", ref=0.0)  # no MSE is below 0
+    strict = dataclasses.replace(TOY, claims=(impossible,) + TOY.claims[1:])
+    with registry.temporarily(strict):
+        res = tmp_path / "res"
+        rows = teeth.run("_toy", res)  # runs the unbroken method's seed 0 as well
+        assert [(r["claim"], r["verdict"]) for r in rows] == [("beats-baseline", teeth.NO_EVIDENCE)]
+        assert rows[0]["unbroken"] is not None and rows[0]["value"] != rows[0]["unbroken"]
+        leaderboard.build(res, tmp_path / "lb")
+    assert f"`negated`: {teeth.NO_EVIDENCE}" in (tmp_path / "lb" / "README.md").read_text()
+    with registry.temporarily(TOY):  # the declared claim: the method holds it, the variant breaks it
+        assert [r["verdict"] for r in teeth.run("_toy", res)] == [teeth.OK]
+
+
 def test_stale_records_are_shown_but_not_counted(tmp_path, monkeypatch):
     with registry.temporarily(TOY):
         res = tmp_path / "res"
