@@ -48,7 +48,8 @@ def git_state() -> dict[str, Any]:
 # them, so what they import (the runner, the store, the CLI) is not counted either.
 HARNESS_ONLY = {f"suite/{m}.py" for m in (
     "__init__", "spec", "registry", "errors", "io", "config", "teeth", "runner", "store",
-    "environment", "executors", "leaderboard", "publish", "status", "index", "cli", "rehearsal", "devicecheck")}
+    "environment", "executors", "leaderboard", "publish", "status", "index", "cli", "rehearsal", "devicecheck",
+    "readme_results")}
 
 
 def _package_files(pkg_dir: Path) -> list[Path]:

@@ -584,16 +584,18 @@ def render_index(by_slug: dict[str, list[dict[str, Any]]], generated_by: str = "
     return "\n".join(lines).rstrip() + "\n"
 
 
+def with_assembled(by_slug: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """``by_slug`` plus the records :func:`assemble` merges from jobs (what the pages count)."""
+    repros = registry.discover()
+    return {slug: recs + (assemble(repros[slug], recs) if slug in repros else []) for slug, recs in by_slug.items()}
+
+
 def render(out_dir: Path, by_slug: dict[str, list[dict[str, Any]]] | None = None,
            generated_by: str = "suite publish") -> list[Path]:
     """Write every track page and the index into ``out_dir`` from ``by_slug`` (default: the
     records in ``out_dir/records``); returns the pages written."""
     out_dir = Path(out_dir)
-    if by_slug is None:
-        by_slug = collect(out_dir / RECORDS)
-    repros = registry.discover()
-    by_slug = {slug: recs + (assemble(repros[slug], recs) if slug in repros else [])
-               for slug, recs in by_slug.items()}
+    by_slug = with_assembled(collect(out_dir / RECORDS) if by_slug is None else by_slug)
     written = []
     for track in registry.tracks():
         written.append(atomic_write_text(out_dir / f"{track}.md",

@@ -96,7 +96,7 @@ def publish(results_root: Path, out_dir: Path = PUBLISHED, *, scale: str | None 
             render_only: bool = False) -> Published:
     out_dir = Path(out_dir)
     if render_only:
-        return Published(0, leaderboard.render(out_dir), [])
+        return Published(0, _render(out_dir), [])
     if not Path(results_root).exists():
         raise SuiteError(f"no results at {results_root}; pass --results DIR (or --render-only)")
     by_slug = leaderboard.collect(results_root)
@@ -121,4 +121,15 @@ def publish(results_root: Path, out_dir: Path = PUBLISHED, *, scale: str | None 
         mine = [rec for rec, s in cands if s == slug]
         changes += verdict_changes(slug, store.read_jsonl(path) if path.exists() else [], mine)
         added += store.merge_into_jsonl(path, mine)
-    return Published(added, leaderboard.render(out_dir), changes)
+    return Published(added, _render(out_dir), changes)
+
+
+def _render(out_dir: Path) -> list[Path]:
+    """The pages of ``out_dir``; for the repository's own leaderboards also each reproduction README's
+    "Published results" block (:mod:`suite.readme_results`), returned with the pages when it changed."""
+    pages = leaderboard.render(out_dir)
+    if out_dir.resolve() == PUBLISHED.resolve():
+        from suite import readme_results
+
+        pages += readme_results.write_all(leaderboard.with_assembled(leaderboard.collect(out_dir / leaderboard.RECORDS)))
+    return pages

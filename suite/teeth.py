@@ -48,23 +48,29 @@ def config_hash(repro: registry.Reproduction, variant: str, scale: str = TEETH_S
     return config.config_hash(repro.slug, config.resolve(repro, scale, overrides(variant)))
 
 
-def verdict(claim: Claim, rec: dict[str, Any] | None, scale: str = TEETH_SCALE) -> str:
-    """What the teeth run says about ``claim``: fails as it should, still holds (a defect), or why
-    it says nothing (not run, missing metric)."""
-    if rec is None:
+def reading(broken: str | None, unbroken: str | None = None) -> str:
+    """What a broken variant's verdict on a claim (None: no run) says, given the unbroken method's verdict on
+    the same scale and seed (None: unknown): fails as it should, still holds (a defect), no evidence
+    either way (the method fails too), or why it says nothing."""
+    if broken is None:
         return "not run"
-    v = claim.check(rec.get("metrics") or {}, scale)["verdict"]
-    return {"fails": OK, "holds": DEFECT}.get(v, f"{v} under the broken variant")
+    said = {"fails": OK, "holds": DEFECT}.get(broken, f"{broken} under the broken variant")
+    return NO_EVIDENCE if said == OK and unbroken == "fails" else said
+
+
+def verdict(claim: Claim, rec: dict[str, Any] | None, scale: str = TEETH_SCALE) -> str:
+    """What the teeth run ``rec`` says about ``claim`` on its own (:func:`reading` without the method's run)."""
+    return reading(claim.check(rec.get("metrics") or {}, scale)["verdict"] if rec is not None else None)
 
 
 def judge(claim: Claim, broken: dict[str, Any] | None, unbroken: dict[str, Any] | None,
           scale: str = TEETH_SCALE) -> str:
-    """:func:`verdict` of the broken variant's record, read against the unbroken method's record of
-    the same scale and seed: when the method fails the claim too, the failure shows nothing."""
-    said = verdict(claim, broken, scale)
-    if said == OK and unbroken is not None and verdict(claim, unbroken, scale) == OK:
-        return NO_EVIDENCE
-    return said
+    """:func:`reading` of the broken variant's record against the unbroken method's record of the same scale
+    and seed, both checked against the claim as declared now: when the method fails the claim too, the
+    failure shows nothing."""
+    def v(rec: dict[str, Any] | None) -> str | None:
+        return claim.check(rec.get("metrics") or {}, scale)["verdict"] if rec is not None else None
+    return reading(v(broken), v(unbroken))
 
 
 def check_declared(repro: registry.Reproduction) -> list[str]:
