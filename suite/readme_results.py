@@ -34,6 +34,7 @@ class Section:
     code_hash: str
     seeds: tuple[int, ...]
     recs: list[dict[str, Any]] = field(default_factory=list)
+    current: bool = True  # the current preset's config (False: the counted group is of an older config)
 
 
 @dataclass
@@ -73,7 +74,7 @@ def select(repro: registry.Reproduction, recs: list[dict[str, Any]]) -> tuple[li
     for (scale, job), g in sorted(leaderboard.deciding(repro, recs).items(),
                                   key=lambda kv: (leaderboard.SCALE_RANK.get(kv[0][0], 9), kv[0][1] or "")):
         rs = _newest_per_seed(g.recs)
-        sections.append(Section(scale, job, g.config_hash, _code(rs[0]), tuple(r["seed"] for r in rs), rs))
+        sections.append(Section(scale, job, g.config_hash, _code(rs[0]), tuple(r["seed"] for r in rs), rs, g.current))
     runs = []
     for variant, claims in sorted(teeth.by_variant(repro).items()):
         try:
@@ -89,7 +90,7 @@ def select(repro: registry.Reproduction, recs: list[dict[str, Any]]) -> tuple[li
 
 def spec_line(sections: list[Section], runs: list[Teeth]) -> str:
     parts = [f"{s.scale}{'/' + s.job if s.job else ''} config {s.config_hash} code {s.code_hash} "
-             f"seeds {','.join(map(str, s.seeds))}" for s in sections]
+             f"seeds {','.join(map(str, s.seeds))}{'' if s.current else ' other-config'}" for s in sections]
     parts += [f"teeth {t.variant} config {t.config_hash or 'none'} code {t.code_hash or 'none'} "
               f"breaks {','.join(t.breaks)}" for t in runs]
     return f"<!-- records: {' | '.join(parts) or 'none'} -->"
@@ -113,7 +114,7 @@ def from_spec(line: str, recs: list[dict[str, Any]]) -> tuple[list[Section], lis
         seeds = tuple(int(s) for s in w[6].split(","))
         rs = _newest_per_seed([r for r in recs if r["scale"] == scale and r["config_hash"] == w[2]
                                and _code(r) == w[4] and r["seed"] in seeds])
-        sections.append(Section(scale, job or None, w[2], w[4], seeds, rs))
+        sections.append(Section(scale, job or None, w[2], w[4], seeds, rs, "other-config" not in w))
     return sections, runs
 
 
@@ -161,14 +162,16 @@ def render(repro: registry.Reproduction, sections: list[Section], runs: list[Tee
         lines += ["No records of the current code and preset are published yet (`suite run "
                   f"{repro.slug} --scale small --seeds 0-2`, `suite teeth {repro.slug}`, `suite publish`).", ""]
     small = next((s for s in sections if s.scale == teeth.TEETH_SCALE and s.job is None), None)
-    unbroken = next((r for r in small.recs if r["seed"] == teeth.TEETH_SEED), None) if small else None
+    unbroken = next((r for r in small.recs if r["seed"] == teeth.TEETH_SEED), None) if small and small.current else None
     for s in sections:
         rs = s.recs
         ds = (rs[0].get("dataset") or {}) if rs else {}
         commits = sorted({str((r.get("env") or {}).get("git_sha") or "?")[:7] for r in rs})
         lines += [f"### {s.scale}{' · job `' + s.job + '`' if s.job else ''} · data `{ds.get('name', '?')}` "
                   f"({ds.get('provenance', '?')}) · config `{s.config_hash}` · code `{s.code_hash}` · commit "
-                  f"{', '.join(f'`{c}`' for c in commits)} · seeds {', '.join(map(str, s.seeds))}", ""]
+                  f"{', '.join(f'`{c}`' for c in commits)} · seeds {', '.join(map(str, s.seeds))}"
+                  + ("" if s.current else " · not the current preset (an older config: no run of the current one yet)"),
+                  ""]
         stored = (rs[0].get("claims") or {}) if rs else {}
         ids = sorted(stored, key=lambda cid: stored[cid].get("kind") != "paper")  # paper claims first, then checks
         rows = []

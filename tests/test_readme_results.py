@@ -77,3 +77,17 @@ def test_only_publishing_the_repositorys_leaderboards_writes_readmes(tmp_path, m
         publish.publish(res, tmp_path / "lb", allow_dirty=True)
         publish.publish(res, tmp_path / "lb", render_only=True)
     assert calls == []
+
+
+def test_a_counted_group_of_another_config_says_so(tmp_path):
+    """Without runs of the current preset the leaderboard reports another counted config; the block says
+    that it is not the preset, and reads no teeth against it."""
+    with registry.temporarily(TOY):
+        res = tmp_path / "res"
+        runner.execute(runner.RunSpec("_toy", "small", 0, ("n=500",)), res)
+        recs = leaderboard.collect(res)["_toy"]
+        sections, runs = readme_results.select(TOY, recs)
+        block = readme_results.render(TOY, sections, runs)
+    assert [s.current for s in sections] == [False]
+    assert "not the current preset" in block and block.splitlines()[-2].endswith("other-config -->")
+    assert readme_results.render(TOY, *readme_results.from_spec(block, recs)) == block
