@@ -89,5 +89,5 @@ def test_a_counted_group_of_another_config_says_so(tmp_path):
         sections, runs = readme_results.select(TOY, recs)
         block = readme_results.render(TOY, sections, runs)
     assert [s.current for s in sections] == [False]
-    assert "not the current preset" in block and block.splitlines()[-2].endswith("other-config -->")
+    assert "not the current preset" in block and "seeds 0 other-config |" in block.splitlines()[-2]
     assert readme_results.render(TOY, *readme_results.from_spec(block, recs)) == block
