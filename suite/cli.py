@@ -296,12 +296,11 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     from suite import publish, runner
 
-    added, pages, changes = publish.publish(args.results or runner.default_results_root(),
-                                            args.out or publish.PUBLISHED, scale=args.scale,
-                                            slugs=args.slugs or None, allow_dirty=args.allow_dirty,
-                                            render_only=args.render_only)
-    readmes = [p for p in pages if p.parent.parent.name == "reproductions"]
-    print(f"{added} new or updated records; wrote {len(pages) - len(readmes)} pages in {args.out or publish.PUBLISHED}"
+    added, pages, changes, readmes = publish.publish(args.results or runner.default_results_root(),
+                                                     args.out or publish.PUBLISHED, scale=args.scale,
+                                                     slugs=args.slugs or None, allow_dirty=args.allow_dirty,
+                                                     render_only=args.render_only)
+    print(f"{added} new or updated records; wrote {len(pages)} pages in {args.out or publish.PUBLISHED}"
           + (f" and the published-results block of {len(readmes)} reproduction READMEs" if readmes else ""))
     if added:
         print("\n".join(["verdicts changed against the records these supersede:", *changes]) if changes

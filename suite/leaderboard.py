@@ -263,11 +263,16 @@ def teeth_verdict(repro: registry.Reproduction, claim: Claim, recs: list[dict[st
         h = teeth.config_hash(repro, claim.teeth)
     except SuiteError:
         return "variant no longer resolves"
-    def seed0(config_hash: str | None) -> dict[str, Any] | None:
-        return next((r for r in recs if r["scale"] == teeth.TEETH_SCALE and r["config_hash"] == config_hash
-                     and r["seed"] == teeth.TEETH_SEED and not is_stale(repro, r)), None)
+    return (f"`{claim.teeth}`: "
+            f"{teeth.judge(claim, seed0_record(repro, recs, h), seed0_record(repro, recs, _preset_hash(repro, teeth.TEETH_SCALE)))}")
 
-    return f"`{claim.teeth}`: {teeth.judge(claim, seed0(h), seed0(_preset_hash(repro, teeth.TEETH_SCALE)))}"
+
+def seed0_record(repro: registry.Reproduction, recs: Iterable[dict[str, Any]],
+                 config_hash: str | None) -> dict[str, Any] | None:
+    """The teeth scale's seed-0 record of the current code with ``config_hash`` (a teeth run, or the
+    preset's own run the teeth are read against), or None."""
+    return next((r for r in recs if r["scale"] == teeth.TEETH_SCALE and r["config_hash"] == config_hash
+                 and r["seed"] == teeth.TEETH_SEED and not is_stale(repro, r)), None)
 
 
 def checked(claim: Claim, recs: list[dict[str, Any]]) -> list[str]:

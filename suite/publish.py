@@ -60,6 +60,7 @@ class Published(NamedTuple):
     added: int  # records new or updated in the record files
     pages: list[Path]  # the pages written
     changes: list[str]  # one line per claim whose verdict a new record changed (``verdict_changes``)
+    readmes: list[Path]  # the reproduction READMEs whose published-results block changed
 
 
 def _run_key(rec: dict[str, Any]) -> tuple[str, int, tuple[str, ...]]:
@@ -96,7 +97,7 @@ def publish(results_root: Path, out_dir: Path = PUBLISHED, *, scale: str | None 
             render_only: bool = False) -> Published:
     out_dir = Path(out_dir)
     if render_only:
-        return Published(0, _render(out_dir), [])
+        return _render(out_dir, 0, [])
     if not Path(results_root).exists():
         raise SuiteError(f"no results at {results_root}; pass --results DIR (or --render-only)")
     by_slug = leaderboard.collect(results_root)
@@ -121,15 +122,17 @@ def publish(results_root: Path, out_dir: Path = PUBLISHED, *, scale: str | None 
         mine = [rec for rec, s in cands if s == slug]
         changes += verdict_changes(slug, store.read_jsonl(path) if path.exists() else [], mine)
         added += store.merge_into_jsonl(path, mine)
-    return Published(added, _render(out_dir), changes)
+    return _render(out_dir, added, changes)
 
 
-def _render(out_dir: Path) -> list[Path]:
-    """The pages of ``out_dir``; for the repository's own leaderboards also each reproduction README's
-    "Published results" block (:mod:`suite.readme_results`), returned with the pages when it changed."""
-    pages = leaderboard.render(out_dir)
+def _render(out_dir: Path, added: int, changes: list[str]) -> Published:
+    """The pages of ``out_dir`` from its records; for the repository's own leaderboards also each reproduction
+    README's "Published results" block (:mod:`suite.readme_results`) from the same records."""
+    by_slug = leaderboard.collect(out_dir / leaderboard.RECORDS)
+    pages = leaderboard.render(out_dir, by_slug)
+    readmes: list[Path] = []
     if out_dir.resolve() == PUBLISHED.resolve():
         from suite import readme_results
 
-        pages += readme_results.write_all(leaderboard.with_assembled(leaderboard.collect(out_dir / leaderboard.RECORDS)))
-    return pages
+        readmes = readme_results.write_all(leaderboard.with_assembled(by_slug))
+    return Published(added, pages, changes, readmes)

@@ -59,32 +59,22 @@ def _code(rec: dict[str, Any]) -> str:
     return str((rec.get("env") or {}).get("code_hash"))
 
 
-def _newest_per_seed(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    best: dict[int, dict[str, Any]] = {}
-    for r in recs:
-        if r["seed"] not in best or (r.get("started") or "") > (best[r["seed"]].get("started") or ""):
-            best[r["seed"]] = r
-    return [best[s] for s in sorted(best)]
-
-
 def select(repro: registry.Reproduction, recs: list[dict[str, Any]]) -> tuple[list[Section], list[Teeth]]:
     """What the leaderboard counts now: the deciding group of each scale (and full job), and each
     declared teeth variant's small seed-0 record of the current code."""
     sections = []
     for (scale, job), g in sorted(leaderboard.deciding(repro, recs).items(),
                                   key=lambda kv: (leaderboard.SCALE_RANK.get(kv[0][0], 9), kv[0][1] or "")):
-        rs = _newest_per_seed(g.recs)
+        rs = sorted(g.recs, key=lambda r: r["seed"])  # one record per seed: the record files keep the newest
         sections.append(Section(scale, job, g.config_hash, _code(rs[0]), tuple(r["seed"] for r in rs), rs, g.current))
     runs = []
     for variant, claims in sorted(teeth.by_variant(repro).items()):
         try:
-            h = teeth.config_hash(repro, variant)
-        except SuiteError:
-            h = None
-        rec = next((r for r in sorted(recs, key=lambda r: r.get("started") or "", reverse=True)
-                    if r["scale"] == teeth.TEETH_SCALE and r["seed"] == teeth.TEETH_SEED and r["config_hash"] == h
-                    and not leaderboard.is_stale(repro, r)), None) if h else None
-        runs.append(Teeth(variant, tuple(c.id for c in claims), h if rec else None, _code(rec) if rec else None, rec))
+            rec = leaderboard.seed0_record(repro, recs, teeth.config_hash(repro, variant))
+        except SuiteError:  # the variant no longer resolves
+            rec = None
+        runs.append(Teeth(variant, tuple(c.id for c in claims), rec["config_hash"] if rec else None,
+                          _code(rec) if rec else None, rec))
     return sections, runs
 
 
@@ -106,14 +96,14 @@ def from_spec(line: str, recs: list[dict[str, Any]]) -> tuple[list[Section], lis
         w = part.split()
         if w[0] == "teeth":
             h, code = (None if w[3] == "none" else w[3]), (None if w[5] == "none" else w[5])
-            rec = _newest_per_seed([r for r in recs if r["scale"] == teeth.TEETH_SCALE and r["seed"] == teeth.TEETH_SEED
-                                    and r["config_hash"] == h and _code(r) == code]) if h else []
-            runs.append(Teeth(w[1], tuple(w[7].split(",")), h, code, rec[0] if rec else None))
+            rec = next((r for r in recs if r["scale"] == teeth.TEETH_SCALE and r["seed"] == teeth.TEETH_SEED
+                        and r["config_hash"] == h and _code(r) == code), None) if h else None
+            runs.append(Teeth(w[1], tuple(w[7].split(",")), h, code, rec))
             continue
         scale, _, job = w[0].partition("/")
         seeds = tuple(int(s) for s in w[6].split(","))
-        rs = _newest_per_seed([r for r in recs if r["scale"] == scale and r["config_hash"] == w[2]
-                               and _code(r) == w[4] and r["seed"] in seeds])
+        rs = sorted((r for r in recs if r["scale"] == scale and r["config_hash"] == w[2] and _code(r) == w[4]
+                     and r["seed"] in seeds), key=lambda r: r["seed"])
         sections.append(Section(scale, job or None, w[2], w[4], seeds, rs, "other-config" not in w))
     return sections, runs
 

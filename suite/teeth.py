@@ -58,16 +58,11 @@ def reading(broken: str | None, unbroken: str | None = None) -> str:
     return NO_EVIDENCE if said == OK and unbroken == "fails" else said
 
 
-def verdict(claim: Claim, rec: dict[str, Any] | None, scale: str = TEETH_SCALE) -> str:
-    """What the teeth run ``rec`` says about ``claim`` on its own (:func:`reading` without the method's run)."""
-    return reading(claim.check(rec.get("metrics") or {}, scale)["verdict"] if rec is not None else None)
-
-
 def judge(claim: Claim, broken: dict[str, Any] | None, unbroken: dict[str, Any] | None,
           scale: str = TEETH_SCALE) -> str:
     """:func:`reading` of the broken variant's record against the unbroken method's record of the same scale
-    and seed, both checked against the claim as declared now: when the method fails the claim too, the
-    failure shows nothing."""
+    and seed (None: read the broken run on its own), both checked against the claim as declared now: when the
+    method fails the claim too, the failure shows nothing."""
     def v(rec: dict[str, Any] | None) -> str | None:
         return claim.check(rec.get("metrics") or {}, scale)["verdict"] if rec is not None else None
     return reading(v(broken), v(unbroken))

@@ -76,7 +76,10 @@ def test_only_publishing_the_repositorys_leaderboards_writes_readmes(tmp_path, m
         runner.execute(runner.RunSpec("_toy", "small", 0), res)
         publish.publish(res, tmp_path / "lb", allow_dirty=True)
         publish.publish(res, tmp_path / "lb", render_only=True)
-    assert calls == []
+        assert calls == []
+        monkeypatch.setattr(publish, "PUBLISHED", tmp_path / "lb")  # as if tmp_path/lb were the repository's
+        assert publish.publish(res, tmp_path / "lb", render_only=True).readmes == []
+    assert [list(c) for c in calls] == [["_toy"]]
 
 
 def test_a_counted_group_of_another_config_says_so(tmp_path):

@@ -28,5 +28,5 @@ def test_teeth(slug, variant, tmp_path):
     rec = runner.execute(runner.RunSpec(slug, teeth.TEETH_SCALE, teeth.TEETH_SEED, teeth.overrides(variant)),
                          tmp_path, device="cpu")
     assert rec["status"] == "ok", rec.get("traceback", rec.get("error"))
-    still = [c.id for c in teeth.by_variant(r)[variant] if teeth.verdict(c, rec) != teeth.OK]
+    still = [c.id for c in teeth.by_variant(r)[variant] if teeth.judge(c, rec, None) != teeth.OK]
     assert not still, f"{slug}: under variant {variant!r} these claims did not fail: {still}"
