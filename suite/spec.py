@@ -66,12 +66,24 @@ class DatasetRef:
         return DatasetRef(name, self.provenance)
 
 
+# Values this close count as equal: float64 rounding of a difference of O(1) quantities is ~1e-16 per
+# operation, so a gap of 1e-12 (relative to the operands, absolute below magnitude 1) is arithmetic, not a
+# measurement. A strict claim (``>``, ``<``) needs more than that gap; a non-strict one (``>=``, ``<=``,
+# ``==``) accepts it. Without it "full rank aligns more than rank 1" held on 1.45e-14 > 0 for two nets
+# that had not trained at all (rich_lazy_connectivity, variant untrained).
+ROUNDING = 1e-12
+
+
+def _gap(v: float, t: float) -> float:
+    return ROUNDING * max(1.0, abs(v), abs(t))
+
+
 _OPS: dict[str, Callable[[float, float, float], bool]] = {
-    ">=": lambda v, t, tol: v >= t - tol,
-    "<=": lambda v, t, tol: v <= t + tol,
-    ">": lambda v, t, tol: v > t + tol,
-    "<": lambda v, t, tol: v < t - tol,
-    "==": lambda v, t, tol: abs(v - t) <= tol,
+    ">=": lambda v, t, tol: v >= t - tol - _gap(v, t),
+    "<=": lambda v, t, tol: v <= t + tol + _gap(v, t),
+    ">": lambda v, t, tol: v > t + tol + _gap(v, t),
+    "<": lambda v, t, tol: v < t - tol - _gap(v, t),
+    "==": lambda v, t, tol: abs(v - t) <= tol + _gap(v, t),
 }
 
 
@@ -83,7 +95,10 @@ class Claim:
     metric measured in the same run (method vs baseline) or a number that bounds a *derived* metric
     (a ratio or difference of two measured quantities, e.g. ``fasterpam_td / pam_td <= 1.01``);
     never a constant standing in for a measurement. ``tol`` widens the comparison:
-    ``>=``: value >= ref - tol, ``<=``: value <= ref + tol, ``==``: |value - ref| <= tol.
+    ``>=``: value >= ref - tol, ``<=``: value <= ref + tol, ``==``: |value - ref| <= tol; ``>`` / ``<``
+    narrow it by ``tol`` (value > ref + tol). Values within float rounding of each other (``ROUNDING``,
+    1e-12 relative to the larger operand, absolute below 1) count as equal: a strict comparison fails on
+    them, a non-strict one holds.
     ``paper`` is the paper's own number for ``metric`` (for the leaderboard), ``paper_note`` says
     where it comes from or that it is unverified. ``scales`` lists where the claim is expected to hold.
 
