@@ -194,11 +194,13 @@ def hardness(protos: torch.Tensor) -> torch.Tensor:
     return sim.sum(1) / (len(p) - 1)
 
 
-def hap_probs(protos: torch.Tensor, temp: float = 0.1, uniform: bool = False) -> torch.Tensor:
-    """Sampling distribution over stored classes: softmax(h/temp) (Happy) or uniform (naive baseline)."""
+def hap_probs(protos: torch.Tensor, temp: float = 0.1, uniform: bool = False,
+              inverted: bool = False) -> torch.Tensor:
+    """Sampling distribution over stored classes: softmax(h/temp) (Happy) or uniform (naive baseline);
+    ``inverted`` (teeth only): softmax(-h/temp), the easiest prototypes most."""
     if uniform:
         return torch.full((len(protos),), 1.0 / len(protos), device=protos.device)
-    return F.softmax(hardness(protos) / temp, 0)
+    return F.softmax((-1.0 if inverted else 1.0) * hardness(protos) / temp, 0)
 
 
 def hap_loss(head: CosineHead, protos: torch.Tensor, proto_labels: torch.Tensor, radius: float, n: int,

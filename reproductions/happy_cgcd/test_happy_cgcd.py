@@ -46,6 +46,8 @@ def test_hap_probs_softmax_and_favour_hardest():
     assert torch.allclose(p, torch.softmax(h / 0.1, 0), atol=1e-6)
     assert int(p.argmax()) in (0, 1)  # the two nearly identical prototypes are the hard ones
     assert torch.allclose(hap_probs(protos, uniform=True), torch.full((4,), 0.25))
+    inv = hap_probs(protos, 0.1, inverted=True)  # the teeth of C3: the easiest prototypes most
+    assert torch.allclose(inv, torch.softmax(-h / 0.1, 0), atol=1e-6) and int(inv.argmax()) in (2, 3)
 
 
 def test_hap_pseudo_features_reach_the_head_normalised():
