@@ -361,6 +361,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     env = environment.capture(environment.pick_device(None))
     for k in ("python", "torch", "numpy", "device", "host", "git_sha", "git_dirty"):
         print(f"{k:>12}: {env.get(k)}")
+    print(f"{'packages':>12}: " + ", ".join(f"{n} {v}" for n, v in env["packages"].items() if v))
     print(f"{'platform':>12}: {platform.platform()}")
     print(f"{'cuda':>12}: {torch.cuda.is_available()}")
     print(f"{'sbatch':>12}: {shutil.which('sbatch') or 'not found (Slurm submit unavailable)'}")

@@ -174,6 +174,26 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# Libraries whose numerics a reproduction's metrics pass through (k-means, Hungarian matching, linear algebra,
+# tokenisers, pretrained-model code): a different version can move a discrete outcome with the same code and seed.
+NUMERIC_PACKAGES = ("scipy", "scikit-learn", "pandas", "kmedoids", "transformers", "tokenizers",
+                    "sentence-transformers", "safetensors")
+
+
+@functools.lru_cache(maxsize=1)
+def package_versions() -> dict[str, str | None]:
+    """Installed version of each of :data:`NUMERIC_PACKAGES` (None where it is not installed)."""
+    from importlib import metadata
+
+    out: dict[str, str | None] = {}
+    for name in NUMERIC_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
 def capture(dev: torch.device) -> dict[str, Any]:
     import numpy
 
@@ -188,6 +208,7 @@ def capture(dev: torch.device) -> dict[str, Any]:
         cpu=cpu_model(),
         cpu_capability=torch.backends.cpu.get_cpu_capability(),
         torch_threads=torch.get_num_threads(),
+        packages=package_versions(),
         host=socket.gethostname(),
         slurm_job_id=os.environ.get("SLURM_ARRAY_JOB_ID", os.environ.get("SLURM_JOB_ID")) and
         "_".join(filter(None, [os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID"),

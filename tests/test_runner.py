@@ -29,6 +29,11 @@ def test_record_schema_and_verdicts(tmp_path):
     # where the floats were made: CPU model, the kernels' instruction set, torch's thread count
     assert rec["env"]["cpu"] and rec["env"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert rec["env"]["torch_threads"] == torch.get_num_threads()
+    # and the versions of the libraries the metrics pass through (same code and seed, another scikit-learn:
+    # another k-means)
+    from importlib import metadata
+    assert rec["env"]["packages"]["scikit-learn"] == metadata.version("scikit-learn")
+    assert rec["env"]["packages"]["scipy"] == metadata.version("scipy")
     folder = tmp_path / "_toy" / "small" / f"{rec['config_hash']}-s3"
     assert json.loads((folder / "result.json").read_text()) == rec
     assert not list(folder.glob(".*tmp"))
