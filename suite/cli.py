@@ -1,4 +1,4 @@
-"""The ``suite`` command: list | show | run | submit | status | leaderboard | publish | teeth | doctor | data | index.
+"""The ``suite`` command: list | show | run | submit | status | leaderboard | publish | teeth | verify | doctor | data | index.
 
 Bad input (unknown reproduction, track, scale, config key, profile, device) exits with status 2
 and one line on stderr; a run that fails inside the reproduction makes ``run`` exit 1 after the
@@ -335,6 +335,32 @@ def cmd_teeth(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from suite import leaderboard, publish, verify
+
+    records = args.records or publish.PUBLISHED / leaderboard.RECORDS
+    slugs = select(args.slugs, args.track, args.all)
+    todo = []
+    for slug in slugs:  # every named record must exist before anything runs
+        try:
+            verify.published_record(slug, args.scale, args.seed, records)
+            todo.append(slug)
+        except SuiteError:
+            if args.slugs:
+                raise
+            print(f"{slug}: no published {args.scale} seed-{args.seed} record of the current code; skipped",
+                  file=sys.stderr)
+    failed = 0
+    for slug in todo:
+        rep = verify.verify(slug, args.scale, args.seed, records=records, results=args.results,
+                            device=args.device, data_root=args.data_root)
+        print(verify.describe(rep), flush=True)
+        failed += not rep.reproduces
+    if failed:
+        print(f"suite: {failed} of {len(todo)} published records did not reproduce here", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     from suite import index
 
@@ -501,6 +527,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.add_argument("--force", action="store_true")
     p.set_defaults(fn=cmd_teeth)
+
+    p = sub.add_parser("verify", help="run a published record again here (same code, config and seed) and compare "
+                       "every non-timing metric and verdict; exit 1 where it does not reproduce")
+    p.add_argument("slugs", nargs="*", help="reproduction names (see `suite list`)")
+    p.add_argument("--track", help="every reproduction of a track")
+    p.add_argument("--all", action="store_true", help="every reproduction")
+    p.add_argument("--scale", choices=["small", "full"], default="small")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--records", type=Path, default=None, help="published record files (default leaderboards/records)")
+    p.add_argument("--results", type=Path, default=None, help="where the rerun goes (default a scratch folder)")
+    p.add_argument("--data-root", type=Path, default=None)
+    p.add_argument("--device", default=None)
+    p.set_defaults(fn=cmd_verify)
 
     p = sub.add_parser("index", help="maintainers: check (or --write) reproductions/index.json")
     p.add_argument("--write", action="store_true")

@@ -49,7 +49,7 @@ def git_state() -> dict[str, Any]:
 HARNESS_ONLY = {f"suite/{m}.py" for m in (
     "__init__", "spec", "registry", "errors", "io", "config", "teeth", "runner", "store",
     "environment", "executors", "leaderboard", "publish", "status", "index", "cli", "rehearsal", "devicecheck",
-    "readme_results")}
+    "readme_results", "verify")}
 
 
 def _package_files(pkg_dir: Path) -> list[Path]:
