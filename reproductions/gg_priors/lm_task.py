@@ -1,7 +1,7 @@
 """The full-scale task: GPT-2 trained from scratch on a text corpus, as in the authors' GPT-2 BackSlash
 recipe (github.com/phuang1024/DBS @ eaaa60f, folder ``gpt2/``: ``make_config.py`` tokenizer and model,
 ``make_dataset.py`` blocks, ``train.py`` optimiser and epochs, ``eval.py`` perplexity; read, not copied;
-the values are pinned in README.md and test_official_config.py).
+the values are pinned in README.md and test_gg_priors.py).
 
 * corpus: ``<data root>/gg_priors/{train,valid}.txt``, plain UTF-8 text (the recipe's: Project Gutenberg's
   *The Great Gatsby*, split in ``gpt2/data/``), read line by line as ``datasets``' "text" builder does;
