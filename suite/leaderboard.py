@@ -363,8 +363,8 @@ def _device(env: dict[str, Any]) -> str:
     """The device a record names, with the CPU model, its kernels' instruction set and torch's thread count where
     the record carries them (records since these fields exist): float results differ between machines."""
     dev = str(env.get("device", "?"))
-    if not env.get("cpu"):
-        return dev
+    if not env.get("cpu"):  # records made before these fields existed: `suite verify` says whether they reproduce
+        return f"{dev} [CPU, kernels and threads not recorded]"
     threads = env.get("torch_threads")
     return f"{dev} [{env['cpu']}, {env.get('cpu_capability') or '?'}, {threads} torch thread{'s' * (threads != 1)}]"
 
