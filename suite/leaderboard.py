@@ -564,7 +564,16 @@ def render_index(by_slug: dict[str, list[dict[str, Any]]], generated_by: str = "
              "The claims matrix lists every paper claim (kind `paper`) with its verdict at each scale "
              "(all seeds of the reported group must hold: the current preset's config, current code) and "
              "whether its broken variant makes it fail (teeth); each reproduction's mechanism checks "
-             "(kind `check`) are one \"mechanics\" row.", "", "## Tracks", ""]
+             "(kind `check`) are one \"mechanics\" row.", ""]
+    current = [r for slug, recs in by_slug.items() if slug in repros for r in recs
+               if not r.get("assembled_from") and not is_stale(repros[slug], r)]
+    named = sum(bool((r.get("env") or {}).get("cpu")) for r in current)
+    lines += [f"Reproducibility: each record names the code, config and seed that made it and, where recorded "
+              f"({named} of the {len(current)} records of current code), the CPU, kernel instruction set, torch "
+              "threads and library versions. `suite verify <slug>` reruns a published small seed-0 record on "
+              "your machine and says whether every non-timing metric comes out identical: with the same code and "
+              "seed another CPU or library version can differ in the last bits, and training can amplify that.",
+              "", "## Tracks", ""]
     rows = []
     for track in registry.tracks():
         members = [r for r in repros.values() if r.track == track]

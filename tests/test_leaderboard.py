@@ -41,9 +41,13 @@ def test_pages_from_records(board):
     assert "`slope`" not in index, "checks are not listed one by one in the claims matrix"
     assert "verified 1/1" in index  # ... but as one mechanics row
     assert len((out / "records" / "_toy.jsonl").read_text().splitlines()) == 3
+    assert "(3 of the 3 records of current code)" in index and "`suite verify <slug>`" in index
     # the cost line names where the floats were made: CPU model, instruction set, torch threads
     env = json.loads((out / "records" / "_toy.jsonl").read_text().splitlines()[0])["env"]
     assert f"[{env['cpu']}, {env['cpu_capability']}, {env['torch_threads']} torch thread" in page
+    # a record made before those fields existed says so, rather than looking like a complete provenance
+    assert leaderboard._device({"device": "cpu (x86_64, 2 cores)"}) == \
+        "cpu (x86_64, 2 cores) [CPU, kernels and threads not recorded]"
 
 
 def test_rendering_is_deterministic_and_traceable(board):
@@ -289,3 +293,25 @@ def test_a_full_jobs_claims_are_decided_by_that_jobs_records(tmp_path):
     leaderboard.render(tmp_path, {"lottery_ticket": [vgg, lenet]})
     page = (tmp_path / "compression.md").read_text()
     assert "full job `vgg19`" in page and "overridden config" not in page
+
+
+def test_published_records_store_the_verdicts_the_pages_show():
+    """A committed record of the current code stored the verdict its declared claims give today, so the
+    pages never carry "re-checked" and a README's published-results block (stored verdicts) agrees with
+    them; a change to how claims compare (suite.spec) is republished with fresh runs, not only re-rendered."""
+    from suite.environment import REPO_ROOT
+
+    bad = []
+    for f in sorted((REPO_ROOT / "leaderboards" / "records").glob("*.jsonl")):
+        repro = registry.get(f.stem)
+        for line in f.read_text().splitlines():
+            r = json.loads(line)
+            if leaderboard.is_stale(repro, r):
+                continue
+            for c in repro.claims:
+                stored = ((r.get("claims") or {}).get(c.id) or {}).get("verdict")
+                now = leaderboard.checked(c, [r])[0]
+                if stored != now:
+                    bad.append(f"{f.stem} {r['scale']} seed {r['seed']} {r.get('overrides') or ''} {c.id}: "
+                               f"stored {stored}, declared claim gives {now}")
+    assert not bad, "\n".join(bad)
