@@ -35,6 +35,13 @@ class Report:
     env: list[tuple[str, Any, Any]] = field(default_factory=list)
 
     @property
+    def largest_relative_difference(self) -> float | None:
+        """max |a - b| / max(|a|, |b|) over the numeric metrics that differ (None when none is numeric)."""
+        rel = [abs(a - b) / max(abs(a), abs(b)) for _, a, b in self.differ
+               if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not (math.isnan(a) or math.isnan(b))]
+        return max(rel) if rel else None
+
+    @property
     def reproduces(self) -> bool:
         return self.rerun.get("status") == "ok" and not self.differ and not self.verdicts
 
@@ -110,7 +117,9 @@ def describe(rep: Report, limit: int = 8) -> str:
     n = rep.identical + len(rep.differ)
     if rep.reproduces:
         return f"{head}: reproduces: {n} of {n} non-timing metrics identical, every verdict the same"
+    rel = rep.largest_relative_difference
     lines = [f"{head}: does NOT reproduce: {len(rep.differ)} of {n} non-timing metrics differ"
+             + (f" (largest relative difference {rel:.1e})" if rel is not None else "")
              + (f", {len(rep.verdicts)} verdict(s) change" if rep.verdicts else ", no verdict changes")]
     lines += [f"    verdict {c}: published {a}, now {b}" for c, a, b in rep.verdicts]
     lines += [f"    {k}: published {_short(a)}, now {_short(b)}" for k, a, b in rep.differ[:limit]]

@@ -46,6 +46,7 @@ def test_a_published_number_the_code_does_not_give_is_found_with_its_verdict(tmp
     assert ("cpu", "another CPU", rep.rerun["env"]["cpu"]) in rep.env and ("scipy", "0.1", rep.rerun["env"]["packages"]["scipy"]) in rep.env
     text = verify.describe(rep)
     assert "does NOT reproduce: 2 of" in text and "verdict beats-baseline: published fails, now holds" in text
+    assert rep.largest_relative_difference > 0.1 and "largest relative difference" in text
 
 
 def test_cli_exit_codes_and_no_work_without_a_record(tmp_path, capsys):
