@@ -174,6 +174,21 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_id() -> str | None:
+    """What a CPU's name can hide (a virtual machine shows "Intel(R) Xeon(R) Processor" for several hosts): family,
+    model and stepping, cache size and a digest of the feature flags, which decide the kernels MKL and oneDNN pick.
+    Two records of the same code and seed that differ in the last bits usually differ here. None off Linux."""
+    try:
+        first = Path("/proc/cpuinfo").read_text().split("\n\n")[0]
+    except OSError:
+        return None
+    f = {k.strip(): v.strip() for k, sep, v in (line.partition(":") for line in first.splitlines()) if sep}
+    flags = hashlib.sha256(" ".join(sorted(f.get("flags", "").split())).encode()).hexdigest()[:8]
+    return (f"family {f.get('cpu family', '?')} model {f.get('model', '?')} stepping {f.get('stepping', '?')}, "
+            f"cache {f.get('cache size', '?')}, flags {flags}")
+
+
 # Libraries whose numerics a reproduction's metrics pass through (k-means, Hungarian matching, linear algebra,
 # tokenisers, pretrained-model code): a different version can move a discrete outcome with the same code and seed.
 NUMERIC_PACKAGES = ("scipy", "scikit-learn", "pandas", "kmedoids", "transformers", "tokenizers",
@@ -206,6 +221,7 @@ def capture(dev: torch.device) -> dict[str, Any]:
         # The kernels torch picked (its instruction set) and how many threads split a reduction both
         # change float results at the last bits; with the CPU model they say where a record was made.
         cpu=cpu_model(),
+        cpu_id=cpu_id(),
         cpu_capability=torch.backends.cpu.get_cpu_capability(),
         torch_threads=torch.get_num_threads(),
         packages=package_versions(),

@@ -19,7 +19,7 @@ from typing import Any
 from suite import leaderboard, publish, registry, rehearsal, runner
 from suite.errors import SuiteError
 
-ENV_FIELDS = ("cpu", "cpu_capability", "torch_threads", "torch", "numpy", "python", "device")
+ENV_FIELDS = ("cpu", "cpu_id", "cpu_capability", "torch_threads", "torch", "numpy", "python", "device")
 
 
 @dataclass

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from suite import registry, rehearsal, runner
+from suite import environment, registry, rehearsal, runner
 from suite.errors import SuiteError, UnknownNameError
 from tests.toy import TOY
 
@@ -29,6 +29,8 @@ def test_record_schema_and_verdicts(tmp_path):
     # where the floats were made: CPU model, the kernels' instruction set, torch's thread count
     assert rec["env"]["cpu"] and rec["env"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert rec["env"]["torch_threads"] == torch.get_num_threads()
+    # a virtual machine's CPU name is generic: family/model/stepping, cache and a digest of the flags say more
+    assert rec["env"]["cpu_id"] == environment.cpu_id() and rec["env"]["cpu_id"].startswith("family ")
     # and the versions of the libraries the metrics pass through (same code and seed, another scikit-learn:
     # another k-means)
     from importlib import metadata
