@@ -338,22 +338,19 @@ def cmd_teeth(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from suite import leaderboard, publish, verify
 
-    records = args.records or publish.PUBLISHED / leaderboard.RECORDS
-    slugs = select(args.slugs, args.track, args.all)
+    by_slug = leaderboard.collect(args.records or publish.PUBLISHED / leaderboard.RECORDS)
     todo = []
-    for slug in slugs:  # every named record must exist before anything runs
+    for slug in select(args.slugs, args.track, args.all):  # every named record must exist before anything runs
         try:
-            verify.published_record(slug, args.scale, args.seed, records)
-            todo.append(slug)
+            todo.append(verify.published_record(slug, args.scale, args.seed, by_slug.get(slug, [])))
         except SuiteError:
             if args.slugs:
                 raise
             print(f"{slug}: no published {args.scale} seed-{args.seed} record of the current code; skipped",
                   file=sys.stderr)
     failed = 0
-    for slug in todo:
-        rep = verify.verify(slug, args.scale, args.seed, records=records, results=args.results,
-                            device=args.device, data_root=args.data_root)
+    for pub in todo:
+        rep = verify.verify(pub, results=args.results, device=args.device, data_root=args.data_root)
         print(verify.describe(rep), flush=True)
         failed += not rep.reproduces
     if failed:

@@ -32,6 +32,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import shutil
@@ -259,6 +260,17 @@ def is_timing(metric: str, declared: frozenset[str] = frozenset()) -> bool:
     """Wall-clock metrics (seconds, throughput): expected to differ between the two passes. ``declared``:
     further metric names a reproduction lists as ``timing = [...]`` in its rehearsal.toml."""
     return metric in declared or bool(_TIMING.search(metric))
+
+
+def differing_metrics(slug: str, a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Names of the metrics, not timings, whose values differ between two metric dicts of ``slug`` (a metric in one
+    only counts as differing; NaN equals NaN). The rehearsal's resume check and ``suite verify`` both use it."""
+    timing = declared_timing(slug)
+
+    def same(x: Any, y: Any) -> bool:
+        return x == y or (isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y))
+
+    return sorted(k for k in set(a) | set(b) if not is_timing(k, timing) and not same(a.get(k), b.get(k)))
 
 
 def declared_timing(slug: str) -> frozenset[str]:

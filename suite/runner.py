@@ -473,9 +473,7 @@ def _rehearse(spec: RunSpec, results_root: Path | None, device: str | None, show
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if second["status"] == "rehearsal":
-        timing = rehearsal.declared_timing(spec.slug)
-        differ = sorted(k for k in set(first["metrics"]) | set(second["metrics"])
-                        if first["metrics"].get(k) != second["metrics"].get(k) and not rehearsal.is_timing(k, timing))
+        differ = rehearsal.differing_metrics(spec.slug, first["metrics"], second["metrics"])
         second.setdefault("notes", {})["device_check"] = (
             f"{run_dev} simulated on the CPU for both passes (suite/devicecheck.py)"
             if checked else "none (ran on the device itself)")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from suite import leaderboard, publish, registry, rehearsal, runner
+from suite import leaderboard, registry, rehearsal, runner
 from suite.errors import SuiteError
 
 ENV_FIELDS = ("cpu", "cpu_id", "cpu_capability", "torch_threads", "torch", "numpy", "python", "device")
@@ -46,36 +46,27 @@ class Report:
         return self.rerun.get("status") == "ok" and not self.differ and not self.verdicts
 
 
-def published_record(slug: str, scale: str, seed: int, records: Path) -> dict[str, Any]:
-    """The published record of ``slug``'s current preset and current code at ``scale`` and ``seed``."""
+def published_record(slug: str, scale: str, seed: int, records: Path | list[dict[str, Any]]) -> dict[str, Any]:
+    """The published record of ``slug``'s current preset and current code at ``scale`` and ``seed``; ``records``:
+    the record folder, or ``slug``'s records already read from it."""
     repro = registry.get(slug)
     _, _, h = runner.resolve(runner.RunSpec(slug, scale, seed))
-    recs = leaderboard.collect(records).get(slug, [])
+    recs = leaderboard.collect(records).get(slug, []) if isinstance(records, Path) else records
     hit = [r for r in recs if r["scale"] == scale and r["seed"] == seed and r["config_hash"] == h
            and not leaderboard.is_stale(repro, r)]
     if not hit:
-        raise SuiteError(f"no published record of {slug}'s current code and {scale} preset for seed {seed} in "
-                         f"{records}; publish one first (`suite publish`) or pick another --seed/--scale")
+        raise SuiteError(f"no published record of {slug}'s current code and {scale} preset for seed {seed}; "
+                         f"publish one first (`suite publish`) or pick another --seed/--scale")
     return max(hit, key=lambda r: r["started"])
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    return a == b
 
 
 def compare(slug: str, published: dict[str, Any], rerun: dict[str, Any]) -> Report:
     rep = Report(slug, published["scale"], published["seed"], published, rerun)
+    old, new = published.get("metrics") or {}, rerun.get("metrics") or {}
+    differ = rehearsal.differing_metrics(slug, old, new)
+    rep.differ = [(k, old.get(k), new.get(k)) for k in differ]
     timing = rehearsal.declared_timing(slug)
-    new = rerun.get("metrics") or {}
-    for k, v in sorted((published.get("metrics") or {}).items()):
-        if rehearsal.is_timing(k, timing):
-            continue
-        if _same(v, new.get(k)):
-            rep.identical += 1
-        else:
-            rep.differ.append((k, v, new.get(k)))
+    rep.identical = sum(not rehearsal.is_timing(k, timing) for k in set(old) | set(new)) - len(differ)
     old_c, new_c = published.get("claims") or {}, rerun.get("claims") or {}
     for cid in sorted(old_c):
         a, b = old_c[cid].get("verdict"), (new_c.get(cid) or {}).get("verdict")
@@ -94,15 +85,14 @@ def compare(slug: str, published: dict[str, Any], rerun: dict[str, Any]) -> Repo
     return rep
 
 
-def verify(slug: str, scale: str = "small", seed: int = 0, *, records: Path | None = None,
-           results: Path | None = None, device: str | None = None, data_root: Path | None = None) -> Report:
-    """Rerun ``slug``'s published ``scale``/``seed`` record (current preset, current code) in ``results`` (a
-    scratch folder by default: nothing stored is reused) and compare."""
-    records = Path(records) if records is not None else publish.PUBLISHED / leaderboard.RECORDS
-    pub = published_record(slug, scale, seed, records)
+def verify(published: dict[str, Any], *, results: Path | None = None, device: str | None = None,
+           data_root: Path | None = None) -> Report:
+    """Rerun a published record (its reproduction, scale, seed and current preset, with the current code) in
+    ``results`` (a scratch folder by default: nothing stored is reused) and compare."""
+    slug, scale, seed = published["reproduction"], published["scale"], published["seed"]
     root = Path(results) if results is not None else Path(tempfile.mkdtemp(prefix="suite-verify-"))
     rec = runner.execute(runner.RunSpec(slug, scale, seed), root, device=device, force=True, data_root=data_root)
-    return compare(slug, pub, rec)
+    return compare(slug, published, rec)
 
 
 def _short(x: Any) -> str:

@@ -203,3 +203,12 @@ def test_an_assembled_experiment_runs_one_job_per_part_and_rehearses_whole():
     assert [r.overrides for r in runs] == [(f"lra_tasks={t}",) for t in LRA_TASKS]
     assert [runner.resolve(r)[1].lra_tasks for r in runs] == [(t,) for t in LRA_TASKS]
     assert runner.full_runs(runner.RunSpec("s4d", "full", 0), rehearse=True) == [runner.RunSpec("s4d", "full", 0)]
+
+
+def test_differing_metrics_skip_timings_count_one_sided_metrics_and_equal_nans():
+    """One comparison for the rehearsal's resume check and `suite verify`: a NaN in both passes is the same value
+    (the resume check once compared with != and would call it a difference), a metric in one pass only differs."""
+    a = {"acc": 0.5, "gap": float("nan"), "wall_s": 3.0, "ppp_per_point_cost_ratio": 1.0, "only_a": 1.0}
+    b = {"acc": 0.5, "gap": float("nan"), "wall_s": 9.0, "ppp_per_point_cost_ratio": 2.0, "extra": 2.0}
+    assert rehearsal.differing_metrics("ppp", a, b) == ["extra", "only_a"]
+    assert rehearsal.differing_metrics("ppp", a, {**b, "acc": 0.5 + 1e-16}) == ["acc", "extra", "only_a"]

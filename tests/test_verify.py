@@ -26,9 +26,10 @@ def _published(tmp_path, edit=None):
 
 
 def test_a_published_record_reproduces(tmp_path):
-    rep = verify.verify("_toy", records=_published(tmp_path), results=tmp_path / "again")
+    rep = verify.verify(verify.published_record("_toy", "small", 0, _published(tmp_path)), results=tmp_path / "again")
     assert rep.reproduces and not rep.differ and not rep.verdicts
     assert rep.identical == len(rep.published["metrics"])  # the toy has no timing metric
+    assert "reproduces: %d of %d" % (rep.identical, rep.identical) in verify.describe(rep)
     assert "reproduces" in verify.describe(rep)
 
 
@@ -39,7 +40,8 @@ def test_a_published_number_the_code_does_not_give_is_found_with_its_verdict(tmp
         rec["metrics"]["slope"] += 1e-15  # a last-bit difference counts too
         rec["env"]["cpu"], rec["env"]["packages"] = "another CPU", {**rec["env"]["packages"], "scipy": "0.1"}
 
-    rep = verify.verify("_toy", records=_published(tmp_path, other_machine), results=tmp_path / "again")
+    pub = verify.published_record("_toy", "small", 0, _published(tmp_path, other_machine))
+    rep = verify.verify(pub, results=tmp_path / "again")
     assert not rep.reproduces
     assert [k for k, _, _ in rep.differ] == ["method_mse", "slope"]
     assert rep.verdicts == [("beats-baseline", "fails", "holds")]
