@@ -311,25 +311,29 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_teeth(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from suite import runner, teeth
+    from suite import leaderboard, runner, teeth
 
     slugs = select(args.slugs, args.track, args.all)
+    seeds = tuple(parse_seeds(args.seeds))
     rows = []
     for slug in slugs:
-        rows += teeth.run(slug, args.results or runner.default_results_root(), device=args.device,
+        rows += teeth.run(slug, args.results or runner.default_results_root(), seeds=seeds, device=args.device,
                           force=args.force, data_root=args.data_root)
     if not rows:
         print("no claim of these reproductions names a broken variant")
         return 0
-    print(tabulate([[r["reproduction"], r["claim"], r["kind"], r["variant"], r["value"], r["unbroken"], r["verdict"]]
-                    for r in rows],
-                   headers=["reproduction", "claim", "kind", "broken variant (small, seed 0)", "value",
-                            "unbroken method's value", "verdict"]))
-    moot = [r for r in rows if r["verdict"] == teeth.NO_EVIDENCE]
+
+    def values(vs: list[Any]) -> str:
+        return ", ".join(leaderboard.fmt(v) for v in vs)
+    print(tabulate([[r["reproduction"], r["claim"], r["kind"], r["variant"], values(r["value"]), values(r["unbroken"]),
+                     r["verdict"]] for r in rows],
+                   headers=["reproduction", "claim", "kind", f"broken variant (small, {teeth.seeds_text(list(seeds))})",
+                            "value", "unbroken method's value", "verdict"], disable_numparse=True))
+    moot = [r for r in rows if r["status"] == teeth.NO_EVIDENCE]
     if moot:
-        print(f"suite: {len(moot)} of {len(rows)} claims fail for the unbroken method too (seed 0): their teeth "
+        print(f"suite: {len(moot)} of {len(rows)} claims fail for the unbroken method too on every seed: their teeth "
               f"show nothing there", file=sys.stderr)
-    bad = [r for r in rows if r["verdict"] not in (teeth.OK, teeth.NO_EVIDENCE)]
+    bad = [r for r in rows if r["status"] not in (teeth.OK, teeth.NO_EVIDENCE, teeth.WEAK)]
     if bad:
         print(f"suite: {len(bad)} of {len(rows)} claims did not fail under their broken variant", file=sys.stderr)
     return 1 if bad else 0
@@ -514,9 +518,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     p.set_defaults(fn=cmd_publish)
 
-    p = sub.add_parser("teeth", help="run each paper claim's broken variant (small, seed 0); it must fail where "
-                       "the unbroken method's seed-0 run (also run, or reused when stored) holds")
+    p = sub.add_parser("teeth", help="run each paper claim's broken variant (small, seed 0 or --seeds); it must fail "
+                       "on each seed where the unbroken method's run of that seed (also run, or reused when stored) holds")
     p.add_argument("slugs", nargs="*")
+    p.add_argument("--seeds", default="0", help="e.g. 0-2 (default 0): each seed of the variant is read against the "
+                   "method's run of that seed")
     p.add_argument("--track")
     p.add_argument("--all", action="store_true")
     p.add_argument("--results", type=Path, default=None)

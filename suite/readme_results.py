@@ -39,12 +39,12 @@ class Section:
 
 @dataclass
 class Teeth:
-    """A teeth run (small, seed 0): its variant, the claims it is declared to break, its record."""
+    """A teeth run (small): its variant, the claims it is declared to break, its records (one per seed)."""
     variant: str
     breaks: tuple[str, ...]
     config_hash: str | None
     code_hash: str | None
-    rec: dict[str, Any] | None = None
+    recs: list[dict[str, Any]] = field(default_factory=list)
 
 
 def readme_path(repro: registry.Reproduction) -> Path | None:
@@ -61,7 +61,7 @@ def _code(rec: dict[str, Any]) -> str:
 
 def select(repro: registry.Reproduction, recs: list[dict[str, Any]]) -> tuple[list[Section], list[Teeth]]:
     """What the leaderboard counts now: the deciding group of each scale (and full job), and each
-    declared teeth variant's small seed-0 record of the current code."""
+    declared teeth variant's small records of the current code (each seed it ran on)."""
     sections = []
     for (scale, job), g in sorted(leaderboard.deciding(repro, recs).items(),
                                   key=lambda kv: (leaderboard.SCALE_RANK.get(kv[0][0], 9), kv[0][1] or "")):
@@ -70,11 +70,11 @@ def select(repro: registry.Reproduction, recs: list[dict[str, Any]]) -> tuple[li
     runs = []
     for variant, claims in sorted(teeth.by_variant(repro).items()):
         try:
-            rec = leaderboard.seed0_record(repro, recs, teeth.config_hash(repro, variant))
+            rs = leaderboard.teeth_records(repro, recs, teeth.config_hash(repro, variant))
         except SuiteError:  # the variant no longer resolves
-            rec = None
-        runs.append(Teeth(variant, tuple(c.id for c in claims), rec["config_hash"] if rec else None,
-                          _code(rec) if rec else None, rec))
+            rs = []
+        runs.append(Teeth(variant, tuple(c.id for c in claims), rs[0]["config_hash"] if rs else None,
+                          _code(rs[0]) if rs else None, rs))
     return sections, runs
 
 
@@ -82,7 +82,8 @@ def spec_line(sections: list[Section], runs: list[Teeth]) -> str:
     parts = [f"{s.scale}{'/' + s.job if s.job else ''} config {s.config_hash} code {s.code_hash} "
              f"seeds {','.join(map(str, s.seeds))}{'' if s.current else ' other-config'}" for s in sections]
     parts += [f"teeth {t.variant} config {t.config_hash or 'none'} code {t.code_hash or 'none'} "
-              f"breaks {','.join(t.breaks)}" for t in runs]
+              f"breaks {','.join(t.breaks)}" + (f" seeds {','.join(str(r['seed']) for r in t.recs)}" if t.recs else "")
+              for t in runs]
     return f"<!-- records: {' | '.join(parts) or 'none'} -->"
 
 
@@ -96,9 +97,10 @@ def from_spec(line: str, recs: list[dict[str, Any]]) -> tuple[list[Section], lis
         w = part.split()
         if w[0] == "teeth":
             h, code = (None if w[3] == "none" else w[3]), (None if w[5] == "none" else w[5])
-            rec = next((r for r in recs if r["scale"] == teeth.TEETH_SCALE and r["seed"] == teeth.TEETH_SEED
-                        and r["config_hash"] == h and _code(r) == code), None) if h else None
-            runs.append(Teeth(w[1], tuple(w[7].split(",")), h, code, rec))
+            seeds = tuple(int(x) for x in w[9].split(",")) if len(w) > 9 else (teeth.TEETH_SEED,)
+            rs = sorted((r for r in recs if r["scale"] == teeth.TEETH_SCALE and r["seed"] in seeds
+                         and r["config_hash"] == h and _code(r) == code), key=lambda r: r["seed"]) if h else []
+            runs.append(Teeth(w[1], tuple(w[7].split(",")), h, code, rs))
             continue
         scale, _, job = w[0].partition("/")
         seeds = tuple(int(s) for s in w[6].split(","))
@@ -128,14 +130,13 @@ def _compared(cells: list[dict[str, Any]]) -> str:
     return f"{cells[0].get('op', '?')} {same}" + (f" ± {leaderboard.fmt(tol)}" if tol else "")
 
 
-def _teeth_cell(cid: str, runs: list[Teeth], unbroken: dict[str, Any] | None) -> str:
+def _teeth_cell(cid: str, runs: list[Teeth], unbroken: list[dict[str, Any]]) -> str:
     out = []
     for t in runs:
         if cid in t.breaks:
-            said = ("not run" if t.rec is None else
-                    teeth.reading(_stored(t.rec, cid).get("verdict"), _stored(unbroken, cid).get("verdict")
-                                  if unbroken else None))
-            out.append(f"`{t.variant}`: {said}")
+            said = teeth.across_seeds({r["seed"]: _stored(r, cid) for r in t.recs},
+                                      {r["seed"]: _stored(r, cid) for r in unbroken})
+            out.append(f"`{t.variant}`: {said.text}")
     return "; ".join(out)
 
 
@@ -146,13 +147,13 @@ def render(repro: registry.Reproduction, sections: list[Section], runs: list[Tee
              f"([records](../../leaderboards/records/{repro.slug}.jsonl), "
              f"[track page](../../leaderboards/{repro.track}.md#{repro.slug})): per scale the current preset's "
              f"runs of the current code, one column per seed, with the verdict each record stored; a claim holds "
-             f"at a scale when it holds on every seed. Teeth: each paper claim's broken variant (small, seed 0), "
-             f"read against the method's own seed-0 run.", ""]
+             f"at a scale when it holds on every seed. Teeth: each paper claim's broken variant (small, on the "
+             f"seeds in brackets), each seed read against the method's own run of that seed.", ""]
     if not sections:
         lines += ["No records of the current code and preset are published yet (`suite run "
                   f"{repro.slug} --scale small --seeds 0-2`, `suite teeth {repro.slug}`, `suite publish`).", ""]
     small = next((s for s in sections if s.scale == teeth.TEETH_SCALE and s.job is None), None)
-    unbroken = next((r for r in small.recs if r["seed"] == teeth.TEETH_SEED), None) if small and small.current else None
+    unbroken = small.recs if small and small.current else []
     for s in sections:
         rs = s.recs
         ds = (rs[0].get("dataset") or {}) if rs else {}
@@ -177,7 +178,7 @@ def render(repro: registry.Reproduction, sections: list[Section], runs: list[Tee
             rows.append(row)
         headers = ["claim", "kind", *[f"seed {r['seed']}" for r in rs], "compared with", "verdict"]
         if s is small:
-            headers.append("teeth (small, seed 0)")
+            headers.append("teeth (small)")
         lines += [leaderboard.tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
     lines += [spec_line(sections, runs), END]
     return "\n".join(lines) + "\n"

@@ -1,16 +1,24 @@
 """Teeth: every paper claim names the broken variant that must make it fail (REPRODUCTION.md §5).
 
 A claim's ``teeth`` is a value of its reproduction's ``variant`` config field. ``suite teeth <slug>``
-runs each such variant at small scale, seed 0 (an ordinary run with ``--set variant=<v>``, stored
-and publishable like any record) and checks that every claim naming it fails there, against the
-unbroken method's own small seed-0 run (run too, or reused when stored): a claim the unbroken method
-already fails gives no evidence either way. The leaderboard reads the same records back for its
-teeth column (:func:`judge`).
+runs each such variant at small scale, seed 0 by default (``--seeds 0-2``: each seed; an ordinary run
+with ``--set variant=<v>``, stored and publishable like any record) and checks that every claim naming
+it fails there, against the unbroken method's own small run of the same seed (run too, or reused when
+stored): a claim the unbroken method already fails on that seed gives no evidence either way. The
+leaderboard reads the same records back for its teeth column (:func:`across_seeds`).
+
+One seed of the broken variant can fail by chance where the method's own seeds scatter widely: when the
+variant ran on seed 0 alone and its margin (how far inside the claim's holding region, :func:`margin`)
+lies less than ``SPREAD_Z`` standard deviations of the method's seeds below the method's mean margin,
+the failure reads ``WEAK`` (within the method's seed spread) until the variant runs on more seeds, where
+each seed is read against the method's run of that seed.
 """
 from __future__ import annotations
 
+import statistics
 import typing
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +30,10 @@ TEETH_SEED = 0
 OK = "fails as it should"
 DEFECT = "still holds: defect"
 NO_EVIDENCE = "fails, but so does the unbroken method (no evidence either way)"
+WEAK = "fails, but within the method's seed spread (weak evidence)"
+# a seed-0-only failure counts as evidence when its margin lies at least this many of the method's seed
+# standard deviations below the method's mean margin (fixed before reading any record: ~95% of a normal)
+SPREAD_Z = 2.0
 
 
 def variant_choices(repro: registry.Reproduction) -> tuple[str, ...]:
@@ -58,6 +70,71 @@ def reading(broken: str | None, unbroken: str | None = None) -> str:
     return NO_EVIDENCE if said == OK and unbroken == "fails" else said
 
 
+def margin(entry: dict[str, Any] | None) -> float | None:
+    """How far a claim entry (``Claim.check``'s: value, target, op, tol) lies inside the region where the
+    claim holds (negative: outside it), in the claim's units; None without two numbers."""
+    if not entry:
+        return None
+    v, t, op, tol = entry.get("value"), entry.get("target"), entry.get("op"), entry.get("tol") or 0.0
+    if not isinstance(v, (int, float)) or not isinstance(t, (int, float)) or isinstance(v, bool):
+        return None
+    if op in (">=", ">"):
+        return v - (t - tol if op == ">=" else t + tol)
+    if op in ("<=", "<"):
+        return (t + tol if op == "<=" else t - tol) - v
+    return tol - abs(v - t)  # ==
+
+
+def spread_z(broken: dict[str, Any] | None, unbroken: list[dict[str, Any]]) -> float | None:
+    """(mean − broken) / sd of the margins: how many of the method's seed standard deviations the broken
+    variant's margin lies below the method's mean (None without two method margins; inf where they agree)."""
+    b = margin(broken)
+    ms = [m for m in map(margin, unbroken) if m is not None and m == m]
+    if b is None or b != b or len(ms) < 2:
+        return None
+    sd = statistics.stdev(ms)
+    return (statistics.mean(ms) - b) / sd if sd > 0 else float("inf")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The teeth of one claim over the broken variant's seeds: ``status`` (``OK``, ``DEFECT``, ``NO_EVIDENCE``,
+    ``WEAK`` or another :func:`reading`) and the cell's ``text`` (the status and the seeds it rests on)."""
+    status: str
+    text: str
+
+
+def seeds_text(seeds: list[int]) -> str:
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+
+
+def across_seeds(broken: dict[int, dict[str, Any] | None], unbroken: dict[int, dict[str, Any]]) -> Verdict:
+    """The teeth of a claim from its claim entries (value, target, op, tol, verdict): ``broken`` the variant's
+    per seed, ``unbroken`` the method's (same scale) per seed. Each broken seed is :func:`reading` against the
+    method's run of that seed: any seed where the variant holds while the method holds too is a defect; the
+    variant bites when it fails on every seed the method holds. On seed 0 alone a failure inside the method's
+    seed spread (:func:`spread_z` below ``SPREAD_Z``) is ``WEAK``."""
+    if not broken:
+        return Verdict("not run", "not run")
+    seeds = sorted(broken)
+    said = {s: reading((broken[s] or {}).get("verdict"), (unbroken.get(s) or {}).get("verdict")) for s in seeds}
+    defects = [s for s in seeds if said[s] == DEFECT]
+    other = [s for s in seeds if said[s] not in (OK, DEFECT, NO_EVIDENCE)]
+    ok = [s for s in seeds if said[s] == OK]
+    moot = [s for s in seeds if said[s] == NO_EVIDENCE]
+    if defects:
+        return Verdict(DEFECT, f"{DEFECT} [holds on {seeds_text(defects)} of {len(seeds)}]")
+    if other:
+        return Verdict(said[other[0]], f"{said[other[0]]} [{seeds_text(other)}]")
+    if not ok:
+        return Verdict(NO_EVIDENCE, f"{NO_EVIDENCE} [{seeds_text(seeds)}]")
+    if len(seeds) == 1:
+        z = spread_z(broken[seeds[0]], list(unbroken.values()))
+        if z is not None and z < SPREAD_Z:
+            return Verdict(WEAK, f"{WEAK} [{seeds_text(seeds)}: z = {z:.2f} < {SPREAD_Z:g}; run it on seeds 0-2]")
+    return Verdict(OK, f"{OK} [{seeds_text(ok)}" + (f"; on {seeds_text(moot)} the method fails too]" if moot else "]"))
+
+
 def judge(claim: Claim, broken: dict[str, Any] | None, unbroken: dict[str, Any] | None,
           scale: str = TEETH_SCALE) -> str:
     """:func:`reading` of the broken variant's record against the unbroken method's record of the same scale
@@ -82,11 +159,11 @@ def check_declared(repro: registry.Reproduction) -> list[str]:
     return problems
 
 
-def run(slug: str, results_root: Path, *, device: str | None = None, force: bool = False,
-        data_root: Path | None = None, show_progress: bool = False) -> list[dict[str, Any]]:
-    """Run every teeth variant of ``slug`` (small, seed 0), and the unbroken method's small seed-0 run
-    they are read against (reused when stored with the current code); one row per claim that names a
-    variant."""
+def run(slug: str, results_root: Path, *, seeds: tuple[int, ...] = (TEETH_SEED,), device: str | None = None,
+        force: bool = False, data_root: Path | None = None, show_progress: bool = False) -> list[dict[str, Any]]:
+    """Run every teeth variant of ``slug`` (small, on each of ``seeds``), and the unbroken method's small runs
+    of the same seeds they are read against (reused when stored with the current code); one row per claim
+    that names a variant, its :func:`across_seeds` verdict in ``verdict`` (``status``: the bare reading)."""
     from suite import runner
 
     repro = registry.get(slug)
@@ -94,18 +171,24 @@ def run(slug: str, results_root: Path, *, device: str | None = None, force: bool
     if not variants:
         return []
 
-    def execute(ov: tuple[str, ...]) -> dict[str, Any]:
-        return runner.execute(runner.RunSpec(slug, TEETH_SCALE, TEETH_SEED, ov), results_root, device=device,
+    def execute(ov: tuple[str, ...], seed: int) -> dict[str, Any]:
+        return runner.execute(runner.RunSpec(slug, TEETH_SCALE, seed, ov), results_root, device=device,
                               force=force, data_root=data_root, show_progress=show_progress)
-    base = execute(())
-    unbroken = base if base.get("status") == "ok" else None
+
+    def entry(c: Claim, rec: dict[str, Any]) -> dict[str, Any]:
+        return c.check(rec.get("metrics") or {}, TEETH_SCALE)
+    base = {s: r for s in seeds if (r := execute((), s)).get("status") == "ok"}
     rows = []
     for variant, claims in sorted(variants.items()):
-        rec = execute(overrides(variant))
-        ok = rec.get("status") == "ok"
+        recs = {s: execute(overrides(variant), s) for s in seeds}
+        failed = next((r for r in recs.values() if r.get("status") != "ok"), None)
         for c in claims:
-            rows.append({"reproduction": slug, "claim": c.id, "kind": c.kind, "variant": variant,
-                         "verdict": judge(c, rec, unbroken) if ok else f"run failed: {rec.get('error')}",
-                         "value": (rec.get("claims") or {}).get(c.id, {}).get("value") if ok else None,
-                         "unbroken": ((unbroken or {}).get("claims") or {}).get(c.id, {}).get("value")})
+            if failed is not None:
+                v = Verdict("run failed", f"run failed: {failed.get('error')}")
+            else:
+                v = across_seeds({s: entry(c, r) for s, r in recs.items()}, {s: entry(c, r) for s, r in base.items()})
+            rows.append({"reproduction": slug, "claim": c.id, "kind": c.kind, "variant": variant, "seeds": seeds,
+                         "verdict": v.text, "status": v.status,
+                         "value": [entry(c, r)["value"] if failed is None else None for r in recs.values()],
+                         "unbroken": [entry(c, base[s])["value"] if s in base else None for s in seeds]})
     return rows

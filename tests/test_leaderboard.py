@@ -80,10 +80,10 @@ def test_teeth_column_reads_the_broken_variants_run(tmp_path):
         leaderboard.build(res, tmp_path / "lb")
         assert "`negated`: not run" in (tmp_path / "lb" / "README.md").read_text()
         rows = teeth.run("_toy", res)
-        assert [(r["claim"], r["verdict"]) for r in rows] == [("beats-baseline", teeth.OK)]
+        assert [(r["claim"], r["status"]) for r in rows] == [("beats-baseline", teeth.OK)]
         leaderboard.build(res, tmp_path / "lb")
     index = (tmp_path / "lb" / "README.md").read_text()
-    assert f"`negated`: {teeth.OK}" in index
+    assert f"`negated`: {teeth.OK} [seed 0]" in index
     page = (tmp_path / "lb" / "_toytrack.md").read_text()
     assert "teeth run of the broken variant `negated`" in page
     assert _row(page, "beats-baseline")[8] == "holds (1/1)", "the teeth run is not the reported group"
@@ -101,12 +101,32 @@ def test_teeth_of_a_claim_the_method_fails_too_show_nothing(tmp_path):
     with registry.temporarily(strict):
         res = tmp_path / "res"
         rows = teeth.run("_toy", res)  # runs the unbroken method's seed 0 as well
-        assert [(r["claim"], r["verdict"]) for r in rows] == [("beats-baseline", teeth.NO_EVIDENCE)]
-        assert rows[0]["unbroken"] is not None and rows[0]["value"] != rows[0]["unbroken"]
+        assert [(r["claim"], r["status"]) for r in rows] == [("beats-baseline", teeth.NO_EVIDENCE)]
+        assert rows[0]["unbroken"][0] is not None and rows[0]["value"] != rows[0]["unbroken"]
         leaderboard.build(res, tmp_path / "lb")
     assert f"`negated`: {teeth.NO_EVIDENCE}" in (tmp_path / "lb" / "README.md").read_text()
     with registry.temporarily(TOY):  # the declared claim: the method holds it, the variant breaks it
-        assert [r["verdict"] for r in teeth.run("_toy", res)] == [teeth.OK]
+        assert [r["status"] for r in teeth.run("_toy", res)] == [teeth.OK]
+
+
+def test_teeth_on_several_seeds_are_read_seed_by_seed(tmp_path):
+    """``suite teeth --seeds 0-2``: the variant runs on each seed, each read against the method's run of that
+    seed; the column, the summary and the README block name the seeds the verdict rests on."""
+    from suite import readme_results, teeth
+
+    with registry.temporarily(TOY):
+        res = tmp_path / "res"
+        for seed in range(3):
+            runner.execute(runner.RunSpec("_toy", "small", seed), res)
+        rows = teeth.run("_toy", res, seeds=(0, 1, 2))
+        assert [(r["status"], len(r["value"])) for r in rows] == [(teeth.OK, 3)]
+        leaderboard.build(res, tmp_path / "lb")
+        recs = leaderboard.collect(res)["_toy"]
+        block = readme_results.render(TOY, *readme_results.select(TOY, recs))
+    assert f"`negated`: {teeth.OK} [seeds 0, 1, 2]" in (tmp_path / "lb" / "README.md").read_text()
+    assert "| 1/1 fail as they should |" in (tmp_path / "lb" / "_toytrack.md").read_text()
+    assert f"`negated`: {teeth.OK} [seeds 0, 1, 2]" in block and "breaks beats-baseline seeds 0,1,2 -->" in block
+    assert readme_results.render(TOY, *readme_results.from_spec(block, recs)) == block
 
 
 def test_stale_records_are_shown_but_not_counted(tmp_path, monkeypatch):

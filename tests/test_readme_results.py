@@ -43,7 +43,7 @@ def test_block_shows_each_seed_the_verdict_and_the_teeth(tmp_path):
     cells = [c.strip() for c in row.strip("|").split("|")]
     mse = [leaderboard.fmt(r["metrics"]["method_mse"]) for r in sorted(sections[0].recs, key=lambda r: r["seed"])]
     assert cells[2:5] == mse and cells[5].startswith("<") and cells[6] == "holds (3/3)"
-    assert cells[7] == f"`negated`: {teeth.OK}"
+    assert cells[7] == f"`negated`: {teeth.OK} [seed 0]"
     # rendered again from nothing but the records line and the record file: the same text
     assert readme_results.render(TOY, *readme_results.from_spec(block, recs)) == block
 
