@@ -325,8 +325,8 @@ def cmd_teeth(args: argparse.Namespace) -> int:
 
     def values(vs: list[Any]) -> str:
         return ", ".join(leaderboard.fmt(v) for v in vs)
-    print(tabulate([[r["reproduction"], r["claim"], r["kind"], r["variant"], values(r["value"]), values(r["unbroken"]),
-                     r["verdict"]] for r in rows],
+    print(tabulate([[r["reproduction"], r["claim"], r["kind"], r["variant"], values(r["value"]),
+                     values(r["unbroken"]), r["verdict"]] for r in rows],
                    headers=["reproduction", "claim", "kind", f"broken variant (small, {teeth.seeds_text(list(seeds))})",
                             "value", "unbroken method's value", "verdict"], disable_numparse=True))
     moot = [r for r in rows if r["status"] == teeth.NO_EVIDENCE]
@@ -518,8 +518,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     p.set_defaults(fn=cmd_publish)
 
-    p = sub.add_parser("teeth", help="run each paper claim's broken variant (small, seed 0 or --seeds); it must fail "
-                       "on each seed where the unbroken method's run of that seed (also run, or reused when stored) holds")
+    p = sub.add_parser("teeth", help="run each paper claim's broken variant (small, seed 0 or --seeds); it must "
+                       "fail on each seed where the unbroken method's run of that seed (also run, or reused when "
+                       "stored) holds")
     p.add_argument("slugs", nargs="*")
     p.add_argument("--seeds", default="0", help="e.g. 0-2 (default 0): each seed of the variant is read against the "
                    "method's run of that seed")

@@ -463,7 +463,8 @@ PREAMBLE = ("Scales: `smoke` (seconds, CPU), `small` (minutes, CPU), `full` (the
             "claim names a broken variant (its teeth) that must make it fail; the teeth column says whether "
             "it did at small scale, on the seeds in brackets, each read against the method's run of that seed "
             "(a failure on seed 0 alone that lies within the method's own seed spread, less than "
-            f"{teeth.SPREAD_Z:g} of its seed standard deviations below its mean margin, is weak evidence). Records made by older code than the reproduction's current code are stale: shown, "
+            f"{teeth.SPREAD_Z:g} of its seed standard deviations below its mean margin, is weak evidence). "
+            "Records made by older code than the reproduction's current code are stale: shown, "
             "labelled, never counted. The paper's number stands beside ours for reference; Δ is shown only "
             "for a `full` run on the paper's own data.")
 
