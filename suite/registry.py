@@ -242,15 +242,21 @@ def add(repro: Reproduction) -> None:
 
 
 class temporarily:
-    """Register a reproduction for the duration of a ``with`` block (tests, examples)."""
+    """Register a reproduction for the duration of a ``with`` block (tests, examples); on leaving it, the slug's
+    earlier entry (an enclosing block's) comes back."""
 
     def __init__(self, repro: Reproduction) -> None:
         self.repro = repro
+        self.before: Reproduction | None = None
 
     def __enter__(self) -> Reproduction:
         discover()
+        self.before = _REGISTRY.get(self.repro.slug)
         _REGISTRY[self.repro.slug] = self.repro
         return self.repro
 
     def __exit__(self, *exc: object) -> None:
-        _REGISTRY.pop(self.repro.slug, None)
+        if self.before is None:
+            _REGISTRY.pop(self.repro.slug, None)
+        else:
+            _REGISTRY[self.repro.slug] = self.before

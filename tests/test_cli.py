@@ -135,3 +135,21 @@ def test_metadata_commands_answer_at_once(args, tmp_path):
         peaks.append(int((tmp_path / "rss").read_text().split()[-1]) / 1024)
     print(f"suite {' '.join(args)}: median {statistics.median(times):.3f} s, peak {max(peaks):.0f} MiB")
     assert statistics.median(times) < 0.5 and max(peaks) < 100
+
+
+def test_teeth_on_several_seeds_and_a_defect_exits_1(capsys, tmp_path):
+    """``suite teeth --seeds 0-2`` reads each seed against the method's run of that seed; a claim its broken
+    variant still holds exits 1."""
+    import dataclasses
+
+    res = str(tmp_path / "r")
+    code, out = run_cli("teeth", "_toy", "--seeds", "0-2", "--results", res, capsys=capsys)
+    assert code == 0 and "fails as it should [seeds 0, 1, 2]" in out.out
+    assert sorted(p.name.rsplit("-s", 1)[1] for p in (tmp_path / "r" / "_toy" / "small").iterdir()) == \
+        ["0", "0", "1", "1", "2", "2"], "the variant and the method each ran on seeds 0-2"
+    loose = dataclasses.replace(TOY.claims[0], op="<", ref=1e9)  # any MSE is below 1e9: the variant holds it too
+    with registry.temporarily(dataclasses.replace(TOY, claims=(loose,) + TOY.claims[1:])):
+        code, out = run_cli("teeth", "_toy", "--seeds", "0-2", "--results", res, capsys=capsys)
+    assert code == 1 and "still holds: defect [holds on seeds 0, 1, 2 of 3]" in out.out
+    code, out = run_cli("teeth", "_toy", "--seeds", "x", "--results", str(tmp_path / "new"), capsys=capsys)
+    assert code == 2 and "bad --seeds" in out.err and not (tmp_path / "new").exists()

@@ -27,6 +27,17 @@ def test_unknown_slug_suggests_closest():
     assert "_toy" not in registry.discover()
 
 
+def test_nested_temporarily_restores_the_enclosing_entry():
+    import dataclasses
+
+    other = dataclasses.replace(TOY, claims=TOY.claims[:1])
+    with registry.temporarily(TOY):
+        with registry.temporarily(other):
+            assert registry.get("_toy") is other
+        assert registry.get("_toy") is TOY, "leaving the inner block dropped the outer registration"
+    assert "_toy" not in registry.discover()
+
+
 def test_broken_reproduction_fails_loudly(monkeypatch, tmp_path):
     import reproductions
 
