@@ -571,6 +571,24 @@ def render_track(track: str, by_slug: dict[str, list[dict[str, Any]]], out_dir: 
     return "\n".join(lines + sections).rstrip() + "\n"
 
 
+def _teeth_census(repros: dict[str, registry.Reproduction], by_slug: dict[str, list[dict[str, Any]]]) -> str:
+    """One sentence: what the teeth of every paper claim that names a broken variant say, and on how many seeds."""
+    said = [teeth_of(r, c, by_slug.get(slug, [])) for slug, r in repros.items() for c in r.claims
+            if c.kind == "paper" and c.teeth]
+    count = {k: sum(v.status == k for v in said) for k in (teeth.OK, teeth.WEAK, teeth.DEFECT, teeth.NO_EVIDENCE)}
+    several = sum(v.status == teeth.OK and "[seeds " in v.text for v in said)
+    rest = len(said) - sum(count.values())
+
+    def n(k: str, one: str, many: str) -> str:
+        return f"{count[k]} {one if count[k] == 1 else many}"
+    return (f"Teeth: of the {len(said)} paper claims that name a broken variant, "
+            f"{n(teeth.OK, 'fails', 'fail')} under it as expected ({several} read on several seeds, each against "
+            f"the method's run of that seed), {n(teeth.WEAK, 'fails', 'fail')} on seed 0 alone within the method's "
+            f"seed spread (weak evidence), {n(teeth.DEFECT, 'still holds', 'still hold')} under it on some seed "
+            f"(a defect of those teeth), {n(teeth.NO_EVIDENCE, 'fails', 'fail')} where the method fails too (no "
+            f"evidence either way)" + (f", {rest} not run or failed to run" if rest else "") + ".")
+
+
 def render_index(by_slug: dict[str, list[dict[str, Any]]], generated_by: str = "suite publish") -> str:
     repros = registry.discover()
     lines = ["# Leaderboards", "",
@@ -587,7 +605,7 @@ def render_index(by_slug: dict[str, list[dict[str, Any]]], generated_by: str = "
               "threads and library versions. `suite verify <slug>` reruns a published small seed-0 record on "
               "your machine and says whether every non-timing metric comes out identical: with the same code and "
               "seed another CPU or library version can differ in the last bits, and training can amplify that.",
-              "", "## Tracks", ""]
+              "", _teeth_census(repros, by_slug), "", "## Tracks", ""]
     rows = []
     for track in registry.tracks():
         members = [r for r in repros.values() if r.track == track]

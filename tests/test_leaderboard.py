@@ -123,7 +123,9 @@ def test_teeth_on_several_seeds_are_read_seed_by_seed(tmp_path):
         leaderboard.build(res, tmp_path / "lb")
         recs = leaderboard.collect(res)["_toy"]
         block = readme_results.render(TOY, *readme_results.select(TOY, recs))
-    assert f"`negated`: {teeth.OK} [seeds 0, 1, 2]" in (tmp_path / "lb" / "README.md").read_text()
+    index = (tmp_path / "lb" / "README.md").read_text()
+    assert f"`negated`: {teeth.OK} [seeds 0, 1, 2]" in index
+    assert "1 fails under it as expected (1 read on several seeds" in index
     assert "| 1/1 fail as they should |" in (tmp_path / "lb" / "_toytrack.md").read_text()
     assert f"`negated`: {teeth.OK} [seeds 0, 1, 2]" in block and "breaks beats-baseline seeds 0,1,2 -->" in block
     assert readme_results.render(TOY, *readme_results.from_spec(block, recs)) == block
