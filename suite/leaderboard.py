@@ -462,7 +462,7 @@ PREAMBLE = ("Scales: `smoke` (seconds, CPU), `small` (minutes, CPU), `full` (the
             "and counts; `check` is a mechanism or invariant, counted as \"mechanics verified\". Each paper "
             "claim names a broken variant (its teeth) that must make it fail; the teeth column says whether "
             "it did at small scale, on the seeds in brackets, each read against the method's run of that seed "
-            "(a failure on seed 0 alone that lies within the method's own seed spread, less than "
+            "(a failure on one seed alone that lies within the method's own seed spread, less than "
             f"{teeth.SPREAD_Z:g} of its seed standard deviations below its mean margin, is weak evidence). "
             "Records made by older code than the reproduction's current code are stale: shown, "
             "labelled, never counted. The paper's number stands beside ours for reference; Δ is shown only "
@@ -583,7 +583,7 @@ def _teeth_census(repros: dict[str, registry.Reproduction], by_slug: dict[str, l
         return f"{count[k]} {one if count[k] == 1 else many}"
     return (f"Teeth: of the {len(said)} paper claims that name a broken variant, "
             f"{n(teeth.OK, 'fails', 'fail')} under it as expected ({several} read on several seeds, each against "
-            f"the method's run of that seed), {n(teeth.WEAK, 'fails', 'fail')} on seed 0 alone within the method's "
+            f"the method's run of that seed), {n(teeth.WEAK, 'fails', 'fail')} on one seed alone within the method's "
             f"seed spread (weak evidence), {n(teeth.DEFECT, 'still holds', 'still hold')} under it on some seed "
             f"(a defect of those teeth), {n(teeth.NO_EVIDENCE, 'fails', 'fail')} where the method fails too (no "
             f"evidence either way)" + (f", {rest} not run or failed to run" if rest else "") + ".")

@@ -8,10 +8,11 @@ stored): a claim the unbroken method already fails on that seed gives no evidenc
 leaderboard reads the same records back for its teeth column (:func:`across_seeds`).
 
 One seed of the broken variant can fail by chance where the method's own seeds scatter widely: when the
-variant ran on seed 0 alone and its margin (how far inside the claim's holding region, :func:`margin`)
-lies less than ``SPREAD_Z`` standard deviations of the method's seeds below the method's mean margin,
-the failure reads ``WEAK`` (within the method's seed spread) until the variant runs on more seeds, where
-each seed is read against the method's run of that seed.
+variant's failure rests on one seed (it ran on seed 0 alone, or the method fails the claim on its other
+seeds) and its margin there (how far inside the claim's holding region, :func:`margin`) lies less than
+``SPREAD_Z`` standard deviations of the method's seeds below the method's mean margin, the failure reads
+``WEAK`` (within the method's seed spread): more seeds of the variant, each read against the method's run
+of that seed, can settle it.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ OK = "fails as it should"
 DEFECT = "still holds: defect"
 NO_EVIDENCE = "fails, but so does the unbroken method (no evidence either way)"
 WEAK = "fails, but within the method's seed spread (weak evidence)"
-# a seed-0-only failure counts as evidence when its margin lies at least this many of the method's seed
+# a failure on one seed counts as evidence when its margin lies at least this many of the method's seed
 # standard deviations below the method's mean margin (fixed before reading any record: ~95% of a normal)
 SPREAD_Z = 2.0
 
@@ -112,8 +113,9 @@ def across_seeds(broken: dict[int, dict[str, Any] | None], unbroken: dict[int, d
     """The teeth of a claim from its claim entries (value, target, op, tol, verdict): ``broken`` the variant's
     per seed, ``unbroken`` the method's (same scale) per seed. Each broken seed is :func:`reading` against the
     method's run of that seed: any seed where the variant holds while the method holds too is a defect; the
-    variant bites when it fails on every seed the method holds. On seed 0 alone a failure inside the method's
-    seed spread (:func:`spread_z` below ``SPREAD_Z``) is ``WEAK``."""
+    variant bites when it fails on every seed the method holds. Where that evidence is one seed (the variant ran
+    on one, or the method fails the others), a failure inside the method's seed spread (:func:`spread_z` below
+    ``SPREAD_Z``) is ``WEAK``."""
     if not broken:
         return Verdict("not run", "not run")
     seeds = sorted(broken)
@@ -128,11 +130,13 @@ def across_seeds(broken: dict[int, dict[str, Any] | None], unbroken: dict[int, d
         return Verdict(said[other[0]], f"{said[other[0]]} [{seeds_text(other)}]")
     if not ok:
         return Verdict(NO_EVIDENCE, f"{NO_EVIDENCE} [{seeds_text(seeds)}]")
-    if len(seeds) == 1:
-        z = spread_z(broken[seeds[0]], list(unbroken.values()))
+    also = f"; on {seeds_text(moot)} the method fails too" if moot else ""
+    if len(ok) == 1:  # the evidence is one seed: is its failure outside the method's seed spread?
+        z = spread_z(broken[ok[0]], list(unbroken.values()))
         if z is not None and z < SPREAD_Z:
-            return Verdict(WEAK, f"{WEAK} [{seeds_text(seeds)}: z = {z:.2f} < {SPREAD_Z:g}; run it on seeds 0-2]")
-    return Verdict(OK, f"{OK} [{seeds_text(ok)}" + (f"; on {seeds_text(moot)} the method fails too]" if moot else "]"))
+            more = "; run it on seeds 0-2" if len(seeds) == 1 else also
+            return Verdict(WEAK, f"{WEAK} [{seeds_text(ok)}: z = {z:.2f} < {SPREAD_Z:g}{more}]")
+    return Verdict(OK, f"{OK} [{seeds_text(ok)}{also}]")
 
 
 def judge(claim: Claim, broken: dict[str, Any] | None, unbroken: dict[str, Any] | None,

@@ -51,6 +51,15 @@ def test_several_seeds_are_read_each_against_the_methods_same_seed():
     assert teeth.across_seeds(all_fail, all_fail).status == teeth.NO_EVIDENCE
 
 
+def test_one_biting_seed_among_several_is_judged_like_one_seed():
+    """The method fails seeds 1 and 2 itself: the variant's failure rests on seed 0 alone, so the spread rule
+    applies as for a seed-0-only run (without it, this read "fails as it should")."""
+    method = {0: entry(0.5), 1: entry(-4.0), 2: entry(-2.0)}  # margins: mean -1.83, sd 2.25
+    v = teeth.across_seeds({s: entry(-0.5) for s in range(3)}, method)
+    assert v.status == teeth.WEAK
+    assert v.text.endswith("[seed 0: z = -0.59 < 2; on seeds 1, 2 the method fails too]")
+
+
 def test_no_run_and_odd_readings():
     assert teeth.across_seeds({}, {}).status == "not run"
     odd = teeth.across_seeds({0: {"verdict": "missing"}}, {0: entry(1.0)})
