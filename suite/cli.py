@@ -296,15 +296,16 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     from suite import publish, runner
 
-    added, pages, changes, readmes = publish.publish(args.results or runner.default_results_root(),
-                                                     args.out or publish.PUBLISHED, scale=args.scale,
-                                                     slugs=args.slugs or None, allow_dirty=args.allow_dirty,
-                                                     render_only=args.render_only)
+    added, pages, changes, readmes, bitten = publish.publish(args.results or runner.default_results_root(),
+                                                             args.out or publish.PUBLISHED, scale=args.scale,
+                                                             slugs=args.slugs or None, allow_dirty=args.allow_dirty,
+                                                             render_only=args.render_only)
     print(f"{added} new or updated records; wrote {len(pages)} pages in {args.out or publish.PUBLISHED}"
           + (f" and the published-results block of {len(readmes)} reproduction READMEs" if readmes else ""))
     if added:
         print("\n".join(["verdicts changed against the records these supersede:", *changes]) if changes
               else "no verdict changed against the records these supersede")
+        print("\n".join(["teeth readings changed:", *bitten]) if bitten else "no teeth reading changed")
     return 0
 
 

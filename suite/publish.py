@@ -61,6 +61,7 @@ class Published(NamedTuple):
     pages: list[Path]  # the pages written
     changes: list[str]  # one line per claim whose verdict a new record changed (``verdict_changes``)
     readmes: list[Path]  # the reproduction READMEs whose published-results block changed
+    teeth: list[str]  # one line per claim whose teeth reading the new records changed (``teeth_changes``)
 
 
 def _run_key(rec: dict[str, Any]) -> tuple[str, int, tuple[str, ...]]:
@@ -92,6 +93,19 @@ def verdict_changes(slug: str, published: list[dict[str, Any]], new: list[dict[s
     return out
 
 
+def teeth_changes(slug: str, before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[str]:
+    """The claims whose teeth column the new records change (e.g. a broken variant run on more seeds), one line
+    each: ``ppp: repeatable-synthetic (unstable) fails as it should [seed 0] -> still holds: defect [...]``."""
+    repro = registry.get(slug)
+    out = []
+    for c in repro.claims:
+        if c.teeth:
+            was, now = leaderboard.teeth_of(repro, c, before).text, leaderboard.teeth_of(repro, c, after).text
+            if was != now:
+                out.append(f"{slug}: {c.id} ({c.teeth}) {was} -> {now}")
+    return out
+
+
 def publish(results_root: Path, out_dir: Path = PUBLISHED, *, scale: str | None = None,
             slugs: list[str] | None = None, allow_dirty: bool = False,
             render_only: bool = False) -> Published:
@@ -117,15 +131,18 @@ def publish(results_root: Path, out_dir: Path = PUBLISHED, *, scale: str | None 
     changes: list[str] = []
     from suite import store
 
+    bitten: list[str] = []
     for slug in sorted({s for _, s in cands}):
         path = out_dir / leaderboard.RECORDS / f"{slug}.jsonl"
         mine = [rec for rec, s in cands if s == slug]
-        changes += verdict_changes(slug, store.read_jsonl(path) if path.exists() else [], mine)
+        before = store.read_jsonl(path) if path.exists() else []
+        changes += verdict_changes(slug, before, mine)
         added += store.merge_into_jsonl(path, mine)
-    return _render(out_dir, added, changes)
+        bitten += teeth_changes(slug, before, store.read_jsonl(path))
+    return _render(out_dir, added, changes, bitten)
 
 
-def _render(out_dir: Path, added: int, changes: list[str]) -> Published:
+def _render(out_dir: Path, added: int, changes: list[str], bitten: list[str] | None = None) -> Published:
     """The pages of ``out_dir`` from its records; for the repository's own leaderboards also each reproduction
     README's "Published results" block (:mod:`suite.readme_results`) from the same records."""
     by_slug = leaderboard.collect(out_dir / leaderboard.RECORDS)
@@ -135,4 +152,4 @@ def _render(out_dir: Path, added: int, changes: list[str]) -> Published:
         from suite import readme_results
 
         readmes = readme_results.write_all(leaderboard.with_assembled(by_slug))
-    return Published(added, pages, changes, readmes)
+    return Published(added, pages, changes, readmes, bitten or [])

@@ -113,3 +113,28 @@ def test_a_republication_names_the_verdicts_it_changes(tmp_path, capsys):
     assert "slope" not in out.out  # unchanged verdicts are not listed
     code, out = _publish(capsys, tmp_path / "res2", tmp_path / "lb")  # the same records again: nothing new
     assert "holds -> fails" not in out.out
+
+
+def test_a_publication_names_the_teeth_readings_it_changes(tmp_path, capsys):
+    """Records of a broken variant on more seeds change the teeth column: `suite publish` says which, from what
+    to what; publishing the same records again changes nothing."""
+    def variant_run(res, seed):
+        rec = runner.execute(runner.RunSpec("_toy", "small", seed, ("variant=negated",)), res)
+        path = res / "_toy" / "small" / f"{rec['config_hash']}-s{seed}" / "result.json"
+        data = json.loads(path.read_text())
+        _clean(data)
+        path.write_text(json.dumps(data))
+
+    for seed in range(3):
+        _run(tmp_path / "res", seed=seed, edit=_clean)
+    variant_run(tmp_path / "res", 0)
+    code, out = _publish(capsys, tmp_path / "res", tmp_path / "lb")
+    assert code == 0 and "_toy: beats-baseline (negated) not run -> fails as it should [seed 0]" in out.out
+    for seed in (1, 2):
+        variant_run(tmp_path / "res2", seed)
+    code, out = _publish(capsys, tmp_path / "res2", tmp_path / "lb")
+    assert code == 0, out.err
+    assert ("_toy: beats-baseline (negated) fails as it should [seed 0] -> fails as it should [seeds 0, 1, 2]"
+            in out.out)
+    code, out = _publish(capsys, tmp_path / "res2", tmp_path / "lb")
+    assert "->" not in out.out
