@@ -58,7 +58,13 @@ def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
     if n == 0:
         return float("nan"), float("nan"), 0
     m = sum(vals) / n
-    sd = math.sqrt(sum((v - m) ** 2 for v in vals) / (n - 1)) if n > 1 else 0.0
+    if math.isinf(m) and all(map(math.isfinite, vals)):  # the sum overflowed, the values did not
+        m = math.fsum(v / n for v in vals)
+    if n == 1 or not math.isfinite(m):
+        return m, 0.0 if n == 1 else float("nan"), n
+    # deviations scaled by the largest, so values near the float range (a broken variant's 1e200) do not overflow
+    big = max(abs(v - m) for v in vals)
+    sd = big * math.sqrt(math.fsum(((v - m) / big) ** 2 for v in vals) / (n - 1)) if big > 0 else 0.0
     return m, sd, n
 
 

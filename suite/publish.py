@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from suite import environment, leaderboard, registry
 from suite.errors import SuiteError
+from suite.io import atomic_write_text
 
 PUBLISHED = environment.REPO_ROOT / "leaderboards"
 
@@ -132,14 +133,24 @@ def publish(results_root: Path, out_dir: Path = PUBLISHED, *, scale: str | None 
     from suite import store
 
     bitten: list[str] = []
-    for slug in sorted({s for _, s in cands}):
-        path = out_dir / leaderboard.RECORDS / f"{slug}.jsonl"
-        mine = [rec for rec, s in cands if s == slug]
-        before = store.read_jsonl(path) if path.exists() else []
-        changes += verdict_changes(slug, before, mine)
-        added += store.merge_into_jsonl(path, mine)
-        bitten += teeth_changes(slug, before, store.read_jsonl(path))
-    return _render(out_dir, added, changes, bitten)
+    kept: dict[Path, str | None] = {}  # each record file as it was, put back if the pages cannot be rendered
+    try:
+        for slug in sorted({s for _, s in cands}):
+            path = out_dir / leaderboard.RECORDS / f"{slug}.jsonl"
+            kept[path] = path.read_text() if path.exists() else None
+            mine = [rec for rec, s in cands if s == slug]
+            before = store.read_jsonl(path) if path.exists() else []
+            changes += verdict_changes(slug, before, mine)
+            added += store.merge_into_jsonl(path, mine)
+            bitten += teeth_changes(slug, before, store.read_jsonl(path))
+        return _render(out_dir, added, changes, bitten)
+    except BaseException:
+        for path, text in kept.items():
+            if text is None:
+                path.unlink(missing_ok=True)
+            else:
+                atomic_write_text(path, text)
+        raise
 
 
 def _render(out_dir: Path, added: int, changes: list[str], bitten: list[str] | None = None) -> Published:

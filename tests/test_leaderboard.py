@@ -337,3 +337,11 @@ def test_published_records_store_the_verdicts_the_pages_show():
                     bad.append(f"{f.stem} {r['scale']} seed {r['seed']} {r.get('overrides') or ''} {c.id}: "
                                f"stored {stored}, declared claim gives {now}")
     assert not bad, "\n".join(bad)
+
+
+def test_mean_std_of_values_near_the_float_range():
+    """A broken variant can measure 1e200 on several seeds: the page shows mean and std, it does not crash
+    (``(v - m) ** 2`` overflowed and stopped `suite publish` after it had merged the records)."""
+    assert leaderboard.mean_std([1e200, 3e200, 2e200]) == (2e200, 1e200, 3)
+    assert leaderboard.mean_std([1e308, 1e308]) == (1e308, 0.0, 2)
+    assert leaderboard.mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0, 3)

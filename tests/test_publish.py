@@ -138,3 +138,22 @@ def test_a_publication_names_the_teeth_readings_it_changes(tmp_path, capsys):
             in out.out)
     code, out = _publish(capsys, tmp_path / "res2", tmp_path / "lb")
     assert "->" not in out.out
+
+
+def test_a_render_that_fails_puts_the_record_files_back(tmp_path, capsys, monkeypatch):
+    """`suite publish` merges records, then renders the pages: when rendering fails, the record files are as
+    they were (a record file ahead of its pages is what a half-done publication would leave)."""
+    from suite import leaderboard
+
+    _run(tmp_path / "res", edit=_clean)
+    assert _publish(capsys, tmp_path / "res", tmp_path / "lb")[0] == 0
+    path = tmp_path / "lb" / "records" / "_toy.jsonl"
+    was = path.read_text()
+    _run(tmp_path / "res", seed=1, edit=_clean)
+
+    def broken(*a, **k):
+        raise OverflowError("a page could not be rendered")
+    monkeypatch.setattr(leaderboard, "render", broken)
+    with pytest.raises(OverflowError):
+        publish.publish(tmp_path / "res", tmp_path / "lb")
+    assert path.read_text() == was
