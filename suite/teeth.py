@@ -125,7 +125,8 @@ def across_seeds(broken: dict[int, dict[str, Any] | None], unbroken: dict[int, d
     ok = [s for s in seeds if said[s] == OK]
     moot = [s for s in seeds if said[s] == NO_EVIDENCE]
     if defects:
-        return Verdict(DEFECT, f"{DEFECT} [holds on {seeds_text(defects)} of {len(seeds)}]")
+        where = seeds_text(defects) if len(seeds) == 1 else f"holds on {seeds_text(defects)} of {len(seeds)}"
+        return Verdict(DEFECT, f"{DEFECT} [{where}]")
     if other:
         return Verdict(said[other[0]], f"{said[other[0]]} [{seeds_text(other)}]")
     if not ok:
