@@ -582,7 +582,7 @@ def _teeth_census(repros: dict[str, registry.Reproduction], by_slug: dict[str, l
     said = [teeth_of(r, c, by_slug.get(slug, [])) for slug, r in repros.items() for c in r.claims
             if c.kind == "paper" and c.teeth]
     count = {k: sum(v.status == k for v in said) for k in (teeth.OK, teeth.WEAK, teeth.DEFECT, teeth.NO_EVIDENCE)}
-    several = sum(v.status == teeth.OK and "[seeds " in v.text for v in said)
+    several = sum(v.status == teeth.OK and len(v.seeds) > 1 for v in said)
     rest = len(said) - sum(count.values())
 
     def n(k: str, one: str, many: str) -> str:

@@ -100,9 +100,12 @@ def spread_z(broken: dict[str, Any] | None, unbroken: list[dict[str, Any]]) -> f
 @dataclass(frozen=True)
 class Verdict:
     """The teeth of one claim over the broken variant's seeds: ``status`` (``OK``, ``DEFECT``, ``NO_EVIDENCE``,
-    ``WEAK`` or another :func:`reading`) and the cell's ``text`` (the status and the seeds it rests on)."""
+    ``WEAK`` or another :func:`reading`), the cell's ``text`` (the status and the seeds it rests on) and
+    ``seeds``, those of the variant's runs that bite (the reading's evidence; empty unless it fails as it should
+    or weakly)."""
     status: str
     text: str
+    seeds: tuple[int, ...] = ()
 
 
 def seeds_text(seeds: list[int]) -> str:
@@ -136,8 +139,8 @@ def across_seeds(broken: dict[int, dict[str, Any] | None], unbroken: dict[int, d
         z = spread_z(broken[ok[0]], list(unbroken.values()))
         if z is not None and z < SPREAD_Z:
             more = "; run it on seeds 0-2" if len(seeds) == 1 else also
-            return Verdict(WEAK, f"{WEAK} [{seeds_text(ok)}: z = {z:.2f} < {SPREAD_Z:g}{more}]")
-    return Verdict(OK, f"{OK} [{seeds_text(ok)}{also}]")
+            return Verdict(WEAK, f"{WEAK} [{seeds_text(ok)}: z = {z:.2f} < {SPREAD_Z:g}{more}]", tuple(ok))
+    return Verdict(OK, f"{OK} [{seeds_text(ok)}{also}]", tuple(ok))
 
 
 def judge(claim: Claim, broken: dict[str, Any] | None, unbroken: dict[str, Any] | None,

@@ -32,7 +32,7 @@ def test_one_seed_inside_the_methods_spread_is_weak_evidence():
     assert v.status == teeth.WEAK and "z = 1.17" in v.text and "[seed 0:" in v.text
     # the same failure against tightly clustered method seeds is evidence
     tight = {0: entry(0.5), 1: entry(0.6), 2: entry(0.55)}
-    assert teeth.across_seeds({0: entry(-0.5)}, tight) == teeth.Verdict(teeth.OK, f"{teeth.OK} [seed 0]")
+    assert teeth.across_seeds({0: entry(-0.5)}, tight) == teeth.Verdict(teeth.OK, f"{teeth.OK} [seed 0]", (0,))
     # one method seed (no spread known) or identical seeds (sd 0): the failure stands
     assert teeth.across_seeds({0: entry(-0.5)}, {0: entry(0.5)}).status == teeth.OK
     assert teeth.spread_z(entry(-0.5), [entry(1.0)] * 3) == math.inf
@@ -41,7 +41,7 @@ def test_one_seed_inside_the_methods_spread_is_weak_evidence():
 def test_several_seeds_are_read_each_against_the_methods_same_seed():
     method = {0: entry(0.5), 1: entry(4.0), 2: entry(9.0)}
     v = teeth.across_seeds({s: entry(-0.5) for s in range(3)}, method)
-    assert v == teeth.Verdict(teeth.OK, f"{teeth.OK} [seeds 0, 1, 2]"), "three failing seeds are not within noise"
+    assert v == teeth.Verdict(teeth.OK, f"{teeth.OK} [seeds 0, 1, 2]", (0, 1, 2)), "three failing seeds are evidence"
     method[1] = entry(-1.0)  # the method fails seed 1 itself: that seed shows nothing
     v = teeth.across_seeds({s: entry(-0.5) for s in range(3)}, method)
     assert v.status == teeth.OK and v.text.endswith("[seeds 0, 2; on seed 1 the method fails too]")
