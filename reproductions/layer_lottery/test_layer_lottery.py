@@ -241,7 +241,8 @@ def test_small_scale_claims_seed0():
     """Spec §6 small: GraSP tickets p <= 3 within 1 point of dense; costs fall with p."""
     m = run(Config(**SCALES["small"]), for_tests("small", 0)).metrics
     for c in CLAIMS:
-        assert c.check(m, "small")["verdict"] == "holds", (c.id, c.check(m, "small"))
+        if "small" in c.scales:  # the C5 robustness claims are full-only (CIFAR-10-C / CIFAR-10.2)
+            assert c.check(m, "small")["verdict"] == "holds", (c.id, c.check(m, "small"))
 
 
 # --------------------------------------------------------------------------- C5 on CIFAR-10-C / CIFAR-10.2 (full)
